@@ -1,0 +1,1 @@
+"""cccd-bot: a chatbot that guides residents through the online ID card application."""

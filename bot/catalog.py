@@ -1,0 +1,258 @@
+"""Load the Vietnamese content (messages, steps, FAQ) from YAML and validate it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.normalize import has_diacritics
+
+CONTENT_DIR = Path(__file__).parent / "content"
+MAX_ANSWER = 2000
+MAX_TITLE = 40
+MIN_EXAMPLES = 6
+PORTAL_MARK = "dichvucong"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the content, with where it is."""
+
+    file: str
+    entry: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.entry}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class StepProblem:
+    label: str
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    slug: str
+    title: str
+    text: str
+    topic: str
+    problems: tuple[StepProblem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    id: str
+    title: str
+    examples: tuple[str, ...]
+    answer: str
+    source: str
+    needs_review: bool
+    review_note: str = ""
+    see_also: tuple[str, ...] = ()
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """All content, validated; `problems` is empty for content the bot may run on."""
+
+    messages: dict[str, str]
+    steps: tuple[Step, ...]
+    topics: dict[str, Topic]
+    abbreviations: dict[str, str]
+    contract: tuple[str, ...]
+    problems: tuple[Problem, ...] = ()
+    step_index: dict[str, int] = field(default_factory=dict)
+
+    def msg(self, key: str, **values: Any) -> str:
+        """Return the message under `key`, filled with `values`."""
+        return self.messages[key].format(**values).strip()
+
+    def step_number(self, slug: str) -> int:
+        """Return the 1-based position of a step."""
+        return self.step_index[slug] + 1
+
+
+class ContentError(Exception):
+    """Raised when content is invalid; carries every problem found."""
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...]):
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def _read_yaml(path: Path, problems: list[Problem]) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        problems.append(Problem(path.name, "-", f"cannot be read: {exc}".replace("\n", " ")))
+        return {}
+    if not isinstance(data, dict):
+        problems.append(Problem(path.name, "-", "must be a mapping at the top level"))
+        return {}
+    return data
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _load_topics(directory: Path, problems: list[Problem]) -> dict[str, Topic]:
+    topics: dict[str, Topic] = {}
+    files = sorted(directory.glob("faq_*.yaml"))
+    if not files:
+        problems.append(Problem("faq_*.yaml", "-", "no FAQ file found"))
+    for path in files:
+        entries = _read_yaml(path, problems).get("topics")
+        if not isinstance(entries, list):
+            problems.append(Problem(path.name, "-", "needs a list under 'topics'"))
+            continue
+        for n, raw in enumerate(entries, 1):
+            if not isinstance(raw, dict):
+                problems.append(Problem(path.name, f"#{n}", "entry must be a mapping"))
+                continue
+            tid = _text(raw.get("id")) or f"#{n}"
+            examples = tuple(_text(e) for e in raw.get("examples") or () if isinstance(e, str))
+            topic = Topic(
+                id=tid,
+                title=_text(raw.get("title")),
+                examples=examples,
+                answer=_text(raw.get("answer")),
+                source=_text(raw.get("source")),
+                needs_review=bool(raw.get("needs_review", False)),
+                review_note=_text(raw.get("review_note")),
+                see_also=tuple(str(s) for s in raw.get("see_also") or ()),
+                file=path.name,
+            )
+            if tid in topics:
+                problems.append(Problem(path.name, tid, f"duplicate id (also in {topics[tid].file})"))
+                continue
+            if "needs_review" not in raw:
+                problems.append(Problem(path.name, tid, "needs_review must be given (true or false)"))
+            topics[tid] = topic
+    return topics
+
+
+def _check_topic(t: Topic, problems: list[Problem]) -> None:
+    def bad(message: str) -> None:
+        problems.append(Problem(t.file, t.id, message))
+
+    if not t.id.replace("_", "").isalnum() or not t.id.isascii() or t.id != t.id.lower():
+        bad("id must be lower-case ASCII letters, digits and _")
+    if not t.title:
+        bad("title is empty")
+    elif len(t.title) > MAX_TITLE:
+        bad(f"title is {len(t.title)} characters (max {MAX_TITLE})")
+    if not t.answer:
+        bad("answer is empty")
+    elif len(t.answer) > MAX_ANSWER:
+        bad(f"answer is {len(t.answer)} characters (max {MAX_ANSWER})")
+    if not t.source:
+        bad("source is empty")
+    if any(not e for e in t.examples):
+        bad("an example is empty")
+    if len(t.examples) < MIN_EXAMPLES:
+        bad(f"{len(t.examples)} examples (at least {MIN_EXAMPLES})")
+    if t.examples and not any(has_diacritics(e) for e in t.examples):
+        bad("no example with diacritics")
+    if t.examples and all(has_diacritics(e) for e in t.examples):
+        bad("no example without diacritics")
+    if t.needs_review:
+        if not t.review_note:
+            bad("needs_review is set but review_note is empty")
+        if PORTAL_MARK not in t.answer:
+            bad("an answer that needs review must point to the official portal (dichvucong…)")
+
+
+def _load_steps(directory: Path, problems: list[Problem]) -> tuple[Step, ...]:
+    data = _read_yaml(directory / "steps.yaml", problems)
+    steps: list[Step] = []
+    seen: set[str] = set()
+    for n, raw in enumerate(data.get("steps") or (), 1):
+        if not isinstance(raw, dict):
+            problems.append(Problem("steps.yaml", f"#{n}", "step must be a mapping"))
+            continue
+        slug = _text(raw.get("slug")) or f"#{n}"
+        step = Step(
+            slug=slug,
+            title=_text(raw.get("title")),
+            text=_text(raw.get("text")),
+            topic=_text(raw.get("topic")),
+            problems=tuple(
+                StepProblem(_text(p.get("label")), _text(p.get("topic")))
+                for p in raw.get("problems") or ()
+                if isinstance(p, dict)
+            ),
+        )
+        if slug in seen:
+            problems.append(Problem("steps.yaml", slug, "duplicate slug"))
+        seen.add(slug)
+        for name in ("title", "text", "topic"):
+            if not getattr(step, name):
+                problems.append(Problem("steps.yaml", slug, f"{name} is empty"))
+        if any(not p.label for p in step.problems):
+            problems.append(Problem("steps.yaml", slug, "a problem has an empty label"))
+        steps.append(step)
+    if len(steps) != 9:
+        problems.append(Problem("steps.yaml", "-", f"{len(steps)} steps (the guide has 9)"))
+    return tuple(steps)
+
+
+REQUIRED_MESSAGES = (
+    "welcome", "menu_prompt", "menu_guide", "menu_faq", "menu_portal", "menu_help", "menu_hamlet",
+    "step_header", "step_next", "step_back", "step_stuck", "resume_prompt", "outcome_prompt",
+    "faq_unknown", "faq_choices_prompt", "bad_input", "error", "delete_prompt", "delete_done",
+)
+
+
+def load_catalog(directory: Path | None = None) -> Catalog:
+    """Load content from `directory` (the shipped content by default) and validate it."""
+    directory = Path(directory or CONTENT_DIR)
+    problems: list[Problem] = []
+    raw_messages = _read_yaml(directory / "messages.yaml", problems).get("messages") or {}
+    messages = {str(k): _text(v) for k, v in raw_messages.items()} if isinstance(raw_messages, dict) else {}
+    for key, text in messages.items():
+        if not text:
+            problems.append(Problem("messages.yaml", key, "text is empty"))
+    for key in REQUIRED_MESSAGES:
+        if key not in messages:
+            problems.append(Problem("messages.yaml", key, "required message is missing"))
+    steps = _load_steps(directory, problems)
+    topics = _load_topics(directory, problems)
+    for topic in topics.values():
+        _check_topic(topic, problems)
+        for other in topic.see_also:
+            if other not in topics:
+                problems.append(Problem(topic.file, topic.id, f"see_also links to unknown topic '{other}'"))
+    for step in steps:
+        for tid in [step.topic, *(p.topic for p in step.problems)]:
+            if tid and tid not in topics:
+                problems.append(Problem("steps.yaml", step.slug, f"links to unknown topic '{tid}'"))
+    contract = tuple(_read_yaml(directory / "topics_contract.yaml", problems).get("topics") or ())
+    for tid in contract:
+        if tid not in topics:
+            problems.append(Problem("faq_*.yaml", tid, "contract topic id is missing"))
+    raw_abbr = _read_yaml(directory / "abbreviations.yaml", problems).get("abbreviations") or {}
+    abbreviations = {str(k).lower(): str(v).lower() for k, v in raw_abbr.items() if v}
+    return Catalog(
+        messages=messages,
+        steps=steps,
+        topics=topics,
+        abbreviations=abbreviations,
+        contract=contract,
+        problems=tuple(problems),
+        step_index={s.slug: i for i, s in enumerate(steps)},
+    )
+
+
+def load_valid_catalog(directory: Path | None = None) -> Catalog:
+    """Load content and raise ContentError unless it is valid."""
+    catalog = load_catalog(directory)
+    if catalog.problems:
+        raise ContentError(catalog.problems)
+    return catalog

@@ -1,0 +1,1 @@
+"""Channels: thin transports between a platform and the conversation core."""

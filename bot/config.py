@@ -1,0 +1,68 @@
+"""Configuration from `CCCD_*` environment variables and an optional `.env` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/cccd-bot.sqlite3"
+
+
+class Settings(BaseSettings):
+    """Every setting of the bot; each maps to `CCCD_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="CCCD_", env_file=".env", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    content_dir: Path | None = None
+    log_level: str = "INFO"
+    # A salt makes pseudonymous user ids useless outside this installation.
+    pseudonym_salt: str = "cccd-bot"
+    resume_after_minutes: int = Field(default=60, ge=1)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+    telegram_token: str | None = None
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: str | None = None
+    telegram_base_url: str = "https://api.telegram.org/bot"
+    telegram_bot_username: str | None = None
+
+    zalo_bot_token: str | None = None
+    zalo_bot_webhook_url: str | None = None
+    zalo_bot_webhook_secret: str | None = None
+    zalo_bot_base_url: str = "https://bot-api.zaloplatforms.com/bot"
+
+    zalo_oa_app_id: str | None = None
+    zalo_oa_app_secret: str | None = None
+    zalo_oa_secret_key: str | None = None
+    zalo_oa_access_token: str | None = None
+    zalo_oa_refresh_token: str | None = None
+    zalo_oa_api_base: str = "https://openapi.zalo.me"
+    zalo_oa_oauth_base: str = "https://oauth.zaloapp.com"
+    zalo_oa_webhook_path: str = "/zalo/oa/webhook"
+    zalo_oa_redirect_uri: str | None = None
+
+    # Comma-separated "channel:user_id" pairs allowed to link groups to hamlets.
+    officers: str = ""
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "CCCD_DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        return value
+
+    def officer_ids(self) -> set[tuple[str, str]]:
+        """Return the (channel, user id) pairs of registered officers."""
+        pairs = set()
+        for item in self.officers.split(","):
+            channel, _, user = item.strip().partition(":")
+            if channel and user:
+                pairs.add((channel, user))
+        return pairs

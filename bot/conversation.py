@@ -1,0 +1,157 @@
+"""Conversation state, the context the core reads, and the events it emits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.catalog import Catalog
+from bot.hamlets import HamletDirectory
+from bot.matcher import Matcher
+from bot.messages import Reply
+
+
+class Flow:
+    """Names of the places a conversation can wait in."""
+
+    IDLE = ""
+    GUIDE = "guide"
+    RESUME = "resume"
+    OUTCOME = "outcome"
+    HAMLET = "hamlet"
+    CHOOSE = "choose"
+    DELETE = "delete"
+
+    ALL = (IDLE, GUIDE, RESUME, OUTCOME, HAMLET, CHOOSE, DELETE)
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """What the bot remembers of one (channel, chat, user) conversation."""
+
+    flow: str = Flow.IDLE
+    step: str | None = None
+    finished: bool = False
+    choices: tuple[str, ...] = ()
+    hamlet_asked: bool = False
+    pending: str = ""
+    last_seen: datetime | None = None
+
+    def evolve(self, **changes: Any) -> "State":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "flow": self.flow,
+            "step": self.step,
+            "finished": self.finished,
+            "choices": list(self.choices),
+            "hamlet_asked": self.hamlet_asked,
+            "pending": self.pending,
+            "last_seen": self.last_seen.isoformat() if self.last_seen else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, valid_steps: frozenset[str] | set[str] = frozenset()) -> "State":
+        """Rebuild a state; anything stale or malformed falls back to a safe default."""
+        if not isinstance(data, dict):
+            return cls()
+        step = data.get("step")
+        if not isinstance(step, str) or (valid_steps and step not in valid_steps):
+            step = None
+        flow = data.get("flow") if data.get("flow") in Flow.ALL else Flow.IDLE
+        if flow in (Flow.GUIDE, Flow.RESUME) and step is None:
+            flow = Flow.IDLE
+        try:
+            last_seen = datetime.fromisoformat(data["last_seen"]) if data.get("last_seen") else None
+        except (TypeError, ValueError):
+            last_seen = None
+        choices = data.get("choices")
+        return cls(
+            flow=flow,
+            step=step,
+            finished=bool(data.get("finished", False)),
+            choices=tuple(str(c) for c in choices) if isinstance(choices, list) else (),
+            hamlet_asked=bool(data.get("hamlet_asked", False)),
+            pending=str(data.get("pending") or "")[:500],
+            last_seen=last_seen,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything the core may read besides the state and the message; no I/O behind it."""
+
+    catalog: Catalog
+    matcher: Matcher
+    hamlets: HamletDirectory
+    now: datetime
+    user_hamlet: str | None = None
+    chat_hamlet: str | None = None
+    is_officer: bool = False
+    resume_after: timedelta = timedelta(hours=1)
+
+
+class Outcomes:
+    """Values of the query log's `outcome` column."""
+
+    ANSWERED = "answered"
+    CHOICES = "choices"
+    ASKED_BACK = "asked_back"
+    UNANSWERED = "unanswered"
+    COMMAND = "command"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class QueryHandled:
+    """One row of the query log: how the message was handled."""
+
+    outcome: str
+    topic: str | None = None
+    score: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StepReached:
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class GuideFinished:
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserHamletChosen:
+    hamlet: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatHamletLinked:
+    hamlet: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnansweredRecorded:
+    """A question the bot could not answer after all (e.g. none of the offered choices fit)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetUser:
+    """The person asked to delete everything stored about them."""
+
+
+Event = QueryHandled | StepReached | GuideFinished | UserHamletChosen | ChatHamletLinked | UnansweredRecorded | ForgetUser
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the core decided: the new state, the replies to send, and the events to record."""
+
+    state: State
+    replies: tuple[Reply, ...] = ()
+    events: tuple[Event, ...] = field(default=())

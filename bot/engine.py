@@ -1,0 +1,168 @@
+"""The functional core: `step(state, message, context) -> Outcome`, with no I/O and no await."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from bot.conversation import Context, Flow, Outcome, Outcomes, QueryHandled, State
+from bot.flows import faq, guide, hamlet, menu
+from bot.flows.common import respond
+from bot.messages import ChatType, Choice, Incoming, Reply
+from bot.normalize import fold_key
+
+MAX_INPUT = 4000
+NEXT_WORDS = {"tiep", "tiep theo", "tiep tuc", "next", "buoc tiep", "buoc tiep theo", "sang buoc tiep", "ok tiep"}
+BACK_WORDS = {"lai", "quay lai", "back", "tro lai", "buoc truoc", "quay lai buoc truoc"}
+MENU_WORDS = {"menu", "/menu", "/start", "/help", "tro giup", "bat dau"}
+GUIDE_WORDS = {"huong dan", "/huongdan", "huongdan", "huong dan 9 buoc", "9 buoc", "chin buoc"}
+_JUMP = re.compile(r"^(?:buoc|b)\s*(\d{1,2})$")
+_COMMAND = re.compile(r"^/([a-z_]+)(?:@\S+)?(?:\s+(.*))?$", re.S)
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters (keeping new lines) and surrounding white space."""
+    text = unicodedata.normalize("NFC", text or "")
+    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C").strip()
+
+
+def _press_from_number(text: str, state: State) -> str | None:
+    if text.isdigit() and state.choices:
+        n = int(text)
+        if 1 <= n <= len(state.choices):
+            return state.choices[n - 1]
+    return None
+
+
+def _press(state: State, msg: Incoming, ctx: Context, payload: str) -> Outcome:
+    """Interpret a pressed button; unknown or stale payloads get the menu back."""
+    c = ctx.catalog
+    kind, _, arg = payload.partition(":")
+    private = msg.chat_type is ChatType.PRIVATE
+    if kind == "m" and not arg:
+        return menu.show_menu(state, msg, ctx)
+    if kind == "q" and not arg:
+        return respond(state, [Reply(c.msg("faq_prompt"))])
+    if kind == "p" and not arg:
+        return menu.show_info(state, ctx, "portal")
+    if kind == "h" and not arg:
+        return menu.show_info(state, ctx, "help")
+    if kind == "pm" and not arg:
+        return respond(state, [Reply(c.msg("group_private_hint"))])
+    if kind in ("g", "s") and not private:
+        return _group_guide(state, ctx)
+    if kind == "g" and not arg:
+        return guide.enter(state, ctx)
+    if kind == "g" and arg in ("n", "c") and state.step:
+        return guide.move(state, ctx, +1 if arg == "n" else 0)
+    if kind == "g" and arg == "b" and state.step:
+        return guide.move(state, ctx, -1)
+    if kind == "g" and arg == "r":
+        return guide.show_step(state, ctx, c.steps[0].slug)
+    if kind == "g" and arg == "s" and state.step:
+        return guide.stuck(state, ctx)
+    if kind == "s" and arg in c.step_index:
+        return guide.show_step(state, ctx, arg)
+    if kind == "f" and arg == "-":
+        return faq.none_of_these(state, ctx)
+    if kind == "f" and arg in c.topics:
+        return faq.answer_topic(state, ctx, arg, msg.chat_type)
+    if kind == "t" and private and not arg:
+        return hamlet.prompt(state, ctx)
+    if kind == "t" and private and arg:
+        return hamlet.choose(state, msg, ctx, arg)
+    if kind == "o" and arg in guide.OUTCOMES and state.flow == Flow.OUTCOME:
+        return guide.record_outcome(state, ctx, arg)
+    if kind == "x" and arg in ("yes", "no") and private:
+        return menu.answer_delete(state, ctx, arg)
+    return menu.show_menu(state.evolve(flow=Flow.IDLE), msg, ctx, prefix=c.msg("stale_button"))
+
+
+def _group_guide(state: State, ctx: Context) -> Outcome:
+    c = ctx.catalog
+    return respond(state, [Reply(c.msg("group_private_hint"), (Choice(c.msg("group_private_button"), "pm"),))])
+
+
+def _start(state: State, msg: Incoming, ctx: Context, arg: str) -> Outcome:
+    c = ctx.catalog
+    if msg.chat_type is ChatType.PRIVATE and arg.startswith("h_"):
+        return hamlet.from_start_payload(state, msg, ctx, arg[2:])
+    welcome = Reply(c.msg("welcome", name=msg.sender_name or "bạn"))
+    if msg.chat_type is ChatType.PRIVATE:
+        if state.step and not state.finished and c.step_index.get(state.step, 0) > 0:
+            out = guide.enter(state, ctx)
+            return Outcome(out.state, (welcome, *out.replies), out.events)
+        if arg == "g":
+            out = guide.enter(state, ctx)
+            return Outcome(out.state, (welcome, *out.replies), out.events)
+        if not state.hamlet_asked and not ctx.user_hamlet and len(ctx.hamlets):
+            return hamlet.prompt(state, ctx, (welcome,))
+    return respond(state.evolve(flow=Flow.IDLE), [welcome, menu.menu_reply(state, ctx, msg.chat_type)])
+
+
+def _command(state: State, msg: Incoming, ctx: Context, name: str, arg: str) -> Outcome | None:
+    private = msg.chat_type is ChatType.PRIVATE
+    if name == "start":
+        return _start(state, msg, ctx, arg.strip())
+    if name in ("menu", "help"):
+        return menu.show_menu(state, msg, ctx)
+    if name == "huongdan":
+        return guide.enter(state, ctx) if private else _group_guide(state, ctx)
+    if name == "xoa":
+        return menu.ask_delete(state, ctx) if private else _group_guide(state, ctx)
+    if name == "thon":
+        return hamlet.link_group(state, msg, ctx, arg.strip())
+    if name == "cauhoi" and arg.strip():
+        return None
+    return menu.show_menu(state, msg, ctx)
+
+
+def _text(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome:
+    """Interpret typed text: flow words first, then the flow's own input, then the FAQ."""
+    key = fold_key(text)
+    private = msg.chat_type is ChatType.PRIVATE
+    if key in MENU_WORDS:
+        return menu.show_menu(state, msg, ctx)
+    if key in GUIDE_WORDS:
+        return guide.enter(state, ctx) if private else _group_guide(state, ctx)
+    jump = _JUMP.match(key)
+    if jump:
+        return guide.jump(state, ctx, int(jump.group(1))) if private else _group_guide(state, ctx)
+    if private and state.step and not state.finished and state.flow in (Flow.GUIDE, Flow.RESUME):
+        if key in NEXT_WORDS:
+            return guide.move(state, ctx, +1 if state.flow == Flow.GUIDE else 0)
+        if key in BACK_WORDS:
+            return guide.move(state, ctx, -1)
+    if private and state.flow == Flow.HAMLET:
+        out = hamlet.typed(state, msg, ctx, text)
+        if out is not None:
+            return out
+        state = state.evolve(flow=Flow.IDLE)
+    if state.flow in (Flow.CHOOSE, Flow.DELETE, Flow.OUTCOME, Flow.RESUME):
+        state = state.evolve(flow=Flow.IDLE)
+    return faq.ask(state, msg, ctx, text)
+
+
+def step(state: State, msg: Incoming, ctx: Context) -> Outcome:
+    """Handle one message: the only entry point of the conversation core."""
+    c = ctx.catalog
+    if msg.chat_type is ChatType.GROUP and not msg.addressed:
+        return Outcome(state)
+    state = state.evolve(last_seen=msg.time)
+    text = clean_text(msg.text)
+    if msg.payload:
+        return _press(state, msg, ctx, msg.payload)
+    if len(text) > MAX_INPUT:
+        return respond(state, [Reply(c.msg("too_long"))], log=QueryHandled(Outcomes.INVALID))
+    if not any(ch.isalnum() for ch in text):
+        return respond(state, [Reply(c.msg("bad_input"))], log=QueryHandled(Outcomes.INVALID))
+    pressed = _press_from_number(text, state)
+    if pressed:
+        return _press(state, msg, ctx, pressed)
+    command = _COMMAND.match(text.lower()) if text.startswith("/") else None
+    if command:
+        out = _command(state, msg, ctx, command.group(1), text.split(None, 1)[1] if " " in text else "")
+        if out is not None:
+            return out
+        text = text.split(None, 1)[1]
+    return _text(state, msg, ctx, text)

@@ -1,0 +1,1 @@
+"""Conversation flows: pure functions from (state, message, context) to an Outcome."""

@@ -1,0 +1,70 @@
+"""Questions: answer from the FAQ, offer close candidates, ask back, or say plainly we don't know."""
+
+from __future__ import annotations
+
+from bot.conversation import Context, Flow, Outcome, Outcomes, QueryHandled, State, UnansweredRecorded
+from bot.flows.common import help_choice, menu_choice, respond
+from bot.masking import mask
+from bot.matcher import Decision
+from bot.messages import ChatType, Choice, Incoming, Reply
+
+
+def _after_answer_choices(state: State, ctx: Context, chat_type: ChatType) -> tuple[Choice, ...]:
+    if chat_type is ChatType.GROUP:
+        return ()
+    c = ctx.catalog
+    if state.step and not state.finished and state.flow == Flow.GUIDE:
+        k = c.step_number(state.step)
+        return (Choice(c.msg("step_return", k=k, n=len(c.steps)), f"s:{state.step}"), menu_choice(ctx))
+    return (menu_choice(ctx),)
+
+
+def answer_topic(state: State, ctx: Context, topic_id: str, chat_type: ChatType, score: float = 1.0) -> Outcome:
+    """Send one topic's answer."""
+    c = ctx.catalog
+    topic = c.topics[topic_id]
+    text = topic.answer
+    if topic.needs_review:
+        text = f"{text}\n\n{c.msg('faq_review_note')}"
+    keep = state.flow if state.flow == Flow.GUIDE else Flow.IDLE
+    new = state.evolve(flow=keep, pending="")
+    reply = Reply(text, _after_answer_choices(new, ctx, chat_type))
+    return respond(new, [reply], log=QueryHandled(Outcomes.ANSWERED, topic_id, score))
+
+
+def ask(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome:
+    """Match free text against the FAQ and reply accordingly."""
+    c = ctx.catalog
+    match = ctx.matcher.match(text)
+    top = match.candidates[0] if match.candidates else None
+    if match.decision is Decision.ANSWER and top:
+        return answer_topic(state, ctx, top.topic, msg.chat_type, top.score)
+    keep = state.flow if state.flow == Flow.GUIDE else Flow.IDLE
+    if match.decision in (Decision.CHOOSE, Decision.ASK_BACK) and match.candidates:
+        choices = [Choice(c.topics[cand.topic].title, f"f:{cand.topic}") for cand in match.candidates]
+        choices.append(Choice(c.msg("faq_none_of_these"), "f:-"))
+        if match.decision is Decision.ASK_BACK:
+            example = c.topics[match.candidates[0].topic].examples[0]
+            prompt = c.msg("faq_ask_back", term=mask(match.term)[:60], example=example)
+            outcome = Outcomes.ASKED_BACK
+        else:
+            prompt = c.msg("faq_choices_prompt")
+            outcome = Outcomes.CHOICES
+        new = state.evolve(flow=Flow.CHOOSE if keep == Flow.IDLE else keep, pending=mask(text)[:500])
+        return respond(new, [Reply(prompt, tuple(choices))], log=QueryHandled(outcome, top.topic if top else None, match.score))
+    return unknown(state.evolve(flow=keep), ctx, match.score)
+
+
+def unknown(state: State, ctx: Context, score: float = 0.0) -> Outcome:
+    """Say plainly that we do not know, and point to a person."""
+    c = ctx.catalog
+    reply = Reply(c.msg("faq_unknown"), (help_choice(ctx), menu_choice(ctx)))
+    return respond(state.evolve(pending=""), [reply], log=QueryHandled(Outcomes.UNANSWERED, None, score))
+
+
+def none_of_these(state: State, ctx: Context) -> Outcome:
+    """The person rejected every candidate: record the question as unanswered."""
+    pending = state.pending
+    out = unknown(state.evolve(flow=Flow.GUIDE if state.flow == Flow.GUIDE else Flow.IDLE), ctx)
+    events = out.events + ((UnansweredRecorded(pending),) if pending else ())
+    return Outcome(out.state, out.replies, events)

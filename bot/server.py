@@ -1,0 +1,82 @@
+"""The aiohttp application that carries every configured channel, plus /healthz."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bot.catalog import Catalog
+from bot.config import Settings
+from bot.service import ChatService
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+SERVICE = web.AppKey("service", ChatService)
+DATABASE = web.AppKey("database", Database)
+CHANNELS = web.AppKey("channels", dict)
+
+# Each module exposes `setup(app) -> str | None`: it wires its routes and start-up/clean-up
+# hooks when its credentials are configured, and returns why it is off otherwise.
+CHANNEL_MODULES = ("bot.channels.telegram", "bot.channels.zalo_bot", "bot.channels.zalo_oa")
+
+
+@dataclass
+class ChannelStatus:
+    name: str
+    on: bool
+    detail: str
+
+
+async def healthz(request: web.Request) -> web.Response:
+    db = request.app[DATABASE]
+    try:
+        async with db.transaction() as session:
+            await session.execute(__import__("sqlalchemy").text("SELECT 1"))
+    except Exception as exc:  # the probe must answer, whatever broke
+        return web.json_response({"ok": False, "database": str(exc)[:200]}, status=503)
+    channels = {name: status.detail for name, status in request.app[CHANNELS].items()}
+    return web.json_response({"ok": True, "channels": channels})
+
+
+def setup_core(app: web.Application, settings: Settings, catalog: Catalog, db: Database) -> None:
+    app[SETTINGS] = settings
+    app[DATABASE] = db
+    app[SERVICE] = ChatService(db, catalog, settings)
+    app[CHANNELS] = {}
+    app.router.add_get("/healthz", healthz)
+
+    async def migrate(_app: web.Application) -> None:
+        await db.migrate()
+
+    async def close(_app: web.Application) -> None:
+        await db.close()
+
+    app.on_startup.insert(0, migrate)
+    app.on_cleanup.append(close)
+
+
+def setup_channels(app: web.Application) -> None:
+    for module_name in CHANNEL_MODULES:
+        short = module_name.rsplit(".", 1)[-1]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            app[CHANNELS][short] = ChannelStatus(short, False, "off: not built in this version")
+            continue
+        reason = module.setup(app)
+        app[CHANNELS][short] = ChannelStatus(short, reason is None, reason or "on")
+
+
+def create_app(settings: Settings, catalog: Catalog, db: Database | None = None) -> web.Application:
+    """Build the application: the core, then every channel whose credentials are set."""
+    app = web.Application(client_max_size=1024 * 1024)
+    setup_core(app, settings, catalog, db or Database(settings.database_url))
+    setup_channels(app)
+    return app

@@ -1,0 +1,159 @@
+"""The imperative shell around the core: lock, load, step, record, save — then hand back replies."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from bot.catalog import Catalog
+from bot.config import Settings
+from bot.conversation import (
+    ChatHamletLinked,
+    Context,
+    ForgetUser,
+    GuideFinished,
+    Outcome,
+    QueryHandled,
+    State,
+    StepReached,
+    UnansweredRecorded,
+    UserHamletChosen,
+)
+from bot.engine import clean_text, step
+from bot.hamlets import Hamlet, HamletDirectory
+from bot.masking import mask
+from bot.matcher import Matcher
+from bot.messages import ChatType, Incoming, Reply
+from storage import conversations, logs, people, registry
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+MAX_LOGGED_TEXT = 1000
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ChatService:
+    """Handle incoming messages for every channel; state lives only in the database."""
+
+    def __init__(
+        self,
+        db: Database,
+        catalog: Catalog,
+        settings: Settings | None = None,
+        *,
+        matcher: Matcher | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self.db = db
+        self.catalog = catalog
+        self.settings = settings or Settings()
+        self.matcher = matcher or Matcher(catalog)
+        self.clock = clock
+        self.officers = self.settings.officer_ids()
+        self._hamlets: HamletDirectory | None = None
+        self._valid_steps = frozenset(catalog.step_index)
+
+    def pseudonym(self, channel: str, external_id: str) -> str:
+        """Return a stable pseudonymous id: statistics can count people without knowing them."""
+        raw = f"{self.settings.pseudonym_salt}:{channel}:{external_id}".encode()
+        return hashlib.sha256(raw).hexdigest()[:24]
+
+    async def hamlets(self) -> HamletDirectory:
+        if self._hamlets is None:
+            async with self.db.transaction() as session:
+                rows = await registry.list_hamlets(session)
+            self._hamlets = HamletDirectory([Hamlet(code, name, commune) for code, name, commune in rows])
+        return self._hamlets
+
+    def forget_hamlets(self) -> None:
+        """Drop the cached registry (after an import)."""
+        self._hamlets = None
+
+    def reload_content(self, catalog: Catalog) -> None:
+        """Use new content; states pointing at removed steps fall back safely on their next load."""
+        self.catalog = catalog
+        self.matcher.reload(catalog)
+        self._valid_steps = frozenset(catalog.step_index)
+
+    async def handle(self, msg: Incoming) -> list[Reply]:
+        """Process one message in order with others of its chat; return the replies to send."""
+        if msg.chat_type is ChatType.GROUP and not msg.addressed:
+            return []
+        started = time.perf_counter()
+        hamlets = await self.hamlets()
+        try:
+            async with self.db.locked(f"{msg.channel}:{msg.chat_id}") as session:
+                now = self.clock()
+                key = msg.key
+                state = State.from_dict(await conversations.load_state(session, key), self._valid_steps)
+                user = await people.touch_user(session, msg.channel, msg.sender_id, now)
+                chat = await people.touch_chat(session, msg.channel, msg.chat_id, msg.chat_type.value, now)
+                ctx = Context(
+                    catalog=self.catalog,
+                    matcher=self.matcher,
+                    hamlets=hamlets,
+                    now=now,
+                    user_hamlet=user.hamlet_code,
+                    chat_hamlet=chat.hamlet_code,
+                    is_officer=msg.sender_is_admin or (msg.channel, msg.sender_id) in self.officers,
+                    resume_after=timedelta(minutes=self.settings.resume_after_minutes),
+                )
+                outcome = step(state, msg, ctx)
+                await self._record(session, msg, outcome, user, chat, now, started)
+        except Exception:
+            log.exception("failed to handle a message on %s", msg.channel)
+            return [Reply(self.catalog.msg("error"))]
+        return list(outcome.replies)
+
+    async def _record(self, session, msg: Incoming, outcome: Outcome, user, chat, now, started) -> None:
+        """Apply the core's events to the store and save the new state."""
+        user_ref: str | None = self.pseudonym(msg.channel, msg.sender_id)
+        forget = any(isinstance(e, ForgetUser) for e in outcome.events)
+        for event in outcome.events:
+            if isinstance(event, UserHamletChosen):
+                user.hamlet_code = event.hamlet
+            elif isinstance(event, ChatHamletLinked):
+                chat.hamlet_code = event.hamlet
+        await session.flush()
+        hamlet = chat.hamlet_code if msg.chat_type is ChatType.GROUP else user.hamlet_code
+        if forget:
+            await conversations.delete_states_of_user(session, msg.channel, msg.sender_id)
+            await logs.forget(session, user_ref)
+            await people.delete_user(session, msg.channel, msg.sender_id)
+            user_ref = None
+            hamlet = None
+        for event in outcome.events:
+            if isinstance(event, QueryHandled):
+                text = f"[{msg.payload}]" if msg.payload else mask(clean_text(msg.text))[:MAX_LOGGED_TEXT]
+                await logs.add_query(
+                    session,
+                    created_at=now,
+                    channel=msg.channel,
+                    chat_type=msg.chat_type.value,
+                    chat_ref=self.pseudonym(msg.channel, msg.chat_id),
+                    hamlet_code=hamlet,
+                    user_ref=user_ref,
+                    text=None if forget else text,
+                    topic=event.topic,
+                    score=event.score,
+                    outcome=event.outcome,
+                    handling_ms=round((time.perf_counter() - started) * 1000, 3),
+                )
+            elif isinstance(event, StepReached):
+                await logs.add_guide_event(
+                    session, created_at=now, channel=msg.channel, hamlet_code=hamlet, user_ref=user_ref, kind="step", step=event.step
+                )
+            elif isinstance(event, GuideFinished):
+                await logs.add_guide_event(
+                    session, created_at=now, channel=msg.channel, hamlet_code=hamlet, user_ref=user_ref, kind="outcome", value=event.outcome
+                )
+            elif isinstance(event, UnansweredRecorded) and user_ref:
+                await logs.mark_unanswered(session, user_ref, event.text)
+        if not forget:
+            await conversations.save_state(session, msg.key, outcome.state.to_dict(), now)

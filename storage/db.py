@@ -1,0 +1,69 @@
+"""The database handle: an async engine, sessions, and per-conversation locks."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from weakref import WeakValueDictionary
+
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from storage.migrate import ensure_sqlite_dir, upgrade
+
+
+def _advisory_key(key: str) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+
+
+class Database:
+    """An engine plus the locks that serialise the messages of one conversation."""
+
+    def __init__(self, url: str, *, echo: bool = False):
+        self.url = url
+        ensure_sqlite_dir(url)
+        kwargs = {"pool_pre_ping": True} if url.startswith("postgresql") else {}
+        self.engine: AsyncEngine = create_async_engine(url, echo=echo, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    async def migrate(self) -> None:
+        await upgrade(self.url)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """Yield a session inside one transaction; commit on success, roll back on error."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def locked(self, key: str) -> AsyncIterator[AsyncSession]:
+        """Yield a transaction holding the lock of `key` in this process and, on PostgreSQL, across processes."""
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        async with lock:
+            async with self.transaction() as session:
+                if not self.is_sqlite:
+                    await session.execute(select(func.pg_advisory_xact_lock(_advisory_key(key))))
+                yield session
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

@@ -1,0 +1,54 @@
+"""The query log and guide events: what officers' statistics are computed from."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import GuideEvent, QueryLog
+
+LOW_CONFIDENCE_OUTCOMES = ("unanswered", "choices", "asked_back")
+
+
+async def add_query(session: AsyncSession, **fields) -> None:
+    session.add(QueryLog(**fields))
+
+
+async def add_guide_event(session: AsyncSession, **fields) -> None:
+    session.add(GuideEvent(**fields))
+
+
+async def mark_unanswered(session: AsyncSession, user_ref: str, text: str) -> None:
+    """Turn the person's last low-confidence query with this text into an unanswered one."""
+    row = (
+        await session.execute(
+            select(QueryLog)
+            .where(QueryLog.user_ref == user_ref, QueryLog.text == text, QueryLog.outcome.in_(("choices", "asked_back")))
+            .order_by(QueryLog.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if row is not None:
+        row.outcome = "unanswered"
+
+
+async def forget(session: AsyncSession, user_ref: str) -> None:
+    """Remove the texts and the pseudonym of a person, keeping anonymous counts."""
+    await session.execute(update(QueryLog).where(QueryLog.user_ref == user_ref).values(text=None, user_ref=None))
+    await session.execute(update(GuideEvent).where(GuideEvent.user_ref == user_ref).values(user_ref=None))
+
+
+async def low_confidence_texts(session: AsyncSession, since: datetime | None = None) -> list[tuple[str, str]]:
+    """Return (text, outcome) of unanswered and low-confidence queries."""
+    query = select(QueryLog.text, QueryLog.outcome).where(
+        QueryLog.outcome.in_(LOW_CONFIDENCE_OUTCOMES), QueryLog.text.is_not(None)
+    )
+    if since is not None:
+        query = query.where(QueryLog.created_at >= since)
+    return [(t, o) for t, o in (await session.execute(query)).all()]
+
+
+async def count_queries(session: AsyncSession) -> int:
+    return (await session.execute(select(func.count()).select_from(QueryLog))).scalar_one()

@@ -1,0 +1,70 @@
+"""Users and chats as the platforms know them, with their hamlets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Chat, User
+
+
+async def touch_user(session: AsyncSession, channel: str, external_id: str, now: datetime) -> User:
+    """Return the user, creating it on first contact; marks it active and seen now."""
+    user = (
+        await session.execute(select(User).where(User.channel == channel, User.external_id == external_id))
+    ).scalar_one_or_none()
+    if user is None:
+        user = User(channel=channel, external_id=external_id, created_at=now, last_seen_at=now, active=True, opted_out=False)
+        session.add(user)
+    else:
+        user.last_seen_at = now
+        user.active = True
+    await session.flush()
+    return user
+
+
+async def touch_chat(
+    session: AsyncSession, channel: str, external_id: str, chat_type: str, now: datetime, title: str | None = None
+) -> Chat:
+    """Return the chat, creating it on first contact."""
+    chat = await get_chat(session, channel, external_id)
+    if chat is None:
+        chat = Chat(
+            channel=channel, external_id=external_id, type=chat_type, title=title, active=True, created_at=now, updated_at=now
+        )
+        session.add(chat)
+    else:
+        chat.updated_at = now
+        if title:
+            chat.title = title
+    await session.flush()
+    return chat
+
+
+async def get_chat(session: AsyncSession, channel: str, external_id: str) -> Chat | None:
+    return (
+        await session.execute(select(Chat).where(Chat.channel == channel, Chat.external_id == external_id))
+    ).scalar_one_or_none()
+
+
+async def set_chat_active(session: AsyncSession, channel: str, external_id: str, active: bool) -> None:
+    await session.execute(
+        update(Chat).where(Chat.channel == channel, Chat.external_id == external_id).values(active=active)
+    )
+
+
+async def set_user_active(session: AsyncSession, channel: str, external_id: str, active: bool) -> None:
+    await session.execute(
+        update(User).where(User.channel == channel, User.external_id == external_id).values(active=active)
+    )
+
+
+async def delete_user(session: AsyncSession, channel: str, external_id: str) -> None:
+    user = (
+        await session.execute(select(User).where(User.channel == channel, User.external_id == external_id))
+    ).scalar_one_or_none()
+    if user is not None:
+        await session.delete(user)
+        await session.flush()

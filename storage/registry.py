@@ -1,0 +1,97 @@
+"""Communes and hamlets: the registry, imported from CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Commune, Hamlet
+
+CSV_COLUMNS = ("commune_code", "commune_name", "hamlet_code", "hamlet_name")
+CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+MAX_CSV_BYTES = 5_000_000
+
+
+class CsvError(ValueError):
+    """The CSV cannot be imported; the message names every bad line."""
+
+
+@dataclass(frozen=True)
+class Row:
+    commune_code: str
+    commune_name: str
+    hamlet_code: str
+    hamlet_name: str
+
+
+def parse_csv(data: bytes) -> list[Row]:
+    """Parse and check a registry CSV; raise CsvError listing each problem by line."""
+    if len(data) > MAX_CSV_BYTES:
+        raise CsvError(f"file is larger than {MAX_CSV_BYTES} bytes")
+    if b"\x00" in data:
+        raise CsvError("file is binary, not CSV text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CsvError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise CsvError(f"line 1: missing column(s): {', '.join(missing)} (expected {', '.join(CSV_COLUMNS)})")
+    rows: list[Row] = []
+    errors: list[str] = []
+    seen: dict[str, int] = {}
+    for line, raw in enumerate(reader, 2):
+        values = {c: (raw.get(c) or "").strip() for c in CSV_COLUMNS}
+        row = Row(**values)
+        for col in ("commune_code", "hamlet_code"):
+            if not CODE_RE.match(values[col]):
+                errors.append(f"line {line}: {col} '{values[col][:40]}' must be 1-40 of A-Z a-z 0-9 _ -")
+        for col in ("commune_name", "hamlet_name"):
+            if not values[col] or len(values[col]) > 200:
+                errors.append(f"line {line}: {col} must be 1-200 characters")
+        if row.hamlet_code in seen:
+            errors.append(f"line {line}: hamlet_code '{row.hamlet_code}' already on line {seen[row.hamlet_code]}")
+        seen[row.hamlet_code] = line
+        rows.append(row)
+    if errors:
+        raise CsvError("\n".join(errors))
+    if not rows:
+        raise CsvError("no rows")
+    return rows
+
+
+async def import_rows(session: AsyncSession, rows: list[Row]) -> tuple[int, int]:
+    """Insert or update communes and hamlets; return (communes, hamlets) written."""
+    communes = {}
+    for row in rows:
+        communes[row.commune_code] = row.commune_name
+    for code, name in communes.items():
+        existing = await session.get(Commune, code)
+        if existing:
+            existing.name = name
+        else:
+            session.add(Commune(code=code, name=name))
+    await session.flush()
+    for row in rows:
+        existing = await session.get(Hamlet, row.hamlet_code)
+        if existing:
+            existing.name = row.hamlet_name
+            existing.commune_code = row.commune_code
+        else:
+            session.add(Hamlet(code=row.hamlet_code, name=row.hamlet_name, commune_code=row.commune_code))
+    await session.flush()
+    return len(communes), len(rows)
+
+
+async def list_hamlets(session: AsyncSession) -> list[tuple[str, str, str]]:
+    """Return (code, name, commune name) of every hamlet, in code order."""
+    result = await session.execute(
+        select(Hamlet.code, Hamlet.name, Commune.name).join(Commune, Hamlet.commune_code == Commune.code).order_by(Hamlet.code)
+    )
+    return [tuple(r) for r in result.all()]
