@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
 from typing import TextIO
 
 from bot.messages import Capabilities, ChatType, Incoming
@@ -45,7 +44,7 @@ class ConsoleChannel:
             sender_id=self.user,
             sender_name=self.name,
             text=text,
-            time=datetime.now(timezone.utc),
+            time=self.service.clock(),
             addressed=True,
         )
 

@@ -1,0 +1,149 @@
+"""Content validation: the shipped content passes, and each check catches a broken fixture."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.catalog import CONTENT_DIR, ContentError, load_catalog, load_valid_catalog
+
+SHARED_TOPICS = Path(__file__).resolve().parents[2] / "shared" / "faq-topics.md"
+
+
+def test_shipped_content_is_valid(catalog):
+    assert catalog.problems == ()
+    assert [s.slug for s in catalog.steps][0] == "tao_tai_khoan"
+    assert len(catalog.steps) == 9
+
+
+def test_contract_list_matches_shared_topics():
+    if not SHARED_TOPICS.exists():
+        pytest.skip("shared/faq-topics.md is not beside this clone")
+    shared = re.findall(r"^\| ([a-z0-9_]+) \|", SHARED_TOPICS.read_text(encoding="utf-8"), re.M)
+    shipped = yaml.safe_load((CONTENT_DIR / "topics_contract.yaml").read_text(encoding="utf-8"))["topics"]
+    assert [t for t in shared if t != "id"] == shipped
+
+
+@pytest.fixture
+def content(tmp_path) -> Path:
+    target = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, target)
+    return target
+
+
+def edit_topic(content: Path, topic_id: str, **changes) -> None:
+    for path in content.glob("faq_*.yaml"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for entry in data["topics"]:
+            if entry["id"] == topic_id:
+                for key, value in changes.items():
+                    if value is None:
+                        entry.pop(key, None)
+                    else:
+                        entry[key] = value
+                path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+                return
+    raise AssertionError(topic_id)
+
+
+def problems(content: Path) -> list[str]:
+    return [str(p) for p in load_catalog(content).problems]
+
+
+def test_missing_contract_topic(content):
+    for path in content.glob("faq_*.yaml"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data["topics"] = [t for t in data["topics"] if t["id"] != "le_phi"]
+        path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert any("le_phi: contract topic id is missing" in p for p in problems(content))
+
+
+def test_duplicate_id(content):
+    path = next(content.glob("faq_*.yaml"))
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["topics"].append(dict(data["topics"][0]))
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert any(f"{data['topics'][0]['id']}: duplicate id" in p for p in problems(content))
+
+
+def test_answer_too_long(content):
+    edit_topic(content, "le_phi", answer="dài " * 600)
+    assert any("le_phi: answer is" in p and "max 2000" in p for p in problems(content))
+
+
+def test_empty_answer_and_title(content):
+    edit_topic(content, "mat_the", answer="  ", title="")
+    found = problems(content)
+    assert any("mat_the: answer is empty" in p for p in found)
+    assert any("mat_the: title is empty" in p for p in found)
+
+
+def test_too_few_examples(content):
+    edit_topic(content, "ma_otp", examples=["mã otp không về", "ma otp khong ve"])
+    assert any("ma_otp: 2 examples (at least 6)" in p for p in problems(content))
+
+
+def test_examples_need_both_forms(content):
+    edit_topic(content, "ma_otp", examples=[f"ma otp khong ve {i}" for i in range(6)])
+    assert any("ma_otp: no example with diacritics" in p for p in problems(content))
+
+
+def test_review_needs_note_and_portal(content):
+    edit_topic(content, "ma_otp", needs_review=True, review_note=None, answer="Bác chờ một lát rồi thử lại.")
+    found = problems(content)
+    assert any("ma_otp: needs_review is set but review_note is empty" in p for p in found)
+    assert any("ma_otp: an answer that needs review must point to the official portal" in p for p in found)
+
+
+def test_needs_review_must_be_explicit(content):
+    edit_topic(content, "ma_otp", needs_review=None)
+    assert any("ma_otp: needs_review must be given" in p for p in problems(content))
+
+
+def test_broken_links(content):
+    edit_topic(content, "ma_otp", see_also=["khong_co"])
+    steps = yaml.safe_load((content / "steps.yaml").read_text(encoding="utf-8"))
+    steps["steps"][2]["problems"][0]["topic"] = "cung_khong_co"
+    (content / "steps.yaml").write_text(yaml.safe_dump(steps, allow_unicode=True), encoding="utf-8")
+    found = problems(content)
+    assert any("ma_otp: see_also links to unknown topic 'khong_co'" in p for p in found)
+    assert any("steps.yaml: nop_truc_tuyen: links to unknown topic 'cung_khong_co'" in p for p in found)
+
+
+def test_steps_count_and_duplicate_slug(content):
+    steps = yaml.safe_load((content / "steps.yaml").read_text(encoding="utf-8"))
+    steps["steps"][1]["slug"] = steps["steps"][0]["slug"]
+    steps["steps"].pop()
+    (content / "steps.yaml").write_text(yaml.safe_dump(steps, allow_unicode=True), encoding="utf-8")
+    found = problems(content)
+    assert any("steps.yaml: tao_tai_khoan: duplicate slug" in p for p in found)
+    assert any("8 steps (the guide has 9)" in p for p in found)
+
+
+def test_empty_message_and_missing_required(content):
+    data = yaml.safe_load((content / "messages.yaml").read_text(encoding="utf-8"))
+    data["messages"]["welcome"] = ""
+    del data["messages"]["faq_unknown"]
+    (content / "messages.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    found = problems(content)
+    assert "messages.yaml: welcome: text is empty" in found
+    assert "messages.yaml: faq_unknown: required message is missing" in found
+
+
+def test_unreadable_yaml_is_reported_not_raised(content):
+    (content / "faq_card.yaml").write_text("topics: [unclosed", encoding="utf-8")
+    (content / "faq_procedure.yaml").write_bytes(b"\xff\xfe\x00binary")
+    found = problems(content)
+    assert any(p.startswith("faq_card.yaml: -: cannot be read") for p in found)
+    assert any(p.startswith("faq_procedure.yaml: -: cannot be read") for p in found)
+
+
+def test_load_valid_catalog_refuses_invalid_content(content):
+    edit_topic(content, "le_phi", answer="")
+    with pytest.raises(ContentError) as err:
+        load_valid_catalog(content)
+    assert "le_phi: answer is empty" in str(err.value)

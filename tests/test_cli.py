@@ -1,0 +1,96 @@
+"""The `cccd-bot` command line, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.catalog import CONTENT_DIR
+from tests.conftest import EXAMPLE_CSV
+
+
+def run(args, tmp_path, stdin="", **env_extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCCD_")}
+    env["CCCD_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/cli.sqlite3"
+    env.update(env_extra)
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args], input=stdin, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
+
+
+def test_content_check_passes_on_shipped_content(tmp_path):
+    result = run(["content", "check"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "content OK: 9 steps" in result.stdout
+
+
+def test_content_check_and_chat_refuse_broken_content(tmp_path):
+    broken = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, broken)
+    (broken / "steps.yaml").write_text("steps: []\n", encoding="utf-8")
+    check = run(["content", "check"], tmp_path, CCCD_CONTENT_DIR=str(broken))
+    assert check.returncode == 1
+    assert "steps.yaml: -: 0 steps (the guide has 9)" in check.stdout
+    chat = run(["chat"], tmp_path, stdin="/start\n", CCCD_CONTENT_DIR=str(broken))
+    assert chat.returncode == 1
+    assert "steps.yaml: -: 0 steps (the guide has 9)" in chat.stderr and "will not start" in chat.stderr
+
+
+def test_wrong_database_url_is_a_clear_error(tmp_path):
+    result = run(["db", "upgrade"], tmp_path, CCCD_DATABASE_URL="mysql://localhost/x")
+    assert result.returncode == 2
+    assert "CCCD_DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ask_json_one_question(tmp_path):
+    result = run(["ask", "--json", "lệ phí làm căn cước bao nhiêu tiền"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["topic"] == "le_phi" and record["score"] > 0 and record["answer"]
+
+
+def test_ask_json_reads_lines_in_order(tmp_path):
+    result = run(["ask", "--json"], tmp_path, stdin="lệ phí làm căn cước bao nhiêu tiền\nthời tiết hôm nay\nkhông nhận được mã otp\n")
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["topic"] for r in records] == ["le_phi", None, "ma_otp"]
+    assert records[1]["answer"]
+
+
+def test_piped_chat_reaches_the_last_step(tmp_path):
+    lines = ["/start", "9", "/huongdan"] + ["tiếp"] * 8
+    result = run(["chat"], tmp_path, stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "Bước 9/9" in result.stdout
+    assert result.stdout.index("Bước 1/9") < result.stdout.index("Bước 9/9")
+
+
+def test_hamlets_import_and_group_chat(tmp_path):
+    imported = run(["hamlets", "import", str(EXAMPLE_CSV)], tmp_path)
+    assert imported.returncode == 0 and "imported 10 hamlet(s) in 1 commune(s)" in imported.stdout
+    chat = run(["chat", "--group", "ngoctrao_tdp03"], tmp_path, stdin="/huongdan\n")
+    assert "tin nhắn riêng" in chat.stdout
+    unknown = run(["chat", "--group", "nowhere"], tmp_path, stdin="/start\n")
+    assert unknown.returncode != 0 and "unknown hamlet code 'nowhere'" in unknown.stderr
+
+
+def test_hamlets_import_refuses_a_bad_file(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"\x00\x00binary")
+    result = run(["hamlets", "import", str(bad)], tmp_path)
+    assert result.returncode == 1 and "binary" in result.stderr
+    missing = run(["hamlets", "import", str(tmp_path / "none.csv")], tmp_path)
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_unanswered_lists_grouped_questions(tmp_path):
+    run(["chat"], tmp_path, stdin="đăng ký xe máy ở đâu\ndang ky xe may o dau\nthời tiết\n")
+    result = run(["faq", "unanswered"], tmp_path)
+    assert result.returncode == 0
+    first = result.stdout.splitlines()[0]
+    assert first.split()[0] == "2" and "xe m" in first

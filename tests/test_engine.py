@@ -1,0 +1,322 @@
+"""The functional core: every transition of the guide, groups, choices and bad input, without I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bot.conversation import (
+    ChatHamletLinked,
+    Context,
+    Flow,
+    ForgetUser,
+    GuideFinished,
+    Outcomes,
+    QueryHandled,
+    State,
+    StepReached,
+    UnansweredRecorded,
+    UserHamletChosen,
+)
+from bot.engine import step
+from bot.hamlets import Hamlet, HamletDirectory
+from bot.matcher import Matcher
+from bot.messages import ChatType, Incoming
+
+NOW = datetime(2026, 11, 2, 8, 30, tzinfo=timezone.utc)
+HAMLETS = HamletDirectory([Hamlet(f"ngoctrao_tdp{i:02d}", f"Tổ dân phố {i}", "Phường Ngọc Trạo") for i in range(1, 11)])
+
+
+@pytest.fixture(scope="module")
+def matcher(catalog):
+    return Matcher(catalog)
+
+
+class Talk:
+    """Drive the pure core like a person would, keeping the state between messages."""
+
+    def __init__(self, catalog, matcher, chat_type=ChatType.PRIVATE, hamlets=HAMLETS, officer=False):
+        self.catalog, self.matcher = catalog, matcher
+        self.chat_type = chat_type
+        self.hamlets = hamlets
+        self.officer = officer
+        self.state = State()
+        self.events: list = []
+        self.now = NOW
+
+    def send(self, text="", payload=None, addressed=True):
+        msg = Incoming("console", "c1", self.chat_type, "u1", "Bà Lan", text, self.now, payload=payload, addressed=addressed)
+        ctx = Context(self.catalog, self.matcher, self.hamlets, self.now, is_officer=self.officer)
+        out = step(self.state, msg, ctx)
+        self.state = out.state
+        self.events = list(out.events)
+        return list(out.replies)
+
+
+def texts(replies):
+    return "\n".join(r.text for r in replies)
+
+
+def labels(replies):
+    return [c.label for r in replies for c in r.choices]
+
+
+def payload_of(replies, label):
+    for r in replies:
+        for c in r.choices:
+            if c.label == label:
+                return c.payload
+    raise AssertionError(f"no button {label!r} in {labels(replies)}")
+
+
+def test_start_asks_hamlet_once_then_menu(catalog, matcher):
+    t = Talk(catalog, matcher)
+    replies = t.send("/start")
+    assert replies[0].text.startswith("Chào Bà Lan")
+    assert "thôn hoặc tổ dân phố" in replies[1].text
+    assert labels(replies)[-1] == "Bỏ qua"
+    replies = t.send("", payload=payload_of(replies, "Bỏ qua"))
+    assert labels(replies)[0] == "Hướng dẫn 9 bước"
+    replies = t.send("/start")
+    assert "thôn hoặc tổ dân phố" not in texts(replies), "the hamlet question is asked only once"
+
+
+def test_start_payload_sets_hamlet(catalog, matcher):
+    t = Talk(catalog, matcher)
+    replies = t.send("/start h_ngoctrao_tdp04")
+    assert "Tổ dân phố 4" in texts(replies)
+    assert UserHamletChosen("ngoctrao_tdp04") in t.events
+
+
+def test_start_payload_unknown_code_changes_nothing(catalog, matcher):
+    t = Talk(catalog, matcher)
+    replies = t.send("/start h_nowhere")
+    assert "không đúng" in texts(replies)
+    assert not any(isinstance(e, UserHamletChosen) for e in t.events)
+
+
+def test_typed_hamlet_name_is_matched_fuzzily(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.send("/start")
+    replies = t.send("to dan pho so 7")
+    assert "Tổ dân phố 7" in texts(replies)
+    assert UserHamletChosen("ngoctrao_tdp07") in t.events
+
+
+def test_hamlet_question_never_blocks_a_question(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.send("/start")
+    replies = t.send("mất căn cước thì làm lại thế nào ạ")
+    assert t.events[0] == QueryHandled(Outcomes.ANSWERED, "mat_the", t.events[0].score)
+    assert catalog.topics["mat_the"].answer in texts(replies)
+
+
+def test_every_guide_step_forward_and_back(catalog, matcher):
+    t = Talk(catalog, matcher)
+    replies = t.send("/huongdan")
+    n = len(catalog.steps)
+    for k in range(1, n + 1):
+        assert replies[-1].text.startswith(f"Bước {k}/9: {catalog.steps[k - 1].title}")
+        assert t.events == [QueryHandled(Outcomes.COMMAND), StepReached(catalog.steps[k - 1].slug)]
+        assert ("Quay lại" in labels(replies)) == (k > 1)
+        replies = t.send(payload=payload_of(replies, "Tiếp theo"))
+    assert "hết 9 bước" in replies[-1].text
+    replies = t.send(payload="g:b")  # back from the outcome question is not a step
+    assert t.state.flow in (Flow.GUIDE,)
+    assert replies[-1].text.startswith("Bước 8/9")
+    replies = t.send(payload="g:b")
+    assert replies[-1].text.startswith("Bước 7/9")
+
+
+def test_words_move_the_guide_in_any_spelling(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.send("/huongdan")
+    assert t.send("tiếp")[-1].text.startswith("Bước 2/9")
+    assert t.send("Tiep theo")[-1].text.startswith("Bước 3/9")
+    assert t.send("next")[-1].text.startswith("Bước 4/9")
+    assert t.send("quay lại")[-1].text.startswith("Bước 3/9")
+    assert t.send("lai")[-1].text.startswith("Bước 2/9")
+    assert t.send("bước 5")[-1].text.startswith("Bước 5/9")
+    assert t.send("buoc 9")[-1].text.startswith("Bước 9/9")
+
+
+def test_back_on_first_step_stays(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.send("/huongdan")
+    replies = t.send("quay lai")
+    assert "bước đầu tiên" in replies[0].text
+    assert replies[-1].text.startswith("Bước 1/9")
+
+
+def test_stuck_lists_problems_linked_to_topics(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.send("/huongdan")
+    t.send("buoc 8")
+    replies = t.send(payload="g:s")
+    step8 = catalog.steps[7]
+    assert [c.payload for c in replies[0].choices][:-1] == [f"f:{p.topic}" for p in step8.problems]
+    replies = t.send(payload=f"f:{step8.problems[0].topic}")
+    assert replies[0].text.startswith(catalog.topics[step8.problems[0].topic].answer[:40])
+    assert payload_of(replies, "Về bước 8/9") == f"s:{step8.slug}"
+    replies = t.send(payload=f"s:{step8.slug}")
+    assert replies[0].text.startswith("Bước 8/9")
+
+
+def test_resume_asks_continue_or_restart(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.send("/huongdan")
+    t.send("bước 5")
+    t.now += timedelta(days=3)
+    replies = t.send("/huongdan")
+    assert replies[0].text == "Bạn đang ở bước 5/9. Bạn muốn tiếp tục hay bắt đầu lại?"
+    assert t.send(payload=payload_of(replies, "Tiếp tục"))[-1].text.startswith("Bước 5/9")
+    t.send("/menu")
+    replies = t.send("/huongdan")
+    assert t.send(payload=payload_of(replies, "Bắt đầu lại"))[-1].text.startswith("Bước 1/9")
+
+
+def test_start_after_days_offers_resume(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.send("/huongdan")
+    t.send("bước 4")
+    replies = t.send("/start")
+    assert "Bạn đang ở bước 4/9" in texts(replies)
+
+
+def test_menu_guide_button_shows_where_person_stopped(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.send("/huongdan")
+    t.send("bước 6")
+    replies = t.send("menu")
+    assert labels(replies)[0] == "Tiếp tục bước 6/9"
+
+
+def test_outcome_is_recorded(catalog, matcher):
+    for label, value in (("Đã nộp được", "yes"), ("Chưa nộp", "not_yet"), ("Gặp vướng mắc", "problem")):
+        t = Talk(catalog, matcher)
+        t.send("/huongdan")
+        t.send("bước 9")
+        replies = t.send("tiếp")
+        t.send(payload=payload_of(replies, label))
+        assert GuideFinished(value) in t.events
+        assert t.state.finished
+        # Finished: the guide starts again from step 1 without asking.
+        assert t.send("/huongdan")[-1].text.startswith("Bước 1/9")
+
+
+def test_stale_outcome_press_is_not_recorded(catalog, matcher):
+    t = Talk(catalog, matcher)
+    replies = t.send(payload="o:yes")
+    assert "Nút này đã cũ" in texts(replies)
+    assert not any(isinstance(e, GuideFinished) for e in t.events)
+
+
+def test_numbered_choice_typed_back_presses_it(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.send("/huongdan")
+    assert t.send("1")[-1].text.startswith("Bước 2/9")  # 1 = Tiếp theo
+    assert t.send("2")[-1].text.startswith("Bước 1/9")  # 2 = Quay lại
+
+
+def test_confident_question_is_answered(catalog, matcher):
+    t = Talk(catalog, matcher)
+    replies = t.send("không nhận được mã OTP")
+    assert t.events[0].outcome == Outcomes.ANSWERED and t.events[0].topic == "ma_otp"
+    assert replies[0].text.startswith(catalog.topics["ma_otp"].answer[:50])
+
+
+def test_unknown_question_says_so_and_offers_a_person(catalog, matcher):
+    t = Talk(catalog, matcher)
+    replies = t.send("giá lúa hôm nay bao nhiêu")
+    assert replies[0].text.startswith("Xin lỗi, tôi chưa có câu trả lời")
+    assert "Cần người giúp" in labels(replies)
+    assert t.events == [QueryHandled(Outcomes.UNANSWERED, None, t.events[0].score)]
+
+
+def test_answer_marked_for_review_says_so(catalog, matcher):
+    topic = next(t for t in catalog.topics.values() if t.needs_review)
+    t = Talk(catalog, matcher)
+    replies = t.send(payload=f"f:{topic.id}")
+    assert "cần cán bộ kiểm tra lại" in replies[0].text
+    assert "dichvucong" in replies[0].text
+
+
+def test_none_of_these_records_unanswered(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.state = State(flow=Flow.CHOOSE, pending="cau hoi la", choices=("f:le_phi", "f:-"))
+    replies = t.send("2")
+    assert UnansweredRecorded("cau hoi la") in t.events
+    assert replies[0].text.startswith("Xin lỗi")
+
+
+def test_group_ignores_messages_not_addressed(catalog, matcher):
+    t = Talk(catalog, matcher, chat_type=ChatType.GROUP)
+    assert t.send("mất căn cước làm sao", addressed=False) == []
+    assert t.events == []
+
+
+def test_group_answers_but_walks_only_in_private(catalog, matcher):
+    t = Talk(catalog, matcher, chat_type=ChatType.GROUP)
+    replies = t.send("mất căn cước thì làm lại thế nào")
+    assert t.events[0].topic == "mat_the"
+    assert replies[0].choices == ()
+    for attempt in ("/huongdan", "bước 3", "huong dan"):
+        replies = t.send(attempt)
+        assert "tin nhắn riêng" in replies[0].text
+        assert not any(r.text.startswith("Bước") for r in replies)
+        assert not any(isinstance(e, StepReached) for e in t.events)
+
+
+def test_thon_links_group_only_for_admins(catalog, matcher):
+    t = Talk(catalog, matcher, chat_type=ChatType.GROUP)
+    replies = t.send("/thon Tổ dân phố 3")
+    assert "chỉ quản trị viên" in replies[0].text
+    assert not any(isinstance(e, ChatHamletLinked) for e in t.events)
+    admin = Talk(catalog, matcher, chat_type=ChatType.GROUP, officer=True)
+    admin.send("/thon to dan pho 3")
+    assert ChatHamletLinked("ngoctrao_tdp03") in admin.events
+    admin.send("/thon ngoctrao_tdp10")
+    assert ChatHamletLinked("ngoctrao_tdp10") in admin.events
+
+
+def test_delete_needs_confirmation(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.send("/huongdan")
+    replies = t.send("/xoa")
+    assert not any(isinstance(e, ForgetUser) for e in t.events)
+    t.send(payload=payload_of(replies, "Không xóa"))
+    assert not any(isinstance(e, ForgetUser) for e in t.events)
+    assert t.state.step == catalog.steps[0].slug
+    replies = t.send("/xoa")
+    t.send(payload=payload_of(replies, "Xóa"))
+    assert ForgetUser() in t.events
+    assert t.state.step is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "   ", "\x00\x01\x02", "😀😀😀", "x" * 100_000, "<script>alert(1)</script>", "'; DROP TABLE users; --", "Привет, как дела?", "你好"],
+)
+def test_bad_input_gets_a_polite_reply_and_valid_state(catalog, matcher, text):
+    t = Talk(catalog, matcher)
+    t.send("/huongdan")
+    replies = t.send(text)
+    assert replies and all(r.text for r in replies)
+    assert "Traceback" not in texts(replies)
+    assert State.from_dict(t.state.to_dict(), set(catalog.step_index)) == t.state
+    assert t.state.step == catalog.steps[0].slug
+
+
+@pytest.mark.parametrize("payload", ["f:no_such_topic", "s:no_such_step", "zz", "t:nowhere", "g:s:extra", "x" * 64])
+def test_stale_or_unknown_payload_gets_menu(catalog, matcher, payload):
+    t = Talk(catalog, matcher)
+    replies = t.send(payload=payload)
+    assert "Nút này đã cũ" in texts(replies) or "Chọn bên dưới" in texts(replies)
+    assert replies[-1].choices
+
+
+def test_state_from_stale_content_falls_back(catalog):
+    state = State.from_dict({"flow": "guide", "step": "removed_step", "choices": "bad", "last_seen": "nonsense"}, set(catalog.step_index))
+    assert state == State()
+    assert State.from_dict("garbage") == State()

@@ -1,0 +1,123 @@
+"""The shell over the store: state survives restarts, every message is logged with its hamlet."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+
+from bot.messages import ChatType, Incoming
+from bot.service import ChatService
+from storage.db import Database
+from storage.models import Chat, ConversationState, GuideEvent, QueryLog, User
+
+
+def msg(clock, text="", payload=None, *, user="u1", chat=None, chat_type=ChatType.PRIVATE, channel="console", addressed=True):
+    return Incoming(channel, chat or user, chat_type, user, "Bà Lan", text, clock(), payload=payload, addressed=addressed)
+
+
+async def rows(db: Database, model):
+    async with db.transaction() as session:
+        return list((await session.execute(select(model).order_by(*model.__table__.primary_key.columns))).scalars())
+
+
+async def test_state_survives_a_restart(service, catalog, settings, clock, db_url):
+    await service.handle(msg(clock, "/huongdan"))
+    await service.handle(msg(clock, "tiếp"))
+    await service.handle(msg(clock, "tiếp"))
+    await service.db.close()
+    clock.advance(days=2)
+    restarted = ChatService(Database(db_url), catalog, settings, clock=clock)
+    replies = await restarted.handle(msg(clock, "/huongdan"))
+    assert replies[0].text == "Bạn đang ở bước 3/9. Bạn muốn tiếp tục hay bắt đầu lại?"
+    replies = await restarted.handle(msg(clock, "1"))
+    assert replies[0].text.startswith("Bước 3/9")
+    await restarted.db.close()
+
+
+async def test_every_message_is_logged_with_hamlet_and_masked(service, clock):
+    await service.handle(msg(clock, "/start h_ngoctrao_tdp02"))
+    await service.handle(msg(clock, "mất căn cước làm lại thế nào"))
+    await service.handle(msg(clock, "thời tiết mai thế nào"))
+    await service.handle(msg(clock, "số của tôi 001089012345, sđt 0912345678, otp 482913"))
+    log = await rows(service.db, QueryLog)
+    assert [r.outcome for r in log][:3] == ["command", "answered", "unanswered"]
+    assert {r.hamlet_code for r in log} == {"ngoctrao_tdp02"}
+    assert log[1].topic == "mat_the" and log[1].score > 0
+    assert log[3].text == "số của tôi [số giấy tờ], sđt [số điện thoại], otp [mã]"
+    assert log[0].user_ref == service.pseudonym("console", "u1") and "u1" not in log[0].user_ref
+    assert all(r.handling_ms >= 0 for r in log)
+
+
+async def test_person_without_hamlet_is_logged_as_unknown(service, clock):
+    await service.handle(msg(clock, "/start"))
+    await service.handle(msg(clock, "lệ phí làm căn cước bao nhiêu tiền"))
+    log = await rows(service.db, QueryLog)
+    assert [r.hamlet_code for r in log] == [None, None]
+
+
+async def test_group_queries_carry_the_group_hamlet(service, clock):
+    group = dict(chat="g-1", chat_type=ChatType.GROUP)
+    refused = await service.handle(msg(clock, "/thon Tổ dân phố 5", **group))
+    assert "chỉ quản trị viên" in refused[0].text
+    await service.handle(msg(clock, "/thon Tổ dân phố 5", user="officer-1", **group))
+    await service.handle(msg(clock, "mất căn cước làm lại thế nào", user="u7", **group))
+    assert await service.handle(msg(clock, "chuyện riêng", user="u8", addressed=False, **group)) == []
+    log = await rows(service.db, QueryLog)
+    assert [r.hamlet_code for r in log] == [None, "ngoctrao_tdp05", "ngoctrao_tdp05"]
+    assert len(log) == 3, "a message the bot is not addressed in is not logged"
+    chats = [c for c in await rows(service.db, Chat) if c.external_id == "g-1"]
+    assert chats[0].hamlet_code == "ngoctrao_tdp05"
+
+
+async def test_guide_events_give_the_funnel(service, clock):
+    await service.handle(msg(clock, "/start h_ngoctrao_tdp01"))
+    await service.handle(msg(clock, "/huongdan"))
+    for _ in range(8):
+        await service.handle(msg(clock, "tiếp"))
+    replies = await service.handle(msg(clock, "tiếp"))
+    assert "hết 9 bước" in replies[0].text
+    await service.handle(msg(clock, "1"))
+    events = await rows(service.db, GuideEvent)
+    steps = [e.step for e in events if e.kind == "step"]
+    assert steps == [s.slug for s in service.catalog.steps]
+    assert [(e.kind, e.value, e.hamlet_code) for e in events if e.kind == "outcome"] == [("outcome", "yes", "ngoctrao_tdp01")]
+
+
+async def test_choose_none_marks_the_question_unanswered(service, clock):
+    replies = await service.handle(msg(clock, "cccd"))
+    assert replies[0].choices[-1].payload == "f:-", "a one-word query asks back with choices"
+    none_payload = replies[0].choices[-1].payload
+    await service.handle(msg(clock, payload=none_payload))
+    log = await rows(service.db, QueryLog)
+    assert log[0].outcome == "unanswered" and log[0].text == "cccd"
+
+
+async def test_forget_me_deletes_state_and_texts(service, clock):
+    await service.handle(msg(clock, "/start h_ngoctrao_tdp03"))
+    await service.handle(msg(clock, "mất thẻ căn cước"))
+    await service.handle(msg(clock, "/huongdan"))
+    await service.handle(msg(clock, "/xoa"))
+    replies = await service.handle(msg(clock, "1"))
+    assert replies[0].text.startswith("Đã xóa")
+    assert await rows(service.db, ConversationState) == []
+    assert await rows(service.db, User) == []
+    log = await rows(service.db, QueryLog)
+    assert len(log) == 5, "anonymous counts are kept"
+    assert {r.text for r in log} == {None} and {r.user_ref for r in log} == {None}
+    assert {e.user_ref for e in await rows(service.db, GuideEvent)} == {None}
+
+
+async def test_concurrent_messages_of_one_chat_are_processed_in_order(service, clock):
+    await service.handle(msg(clock, "/huongdan"))
+    replies = await asyncio.gather(*(service.handle(msg(clock, "tiếp")) for _ in range(6)))
+    assert [r[0].text.split(":")[0] for r in replies] == [f"Bước {k}/9" for k in range(2, 8)]
+
+
+async def test_stored_state_from_old_content_does_not_break(service, clock):
+    async with service.db.transaction() as session:
+        session.add(ConversationState(channel="console", chat_id="u1", user_id="u1", data={"flow": "guide", "step": "gone"}, updated_at=clock()))
+    replies = await service.handle(msg(clock, "tiếp"))
+    assert replies and "Traceback" not in replies[0].text
+    replies = await service.handle(msg(clock, "/huongdan"))
+    assert replies[0].text.startswith("Bước 1/9")
