@@ -75,7 +75,8 @@ def _press(state: State, msg: Incoming, ctx: Context, payload: str) -> Outcome:
         return guide.record_outcome(state, ctx, arg)
     if kind == "x" and arg in ("yes", "no") and private:
         return menu.answer_delete(state, ctx, arg)
-    return menu.show_menu(state.evolve(flow=Flow.IDLE), msg, ctx, prefix=c.msg("stale_button"))
+    out = menu.show_menu(state.evolve(flow=Flow.IDLE), msg, ctx, prefix=c.msg("stale_button"))
+    return Outcome(out.state, out.replies, (QueryHandled(Outcomes.INVALID),))
 
 
 def _group_guide(state: State, ctx: Context) -> Outcome:

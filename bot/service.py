@@ -16,6 +16,7 @@ from bot.conversation import (
     ForgetUser,
     GuideFinished,
     Outcome,
+    Outcomes,
     QueryHandled,
     State,
     StepReached,
@@ -105,6 +106,10 @@ class ChatService:
                     resume_after=timedelta(minutes=self.settings.resume_after_minutes),
                 )
                 outcome = step(state, msg, ctx)
+                if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):
+                    log.info(
+                        "refused input on %s: payload=%r, %d characters", msg.channel, (msg.payload or "")[:64], len(msg.text)
+                    )
                 await self._record(session, msg, outcome, user, chat, now, started)
         except Exception:
             log.exception("failed to handle a message on %s", msg.channel)

@@ -121,3 +121,14 @@ async def test_stored_state_from_old_content_does_not_break(service, clock):
     assert replies and "Traceback" not in replies[0].text
     replies = await service.handle(msg(clock, "/huongdan"))
     assert replies[0].text.startswith("Bước 1/9")
+
+
+async def test_bad_input_is_logged_and_answered_politely(service, clock, caplog):
+    caplog.set_level("INFO", logger="bot.service")
+    for bad in (msg(clock, payload="f:removed_topic"), msg(clock, "\x00" * 10), msg(clock, "x" * 100_000)):
+        replies = await service.handle(bad)
+        assert replies and "Traceback" not in replies[0].text
+    assert sum("refused input" in r.message for r in caplog.records) == 3
+    log = await rows(service.db, QueryLog)
+    assert [r.outcome for r in log] == ["invalid"] * 3
+    assert all(len(r.text) <= 1000 for r in log)
