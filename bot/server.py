@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
+import signal
 from dataclasses import dataclass
 
 from aiohttp import web
+from sqlalchemy import text
 
-from bot.catalog import Catalog
+from bot.catalog import Catalog, load_catalog
 from bot.config import Settings
 from bot.service import ChatService
 from storage.db import Database
@@ -36,11 +39,42 @@ async def healthz(request: web.Request) -> web.Response:
     db = request.app[DATABASE]
     try:
         async with db.transaction() as session:
-            await session.execute(__import__("sqlalchemy").text("SELECT 1"))
+            await session.execute(text("SELECT 1"))
     except Exception as exc:  # the probe must answer, whatever broke
         return web.json_response({"ok": False, "database": str(exc)[:200]}, status=503)
     channels = {name: status.detail for name, status in request.app[CHANNELS].items()}
     return web.json_response({"ok": True, "channels": channels})
+
+
+def reload_content(app: web.Application) -> bool:
+    """Load the content again and use it if valid; keep the running content otherwise."""
+    catalog = load_catalog(app[SETTINGS].content_dir)
+    if catalog.problems:
+        for problem in catalog.problems:
+            log.error("content not reloaded: %s", problem)
+        return False
+    app[SERVICE].reload_content(catalog)
+    log.info("content reloaded: %d topics", len(catalog.topics))
+    return True
+
+
+def setup_reload(app: web.Application) -> None:
+    """Reload content on SIGHUP, so edited FAQ examples take effect without a restart."""
+
+    async def install(_app: web.Application) -> None:
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_content, app)
+        except (NotImplementedError, RuntimeError, ValueError):
+            log.warning("SIGHUP reload is not available on this platform")
+
+    async def remove(_app: web.Application) -> None:
+        try:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+
+    app.on_startup.append(install)
+    app.on_cleanup.append(remove)
 
 
 def setup_core(app: web.Application, settings: Settings, catalog: Catalog, db: Database) -> None:
@@ -71,12 +105,13 @@ def setup_channels(app: web.Application) -> None:
             app[CHANNELS][short] = ChannelStatus(short, False, "off: not built in this version")
             continue
         reason = module.setup(app)
-        app[CHANNELS][short] = ChannelStatus(short, reason is None, reason or "on")
+        app[CHANNELS][short] = ChannelStatus(short, reason is None, f"off: {reason}" if reason else "on")
 
 
 def create_app(settings: Settings, catalog: Catalog, db: Database | None = None) -> web.Application:
     """Build the application: the core, then every channel whose credentials are set."""
     app = web.Application(client_max_size=1024 * 1024)
     setup_core(app, settings, catalog, db or Database(settings.database_url))
+    setup_reload(app)
     setup_channels(app)
     return app

@@ -1,0 +1,46 @@
+"""The application factory: /healthz, channels off without credentials, content reload."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.catalog import CONTENT_DIR
+from bot.config import Settings
+from bot.server import CHANNELS, SERVICE, create_app, reload_content
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_healthz_and_channels_off_without_credentials(db_url, catalog):
+    app = create_app(Settings(database_url=db_url), catalog)
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.get("/healthz")
+        assert resp.status == 200
+        body = await resp.json()
+        assert body["ok"] is True
+        assert set(body["channels"]) == {"telegram", "zalo_bot", "zalo_oa"}
+    assert not any(status.on for status in app[CHANNELS].values())
+    assert all(status.detail.startswith("off") for status in app[CHANNELS].values())
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_reload_picks_up_an_added_example_and_refuses_broken_content(db_url, catalog, tmp_path):
+    content = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, content)
+    app = create_app(Settings(database_url=db_url, content_dir=content), catalog)
+    question = "bà muốn hỏi chuyện con trâu nhà bà bị lạc"
+    assert app[SERVICE].matcher.match(question).topic is None
+    path = content / "faq_card.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for entry in data["topics"]:
+        if entry["id"] == "ho_tro":
+            entry["examples"].append(question)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert reload_content(app) is True
+    assert app[SERVICE].matcher.match(question).topic == "ho_tro"
+    (content / "steps.yaml").write_text("steps: []", encoding="utf-8")
+    assert reload_content(app) is False
+    assert app[SERVICE].matcher.match(question).topic == "ho_tro", "broken content keeps the running one"
