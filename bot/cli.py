@@ -248,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     un.add_argument("--limit", type=int, default=30)
     un.add_argument("--json", action="store_true")
     un.set_defaults(func=cmd_faq_unanswered)
+
+    from bot.channels.zalo_oa import register_cli as register_zalo_oa_cli
+
+    register_zalo_oa_cli(sub)
     return parser
 
 

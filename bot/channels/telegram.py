@@ -1,0 +1,752 @@
+"""The Telegram channel: a thin transport between the Bot API and the conversation core.
+
+python-telegram-bot (v22) is used for what it is good at: the HTTP calls, the typed objects and the
+errors of the Bot API. The conversation itself stays in the core, whose state lives in the database,
+so that several processes and the Zalo channels share the same flows.
+
+Updates arrive by webhook (a route on the server's aiohttp application) or by long polling. Each
+update is checked, recorded by update_id in the database (Telegram redelivers, and several processes
+may run), and queued behind the earlier updates of its chat: the webhook answers at once and the
+updates of one chat are handled in order. Replies are rendered for Telegram and sent as plain text
+(no parse_mode: nothing a person types can break a message) with inline keyboards whose callback
+data are the core's short payloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import warnings
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from sqlalchemy.exc import IntegrityError
+from telegram import (
+    BotCommand,
+    BotCommandScopeAllChatAdministrators,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    CallbackQuery,
+    ChatMemberUpdated,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Message,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ChatMemberStatus, MessageEntityType
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.ext import Application, ApplicationBuilder
+from telegram.request import HTTPXRequest
+
+from bot.config import Settings
+from bot.messages import Capabilities, ChatType, Choice, Incoming, Reply
+from bot.render import render
+from bot.server import CHANNELS, SERVICE, SETTINGS
+from bot.service import ChatService
+from storage import conversations, deliveries, kv, people
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+# Telegram shows up to 100 inline buttons; 12 keeps the hamlet list (8 and "skip") as buttons.
+CAPABILITIES = Capabilities(buttons=True, max_text=4096, max_buttons=12)
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+KV_SECRET = "telegram.webhook_secret"
+ALLOWED_UPDATES = ("message", "callback_query", "my_chat_member")
+MAX_CALLBACK_BYTES = 64
+# Waits between retries of one call after network errors (about three minutes in all).
+BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 30.0, 60.0, 60.0)
+MAX_FLOOD_WAITS = 5
+DRAIN_SECONDS = 20.0
+PRUNE_EVERY = timedelta(hours=6)
+
+_COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]+))?(?:\s+(.*))?$", re.S)
+_PRESENT = {ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER}
+_ADMINS = {ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER}
+
+PRIVATE_COMMANDS = (
+    ("start", "Bắt đầu, xem menu"),
+    ("huongdan", "Hướng dẫn 9 bước làm căn cước trực tuyến"),
+    ("menu", "Mở menu"),
+    ("xoa", "Xóa thông tin của bạn"),
+)
+GROUP_COMMANDS = (
+    ("cauhoi", "Hỏi một câu, ví dụ: /cauhoi làm căn cước ở đâu"),
+    ("menu", "Mở menu"),
+)
+GROUP_ADMIN_COMMANDS = (("thon", "Gắn nhóm với thôn, tổ dân phố: /thon tên hoặc mã"), *GROUP_COMMANDS)
+
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def retry_seconds(exc: RetryAfter) -> float:
+    """The wait Telegram asked for, in seconds (an int before PTB 22.2's timedelta)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = exc.retry_after
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    return max(seconds, 0.0)
+
+
+def webhook_path(url: str) -> str:
+    """The path the webhook is served at: the path of CCCD_TELEGRAM_WEBHOOK_URL."""
+    return urlsplit(url).path or "/"
+
+
+def build_application(settings: Settings) -> Application:
+    """PTB's Application as a holder of the bot and its HTTP clients; no updater, no handlers."""
+    return (
+        ApplicationBuilder()
+        .token(settings.telegram_token or "")
+        .base_url(settings.telegram_base_url)
+        .request(HTTPXRequest(connection_pool_size=32, connect_timeout=10, read_timeout=20, write_timeout=20, pool_timeout=5))
+        .get_updates_request(HTTPXRequest(connection_pool_size=2, connect_timeout=10, read_timeout=10))
+        .updater(None)
+        .build()
+    )
+
+
+class TelegramChannel:
+    """Receive Telegram updates, hand them to the core in order per chat, and send the replies."""
+
+    def __init__(
+        self,
+        service: ChatService,
+        settings: Settings,
+        *,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        backoff: Sequence[float] = BACKOFF,
+        poll_timeout: int = 30,
+    ):
+        if not settings.telegram_token:
+            raise ValueError("CCCD_TELEGRAM_TOKEN is not set")
+        self.service = service
+        self.settings = settings
+        # Waits (flood control, network back-off) go through `sleep`, so tests need not wait.
+        self.sleep = sleep
+        self.backoff = tuple(backoff) or (1.0,)
+        self.poll_timeout = poll_timeout
+        self.drain_seconds = DRAIN_SECONDS
+        self.webhook_url = settings.telegram_webhook_url or None
+        self.mode = "webhook" if self.webhook_url else "polling"
+        self.application = build_application(settings)
+        self.bot = self.application.bot
+        self._token = settings.telegram_token
+        self.bot_key = self._token.split(":", 1)[0]
+        self.bot_id: int | None = int(self.bot_key) if self.bot_key.isdigit() else None
+        self.username: str | None = (settings.telegram_bot_username or "").lstrip("@") or None
+        self.secret: str | None = None
+        self.ready = asyncio.Event()
+        self.status: Any = None
+        self._queues: dict[str, deque[Update]] = {}
+        self._workers: dict[str, asyncio.Task] = {}
+        self._runner: asyncio.Task | None = None
+        self._last_prune: datetime | None = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Load the webhook secret, then connect in the background (the server starts meanwhile)."""
+        if self.mode == "webhook":
+            self.secret = await self._webhook_secret()
+        self._runner = asyncio.create_task(self._run(), name="telegram-channel")
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self.ready.wait(), timeout)
+
+    async def stop(self) -> None:
+        """Stop receiving, finish the updates already queued (within a bound), close the clients."""
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.idle(), self.drain_seconds)
+        except asyncio.TimeoutError:
+            log.warning("telegram: %d chat(s) still busy at shutdown; their queued updates are dropped", len(self._workers))
+            for task in list(self._workers.values()):
+                task.cancel()
+            await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        try:
+            await self.application.shutdown()
+        except Exception:  # closing clients must not stop the server's shutdown
+            log.warning("telegram: error while closing the Bot API clients", exc_info=True)
+
+    async def idle(self) -> None:
+        """Wait until every queued update has been handled."""
+        while self._workers:
+            await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+
+    def _set_status(self, on: bool, detail: str) -> None:
+        if self.status is not None:
+            self.status.on = on
+            self.status.detail = detail
+
+    def _safe(self, exc: BaseException) -> str:
+        """An error's text without the token (PTB puts it in InvalidToken's message)."""
+        return str(exc).replace(self._token, "<token>")
+
+    async def _run(self) -> None:
+        try:
+            await self._connect_and_receive()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the server goes on serving the other channels
+            log.exception("telegram: the channel stopped on an unexpected error")
+            self._set_status(False, "error: stopped on an unexpected error (see the log)")
+
+    async def _connect_and_receive(self) -> None:
+        if not await self._persist("getMe", self.application.initialize):
+            self._set_status(False, "error: the Bot API rejected CCCD_TELEGRAM_TOKEN")
+            return
+        self.bot_id = self.bot.id
+        self.username = self.bot.username or self.username
+        await self._register_commands()
+        if self.mode == "webhook":
+            done = await self._persist(
+                "setWebhook",
+                lambda: self.bot.set_webhook(
+                    self.webhook_url, secret_token=self.secret, allowed_updates=list(ALLOWED_UPDATES), max_connections=40
+                ),
+            )
+            if not done:
+                self._set_status(False, "error: Telegram refused the webhook address (see the log)")
+            else:
+                self._set_status(True, f"on: webhook at {webhook_path(self.webhook_url)} as @{self.username}")
+            self.ready.set()
+            return
+        await self._persist("deleteWebhook", lambda: self.bot.delete_webhook(drop_pending_updates=False))
+        self._set_status(True, f"on: long polling as @{self.username}")
+        self.ready.set()
+        await self._poll()
+
+    async def _persist(self, what: str, make: Callable[[], Awaitable[Any]]) -> bool:
+        """Call until it succeeds; False on an error that retrying cannot fix."""
+        attempt = 0
+        while True:
+            try:
+                await make()
+                return True
+            except RetryAfter as exc:
+                await self.sleep(retry_seconds(exc))
+            except (InvalidToken, BadRequest, Forbidden) as exc:
+                log.error("telegram: %s failed: %s", what, self._safe(exc))
+                return False
+            except TelegramError as exc:
+                delay = self.backoff[min(attempt, len(self.backoff) - 1)]
+                attempt += 1
+                log.warning("telegram: %s failed (%s); retrying in %.1f s", what, self._safe(exc), delay)
+                await self.sleep(delay)
+
+    async def _register_commands(self) -> None:
+        scopes = (
+            (PRIVATE_COMMANDS, BotCommandScopeAllPrivateChats()),
+            (GROUP_COMMANDS, BotCommandScopeAllGroupChats()),
+            (GROUP_ADMIN_COMMANDS, BotCommandScopeAllChatAdministrators()),
+        )
+        for commands, scope in scopes:
+            listed = [BotCommand(name, description) for name, description in commands]
+            try:
+                await self._call(lambda listed=listed, scope=scope: self.bot.set_my_commands(listed, scope=scope))
+            except TelegramError as exc:
+                log.warning("telegram: setMyCommands (%s) failed: %s", scope.type, self._safe(exc))
+
+    async def _webhook_secret(self) -> str:
+        """The configured secret, or one generated once and kept in the database for every process."""
+        if self.settings.telegram_webhook_secret:
+            return self.settings.telegram_webhook_secret
+        for _ in range(3):
+            async with self.service.db.transaction() as session:
+                stored = await kv.get(session, KV_SECRET)
+                if stored and SECRET_RE.match(str(stored[0].get("secret", ""))):
+                    return stored[0]["secret"]
+                secret = secrets.token_urlsafe(32)
+                version = stored[1] if stored else None
+                if await kv.put_if_version(session, KV_SECRET, {"secret": secret}, version, self.service.clock()):
+                    log.info("telegram: generated a webhook secret and stored it")
+                    return secret
+        raise RuntimeError("cannot store the Telegram webhook secret")
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _poll(self) -> None:
+        """Long polling: fetch updates, record and queue them, confirm them with the next offset."""
+        offset: int | None = None
+        failures = 0
+        while True:
+            try:
+                updates = await self.bot.get_updates(
+                    offset=offset, timeout=self.poll_timeout, allowed_updates=list(ALLOWED_UPDATES)
+                )
+            except RetryAfter as exc:
+                await self.sleep(retry_seconds(exc))
+                continue
+            except InvalidToken as exc:
+                log.error("telegram: polling stopped: %s", self._safe(exc))
+                self._set_status(False, "error: the Bot API rejected CCCD_TELEGRAM_TOKEN")
+                return
+            except (TypeError, ValueError, KeyError, AttributeError):
+                # An update PTB cannot read would come back on every call: fetch them raw, skip it.
+                try:
+                    updates, offset = await self._fetch_readable(offset)
+                except Exception as exc:
+                    log.warning("telegram: getUpdates failed (%s)", self._safe(exc))
+                    await self.sleep(self.backoff[0])
+                    continue
+            except Exception as exc:  # network errors, a webhook set by another process (Conflict)…
+                delay = self.backoff[min(failures, len(self.backoff) - 1)]
+                failures += 1
+                log.warning("telegram: getUpdates failed (%s); retrying in %.1f s", self._safe(exc), delay)
+                await self.sleep(delay)
+                continue
+            failures = 0
+            for update in updates:
+                try:
+                    await self.accept(update)
+                except Exception:
+                    log.exception("telegram: cannot record update %s; it will be fetched again", update.update_id)
+                    await self.sleep(self.backoff[0])
+                    break
+                offset = update.update_id + 1
+
+    async def _fetch_readable(self, offset: int | None) -> tuple[list[Update], int | None]:
+        """Fetch pending updates without parsing them all at once; log and skip the unreadable."""
+        kwargs: dict[str, Any] = {"timeout": 0, "allowed_updates": list(ALLOWED_UPDATES)}
+        if offset is not None:
+            kwargs["offset"] = offset
+        with warnings.catch_warnings():  # PTB warns that getUpdates has its own method
+            warnings.simplefilter("ignore")
+            raw = await self.bot.do_api_request("getUpdates", api_kwargs=kwargs)
+        readable: list[Update] = []
+        for item in raw if isinstance(raw, list) else ():
+            update_id = item.get("update_id") if isinstance(item, dict) else None
+            if not isinstance(update_id, int):
+                continue
+            try:
+                readable.append(Update.de_json(item, self.bot))
+            except Exception:
+                log.warning("telegram: update %s cannot be read; skipped", update_id, exc_info=True)
+                offset = max(offset or 0, update_id + 1)
+        return readable, offset
+
+    async def handle_webhook(self, request: web.Request) -> web.Response:
+        """The webhook route: check the secret, read the update, queue it and answer at once."""
+        expected = self.secret
+        if expected is None:
+            return web.Response(status=503, text="not ready")
+        given = request.headers.get(SECRET_HEADER)
+        if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+            log.warning("telegram webhook: wrong or missing secret token (from %s)", request.remote)
+            return web.Response(status=403, text="forbidden")
+        try:
+            data = json.loads(await request.read())
+        except ValueError:
+            log.warning("telegram webhook: the body is not JSON")
+            return web.Response(status=400, text="body must be JSON")
+        update_id = data.get("update_id") if isinstance(data, dict) else None
+        if not isinstance(update_id, int) or isinstance(update_id, bool):
+            log.warning("telegram webhook: the body is not an update (no integer update_id)")
+            return web.Response(status=400, text="not an update")
+        try:
+            update = Update.de_json(data, self.bot)
+        except Exception:
+            log.warning("telegram webhook: update %s cannot be read; ignored", update_id, exc_info=True)
+            return web.Response(status=200)
+        try:
+            await self.accept(update)
+        except Exception:
+            log.exception("telegram webhook: cannot record update %s; Telegram will deliver it again", update_id)
+            return web.Response(status=500, text="try again")
+        return web.Response(status=200)
+
+    async def accept(self, update: Update) -> bool:
+        """Record an update (once, across processes) and queue it behind its chat; False if skipped."""
+        key = self._chat_key(update)
+        if key is None:
+            log.debug("telegram: update %s is of a kind the bot does not handle", update.update_id)
+            return False
+        now = self.service.clock()
+        async with self.service.db.transaction() as session:
+            if not await deliveries.claim(session, CHANNEL, f"{self.bot_key}:{update.update_id}", now):
+                log.info("telegram: update %s was already handled; skipped", update.update_id)
+                return False
+            if self._last_prune is None or now - self._last_prune > PRUNE_EVERY:
+                await deliveries.prune(session, now)
+                self._last_prune = now
+        queue = self._queues.setdefault(key, deque())
+        queue.append(update)
+        if key not in self._workers:
+            self._workers[key] = asyncio.create_task(self._drain(key), name=f"telegram-chat-{key}")
+        return True
+
+    @staticmethod
+    def _chat_key(update: Update) -> str | None:
+        if update.my_chat_member is not None:
+            return str(update.my_chat_member.chat.id)
+        if update.callback_query is not None:
+            message = update.callback_query.message
+            return str(message.chat.id) if message is not None else None
+        if update.message is not None:
+            return str(update.message.chat.id)
+        return None
+
+    async def _drain(self, key: str) -> None:
+        """Handle the queued updates of one chat, one after the other."""
+        queue = self._queues[key]
+        try:
+            await self.ready.wait()
+            while queue:
+                update = queue.popleft()
+                try:
+                    await self._process(update)
+                except Exception:
+                    log.exception("telegram: update %s failed", update.update_id)
+        finally:
+            self._workers.pop(key, None)
+            self._queues.pop(key, None)
+
+    async def _process(self, update: Update) -> None:
+        if update.my_chat_member is not None:
+            await self._on_membership(update.my_chat_member)
+        elif update.callback_query is not None:
+            await self._on_callback(update.callback_query)
+        elif update.message is not None:
+            await self._on_message(update.message)
+
+    # ------------------------------------------------------------------ handling
+
+    async def _on_message(self, message: Message) -> None:
+        chat = message.chat
+        if chat.type == chat.CHANNEL:
+            return
+        if message.migrate_to_chat_id:
+            await self.migrate_chat(chat.id, message.migrate_to_chat_id)
+            return
+        if message.migrate_from_chat_id:
+            await self.migrate_chat(message.migrate_from_chat_id, chat.id)
+            return
+        sender = message.from_user
+        if sender is None:
+            return
+        anonymous_admin = message.sender_chat is not None and message.sender_chat.id == chat.id
+        if sender.is_bot and not anonymous_admin:
+            return
+        private = chat.type == chat.PRIVATE
+        text = message.text or message.caption or ""
+        addressed, text = self._addressing(message, text)
+        if not private and not addressed:
+            return  # not for us: neither answered nor logged
+        thread_id = message.message_thread_id if message.is_topic_message else None
+        reply_to = None if private else message.message_id
+        if not text:
+            if message.effective_attachment is not None:
+                await self.send_replies(
+                    chat.id, [Reply(self.service.catalog.msg("not_text"))], reply_to=reply_to, thread_id=thread_id
+                )
+            return
+        is_admin = False
+        command = _COMMAND.match(text)
+        if command and not private:
+            name, arg = command.group(1).lower(), (command.group(3) or "").strip()
+            if name == "start" and arg.startswith("h_"):
+                # ?startgroup=h_<code>: the person who added the bot links the group, if an admin.
+                text, name = f"/thon {arg[2:]}", "thon"
+            if name == "thon":
+                is_admin = anonymous_admin or await self._is_admin(chat.id, sender.id)
+        incoming = Incoming(
+            channel=CHANNEL,
+            chat_id=str(chat.id),
+            chat_type=ChatType.PRIVATE if private else ChatType.GROUP,
+            sender_id=str(sender.id),
+            sender_name=sender.first_name or "",
+            text=text,
+            time=message.date or self.service.clock(),
+            addressed=addressed,
+            message_id=str(message.message_id),
+            sender_is_admin=is_admin,
+        )
+        replies = await self.service.handle(incoming)
+        await self.send_replies(chat.id, replies, reply_to=reply_to, thread_id=thread_id)
+
+    def _addressing(self, message: Message, text: str) -> tuple[bool, str]:
+        """Whether a message is meant for the bot (always in private), and its text without @mention."""
+        text = text.strip()
+        if message.chat.type == message.chat.PRIVATE:
+            return True, text
+        name = (self.username or "").lower()
+        addressed = False
+        command = _COMMAND.match(text)
+        if command:
+            target = (command.group(2) or "").lower()
+            if target and target != name:
+                return False, text  # a command for another bot
+            addressed = True
+        if name and re.search(rf"(?i)(?<![\w@])@{re.escape(name)}\b", text):
+            addressed = True
+            text = re.sub(rf"(?i)(?<![\w@])@{re.escape(name)}\b", " ", text)
+            text = re.sub(r"[ \t]{2,}", " ", text).strip(" \t,:")
+            if not text:
+                text = "/menu"
+        entities = message.entities if message.text else message.caption_entities
+        for entity in entities or ():
+            if entity.type == MessageEntityType.TEXT_MENTION and entity.user and entity.user.id == self.bot_id:
+                addressed = True
+        replied = message.reply_to_message
+        if (
+            replied is not None
+            and replied.forum_topic_created is None
+            and replied.from_user is not None
+            and replied.from_user.id == self.bot_id
+        ):
+            addressed = True
+        return addressed, text.strip()
+
+    async def _is_admin(self, chat_id: int, user_id: int) -> bool:
+        try:
+            member = await self._call(lambda: self.bot.get_chat_member(chat_id, user_id))
+        except TelegramError as exc:
+            log.warning("telegram: getChatMember failed in chat %s: %s", chat_id, self._safe(exc))
+            return False
+        return member.status in _ADMINS
+
+    async def _on_callback(self, query: CallbackQuery) -> None:
+        try:
+            await self.bot.answer_callback_query(query.id)
+        except TelegramError as exc:  # too old, or the network: the press is handled all the same
+            log.debug("telegram: answerCallbackQuery failed: %s", self._safe(exc))
+        message = query.message
+        if message is None or not query.data:
+            return
+        chat = message.chat
+        if chat.type == chat.CHANNEL:
+            return
+        private = chat.type == chat.PRIVATE
+        incoming = Incoming(
+            channel=CHANNEL,
+            chat_id=str(chat.id),
+            chat_type=ChatType.PRIVATE if private else ChatType.GROUP,
+            sender_id=str(query.from_user.id),
+            sender_name=query.from_user.first_name or "",
+            text="",
+            time=self.service.clock(),
+            payload=query.data,
+            addressed=True,
+            message_id=str(message.message_id),
+        )
+        replies = await self.service.handle(incoming)
+        thread_id = message.message_thread_id if getattr(message, "is_topic_message", False) else None
+        await self.send_replies(chat.id, replies, thread_id=thread_id)
+
+    async def _on_membership(self, change: ChatMemberUpdated) -> None:
+        """The bot was added to or removed from a chat (or blocked, or unblocked, in private)."""
+        chat = change.chat
+        if chat.type == chat.CHANNEL:
+            return
+        member = change.new_chat_member
+        if self.bot_id is not None and member.user.id != self.bot_id:
+            return
+        present = member.status in _PRESENT or (
+            member.status == ChatMemberStatus.RESTRICTED and bool(getattr(member, "is_member", False))
+        )
+        private = chat.type == chat.PRIVATE
+        kind = ChatType.PRIVATE if private else ChatType.GROUP
+        async with self.service.db.locked(f"{CHANNEL}:{chat.id}") as session:
+            row = await people.touch_chat(session, CHANNEL, str(chat.id), kind.value, self.service.clock(), title=chat.title)
+            row.active = present
+            if private:
+                await people.set_user_active(session, CHANNEL, str(chat.id), present)
+        log.info("telegram: bot %s %s chat %s", "added to" if present else "removed from", chat.type, chat.id)
+
+    async def migrate_chat(self, old_id: int | str, new_id: int | str) -> None:
+        """A group became a supergroup: move its row (and hamlet) and its conversations to the new id."""
+        old, new = str(old_id), str(new_id)
+        if old == new:
+            return
+        async with self.service.db.locked(f"{CHANNEL}:{new}") as session:
+            old_chat = await people.get_chat(session, CHANNEL, old)
+            if old_chat is not None:
+                new_chat = await people.get_chat(session, CHANNEL, new)
+                if new_chat is None:
+                    old_chat.external_id = new
+                    old_chat.updated_at = self.service.clock()
+                else:
+                    new_chat.hamlet_code = new_chat.hamlet_code or old_chat.hamlet_code
+                    new_chat.title = new_chat.title or old_chat.title
+                    old_chat.active = False
+                await session.flush()
+            try:
+                async with session.begin_nested():
+                    await conversations.rename_chat(session, CHANNEL, old, new)
+            except IntegrityError:
+                log.warning("telegram: conversations of chat %s could not all move to %s", old, new)
+        log.info("telegram: group %s became supergroup %s; its hamlet and conversations moved", old, new)
+
+    async def _mark_inactive(self, chat_id: int) -> None:
+        try:
+            async with self.service.db.transaction() as session:
+                await people.set_chat_active(session, CHANNEL, str(chat_id), False)
+                if int(chat_id) > 0:
+                    await people.set_user_active(session, CHANNEL, str(chat_id), False)
+        except Exception:
+            log.exception("telegram: cannot mark chat %s inactive", chat_id)
+
+    # ------------------------------------------------------------------ sending
+
+    def keyboard(self, buttons: Sequence[Choice]) -> InlineKeyboardMarkup | None:
+        """One button a row; callback data are the core's payloads, never the labels."""
+        rows = []
+        for choice in buttons:
+            if choice.payload == "pm" and self.username:
+                url = f"https://t.me/{self.username}?start=g"
+                rows.append([InlineKeyboardButton(choice.label, url=url)])
+                continue
+            if not 1 <= len(choice.payload.encode()) <= MAX_CALLBACK_BYTES:
+                log.error("telegram: button payload %r is not 1-64 bytes; button left out", choice.payload[:80])
+                continue
+            rows.append([InlineKeyboardButton(choice.label, callback_data=choice.payload)])
+        return InlineKeyboardMarkup(rows) if rows else None
+
+    async def send_replies(
+        self,
+        chat_id: int | str,
+        replies: Sequence[Reply],
+        *,
+        reply_to: int | None = None,
+        thread_id: int | None = None,
+    ) -> bool:
+        """Send the core's replies in order; False when the chat cannot be reached (the rest is dropped)."""
+        target: int | None = int(chat_id)
+        hint = self.service.catalog.messages.get("choices_hint", "")
+        first = True
+        for reply in replies:
+            rendered = render(reply, CAPABILITIES, hint)
+            markup = self.keyboard(rendered.buttons)
+            if rendered.image:
+                target = await self._deliver(
+                    target, lambda cid, image=rendered.image: self.bot.send_photo(cid, image, message_thread_id=thread_id)
+                )
+                if target is None:
+                    return False
+            texts = rendered.texts
+            for index, text in enumerate(texts):
+                options: dict[str, Any] = {
+                    "link_preview_options": LinkPreviewOptions(is_disabled=True),
+                    "message_thread_id": thread_id,
+                }
+                if index == len(texts) - 1 and markup is not None:
+                    options["reply_markup"] = markup
+                if first and reply_to is not None:
+                    options["reply_parameters"] = ReplyParameters(reply_to, allow_sending_without_reply=True)
+                target = await self._deliver(
+                    target, lambda cid, text=text, options=options: self.bot.send_message(cid, text, **options)
+                )
+                if target is None:
+                    return False
+                first = False
+        return True
+
+    async def _deliver(self, chat_id: int, send: Callable[[int], Awaitable[Any]]) -> int | None:
+        """Send one message; return the chat id it went to (it changes on migration) or None."""
+        for _ in range(3):
+            try:
+                await self._call(lambda cid=chat_id: send(cid))
+                return chat_id
+            except ChatMigrated as exc:
+                await self.migrate_chat(chat_id, exc.new_chat_id)
+                chat_id = int(exc.new_chat_id)
+            except Forbidden as exc:
+                log.info("telegram: chat %s blocked or removed the bot (%s); marked inactive", chat_id, self._safe(exc))
+                await self._mark_inactive(chat_id)
+                return None
+            except TelegramError as exc:
+                log.error("telegram: a message to chat %s was not delivered: %s", chat_id, self._safe(exc))
+                return None
+        return None
+
+    async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Make one Bot API call, waiting out flood control and retrying network errors, boundedly."""
+        network = flood = 0
+        while True:
+            try:
+                return await make()
+            except RetryAfter as exc:
+                flood += 1
+                if flood > MAX_FLOOD_WAITS:
+                    raise
+                wait = retry_seconds(exc)
+                log.warning("telegram: flood control; waiting %.1f s as asked", wait)
+                await self.sleep(wait)
+            except BadRequest:
+                raise
+            except NetworkError as exc:  # includes TimedOut and 5xx answers
+                if network >= len(self.backoff):
+                    raise
+                delay = self.backoff[network]
+                network += 1
+                log.warning("telegram: network error (%s); retry %d in %.1f s", self._safe(exc), network, delay)
+                await self.sleep(delay)
+
+
+TELEGRAM = web.AppKey("telegram", TelegramChannel)
+
+
+def setup(app: web.Application) -> str | None:
+    """Wire the Telegram channel into the application; return why it is off, or None when on."""
+    settings = app[SETTINGS]
+    token = settings.telegram_token
+    if not token:
+        return "CCCD_TELEGRAM_TOKEN is not set"
+    if ":" not in token or any(ch.isspace() for ch in token):
+        return "CCCD_TELEGRAM_TOKEN does not look like a token from BotFather (<digits>:<secret>)"
+    secret = settings.telegram_webhook_secret
+    if secret is not None and not SECRET_RE.match(secret):
+        return "CCCD_TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z a-z 0-9 _ -"
+    if settings.telegram_webhook_url:
+        parts = urlsplit(settings.telegram_webhook_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return "CCCD_TELEGRAM_WEBHOOK_URL must be a full address, like https://bot.example.org/telegram/webhook"
+    # Opt in to PTB's timedelta periods (RetryAfter.retry_after); without it every flood wait warns.
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
+    # httpx logs every request URL at INFO, and PTB logs its base URL at DEBUG: both contain the token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("telegram").setLevel(max(logging.getLogger("telegram").getEffectiveLevel(), logging.INFO))
+
+    channel = TelegramChannel(app[SERVICE], settings)
+    app[TELEGRAM] = channel
+    if channel.mode == "webhook":
+        app.router.add_post(webhook_path(channel.webhook_url or ""), channel.handle_webhook)
+
+    async def on_startup(_app: web.Application) -> None:
+        channel.status = _app[CHANNELS].get(CHANNEL)
+        await channel.start()
+
+    async def on_shutdown(_app: web.Application) -> None:
+        # on_shutdown runs before on_cleanup, where the database is closed: queued updates finish first.
+        await channel.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    return None

@@ -1,0 +1,516 @@
+"""The Zalo Bot platform channel (bot-api.zaloplatforms.com): Telegram-like, no Official Account needed.
+
+Calls go to `<base><TOKEN>/<method>` with JSON bodies and answer `{ok, result, description, error_code}`;
+HTTP 200 with `ok:false` is a failure. The channel long-polls `getUpdates` unless
+`CCCD_ZALO_BOT_WEBHOOK_URL` is set, in which case it registers that webhook and serves it here. The platform
+has no buttons and no editing: choices are numbered lines, and the typed number presses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import aiohttp
+from aiohttp import web
+
+from bot.config import Settings
+from bot.messages import Capabilities, ChatType, Incoming, Reply
+from bot.render import render
+from storage import deliveries
+
+if TYPE_CHECKING:  # kept out of imports: the command line loads this module to build its parser
+    from bot.service import ChatService
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "zalo_bot"
+CAPABILITIES = Capabilities(buttons=False, max_text=2000)
+SECRET_HEADER = "X-Bot-Api-Secret-Token"
+DEFAULT_WEBHOOK_PATH = "/zalo/bot/webhook"
+TEXT_EVENT = "message.text.received"
+# HTTP 200 with ok:false and this code: a long poll that ended with nothing new.
+NOTHING_NEW = 408
+RATE_LIMITED = 429
+NETWORK = -1  # ours: the API could not be reached at all (nothing was sent)
+UNKNOWN = 0  # ours: no answer (timeout, broken connection): the call may have gone through
+# Codes after which retrying the same call cannot help.
+FATAL_CODES = frozenset({400, 401, 403, 404})
+PRUNE_EVERY = timedelta(hours=1)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def announce(text: str) -> None:
+    """Say at start what a channel does (`cccd-bot serve` prints its channels the same way)."""
+    log.info("%s", text)
+    print(text, flush=True)
+
+
+class OrderedWork:
+    """Run jobs one after another per key (a chat), concurrently across keys, in background tasks."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, collections.deque[Callable[[], Awaitable[None]]]] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    def submit(self, key: str, job: Callable[[], Awaitable[None]]) -> None:
+        queue = self._queues.get(key)
+        if queue is not None:
+            queue.append(job)
+            return
+        queue = collections.deque([job])
+        self._queues[key] = queue
+        task = asyncio.get_running_loop().create_task(self._run(key, queue))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, key: str, queue: collections.deque) -> None:
+        while queue:
+            job = queue.popleft()
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("a background job of chat %s failed", key)
+        del self._queues[key]
+
+    async def drain(self) -> None:
+        """Wait until every submitted job has finished."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Let running jobs finish for up to `timeout` seconds, then cancel the rest."""
+        if not self._tasks:
+            return
+        _done, pending = await asyncio.wait(list(self._tasks), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+class DeliveryLedger:
+    """Deliveries already taken, in the database, so retries and duplicates are processed once."""
+
+    def __init__(self, db, channel: str, prune_every: timedelta = PRUNE_EVERY):
+        self.db = db
+        self.channel = channel
+        self.prune_every = prune_every
+        self._last_prune: datetime | None = None
+
+    async def claim(self, key: str) -> bool:
+        now = utcnow()
+        async with self.db.transaction() as session:
+            fresh = await deliveries.claim(session, self.channel, key, now)
+            if fresh and (self._last_prune is None or now - self._last_prune > self.prune_every):
+                await deliveries.prune(session, now)
+                self._last_prune = now
+        return fresh
+
+
+class ZaloBotError(Exception):
+    """A failed call: `ok:false`, a non-2xx answer, or an unreadable body."""
+
+    def __init__(self, method: str, code: int, description: str = "", retry_after: float | None = None):
+        super().__init__(f"{method}: error {code} {description}".strip())
+        self.method = method
+        self.code = code
+        self.description = description
+        self.retry_after = retry_after
+
+
+class ZaloBotApi:
+    """A thin client of the Bot API; backs off on rate limits (bounded) and raises ZaloBotError."""
+
+    def __init__(
+        self,
+        token: str,
+        base_url: str,
+        *,
+        retry_delays: Sequence[float] = (1.0, 2.0, 4.0, 8.0),
+        max_retry_after: float = 30.0,
+        sleep: Sleep = asyncio.sleep,
+        http: aiohttp.ClientSession | None = None,
+    ):
+        self.token = token
+        self.base_url = base_url
+        self.retry_delays = tuple(retry_delays)
+        self.max_retry_after = max_retry_after
+        self.sleep = sleep
+        self.http = http
+
+    def url(self, method: str) -> str:
+        return f"{self.base_url}{self.token}/{method}"
+
+    def _scrub(self, text: str) -> str:
+        """Keep the token out of logs."""
+        return text.replace(self.token, "<token>") if self.token else text
+
+    async def call(self, method: str, payload: dict[str, Any] | None = None, *, timeout: float = 15.0) -> Any:
+        """Call `method`; return its `result`. Rate limits are retried after the configured delays."""
+        attempt = 0
+        while True:
+            try:
+                return await self._call_once(method, payload or {}, timeout)
+            except ZaloBotError as exc:
+                if exc.code not in (RATE_LIMITED, NETWORK) or attempt >= len(self.retry_delays):
+                    raise
+                delay = self.retry_delays[attempt]
+                if exc.retry_after is not None:
+                    delay = min(max(delay, exc.retry_after), self.max_retry_after)
+                attempt += 1
+                log.warning("zalo_bot: %s failed (%s); retrying in %.1fs (%d/%d)", method, exc.description, delay, attempt, len(self.retry_delays))
+                await self.sleep(delay)
+
+    async def _call_once(self, method: str, payload: dict[str, Any], timeout: float) -> Any:
+        if self.http is None:
+            raise RuntimeError("ZaloBotApi has no HTTP session (the channel is not started)")
+        try:
+            async with self.http.post(self.url(method), json=payload, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except aiohttp.ClientConnectorError as exc:
+            raise ZaloBotError(method, NETWORK, self._scrub(str(exc))) from None
+        except aiohttp.ClientError as exc:
+            raise ZaloBotError(method, UNKNOWN, self._scrub(str(exc)) or type(exc).__name__) from None
+        except asyncio.TimeoutError:
+            raise ZaloBotError(method, UNKNOWN, "timeout") from None
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ZaloBotError(method, status if status != 200 else 502, f"unreadable answer (HTTP {status})")
+        if status == 200 and body.get("ok") is True:
+            return body.get("result")
+        code = body.get("error_code")
+        if not isinstance(code, int) or isinstance(code, bool):
+            code = status if status != 200 else 500
+        retry_after = None
+        params = body.get("parameters")
+        if isinstance(params, dict) and isinstance(params.get("retry_after"), (int, float)):
+            retry_after = float(params["retry_after"])
+        if status == RATE_LIMITED:
+            code = RATE_LIMITED
+        raise ZaloBotError(method, code, str(body.get("description") or ""), retry_after)
+
+
+def webhook_secret(settings: Settings) -> str:
+    """The secret Zalo echoes in X-Bot-Api-Secret-Token: the configured one, or one derived from the token.
+
+    Derived secrets are stable across restarts and processes and reveal nothing about the token.
+    """
+    if settings.zalo_bot_webhook_secret:
+        return settings.zalo_bot_webhook_secret
+    token = settings.zalo_bot_token or ""
+    return hashlib.sha256(f"cccd-bot:zalo-bot-webhook:{token}".encode()).hexdigest()[:48]
+
+
+def webhook_path(settings: Settings) -> str:
+    """Serve the webhook at the path of CCCD_ZALO_BOT_WEBHOOK_URL (default /zalo/bot/webhook)."""
+    path = urlparse(settings.zalo_bot_webhook_url or "").path
+    return path if path and path != "/" else DEFAULT_WEBHOOK_PATH
+
+
+def _time(value: Any) -> datetime:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        seconds = value / 1000 if value > 1e11 else value
+        try:
+            return datetime.fromtimestamp(seconds, timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            pass
+    return utcnow()
+
+
+def strip_mentions(text: str, names: Sequence[str]) -> str:
+    """Remove "@<bot name>" mentions from a group message, so the core reads the question alone."""
+    out = text
+    for name in names:
+        if not name:
+            continue
+        mention = f"@{name}"
+        index = out.casefold().find(mention.casefold())
+        while index >= 0:
+            out = out[:index] + out[index + len(mention):]
+            index = out.casefold().find(mention.casefold())
+    return re.sub(r"[ \t]{2,}", " ", out).strip() if out != text else text
+
+
+class ZaloBotChannel:
+    """Receive updates (long poll or webhook), hand them to the core, send the replies back."""
+
+    def __init__(
+        self,
+        service: ChatService,
+        settings: Settings,
+        *,
+        poll_timeout: float = 30.0,
+        error_delays: Sequence[float] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
+        retry_delays: Sequence[float] = (1.0, 2.0, 4.0, 8.0),
+        sleep: Sleep = asyncio.sleep,
+    ):
+        if not settings.zalo_bot_token:
+            raise ValueError("CCCD_ZALO_BOT_TOKEN is not set")
+        self.service = service
+        self.settings = settings
+        self.api = ZaloBotApi(settings.zalo_bot_token, settings.zalo_bot_base_url, retry_delays=retry_delays, sleep=sleep)
+        self.poll_timeout = poll_timeout
+        self.error_delays = tuple(error_delays)
+        self.sleep = sleep
+        self.webhook_url = settings.zalo_bot_webhook_url or None
+        self.webhook_path = webhook_path(settings)
+        self.secret = webhook_secret(settings)
+        self.officers = settings.officer_ids()
+        self.work = OrderedWork()
+        self.ledger = DeliveryLedger(service.db, CHANNEL)
+        self.me: dict[str, Any] = {}
+        self.mode = "webhook" if self.webhook_url else "polling"
+        self.detail = f"on ({self.mode})"
+        self._http: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._stopping = False
+        self.ready = asyncio.Event()
+        # The server's ChannelStatus of this channel, updated with the mode once known (shown at /healthz).
+        self.status: Any = None
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the HTTP session and, in the background, introduce the bot and start its mode."""
+        self._stopping = False
+        self._http = aiohttp.ClientSession()
+        self.api.http = self._http
+        self._spawn(self._bootstrap())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.work.close()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _bootstrap(self) -> None:
+        problem = ""
+        try:
+            self.me = await self.api.call("getMe") or {}
+        except ZaloBotError as exc:
+            log.error("zalo_bot: getMe failed (%s); check CCCD_ZALO_BOT_TOKEN", exc)
+            problem = f"; getMe failed: {exc}"
+        groups = self.me.get("can_join_groups")
+        group_note = {True: "groups allowed", False: "groups off for this bot (can_join_groups=false)"}.get(groups, "groups unknown")
+        name = self.me.get("account_name") or self.me.get("display_name") or "?"
+        group_note += problem
+        if self.webhook_url:
+            await self._set_webhook()
+            self.detail = f"on: webhook {self.webhook_url} (long polling off), bot {name}, {group_note}"
+        else:
+            await self._delete_webhook()
+            self.detail = f"on: long polling (webhook deleted), bot {name}, {group_note}"
+        if self.status is not None:
+            self.status.detail = self.detail
+        announce(f"channel {CHANNEL}: {self.detail}")
+        self.ready.set()
+        if not self.webhook_url:
+            await self.poll_forever()
+
+    async def _set_webhook(self) -> None:
+        for attempt in range(len(self.error_delays) + 1):
+            try:
+                await self.api.call("setWebhook", {"url": self.webhook_url, "secret_token": self.secret})
+                return
+            except ZaloBotError as exc:
+                if attempt >= len(self.error_delays) or (isinstance(exc, ZaloBotError) and exc.code in FATAL_CODES):
+                    log.error("zalo_bot: setWebhook failed (%s); updates will not arrive", exc)
+                    return
+                await self.sleep(self.error_delays[attempt])
+
+    async def _delete_webhook(self) -> None:
+        try:
+            await self.api.call("deleteWebhook")
+        except ZaloBotError as exc:
+            log.warning("zalo_bot: deleteWebhook failed (%s); long polling may be refused", exc)
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    async def poll_once(self) -> int:
+        """Long-poll once; return how many updates were accepted. Raises on errors other than 408."""
+        try:
+            result = await self.api.call("getUpdates", {"timeout": int(self.poll_timeout)}, timeout=self.poll_timeout + 10)
+        except ZaloBotError as exc:
+            if exc.code == NOTHING_NEW:
+                return 0
+            raise
+        updates = result if isinstance(result, list) else [result] if isinstance(result, dict) else []
+        accepted = 0
+        for update in updates:
+            if isinstance(update, dict) and await self.accept(update):
+                accepted += 1
+        return accepted
+
+    async def poll_forever(self) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                await self.poll_once()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # network, server or token trouble: wait, then poll again
+                delay = self.error_delays[min(failures, len(self.error_delays) - 1)] if self.error_delays else 1.0
+                failures += 1
+                log.warning("zalo_bot: getUpdates failed (%s); polling again in %.1fs", exc, delay)
+                await self.sleep(delay)
+
+    async def handle_webhook(self, request: web.Request) -> web.Response:
+        """Check the secret header, answer at once, and process the update in the background."""
+        given = request.headers.get(SECRET_HEADER, "")
+        if not given or not hmac.compare_digest(given.encode(), self.secret.encode()):
+            return web.json_response({"ok": False, "description": "forbidden"}, status=403)
+        try:
+            body = await request.json(loads=json.loads)
+        except ValueError:
+            return web.json_response({"ok": False, "description": "bad json"}, status=400)
+        update = body.get("result", body) if isinstance(body, dict) else None
+        if isinstance(update, dict):
+            await self.accept(update)
+        return web.json_response({"ok": True})
+
+    async def accept(self, update: dict[str, Any]) -> bool:
+        """Deduplicate an update by message_id and queue it for its chat; False when dropped."""
+        message = update.get("message")
+        if not isinstance(message, dict):
+            return False
+        chat = message.get("chat") if isinstance(message.get("chat"), dict) else {}
+        chat_id = chat.get("id")
+        if chat_id in (None, ""):
+            return False
+        message_id = message.get("message_id")
+        key = str(message_id) if message_id not in (None, "") else "h:" + hashlib.sha256(
+            json.dumps(update, sort_keys=True, ensure_ascii=False).encode()
+        ).hexdigest()[:40]
+        if not await self.ledger.claim(key):
+            log.debug("zalo_bot: duplicate delivery %s dropped", key)
+            return False
+        self.work.submit(str(chat_id), lambda: self.process(update))
+        return True
+
+    def parse(self, update: dict[str, Any]) -> Incoming | None:
+        """Turn a text update into an Incoming; None for anything else."""
+        message = update["message"]
+        chat = message.get("chat") or {}
+        sender = message.get("from") if isinstance(message.get("from"), dict) else {}
+        chat_id = str(chat.get("id"))
+        sender_id = str(sender.get("id") or chat_id)
+        raw_type = str(chat.get("chat_type") or "").upper()
+        if raw_type in ("PRIVATE", "GROUP"):
+            chat_type = ChatType.PRIVATE if raw_type == "PRIVATE" else ChatType.GROUP
+        else:
+            chat_type = ChatType.PRIVATE if chat_id == sender_id else ChatType.GROUP
+        text = message.get("text") if isinstance(message.get("text"), str) else ""
+        if chat_type is ChatType.GROUP:
+            text = strip_mentions(text, [str(self.me.get("account_name") or ""), str(self.me.get("display_name") or "")])
+        return Incoming(
+            channel=CHANNEL,
+            chat_id=chat_id,
+            chat_type=chat_type,
+            sender_id=sender_id,
+            sender_name=str(sender.get("display_name") or sender.get("first_name") or sender.get("name") or ""),
+            text=text,
+            time=_time(message.get("date")),
+            # The platform delivers only group messages that mention the bot or reply to it.
+            addressed=True,
+            message_id=str(message.get("message_id")) if message.get("message_id") is not None else None,
+            sender_is_admin=(CHANNEL, sender_id) in self.officers,
+        )
+
+    async def process(self, update: dict[str, Any]) -> None:
+        """Handle one accepted update: text goes to the core; other kinds get a polite word in private."""
+        event = str(update.get("event_name") or "")
+        incoming = self.parse(update)
+        if incoming is None:
+            return
+        # Without an event name, a message that carries text is taken as text.
+        is_text = event == TEXT_EVENT or (not event and bool(update["message"].get("text")))
+        if not is_text:
+            if incoming.chat_type is ChatType.PRIVATE:
+                await self.send(incoming.chat_id, [Reply(self.service.catalog.msg("not_text"))])
+            return
+        # Debug only: lets an operator read a person's id (for CCCD_OFFICERS) with `cccd-bot -v serve`.
+        log.debug("zalo_bot: text from user %s in %s chat %s", incoming.sender_id, incoming.chat_type.value, incoming.chat_id)
+        replies = await self.service.handle(incoming)
+        await self.send(incoming.chat_id, replies)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    async def send(self, chat_id: str, replies: list[Reply]) -> int:
+        """Send replies as text chunks of at most 2,000 characters; return how many messages went out."""
+        hint = self.service.catalog.msg("choices_hint")
+        sent = 0
+        for reply in replies:
+            rendered = render(reply, CAPABILITIES, hint)
+            if rendered.image:
+                try:
+                    await self.api.call("sendPhoto", {"chat_id": chat_id, "photo": rendered.image})
+                    sent += 1
+                except ZaloBotError as exc:
+                    log.warning("zalo_bot: sendPhoto to %s failed: %s", chat_id, exc)
+            for text in rendered.texts:
+                try:
+                    await self.api.call("sendMessage", {"chat_id": chat_id, "text": text})
+                    sent += 1
+                except ZaloBotError as exc:
+                    log.error("zalo_bot: sendMessage to %s failed: %s", chat_id, exc)
+                    if isinstance(exc, ZaloBotError) and exc.code in (401, 403):
+                        return sent
+        return sent
+
+
+ZALO_BOT = web.AppKey("zalo_bot", ZaloBotChannel)
+
+
+def setup(app: web.Application) -> str | None:
+    """Wire the channel when CCCD_ZALO_BOT_TOKEN is set; return why it is off otherwise."""
+    from bot.server import CHANNELS, SERVICE, SETTINGS
+
+    settings: Settings = app[SETTINGS]
+    if not settings.zalo_bot_token:
+        return "off: CCCD_ZALO_BOT_TOKEN is not set"
+    channel = ZaloBotChannel(app[SERVICE], settings)
+    app[ZALO_BOT] = channel
+    if channel.webhook_url:
+        app.router.add_post(channel.webhook_path, channel.handle_webhook)
+
+    async def on_startup(_app: web.Application) -> None:
+        channel.status = _app[CHANNELS].get(CHANNEL)
+        await channel.start()
+
+    async def on_cleanup(_app: web.Application) -> None:
+        await channel.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return None

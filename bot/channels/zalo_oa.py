@@ -1,0 +1,853 @@
+"""The Zalo Official Account channel (OA API v3): a verified webhook in, consultation messages out.
+
+Receiving: Zalo POSTs events to `CCCD_ZALO_OA_WEBHOOK_PATH` (default /zalo/oa/webhook) with the header
+`X-ZEvent-Signature: mac=<hex>`, hex = SHA-256(app id + raw body + the body's `timestamp` + OA secret key).
+Unsigned or badly signed requests get 403. Good ones are deduplicated by `message.msg_id` in the database,
+answered 200 at once, and processed afterwards in order per chat.
+
+Sending: `POST /v3.0/oa/message/cs` (1:1) and `POST /v3.0/oa/group/message` (groups), header `access_token`;
+success is HTTP 200 and `error == 0`. In 1:1 up to 5 choices are buttons (template attachment, type
+`oa.query.hide` with payload `#cccd:<payload>`, which comes back as `user_send_text`); otherwise, and
+always in groups, choices are numbered lines.
+
+Tokens: the access token (~25 h) and the single-use refresh token (~3 months) are stored as one versioned
+row of the key-value table. Refreshes happen ahead of expiry, under `Database.locked("zalo_oa:token")`, and
+the new pair is written with compare-and-swap, so two workers never spend the same refresh token.
+
+Groups: `user_send_group_text` counts as addressed to the bot only when it starts with "/", mentions the OA
+by name ("@<OA name>", the name read from `getoa` at start), or — while the name is unknown — starts with "@".
+Other group messages are left to the people in the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+
+from bot.channels.zalo_bot import DeliveryLedger, OrderedWork, announce
+from bot.config import Settings
+from bot.messages import Capabilities, ChatType, Choice, Incoming, Reply
+from bot.render import render
+from storage import kv, people
+
+if TYPE_CHECKING:  # kept out of imports: the command line loads this module to build its parser
+    from bot.service import ChatService
+    from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "zalo_oa"
+PRIVATE_CAPS = Capabilities(buttons=True, max_text=2000, max_buttons=5)
+GROUP_CAPS = Capabilities(buttons=False, max_text=2000)
+SIGNATURE_HEADER = "X-ZEvent-Signature"
+TOKEN_KEY = "zalo_oa:token"
+PKCE_KEY = "zalo_oa:pkce"
+BUTTON_TYPE = "oa.query.hide"
+# Button payloads come back as the text of a user_send_text; "#" also passes the OA's syntax filter.
+BUTTON_PREFIX = "#cccd:"
+MAX_BUTTON_TITLE = 100
+
+CS_PATH = "/v3.0/oa/message/cs"
+GROUP_PATH = "/v3.0/oa/group/message"
+OA_INFO_PATH = "/v2.0/oa/getoa"
+TOKEN_PATH = "/v4/oa/access_token"
+PERMISSION_PATH = "/v4/oa/permission"
+
+# Error codes of the OA API.
+INVALID_TOKEN = -216
+EXPIRED_TOKEN = -220
+NOT_FOLLOWER = -213
+NO_INTERACTION = -230
+NO_INTERACTION_2 = -232
+RATE_LIMIT = -32
+TOKEN_ERRORS = frozenset({INVALID_TOKEN, EXPIRED_TOKEN})
+WINDOW_ERRORS = frozenset({NO_INTERACTION, NO_INTERACTION_2})
+NO_TOKEN = -1000  # ours: no token stored or configured
+NETWORK = -1001  # ours: the API could not be reached (nothing was sent)
+FAILED_UNKNOWN = -1002  # ours: the request may or may not have reached Zalo (timeout, disconnect)
+# Errors that say nothing against the message itself (so numbered lines would not fare better).
+NOT_ABOUT_THE_MESSAGE = frozenset({NO_TOKEN, NETWORK, FAILED_UNKNOWN, RATE_LIMIT, NOT_FOLLOWER, -1}) | TOKEN_ERRORS | WINDOW_ERRORS
+
+# What became of one reply to one chat.
+SENT = "sent"
+WINDOW_CLOSED = "window_closed"
+NOT_A_FOLLOWER = "not_follower"
+FAILED = "failed"
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def signature(app_id: str, raw_body: bytes, timestamp: str, secret_key: str) -> str:
+    """The hex SHA-256 Zalo puts after "mac=" in X-ZEvent-Signature."""
+    return hashlib.sha256(app_id.encode() + raw_body + timestamp.encode() + secret_key.encode()).hexdigest()
+
+
+class OAError(Exception):
+    """A failed OA or OAuth call: `error != 0`, a non-200 answer, or no usable token."""
+
+    def __init__(self, code: int, message: str = "", status: int = 200):
+        super().__init__(f"error {code}: {message}".strip())
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+# -- tokens ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str | None
+    expires_at: datetime | None  # None: unknown (tokens given in the environment)
+    source: str = "refresh"
+    obtained_at: datetime | None = None
+    # A digest of the environment's tokens this pair was made from or stored beside: when the
+    # environment gets new tokens, they replace the stored pair.
+    env_seed: str | None = None
+
+    def expiring(self, now: datetime, margin: timedelta) -> bool:
+        return self.expires_at is not None and self.expires_at - margin <= now
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "source": self.source,
+            "obtained_at": self.obtained_at.isoformat() if self.obtained_at else None,
+            "env_seed": self.env_seed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenPair | None:
+        if not isinstance(data, dict) or not isinstance(data.get("access_token"), str):
+            return None
+
+        def when(value: Any) -> datetime | None:
+            try:
+                return datetime.fromisoformat(value) if value else None
+            except (TypeError, ValueError):
+                return None
+
+        return cls(
+            access_token=data["access_token"],
+            refresh_token=data.get("refresh_token") or None,
+            expires_at=when(data.get("expires_at")),
+            source=str(data.get("source") or "refresh"),
+            obtained_at=when(data.get("obtained_at")),
+            env_seed=data.get("env_seed") or None,
+        )
+
+
+def env_seed(settings: Settings) -> str | None:
+    if not (settings.zalo_oa_access_token or settings.zalo_oa_refresh_token):
+        return None
+    return digest(f"{settings.zalo_oa_access_token or ''}\n{settings.zalo_oa_refresh_token or ''}")
+
+
+async def request_tokens(
+    http: aiohttp.ClientSession, settings: Settings, form: dict[str, str], now: datetime, source: str
+) -> TokenPair:
+    """POST the OAuth token endpoint (refresh or code exchange); return the new pair."""
+    if not (settings.zalo_oa_app_id and settings.zalo_oa_app_secret):
+        raise OAError(NO_TOKEN, "CCCD_ZALO_OA_APP_ID and CCCD_ZALO_OA_APP_SECRET are needed to get tokens")
+    url = settings.zalo_oa_oauth_base.rstrip("/") + TOKEN_PATH
+    try:
+        async with http.post(
+            url, data=form, headers={"secret_key": settings.zalo_oa_app_secret}, timeout=aiohttp.ClientTimeout(total=20)
+        ) as resp:
+            status = resp.status
+            raw = await resp.read()
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise OAError(NETWORK, f"OAuth unreachable: {exc}", 0) from exc
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        data = {}
+    if status != 200 or not isinstance(data, dict) or not data.get("access_token"):
+        data = data if isinstance(data, dict) else {}
+        code = data.get("error") if isinstance(data.get("error"), int) else (status if status != 200 else -1)
+        message = str(data.get("error_name") or data.get("error_description") or data.get("message") or f"HTTP {status}")
+        raise OAError(code, message, status)
+    try:
+        lifetime = int(str(data.get("expires_in") or "90000"))
+    except ValueError:
+        lifetime = 90000
+    return TokenPair(
+        access_token=str(data["access_token"]),
+        refresh_token=str(data["refresh_token"]) if data.get("refresh_token") else None,
+        expires_at=now + timedelta(seconds=lifetime),
+        source=source,
+        obtained_at=now,
+    )
+
+
+class TokenStore:
+    """The OA token pair in the database: read per use, refreshed ahead of expiry by one worker at a time."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        http: aiohttp.ClientSession | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        refresh_margin: timedelta = timedelta(hours=1),
+        wait_delays: Sequence[float] = (0.2, 0.5, 1.0, 2.0),
+        sleep: Sleep = asyncio.sleep,
+    ):
+        self.db = db
+        self.settings = settings
+        self.http = http
+        self.clock = clock
+        self.refresh_margin = refresh_margin
+        self.wait_delays = tuple(wait_delays)
+        self.sleep = sleep
+        self.refreshes = 0  # refresh calls this worker made
+
+    async def load(self) -> tuple[TokenPair | None, int | None]:
+        async with self.db.transaction() as session:
+            found = await kv.get(session, TOKEN_KEY)
+        if found is None:
+            return None, None
+        return TokenPair.from_dict(found[0]), found[1]
+
+    async def store(self, pair: TokenPair, expected_version: int | None) -> bool:
+        """Write the pair if nobody wrote since `expected_version` was read."""
+        async with self.db.transaction() as session:
+            return await kv.put_if_version(session, TOKEN_KEY, pair.to_dict(), expected_version, self.clock())
+
+    async def replace(self, pair: TokenPair) -> None:
+        """Store a pair whatever is stored now (after `authorize`), under the token lock."""
+        async with self.db.locked(TOKEN_KEY):
+            for _ in range(5):
+                _current, version = await self.load()
+                if await self.store(pair, version):
+                    return
+        raise OAError(NO_TOKEN, "could not store the tokens (the database kept changing)")
+
+    async def _seed_from_env(self, pair: TokenPair | None, version: int | None) -> TokenPair | None:
+        """Use the environment's tokens when nothing is stored or they changed since they were stored."""
+        seed = env_seed(self.settings)
+        # A pair stored by `authorize` (env_seed None) is never replaced by environment tokens: those
+        # may be stale copies; run `authorize` again instead.
+        if seed is None or (pair is not None and pair.env_seed in (seed, None)):
+            return pair
+        async with self.db.locked(TOKEN_KEY):
+            pair, version = await self.load()
+            if pair is not None and pair.env_seed in (seed, None):
+                return pair
+            now = self.clock()
+            fresh = TokenPair(
+                access_token=self.settings.zalo_oa_access_token or "",
+                refresh_token=self.settings.zalo_oa_refresh_token or None,
+                # Only a refresh token given: refresh at once. Otherwise the expiry is unknown.
+                expires_at=None if self.settings.zalo_oa_access_token else now,
+                source="env",
+                obtained_at=now,
+                env_seed=seed,
+            )
+            if await self.store(fresh, version):
+                log.info("zalo_oa: stored the tokens from the environment")
+                return fresh
+            return (await self.load())[0]
+
+    async def access_token(self) -> str:
+        """Return a usable access token, refreshing it first when it expires within the margin."""
+        pair, version = await self.load()
+        pair = await self._seed_from_env(pair, version)
+        if pair is None:
+            raise OAError(NO_TOKEN, "no OA token: run `cccd-bot zalo-oa authorize` or set CCCD_ZALO_OA_ACCESS_TOKEN")
+        now = self.clock()
+        if (pair.expiring(now, self.refresh_margin) or not pair.access_token) and pair.refresh_token:
+            try:
+                return await self.refresh(stale=pair.access_token)
+            except OAError as exc:
+                if pair.access_token and not pair.expired(now):
+                    log.warning("zalo_oa: early token refresh failed (%s); using the current token", exc)
+                    return pair.access_token
+                raise
+        if not pair.access_token:
+            raise OAError(NO_TOKEN, "no OA access token and no refresh token: run `cccd-bot zalo-oa authorize`")
+        return pair.access_token
+
+    async def refresh(self, stale: str | None) -> str:
+        """Refresh the pair unless someone already replaced the `stale` access token; return the new token."""
+        async with self.db.locked(TOKEN_KEY):
+            pair, version = await self.load()
+            if pair is None:
+                raise OAError(NO_TOKEN, "no OA token to refresh: run `cccd-bot zalo-oa authorize`")
+            now = self.clock()
+            if pair.access_token and pair.access_token != stale and not pair.expiring(now, self.refresh_margin):
+                return pair.access_token  # another worker refreshed while we waited
+            if not pair.refresh_token:
+                raise OAError(NO_TOKEN, "the OA access token is no longer valid and there is no refresh token")
+            if self.http is None:
+                raise RuntimeError("TokenStore has no HTTP session")
+            form = {"refresh_token": pair.refresh_token, "app_id": self.settings.zalo_oa_app_id or "", "grant_type": "refresh_token"}
+            self.refreshes += 1
+            try:
+                new = await request_tokens(self.http, self.settings, form, now, "refresh")
+            except OAError as exc:
+                other = await self._wait_for_other_refresh(pair.refresh_token)
+                if other is not None:
+                    return other
+                log.error("zalo_oa: token refresh refused (%s); run `cccd-bot zalo-oa authorize` if it persists", exc)
+                raise
+            new = replace(new, env_seed=pair.env_seed, refresh_token=new.refresh_token or pair.refresh_token)
+            if not await self.store(new, version):
+                # Written by a worker that does not share our lock (SQLite, several processes): both pairs
+                # are valid; keep the stored one so every worker uses the same refresh token.
+                log.warning("zalo_oa: another worker stored tokens during our refresh; using theirs")
+                stored, _ = await self.load()
+                return stored.access_token if stored else new.access_token
+            log.info("zalo_oa: access token refreshed, valid until %s", new.expires_at)
+            return new.access_token
+
+    async def _wait_for_other_refresh(self, used: str) -> str | None:
+        """After a refused refresh: if another worker spent that refresh token, wait for its new pair."""
+        for delay in (0.0, *self.wait_delays):
+            if delay:
+                await self.sleep(delay)
+            pair, _ = await self.load()
+            if pair is not None and pair.refresh_token != used and pair.access_token:
+                return pair.access_token
+        return None
+
+
+# -- the channel -----------------------------------------------------------------------------------
+
+
+def addressed_in_group(text: str, oa_name: str | None) -> tuple[bool, str]:
+    """Decide whether a group message is for the bot; return it without the mention of the OA."""
+    stripped = text.strip()
+    if stripped.startswith("/"):
+        return True, stripped
+    if oa_name:
+        mention = f"@{oa_name}"
+        index = stripped.casefold().find(mention.casefold())
+        if index >= 0:
+            rest = stripped[:index] + stripped[index + len(mention):]
+            return True, re.sub(r"[ \t]{2,}", " ", rest).strip(" \t,:")
+        return False, stripped
+    return stripped.startswith("@"), stripped
+
+
+def _time(value: Any) -> datetime:
+    try:
+        number = float(str(value))
+    except (TypeError, ValueError):
+        return utcnow()
+    try:
+        return datetime.fromtimestamp(number / 1000 if number > 1e11 else number, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return utcnow()
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("id")
+    return str(value) if value not in (None, "") else None
+
+
+class ZaloOAChannel:
+    """Receive OA webhook events, hand text to the core, send replies with token care and back-off."""
+
+    def __init__(
+        self,
+        service: ChatService,
+        settings: Settings,
+        *,
+        retry_delays: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
+        keeper_interval: float = 600.0,
+        refresh_margin: timedelta = timedelta(hours=1),
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self.service = service
+        self.settings = settings
+        self.api_base = settings.zalo_oa_api_base.rstrip("/")
+        self.retry_delays = tuple(retry_delays)
+        self.keeper_interval = keeper_interval
+        self.sleep = sleep
+        self.clock = clock
+        self.tokens = TokenStore(service.db, settings, clock=clock, refresh_margin=refresh_margin, sleep=sleep)
+        self.officers = settings.officer_ids()
+        self.work = OrderedWork()
+        self.ledger = DeliveryLedger(service.db, CHANNEL)
+        self.oa_name: str | None = None
+        self.oa_id: str | None = None
+        # Replies that could not be delivered, by reason (window_closed, not_follower, failed).
+        self.undeliverable: collections.Counter[str] = collections.Counter()
+        self.status: Any = None
+        self.ready = asyncio.Event()  # set once the first token check (and getoa) is done
+        self._http: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession()
+        self.tokens.http = self._http
+        task = asyncio.ensure_future(self._keep_tokens())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.work.close()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def _keep_tokens(self) -> None:
+        """Check the token now and then, so it is refreshed ahead of expiry even when nobody writes."""
+        introduced = warned = False
+        while True:
+            try:
+                await self.tokens.access_token()
+                if not introduced:
+                    await self._introduce()
+                    introduced = True
+            except OAError as exc:
+                log.error("zalo_oa: %s", exc)
+                if not introduced and not warned:
+                    self._set_detail(f"on: webhook {self.settings.zalo_oa_webhook_path}; no usable token ({exc.message})")
+                    warned = True
+            except Exception:
+                log.exception("zalo_oa: token check failed")
+            self.ready.set()
+            await asyncio.sleep(self.keeper_interval)
+
+    async def _introduce(self) -> None:
+        """Read the OA's name (to recognise mentions in groups) and say the channel is on."""
+        try:
+            data = await self.call("GET", OA_INFO_PATH)
+            info = data.get("data") if isinstance(data.get("data"), dict) else {}
+            self.oa_name = str(info.get("name") or "") or None
+            self.oa_id = _id(info.get("oa_id"))
+        except OAError as exc:
+            log.warning("zalo_oa: could not read the OA's name (%s); group messages starting with @ count as mentions", exc)
+        self._set_detail(f"on: webhook {self.settings.zalo_oa_webhook_path}, OA {self.oa_name or '?'}")
+
+    def _set_detail(self, detail: str) -> None:
+        if self.status is not None:
+            self.status.detail = detail
+        announce(f"channel {CHANNEL}: {detail}")
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    def verify(self, raw: bytes, body: Any, header: str) -> bool:
+        """Check X-ZEvent-Signature against the raw bytes and the body's timestamp."""
+        header = header.strip()
+        mac = header[4:] if header[:4].lower() == "mac=" else ""
+        timestamp = body.get("timestamp") if isinstance(body, dict) else None
+        if not mac or timestamp in (None, "") or isinstance(timestamp, (dict, list, bool)):
+            return False
+        if isinstance(timestamp, float) and timestamp.is_integer():
+            timestamp = int(timestamp)
+        expected = signature(self.settings.zalo_oa_app_id or "", raw, str(timestamp), self.settings.zalo_oa_secret_key or "")
+        return hmac.compare_digest(mac.lower().encode(), expected.encode())
+
+    async def handle_webhook(self, request: web.Request) -> web.Response:
+        """Verify, deduplicate, answer at once; the event is processed in the background."""
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not self.verify(raw, body, request.headers.get(SIGNATURE_HEADER, "")):
+            return web.json_response({"error": 403, "message": "bad signature"}, status=403)
+        await self.accept(body, raw)
+        return web.json_response({"error": 0, "message": "ok"})
+
+    def _delivery_key(self, event: dict[str, Any], raw: bytes) -> str:
+        message = event.get("message") if isinstance(event.get("message"), dict) else {}
+        if message.get("msg_id"):
+            return f"m:{message['msg_id']}"
+        follower = _id(event.get("follower")) or _id(event.get("sender")) or ""
+        if event.get("timestamp"):
+            return f"e:{event.get('event_name')}:{follower}:{event['timestamp']}"
+        return "h:" + hashlib.sha256(raw).hexdigest()[:40]
+
+    async def accept(self, event: dict[str, Any], raw: bytes = b"") -> bool:
+        """Deduplicate an event and queue it for its chat; False when dropped."""
+        name = str(event.get("event_name") or "")
+        if not name.startswith(("user_send_", "follow", "unfollow")):
+            return False  # echoes of our own sends (oa_send_*), reads, reactions...
+        if not await self.ledger.claim(self._delivery_key(event, raw or json.dumps(event).encode())):
+            log.debug("zalo_oa: duplicate delivery dropped")
+            return False
+        chat = self._chat_of(event) or "-"
+        self.work.submit(chat, lambda: self.process(event))
+        return True
+
+    @staticmethod
+    def _chat_of(event: dict[str, Any]) -> str | None:
+        name = str(event.get("event_name") or "")
+        if name.startswith("user_send_group_"):
+            return _id(event.get("recipient"))
+        if name in ("follow", "unfollow"):
+            return _id(event.get("follower")) or _id(event.get("sender"))
+        return _id(event.get("sender"))
+
+    def parse(self, event: dict[str, Any]) -> Incoming | None:
+        """Turn user_send_text / user_send_group_text into an Incoming; None for anything else."""
+        name = event.get("event_name")
+        if name not in ("user_send_text", "user_send_group_text"):
+            return None
+        message = event.get("message") if isinstance(event.get("message"), dict) else {}
+        sender = _id(event.get("sender"))
+        if sender is None:
+            return None
+        text = message.get("text") if isinstance(message.get("text"), str) else ""
+        payload = None
+        if name == "user_send_group_text":
+            chat_id = _id(event.get("recipient"))
+            if chat_id is None:
+                return None
+            chat_type = ChatType.GROUP
+            addressed, text = addressed_in_group(text, self.oa_name)
+        else:
+            chat_id = sender
+            chat_type = ChatType.PRIVATE
+            addressed = True
+            if text.startswith(BUTTON_PREFIX):
+                payload, text = text[len(BUTTON_PREFIX):].strip() or None, ""
+        sender_info = event.get("sender") if isinstance(event.get("sender"), dict) else {}
+        return Incoming(
+            channel=CHANNEL,
+            chat_id=chat_id,
+            chat_type=chat_type,
+            sender_id=sender,
+            sender_name=str(sender_info.get("display_name") or sender_info.get("name") or ""),
+            text=text,
+            time=_time(event.get("timestamp")),
+            payload=payload,
+            addressed=addressed,
+            message_id=str(message.get("msg_id")) if message.get("msg_id") else None,
+            sender_is_admin=(CHANNEL, sender) in self.officers,
+        )
+
+    async def process(self, event: dict[str, Any]) -> None:
+        name = str(event.get("event_name") or "")
+        if name in ("follow", "unfollow"):
+            await self._follow(event, name == "follow")
+            return
+        incoming = self.parse(event)
+        if incoming is not None:
+            # Debug only: lets an operator read a person's id (for CCCD_OFFICERS) with `cccd-bot -v serve`.
+            log.debug("zalo_oa: text from user %s in %s chat %s", incoming.sender_id, incoming.chat_type.value, incoming.chat_id)
+            if incoming.chat_type is ChatType.GROUP and not incoming.addressed:
+                return
+            replies = await self.service.handle(incoming)
+            await self.send(incoming.chat_id, incoming.chat_type, replies)
+            return
+        if name.startswith("user_send_") and not name.startswith("user_send_group_"):
+            user = _id(event.get("sender"))
+            if user:  # an image, sticker, voice...: a polite word in private, nothing in groups
+                await self.send(user, ChatType.PRIVATE, [Reply(self.service.catalog.msg("not_text"))])
+
+    async def _follow(self, event: dict[str, Any], follows: bool) -> None:
+        user = _id(event.get("follower")) or _id(event.get("sender"))
+        if not user:
+            return
+        async with self.service.db.transaction() as session:
+            if follows:
+                await people.touch_user(session, CHANNEL, user, self.clock())
+            else:
+                await people.set_user_active(session, CHANNEL, user, False)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Call the OA API with the current token: refresh once and retry once on -216/-220, back off on
+        -32/429/5xx (bounded by `retry_delays`); return the answer or raise OAError."""
+        if self._http is None:
+            raise RuntimeError("the Zalo OA channel is not started")
+        token = await self.tokens.access_token()
+        refreshed = False
+        attempt = 0
+        while True:
+            status, data = await self._request(method, path, body, token)
+            code = data.get("error")
+            if not isinstance(code, int) or isinstance(code, bool):
+                code = -1 if status == 200 else status  # success needs HTTP 200 *and* error == 0
+            if status == 200 and code == 0:
+                return data
+            if (status == 429 or code == RATE_LIMIT or status >= 500 or code == NETWORK) and attempt < len(self.retry_delays):
+                delay = self.retry_delays[attempt]
+                attempt += 1
+                log.warning("zalo_oa: %s %s: error %s; retrying in %.1fs (%d/%d)", method, path, code, delay, attempt, len(self.retry_delays))
+                await self.sleep(delay)
+                continue
+            if code in TOKEN_ERRORS and not refreshed:
+                refreshed = True
+                token = await self.tokens.refresh(stale=token)
+                continue
+            raise OAError(code, str(data.get("message") or ""), status)
+
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None, token: str) -> tuple[int, dict[str, Any]]:
+        assert self._http is not None
+        try:
+            async with self._http.request(
+                method, self.api_base + path, json=body, headers={"access_token": token}, timeout=aiohttp.ClientTimeout(total=20)
+            ) as resp:
+                status = resp.status
+                raw = await resp.read()
+        except aiohttp.ClientConnectorError as exc:  # never connected: safe to try again
+            return 0, {"error": NETWORK, "message": str(exc)}
+        except aiohttp.ClientError as exc:
+            return 0, {"error": FAILED_UNKNOWN, "message": str(exc)}
+        except asyncio.TimeoutError:
+            # The message may have gone out: do not send it twice.
+            return 0, {"error": FAILED_UNKNOWN, "message": "timeout"}
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            data = {}
+        return status, data if isinstance(data, dict) else {}
+
+    async def send_text(self, chat_id: str, chat_type: ChatType, text: str, buttons: Sequence[Choice] = ()) -> str:
+        """Send one message; return SENT, WINDOW_CLOSED, NOT_A_FOLLOWER or FAILED."""
+        message: dict[str, Any] = {"text": text}
+        if buttons:
+            message["attachment"] = {
+                "type": "template",
+                "payload": {
+                    "buttons": [
+                        {"title": b.label[:MAX_BUTTON_TITLE], "type": BUTTON_TYPE, "payload": BUTTON_PREFIX + b.payload}
+                        for b in buttons
+                    ]
+                },
+            }
+        if chat_type is ChatType.GROUP:
+            path, body = GROUP_PATH, {"recipient": {"group_id": chat_id}, "message": message}
+        else:
+            path, body = CS_PATH, {"recipient": {"user_id": chat_id}, "message": message}
+        try:
+            await self.call("POST", path, body)
+            return SENT
+        except OAError as exc:
+            if buttons and exc.status == 200 and exc.code not in NOT_ABOUT_THE_MESSAGE:
+                # The template itself was refused (plan, permission, format): numbered lines instead.
+                log.warning("zalo_oa: buttons refused (%s); sending numbered choices", exc)
+                result = SENT
+                for chunk in render(Reply(text, tuple(buttons)), GROUP_CAPS, self.service.catalog.msg("choices_hint")).texts:
+                    result = await self.send_text(chat_id, chat_type, chunk)
+                    if result != SENT:
+                        break
+                return result
+            return await self._undelivered(chat_id, chat_type, exc)
+
+    async def _undelivered(self, chat_id: str, chat_type: ChatType, exc: OAError) -> str:
+        if exc.code in WINDOW_ERRORS or exc.code == NOT_FOLLOWER:
+            result = WINDOW_CLOSED if exc.code in WINDOW_ERRORS else NOT_A_FOLLOWER
+            log.warning("zalo_oa: %s %s cannot be reached (%s, error %s); not retried", chat_type.value, chat_id, result, exc.code)
+            if chat_type is ChatType.PRIVATE:
+                async with self.service.db.transaction() as session:
+                    await people.set_user_active(session, CHANNEL, chat_id, False)
+            else:
+                async with self.service.db.transaction() as session:
+                    await people.set_chat_active(session, CHANNEL, chat_id, False)
+        else:
+            result = FAILED
+            log.error("zalo_oa: sending to %s %s failed: %s", chat_type.value, chat_id, exc)
+        self.undeliverable[result] += 1
+        return result
+
+    async def send(self, chat_id: str, chat_type: ChatType, replies: list[Reply]) -> list[str]:
+        """Send the core's replies; stop at the first chat that cannot be reached. Return each result."""
+        caps = GROUP_CAPS if chat_type is ChatType.GROUP else PRIVATE_CAPS
+        hint = self.service.catalog.msg("choices_hint")
+        results: list[str] = []
+        for reply in replies:
+            rendered = render(reply, caps, hint)
+            if rendered.image and chat_type is ChatType.PRIVATE:
+                await self._send_image(chat_id, rendered.image)
+            last = len(rendered.texts) - 1
+            for i, text in enumerate(rendered.texts):
+                result = await self.send_text(chat_id, chat_type, text, rendered.buttons if i == last else ())
+                results.append(result)
+                if result in (WINDOW_CLOSED, NOT_A_FOLLOWER):
+                    return results
+        return results
+
+    async def _send_image(self, user_id: str, url: str) -> None:
+        body = {
+            "recipient": {"user_id": user_id},
+            "message": {"attachment": {"type": "template", "payload": {"template_type": "media", "elements": [{"media_type": "image", "url": url}]}}},
+        }
+        try:
+            await self.call("POST", CS_PATH, body)
+        except OAError as exc:
+            log.warning("zalo_oa: image to %s not sent: %s", user_id, exc)
+
+
+ZALO_OA = web.AppKey("zalo_oa", ZaloOAChannel)
+
+
+def setup(app: web.Application) -> str | None:
+    """Wire the webhook when the app id and OA secret key are set; return why the channel is off otherwise."""
+    from bot.server import CHANNELS, SERVICE, SETTINGS
+
+    settings: Settings = app[SETTINGS]
+    missing = [name for name, value in (("CCCD_ZALO_OA_APP_ID", settings.zalo_oa_app_id), ("CCCD_ZALO_OA_SECRET_KEY", settings.zalo_oa_secret_key)) if not value]
+    if missing:
+        return f"off: {' and '.join(missing)} not set"
+    if not settings.zalo_oa_app_secret:
+        log.warning("zalo_oa: CCCD_ZALO_OA_APP_SECRET is not set: tokens cannot be refreshed")
+    channel = ZaloOAChannel(app[SERVICE], settings)
+    app[ZALO_OA] = channel
+    app.router.add_post(settings.zalo_oa_webhook_path, channel.handle_webhook)
+
+    async def on_startup(_app: web.Application) -> None:
+        channel.status = _app[CHANNELS].get(CHANNEL)
+        await channel.start()
+
+    async def on_cleanup(_app: web.Application) -> None:
+        await channel.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return None
+
+
+# -- `cccd-bot zalo-oa authorize` -------------------------------------------------------------------
+
+
+def consent_url(settings: Settings, challenge: str, state: str) -> str:
+    query = urlencode(
+        {"app_id": settings.zalo_oa_app_id or "", "redirect_uri": settings.zalo_oa_redirect_uri or "", "code_challenge": challenge, "state": state}
+    )
+    return f"{settings.zalo_oa_oauth_base.rstrip('/')}{PERMISSION_PATH}?{query}"
+
+
+def _challenge(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).decode().rstrip("=")
+
+
+async def authorize(
+    settings: Settings,
+    db: Database,
+    code: str | None = None,
+    *,
+    out: Callable[[str], None] = print,
+    clock: Callable[[], datetime] = utcnow,
+) -> int:
+    """Without a code: remember a PKCE verifier and print the consent URL. With a code: exchange it and
+    store the token pair. Return a process exit status."""
+    missing = [n for n, v in (("CCCD_ZALO_OA_APP_ID", settings.zalo_oa_app_id), ("CCCD_ZALO_OA_APP_SECRET", settings.zalo_oa_app_secret)) if not v]
+    if missing:
+        out(f"error: set {' and '.join(missing)} first (Zalo for Developers → your app → settings)")
+        return 2
+    now = clock()
+    if not code:
+        if not settings.zalo_oa_redirect_uri:
+            out("error: set CCCD_ZALO_OA_REDIRECT_URI to the callback URL registered for the app (Official Account → settings)")
+            return 2
+        verifier = secrets.token_urlsafe(48)
+        state = secrets.token_urlsafe(12)
+        async with db.transaction() as session:
+            found = await kv.get(session, PKCE_KEY)
+            if not await kv.put_if_version(
+                session, PKCE_KEY, {"verifier": verifier, "state": state, "created_at": now.isoformat()}, found[1] if found else None, now
+            ):
+                out("error: another authorize ran at the same time; run it again")
+                return 1
+        out("1. Open this address while logged in as an admin of the Official Account, and allow the app:")
+        out("")
+        out(f"   {consent_url(settings, _challenge(verifier), state)}")
+        out("")
+        out("2. Zalo then opens your callback URL with ?code=...&oa_id=... in the address bar.")
+        out("   Copy the code (valid for about 10 minutes) and run:")
+        out("")
+        out("   cccd-bot zalo-oa authorize --code CODE")
+        return 0
+    async with db.transaction() as session:
+        found = await kv.get(session, PKCE_KEY)
+    verifier = found[0].get("verifier") if found else None
+    form = {"code": code.strip(), "app_id": settings.zalo_oa_app_id or "", "grant_type": "authorization_code"}
+    if verifier:
+        form["code_verifier"] = verifier
+    async with aiohttp.ClientSession() as http:
+        try:
+            pair = await request_tokens(http, settings, form, now, "authorize")
+        except OAError as exc:
+            out(f"error: Zalo refused the code ({exc}); print a new consent URL with `cccd-bot zalo-oa authorize` and try again")
+            return 1
+    # env_seed None: tokens in the environment never replace an authorized pair (they may be stale).
+    await TokenStore(db, settings, clock=clock).replace(pair)
+    async with db.transaction() as session:
+        found = await kv.get(session, PKCE_KEY)
+        if found:
+            await kv.put_if_version(session, PKCE_KEY, {}, found[1], now)
+    out(f"tokens stored: the access token is valid until {pair.expires_at:%Y-%m-%d %H:%M} UTC and is refreshed automatically")
+    return 0
+
+
+def cmd_authorize(args) -> int:
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            print(f"error: configuration CCCD_{'.'.join(map(str, err['loc'])).upper()}: {err['msg']}", file=sys.stderr)
+        return 2
+
+    from storage.db import Database
+
+    async def run() -> int:
+        db = Database(settings.database_url)
+        try:
+            await db.migrate()
+            return await authorize(settings, db, args.code)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def register_cli(subparsers) -> None:
+    """Add `zalo-oa authorize [--code CODE]` to the `cccd-bot` command line."""
+    oa = subparsers.add_parser("zalo-oa", help="Zalo Official Account commands")
+    oa_sub = oa.add_subparsers(dest="zalo_oa_command", required=True)
+    auth = oa_sub.add_parser(
+        "authorize",
+        help="print the consent URL; then store the tokens with --code CODE",
+        description="Connect the Official Account: run once without --code to get the consent URL, "
+        "then again with the code Zalo gives back.",
+    )
+    auth.add_argument("--code", help="the authorization code from the callback URL")
+    auth.set_defaults(func=cmd_authorize)

@@ -1,0 +1,739 @@
+"""The Telegram channel end to end: the bot talks over real HTTP, through python-telegram-bot with
+`base_url`, to a fake Bot API server; updates arrive by long polling or on the webhook route of the
+server's aiohttp application. Tests assert what a person would see: the texts and buttons the fake
+server received."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
+
+from bot.catalog import Catalog, load_valid_catalog
+from bot.channels.telegram import KV_SECRET, SECRET_HEADER, TELEGRAM, TelegramChannel
+from bot.config import Settings
+from bot.matcher import Decision, Matcher
+from bot.messages import Choice, Reply
+from bot.server import CHANNELS, create_app
+from storage import conversations, kv, people, registry
+from storage.db import Database
+from storage.models import ProcessedUpdate, QueryLog, User
+from tests.fakes.telegram_api import FakeTelegramAPI, chat_member
+
+TOKEN = "123456:TEST-token_abc"
+USERNAME = "cccd_test_bot"
+SECRET = "test-secret_0123456789"
+WEBHOOK_PATH = "/telegram/webhook"
+WEBHOOK_URL = f"https://bot.example.org{WEBHOOK_PATH}"
+EXAMPLE_CSV = Path(__file__).resolve().parents[2] / "bot" / "content" / "hamlets_example.csv"
+
+LAN = {"id": 1001, "is_bot": False, "first_name": "Lan", "language_code": "vi"}
+BINH = {"id": 1002, "is_bot": False, "first_name": "Bình"}
+ADMIN = {"id": 2001, "is_bot": False, "first_name": "Trưởng thôn"}
+PRIVATE_LAN = {"id": LAN["id"], "type": "private", "first_name": "Lan"}
+PRIVATE_BINH = {"id": BINH["id"], "type": "private", "first_name": "Bình"}
+GROUP = {"id": -4001, "type": "group", "title": "Tổ dân phố 1 - Ngọc Trạo"}
+SUPERGROUP_ID = -1001234567890
+BOT_USER = {"id": 123456, "is_bot": True, "first_name": "Trợ lý CCCD", "username": USERNAME}
+
+_message_ids = itertools.count(500)
+_query_ids = itertools.count(9000)
+
+
+# ---------------------------------------------------------------------------- updates as Telegram sends them
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _entities(text: str) -> list[dict[str, Any]]:
+    """bot_command and mention entities, with offsets in UTF-16 code units like Telegram's."""
+    out = []
+    if text.startswith("/"):
+        command = text.split()[0]
+        out.append({"type": "bot_command", "offset": 0, "length": _utf16_len(command)})
+    for i, ch in enumerate(text):
+        if ch == "@" and (i == 0 or not text[i - 1].isalnum()):
+            j = i + 1
+            while j < len(text) and (text[j].isalnum() or text[j] == "_"):
+                j += 1
+            if j > i + 1 and not (out and out[0]["type"] == "bot_command" and i < out[0]["length"]):
+                out.append({"type": "mention", "offset": _utf16_len(text[:i]), "length": _utf16_len(text[i:j])})
+    return out
+
+
+def message(chat: dict, user: dict, text: str | None = None, **extra: Any) -> dict[str, Any]:
+    msg: dict[str, Any] = {"message_id": next(_message_ids), "date": int(time.time()), "chat": chat, "from": user}
+    if text is not None:
+        msg["text"] = text
+        entities = _entities(text)
+        if entities:
+            msg["entities"] = entities
+    msg.update(extra)
+    return {"message": msg}
+
+
+def membership(chat: dict, by: dict, old: str, new: str) -> dict[str, Any]:
+    return {
+        "my_chat_member": {
+            "chat": chat,
+            "from": by,
+            "date": int(time.time()),
+            "old_chat_member": chat_member(old, BOT_USER),
+            "new_chat_member": chat_member(new, BOT_USER),
+        }
+    }
+
+
+def callback(user: dict, sent_message: dict, data: str) -> dict[str, Any]:
+    return {
+        "callback_query": {
+            "id": str(next(_query_ids)),
+            "from": user,
+            "chat_instance": "ci-1",
+            "message": sent_message,
+            "data": data,
+        }
+    }
+
+
+# ---------------------------------------------------------------------------- the harness
+
+
+@dataclass
+class Bot:
+    """One running server with the Telegram channel on, and the fake Bot API it talks to."""
+
+    mode: str
+    fake: FakeTelegramAPI
+    app: Any
+    client: TestClient
+    channel: TelegramChannel
+    db: Database
+    catalog: Catalog
+    sleeps: list[float] = field(default_factory=list)
+
+    async def send(self, update: dict[str, Any]) -> dict[str, Any]:
+        """Deliver an update the way the mode does, and wait until the bot has handled it."""
+        update = dict(update)
+        update.setdefault("update_id", self.fake.new_update_id())
+        if self.mode == "polling":
+            await self.fake.push_update(update)
+            await self.fake.wait_confirmed(update["update_id"])
+        else:
+            response = await self.post(update)
+            assert response.status == 200, await response.text()
+        await self.channel.idle()
+        return update
+
+    async def post(self, body: Any, *, secret: str | None = SECRET, raw: bytes | None = None):
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers[SECRET_HEADER] = secret
+        data = raw if raw is not None else json.dumps(body).encode()
+        return await self.client.post(WEBHOOK_PATH, data=data, headers=headers)
+
+    async def press(self, user: dict, chat_id: int, label: str) -> dict[str, Any]:
+        """Press the button labelled `label` on the latest message of the bot that shows it."""
+        for sent in reversed(self.fake.sent(chat_id)):
+            for text, data in sent["buttons"]:
+                if text == label:
+                    return await self.send(callback(user, sent["message"], data))
+        raise AssertionError(f"no button {label!r} in chat {chat_id}: {self.fake.sent(chat_id)[-1:]}")
+
+    def new_texts(self, chat_id: int, before: int) -> list[str]:
+        return self.fake.texts(chat_id)[before:]
+
+    async def chat_row(self, chat_id: int):
+        async with self.db.transaction() as session:
+            return await people.get_chat(session, "telegram", str(chat_id))
+
+    async def user_row(self, user_id: int):
+        async with self.db.transaction() as session:
+            return (
+                await session.execute(select(User).where(User.channel == "telegram", User.external_id == str(user_id)))
+            ).scalar_one_or_none()
+
+    async def count(self, model) -> int:
+        async with self.db.transaction() as session:
+            return (await session.execute(select(func.count()).select_from(model))).scalar_one()
+
+
+@pytest.fixture(scope="module")
+def content() -> Catalog:
+    return load_valid_catalog()
+
+
+@pytest.fixture
+async def fake():
+    api = await FakeTelegramAPI(TOKEN, username=USERNAME).start()
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+async def make_bot(tmp_path, fake, content):
+    made: list[Bot] = []
+
+    async def make(
+        mode: str = "polling",
+        *,
+        db_file: str = "bot.sqlite3",
+        secret: str | None = SECRET,
+        token: str = TOKEN,
+        hamlets: bool = True,
+        wait: bool = True,
+        **overrides: Any,
+    ) -> Bot:
+        settings = Settings(
+            _env_file=None,
+            database_url=f"sqlite+aiosqlite:///{tmp_path}/{db_file}",
+            telegram_token=token,
+            telegram_base_url=fake.base_url,
+            telegram_webhook_url=WEBHOOK_URL if mode == "webhook" else None,
+            telegram_webhook_secret=secret,
+            telegram_bot_username=None,
+            **overrides,
+        )
+        db = Database(settings.database_url)
+        await db.migrate()
+        if hamlets:
+            async with db.transaction() as session:
+                await registry.import_rows(session, registry.parse_csv(EXAMPLE_CSV.read_bytes()))
+        app = create_app(settings, content, db)
+        channel = app[TELEGRAM]
+        bot = Bot(mode, fake, app, None, channel, db, content)  # type: ignore[arg-type]
+
+        async def record_sleep(seconds: float) -> None:
+            bot.sleeps.append(seconds)
+            await asyncio.sleep(0)
+
+        channel.sleep = record_sleep
+        channel.backoff = (0.5, 1.0, 2.0)
+        channel.poll_timeout = 1
+        bot.client = TestClient(TestServer(app))
+        await bot.client.start_server()
+        made.append(bot)
+        if wait:
+            await channel.wait_ready(5)
+        return bot
+
+    yield make
+    for bot in reversed(made):
+        await bot.client.close()
+
+
+MODES = pytest.mark.parametrize("mode", ["polling", "webhook"])
+
+
+def step_buttons(k: int) -> list[tuple[str, str]]:
+    buttons = [("Tiếp theo", "g:n")]
+    if k > 1:
+        buttons.append(("Quay lại", "g:b"))
+    return buttons + [("Tôi bị vướng ở bước này", "g:s"), ("Về menu", "m")]
+
+
+# ---------------------------------------------------------------------------- start-up and configuration
+
+
+async def test_off_without_token_and_server_still_serves(tmp_path, content):
+    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path}/off.sqlite3", telegram_token=None)
+    app = create_app(settings, content)
+    status = app[CHANNELS]["telegram"]
+    assert not status.on and "CCCD_TELEGRAM_TOKEN" in status.detail
+    async with TestClient(TestServer(app)) as client:
+        health = await (await client.get("/healthz")).json()
+    assert health["ok"] and "CCCD_TELEGRAM_TOKEN" in health["channels"]["telegram"]
+
+
+async def test_polling_start_registers_commands_and_clears_webhook(make_bot, fake):
+    bot = await make_bot("polling")
+    assert fake.calls[0].method == "getMe"
+    assert fake.calls_of("deleteWebhook") and not fake.calls_of("setWebhook")
+    assert [c["command"] for c in fake.commands["all_private_chats"]] == ["start", "huongdan", "menu", "xoa"]
+    assert "thon" in [c["command"] for c in fake.commands["all_chat_administrators"]]
+    assert "thon" not in [c["command"] for c in fake.commands["all_group_chats"]]
+    health = await (await bot.client.get("/healthz")).json()
+    assert health["channels"]["telegram"] == f"on: long polling as @{USERNAME}"
+
+
+async def test_webhook_start_registers_url_and_secret(make_bot, fake):
+    await make_bot("webhook")
+    assert fake.webhook["url"] == WEBHOOK_URL
+    assert fake.webhook["secret_token"] == SECRET
+    assert set(fake.webhook["allowed_updates"]) == {"message", "callback_query", "my_chat_member"}
+    assert not fake.calls_of("getUpdates")
+
+
+async def test_webhook_secret_generated_once_and_kept(make_bot, fake):
+    first = await make_bot("webhook", secret=None)
+    generated = fake.webhook["secret_token"]
+    assert generated and len(generated) >= 32
+    async with first.db.transaction() as session:
+        stored = await kv.get(session, KV_SECRET)
+    assert stored and stored[0]["secret"] == generated
+    update = {"update_id": fake.new_update_id(), **message(PRIVATE_LAN, LAN, "/menu")}
+    response = await first.post(update, secret=generated)
+    assert response.status == 200
+    await first.channel.idle()
+    assert fake.texts(LAN["id"])[-1].startswith("Bạn cần gì?")
+    await first.client.close()
+
+    await make_bot("webhook", secret=None)  # a restart (or a second process) uses the same secret
+    assert fake.calls_of("setWebhook")[-1].params["secret_token"] == generated
+
+
+async def test_rejected_token_turns_channel_off_without_leaking_it(make_bot, fake, caplog):
+    caplog.set_level(logging.INFO)
+    bot = await make_bot("polling", token="999999:wrong-token", wait=False)
+    for _ in range(100):
+        if not bot.app[CHANNELS]["telegram"].on:
+            break
+        await asyncio.sleep(0.01)
+    status = bot.app[CHANNELS]["telegram"]
+    assert not status.on and "rejected" in status.detail
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith(("bot.", "telegram", "httpx"))]
+    assert ours and not any("wrong-token" in text for text in ours)
+    health = await bot.client.get("/healthz")
+    assert health.status == 200
+
+
+# ---------------------------------------------------------------------------- private chats
+
+
+@MODES
+async def test_start_without_payload_greets_and_asks_the_hamlet(make_bot, fake, mode):
+    bot = await make_bot(mode)
+    await bot.send(message(PRIVATE_LAN, LAN, "/start"))
+    sent = fake.sent(LAN["id"])
+    assert [m["text"] for m in sent] == [
+        "Chào Lan! Tôi là trợ lý hướng dẫn làm thẻ căn cước trực tuyến.",
+        "Bạn ở thôn hoặc tổ dân phố nào? Chọn bên dưới hoặc gõ tên. Bạn cũng có thể bỏ qua.",
+    ]
+    assert sent[0]["buttons"] == []
+    assert sent[1]["buttons"] == [(f"Tổ dân phố {k}", f"t:ngoctrao_tdp0{k}") for k in range(1, 9)] + [("Bỏ qua", "t:-")]
+    for m in sent:  # plain text: nothing to escape, nothing that can break
+        assert "parse_mode" not in m["params"]
+
+    await bot.press(LAN, LAN["id"], "Tổ dân phố 2")
+    assert fake.texts(LAN["id"])[2] == "Đã ghi nhận: Tổ dân phố 2, Phường Ngọc Trạo."
+    assert fake.calls_of("answerCallbackQuery")
+    assert (await bot.user_row(LAN["id"])).hamlet_code == "ngoctrao_tdp02"
+
+
+async def test_start_without_hamlets_shows_the_menu(make_bot, fake):
+    bot = await make_bot("polling", hamlets=False)
+    await bot.send(message(PRIVATE_LAN, LAN, "/start"))
+    sent = fake.sent(LAN["id"])
+    assert sent[-1]["text"] == "Bạn cần gì? Chọn một mục bên dưới, hoặc gõ câu hỏi của bạn."
+    assert sent[-1]["buttons"] == [
+        ("Hướng dẫn 9 bước", "g"),
+        ("Hỏi đáp", "q"),
+        ("Địa chỉ cổng chính thức", "p"),
+        ("Cần người giúp", "h"),
+    ]
+
+
+async def test_start_with_hamlet_deep_link_sets_the_hamlet(make_bot, fake):
+    bot = await make_bot("polling")
+    await bot.send(message(PRIVATE_LAN, LAN, "/start h_ngoctrao_tdp03"))
+    texts = fake.texts(LAN["id"])
+    assert texts[:2] == [
+        "Chào Lan! Tôi là trợ lý hướng dẫn làm thẻ căn cước trực tuyến.",
+        "Đã ghi nhận: Tổ dân phố 3, Phường Ngọc Trạo.",
+    ]
+    assert fake.sent(LAN["id"])[-1]["buttons"][0] == ("Hướng dẫn 9 bước", "g")
+    assert (await bot.user_row(LAN["id"])).hamlet_code == "ngoctrao_tdp03"
+
+
+async def test_start_with_unknown_code_explains_and_changes_nothing(make_bot, fake):
+    bot = await make_bot("polling")
+    await bot.send(message(PRIVATE_LAN, LAN, "/start h_ngoctrao_tdp77"))
+    assert "Mã thôn trong đường dẫn không đúng." in fake.texts(LAN["id"])[1]
+    assert fake.sent(LAN["id"])[-1]["buttons"][-1] == ("Bỏ qua", "t:-")
+    assert (await bot.user_row(LAN["id"])).hamlet_code is None
+
+
+@MODES
+async def test_nine_steps_by_button_presses(make_bot, fake, content, mode):
+    bot = await make_bot(mode)
+    await bot.send(message(PRIVATE_LAN, LAN, "/huongdan"))
+    for k in range(1, 10):
+        last = fake.sent(LAN["id"])[-1]
+        step = content.steps[k - 1]
+        assert last["text"].startswith(f"Bước {k}/9: {step.title}\n"), last["text"][:60]
+        assert step.text in last["text"]
+        assert last["buttons"] == step_buttons(k)
+        await bot.press(LAN, LAN["id"], "Tiếp theo")
+    last = fake.sent(LAN["id"])[-1]
+    assert last["text"] == "Bạn đã xem hết 9 bước. Bạn đã nộp hồ sơ được chưa?"
+    assert last["buttons"] == [("Đã nộp được", "o:yes"), ("Chưa nộp", "o:not_yet"), ("Gặp vướng mắc", "o:problem")]
+    await bot.press(LAN, LAN["id"], "Đã nộp được")
+    assert fake.texts(LAN["id"])[-1].startswith("Chúc mừng bạn!")
+    assert len(fake.calls_of("answerCallbackQuery")) == 10
+    assert [m["text"][:8] for m in fake.sent(LAN["id"])[:9]] == [f"Bước {k}/9" for k in range(1, 10)]
+
+
+async def test_back_and_stuck_buttons(make_bot, fake, content):
+    bot = await make_bot("polling")
+    await bot.send(message(PRIVATE_LAN, LAN, "/huongdan"))
+    await bot.press(LAN, LAN["id"], "Tiếp theo")
+    await bot.press(LAN, LAN["id"], "Quay lại")
+    assert fake.texts(LAN["id"])[-1].startswith("Bước 1/9")
+    await bot.press(LAN, LAN["id"], "Tôi bị vướng ở bước này")
+    last = fake.sent(LAN["id"])[-1]
+    assert last["text"] == "Bạn bị vướng chỗ nào ở bước 1/9? Chọn một mục bên dưới."
+    problems = content.steps[0].problems
+    assert last["buttons"] == [(p.label, f"f:{p.topic}") for p in problems] + [("Về bước 1/9", "s:tao_tai_khoan")]
+    await bot.press(LAN, LAN["id"], problems[0].label)
+    assert content.topics[problems[0].topic].answer in fake.texts(LAN["id"])[-1]
+
+
+def _answerable(content: Catalog) -> tuple[str, str]:
+    """A question the FAQ answers outright, and the topic it answers with."""
+    matcher = Matcher(content)
+    for topic in content.topics.values():
+        for example in topic.examples:
+            match = matcher.match(example)
+            if match.decision is Decision.ANSWER and match.candidates[0].topic == topic.id:
+                return example, topic.id
+    raise AssertionError("no FAQ example is answered outright")
+
+
+async def test_question_in_private_is_answered(make_bot, fake, content):
+    bot = await make_bot("polling")
+    question, topic = _answerable(content)
+    await bot.send(message(PRIVATE_LAN, LAN, question))
+    last = fake.sent(LAN["id"])[-1]
+    assert content.topics[topic].answer in last["text"]
+    assert last["buttons"] == [("Về menu", "m")]
+    assert await bot.count(QueryLog) == 1
+
+
+async def test_user_text_reaches_the_person_verbatim(make_bot, fake):
+    bot = await make_bot("polling")
+    await bot.send(message(PRIVATE_LAN, LAN, "/start"))
+    typed = "<b>*x_ [a](b) &amp; `y`"
+    await bot.send(message(PRIVATE_LAN, LAN, typed))
+    last = fake.sent(LAN["id"])[-2]
+    assert f"“{typed}”" in last["text"]
+    assert "parse_mode" not in last["params"]
+
+
+async def test_non_text_message_gets_a_plain_answer(make_bot, fake):
+    bot = await make_bot("polling")
+    sticker = {"file_id": "s1", "file_unique_id": "u1", "type": "regular", "width": 512, "height": 512,
+               "is_animated": False, "is_video": False}
+    await bot.send(message(PRIVATE_LAN, LAN, sticker=sticker))
+    assert fake.texts(LAN["id"]) == ["Xin lỗi, tôi chỉ đọc được tin nhắn chữ."]
+
+
+async def test_long_text_is_split_at_4096(make_bot, fake):
+    bot = await make_bot("polling")
+    sentence = "Câu này dài vừa phải để ghép thành một tin rất dài. "
+    text = sentence * 200  # about 10,600 characters
+    delivered = await bot.channel.send_replies(LAN["id"], [Reply(text, (Choice("Về menu", "m"),))])
+    assert delivered
+    sent = fake.sent(LAN["id"])
+    assert len(sent) == 3
+    assert all(len(m["text"]) <= 4096 for m in sent)
+    assert " ".join(m["text"] for m in sent) == text.strip()
+    assert [m["buttons"] for m in sent] == [[], [], [("Về menu", "m")]]
+
+
+# ---------------------------------------------------------------------------- groups
+
+
+@MODES
+async def test_group_answers_only_when_addressed(make_bot, fake, content, mode):
+    bot = await make_bot(mode)
+    question, topic = _answerable(content)
+    answer = content.topics[topic].answer
+
+    await bot.send(message(GROUP, LAN, question))  # a conversation between members
+    await bot.send(message(GROUP, LAN, "/menu@other_bot"))  # a command for another bot
+    assert fake.sent(GROUP["id"]) == []
+    assert await bot.count(QueryLog) == 0
+
+    asked = await bot.send(message(GROUP, LAN, f"@{USERNAME} {question}"))
+    first = fake.sent(GROUP["id"])[-1]
+    assert answer in first["text"] and f"@{USERNAME}" not in first["text"]
+    assert first["params"]["reply_parameters"]["message_id"] == asked["message"]["message_id"]
+    assert first["buttons"] == []
+
+    await bot.send(message(GROUP, BINH, question, reply_to_message=first["message"]))  # a reply to the bot
+    assert len(fake.sent(GROUP["id"])) == 2 and answer in fake.texts(GROUP["id"])[-1]
+
+    await bot.send(message(GROUP, BINH, f"/cauhoi@{USERNAME} {question}"))
+    assert len(fake.sent(GROUP["id"])) == 3
+    assert await bot.count(QueryLog) == 3
+
+
+async def test_group_guide_points_to_a_private_chat(make_bot, fake):
+    bot = await make_bot("polling")
+    await bot.send(message(GROUP, LAN, f"/huongdan@{USERNAME}"))
+    last = fake.sent(GROUP["id"])[-1]
+    assert last["text"].startswith("Để không làm phiền cả nhóm")
+    assert last["buttons"] == [("Nhắn riêng với tôi", f"https://t.me/{USERNAME}?start=g")]
+    await bot.send(message(PRIVATE_LAN, LAN, "/start g"))  # what that button opens
+    assert fake.texts(LAN["id"])[-1].startswith("Bước 1/9")
+
+
+async def test_thon_by_an_admin_links_the_group(make_bot, fake):
+    bot = await make_bot("polling")
+    fake.set_member(GROUP["id"], ADMIN["id"], "administrator")
+    await bot.send(message(GROUP, ADMIN, "/thon Tổ dân phố 4"))
+    assert fake.texts(GROUP["id"]) == ["Nhóm này đã được gắn với Tổ dân phố 4, Phường Ngọc Trạo."]
+    asked = fake.calls_of("getChatMember")[-1].params
+    assert (asked["chat_id"], asked["user_id"]) == (GROUP["id"], ADMIN["id"])
+    assert (await bot.chat_row(GROUP["id"])).hamlet_code == "ngoctrao_tdp04"
+
+
+async def test_thon_by_the_creator_links_the_group(make_bot, fake):
+    bot = await make_bot("polling")
+    fake.set_member(GROUP["id"], ADMIN["id"], "creator")
+    await bot.send(message(GROUP, ADMIN, f"/thon@{USERNAME} ngoctrao_tdp05"))
+    assert (await bot.chat_row(GROUP["id"])).hamlet_code == "ngoctrao_tdp05"
+
+
+async def test_thon_by_a_member_is_refused(make_bot, fake):
+    bot = await make_bot("polling")
+    fake.set_member(GROUP["id"], LAN["id"], "member")
+    await bot.send(message(GROUP, LAN, "/thon Tổ dân phố 4"))
+    assert fake.texts(GROUP["id"]) == ["Xin lỗi, chỉ quản trị viên nhóm hoặc cán bộ mới gắn được thôn cho nhóm."]
+    assert (await bot.chat_row(GROUP["id"])).hamlet_code is None
+
+
+async def test_thon_by_a_registered_officer(make_bot, fake):
+    bot = await make_bot("polling", officers=f"telegram:{BINH['id']}")
+    await bot.send(message(GROUP, BINH, "/thon Tổ dân phố 6"))
+    assert (await bot.chat_row(GROUP["id"])).hamlet_code == "ngoctrao_tdp06"
+
+
+async def test_added_to_and_removed_from_a_group(make_bot, fake):
+    bot = await make_bot("polling")
+    await bot.send(membership(GROUP, ADMIN, "left", "member"))
+    row = await bot.chat_row(GROUP["id"])
+    assert row.active and row.type == "group" and row.title == GROUP["title"]
+    await bot.send(membership(GROUP, ADMIN, "member", "kicked"))
+    assert not (await bot.chat_row(GROUP["id"])).active
+    await bot.send(membership(GROUP, ADMIN, "kicked", "administrator"))
+    assert (await bot.chat_row(GROUP["id"])).active
+    assert fake.sent() == []  # recorded, not announced
+
+
+async def test_startgroup_link_by_the_admin_who_adds_the_bot(make_bot, fake):
+    bot = await make_bot("polling")
+    fake.set_member(GROUP["id"], ADMIN["id"], "administrator")
+    await bot.send(membership(GROUP, ADMIN, "left", "member"))
+    await bot.send(message(GROUP, ADMIN, f"/start@{USERNAME} h_ngoctrao_tdp02"))
+    assert fake.texts(GROUP["id"]) == ["Nhóm này đã được gắn với Tổ dân phố 2, Phường Ngọc Trạo."]
+    assert (await bot.chat_row(GROUP["id"])).hamlet_code == "ngoctrao_tdp02"
+
+
+async def test_startgroup_link_with_an_unknown_code_changes_nothing(make_bot, fake):
+    bot = await make_bot("polling")
+    fake.set_member(GROUP["id"], ADMIN["id"], "creator")
+    await bot.send(message(GROUP, ADMIN, f"/start@{USERNAME} h_ngoctrao_tdp77"))
+    texts = fake.texts(GROUP["id"])
+    assert texts[0].startswith("Tôi chưa tìm thấy “ngoctrao_tdp77”")
+    assert texts[1].startswith("Gõ /thon kèm tên hoặc mã thôn")
+    assert (await bot.chat_row(GROUP["id"])).hamlet_code is None
+
+
+async def test_startgroup_link_by_a_member_is_refused(make_bot, fake):
+    bot = await make_bot("polling")
+    await bot.send(message(GROUP, LAN, f"/start@{USERNAME} h_ngoctrao_tdp02"))
+    assert fake.texts(GROUP["id"]) == ["Xin lỗi, chỉ quản trị viên nhóm hoặc cán bộ mới gắn được thôn cho nhóm."]
+    assert (await bot.chat_row(GROUP["id"])).hamlet_code is None
+
+
+async def test_supergroup_migration_keeps_hamlet_and_conversations(make_bot, fake, content):
+    bot = await make_bot("polling")
+    fake.set_member(GROUP["id"], ADMIN["id"], "administrator")
+    await bot.send(message(GROUP, ADMIN, "/thon ngoctrao_tdp01"))
+    question, _ = _answerable(content)
+    await bot.send(message(GROUP, LAN, f"@{USERNAME} {question}"))
+
+    supergroup = {"id": SUPERGROUP_ID, "type": "supergroup", "title": GROUP["title"]}
+    await bot.send(message(GROUP, ADMIN, migrate_to_chat_id=SUPERGROUP_ID))
+    await bot.send(message(supergroup, ADMIN, migrate_from_chat_id=GROUP["id"]))
+
+    assert await bot.chat_row(GROUP["id"]) is None
+    moved = await bot.chat_row(SUPERGROUP_ID)
+    assert moved.hamlet_code == "ngoctrao_tdp01" and moved.active
+    async with bot.db.transaction() as session:
+        assert await conversations.load_state(session, ("telegram", str(SUPERGROUP_ID), str(LAN["id"]))) is not None
+        assert await conversations.load_state(session, ("telegram", str(GROUP["id"]), str(LAN["id"]))) is None
+
+    await bot.send(message(supergroup, LAN, f"@{USERNAME} {question}"))
+    assert len(fake.sent(SUPERGROUP_ID)) == 1
+    assert (await bot.chat_row(SUPERGROUP_ID)).hamlet_code == "ngoctrao_tdp01"
+
+
+async def test_reply_to_a_migrated_group_goes_to_the_supergroup(make_bot, fake, content):
+    bot = await make_bot("polling")
+    fake.set_member(GROUP["id"], ADMIN["id"], "administrator")
+    await bot.send(message(GROUP, ADMIN, "/thon ngoctrao_tdp01"))
+    fake.upgrade_to_supergroup(GROUP["id"], SUPERGROUP_ID)
+    question, topic = _answerable(content)
+    await bot.send(message(GROUP, LAN, f"@{USERNAME} {question}"))
+    assert content.topics[topic].answer in fake.texts(SUPERGROUP_ID)[-1]
+    moved = await bot.chat_row(SUPERGROUP_ID)
+    assert moved is not None and moved.hamlet_code == "ngoctrao_tdp01"
+
+
+# ---------------------------------------------------------------------------- errors of the Bot API
+
+
+async def test_blocked_user_is_marked_inactive_and_others_still_served(make_bot, fake):
+    bot = await make_bot("polling")
+    await bot.send(message(PRIVATE_LAN, LAN, "/menu"))
+    fake.block(LAN["id"])
+    before = len(fake.sent(LAN["id"]))
+    await bot.send(message(PRIVATE_LAN, LAN, "/menu"))
+    assert len(fake.sent(LAN["id"])) == before
+    assert not (await bot.chat_row(LAN["id"])).active
+    assert not (await bot.user_row(LAN["id"])).active
+    await bot.send(message(PRIVATE_BINH, BINH, "/menu"))
+    assert fake.texts(BINH["id"])[-1].startswith("Bạn cần gì?")
+
+
+async def test_blocking_and_unblocking_in_private(make_bot, fake):
+    bot = await make_bot("polling")
+    await bot.send(message(PRIVATE_LAN, LAN, "/menu"))
+    await bot.send(membership(PRIVATE_LAN, LAN, "member", "kicked"))
+    assert not (await bot.chat_row(LAN["id"])).active
+    await bot.send(membership(PRIVATE_LAN, LAN, "kicked", "member"))
+    assert (await bot.chat_row(LAN["id"])).active
+
+
+async def test_retry_after_is_honoured(make_bot, fake):
+    bot = await make_bot("polling")
+    fake.fail("sendMessage", 429, retry_after=7)
+    await bot.send(message(PRIVATE_LAN, LAN, "/menu"))
+    assert bot.sleeps == [7.0]
+    assert fake.texts(LAN["id"]) == ["Bạn cần gì? Chọn một mục bên dưới, hoặc gõ câu hỏi của bạn."]
+    assert len(fake.calls_of("sendMessage")) == 2  # refused once, then sent once
+
+
+async def test_network_errors_are_retried_with_backoff(make_bot, fake):
+    bot = await make_bot("polling")
+    fake.fail("sendMessage", 502, times=2)
+    await bot.send(message(PRIVATE_LAN, LAN, "/menu"))
+    assert bot.sleeps == [0.5, 1.0]
+    assert len(fake.sent(LAN["id"])) == 1
+
+
+async def test_a_long_outage_gives_up_boundedly_and_the_bot_goes_on(make_bot, fake):
+    bot = await make_bot("polling")
+    fake.fail("sendMessage", 500, times=None, chat_id=LAN["id"])
+    await bot.send(message(PRIVATE_LAN, LAN, "/menu"))
+    assert bot.sleeps == [0.5, 1.0, 2.0]
+    assert fake.sent(LAN["id"]) == []
+    await bot.send(message(PRIVATE_BINH, BINH, "/menu"))
+    assert len(fake.sent(BINH["id"])) == 1
+
+
+async def test_polling_skips_an_update_it_cannot_read(make_bot, fake):
+    bot = await make_bot("polling")
+    bad = await fake.push_update({"message": {"message_id": 1, "text": "no date, chat or sender"}})
+    await fake.wait_confirmed(bad["update_id"])
+    await bot.send(message(PRIVATE_LAN, LAN, "/menu"))
+    assert len(fake.sent(LAN["id"])) == 1
+
+
+async def test_polling_survives_get_updates_failures(make_bot, fake):
+    bot = await make_bot("polling")
+    fake.fail("getUpdates", 502, times=2)
+    fake.fail("getUpdates", 429, retry_after=3)
+    await bot.send(message(PRIVATE_LAN, LAN, "/menu"))
+    assert len(fake.sent(LAN["id"])) == 1
+    assert 3.0 in bot.sleeps
+
+
+# ---------------------------------------------------------------------------- webhook correctness
+
+
+async def test_wrong_or_missing_secret_is_refused_and_nothing_processed(make_bot, fake):
+    bot = await make_bot("webhook")
+    update = {"update_id": 777, **message(PRIVATE_LAN, LAN, "/start")}
+    assert (await bot.post(update, secret=None)).status == 403
+    assert (await bot.post(update, secret="wrong-secret")).status == 403
+    assert (await bot.post(update, secret=SECRET + "x")).status == 403
+    await bot.channel.idle()
+    assert fake.sent() == []
+    assert await bot.count(ProcessedUpdate) == 0
+    assert (await bot.post(update)).status == 200  # the same update, with the right secret
+    await bot.channel.idle()
+    assert len(fake.sent(LAN["id"])) == 2
+
+
+async def test_malformed_bodies_do_not_crash(make_bot, fake):
+    bot = await make_bot("webhook")
+    assert (await bot.post(None, raw=b"this is not json")).status == 400
+    assert (await bot.post(None, raw=b"\xff\xfe{")).status == 400
+    assert (await bot.post([1, 2, 3])).status == 400
+    assert (await bot.post({"update_id": "12"})).status == 400
+    assert (await bot.post({"message": {"text": "hi"}})).status == 400
+    assert (await bot.post({"update_id": 13, "message": {"text": "no chat, no sender"}})).status == 200
+    unknown = {"update_id": 14, "business_connection_x": {"id": "b1"}}
+    assert (await bot.post(unknown)).status == 200
+    poll = {"update_id": 15, "poll": {"id": "p", "question": "?", "options": [], "total_voter_count": 0,
+                                      "is_closed": False, "is_anonymous": True, "type": "regular",
+                                      "allows_multiple_answers": False}}
+    assert (await bot.post(poll)).status == 200
+    await bot.channel.idle()
+    assert fake.sent() == []
+    await bot.send(message(PRIVATE_LAN, LAN, "/menu"))  # and the bot still works
+    assert len(fake.sent(LAN["id"])) == 1
+
+
+async def test_duplicate_update_ids_are_processed_once(make_bot, fake):
+    bot = await make_bot("webhook")
+    update = {"update_id": 4242, **message(PRIVATE_LAN, LAN, "/menu")}
+    assert (await bot.post(update)).status == 200
+    assert (await bot.post(update)).status == 200  # Telegram retried
+    await bot.channel.idle()
+    assert len(fake.sent(LAN["id"])) == 1
+    await bot.client.close()
+
+    again = await make_bot("webhook")  # a restart, same database
+    assert (await again.post(update)).status == 200
+    await again.channel.idle()
+    assert len(fake.sent(LAN["id"])) == 1
+
+
+async def test_webhook_answers_at_once_and_keeps_each_chat_in_order(make_bot, fake):
+    bot = await make_bot("webhook")
+    released = asyncio.Event()
+
+    async def held_sleep(seconds: float) -> None:  # Lan's flood wait lasts until the test says so
+        bot.sleeps.append(seconds)
+        await released.wait()
+
+    bot.channel.sleep = held_sleep
+    fake.fail("sendMessage", 429, retry_after=30, chat_id=LAN["id"])
+    dummy = {"message_id": 1, "date": int(time.time()), "chat": PRIVATE_LAN, "from": BOT_USER, "text": "…"}
+    updates = [message(PRIVATE_LAN, LAN, "/huongdan")] + [callback(LAN, dummy, "g:n") for _ in range(3)]
+    updates.append(message(PRIVATE_BINH, BINH, "/menu"))
+    for update in updates:
+        update["update_id"] = fake.new_update_id()
+        response = await asyncio.wait_for(bot.post(update), 2)  # answered while Lan's chat waits
+        assert response.status == 200
+    await fake.wait_for("sendMessage", 1)
+    assert len(fake.texts(BINH["id"])) == 1 and fake.texts(LAN["id"]) == []  # Binh is not held up
+    assert bot.sleeps == [30.0]
+    released.set()
+    await bot.channel.idle()
+    assert [t[:8] for t in fake.texts(LAN["id"])] == ["Bước 1/9", "Bước 2/9", "Bước 3/9", "Bước 4/9"]

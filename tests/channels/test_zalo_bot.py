@@ -1,0 +1,228 @@
+"""The Zalo Bot channel against a fake Bot API over real HTTP: what people in Zalo would see."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bot.catalog import load_valid_catalog
+from bot.channels.zalo_bot import SECRET_HEADER, ZALO_BOT, ZaloBotChannel
+from bot.config import Settings
+from bot.server import CHANNELS, create_app
+from storage.db import Database
+from tests.fakes.zalo_api import FakeZaloBot, bot_update
+
+TOKEN = "1234567890:test-secret"
+HINT = "Trả lời bằng số, ví dụ 1."
+
+
+@pytest.fixture(scope="module")
+def content():
+    return load_valid_catalog()
+
+
+@pytest.fixture
+async def fake():
+    server = FakeZaloBot(TOKEN)
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return f"sqlite+aiosqlite:///{tmp_path}/zalo-bot.sqlite3"
+
+
+def make_settings(fake: FakeZaloBot, db_url: str, **extra) -> Settings:
+    values = dict(
+        database_url=db_url,
+        zalo_bot_token=TOKEN,
+        zalo_bot_base_url=fake.base_url,
+        officers="zalo_bot:officer-1",
+    )
+    values.update(extra)
+    return Settings(_env_file=None, **values)
+
+
+@asynccontextmanager
+async def running(settings: Settings, catalog):
+    """The bot's aiohttp application, started on 127.0.0.1 with tiny delays."""
+    app = create_app(settings, catalog, Database(settings.database_url))
+    channel = app[ZALO_BOT]
+    channel.error_delays = (0.01, 0.02)
+    channel.api.retry_delays = (0.01, 0.01, 0.01)
+    channel.poll_timeout = 1
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        await asyncio.wait_for(channel.ready.wait(), 5)
+        yield app, server, channel
+    finally:
+        await server.close()
+
+
+async def say(fake: FakeZaloBot, text: str, expect: int, *, chat_id: str = "user-1", **kw) -> list[str]:
+    """Send a message through getUpdates; return the `expect` new texts the chat received."""
+    before = len(fake.sent(chat_id))
+    fake.push(bot_update(text, chat_id=chat_id, **kw))
+    texts = await fake.wait_sent(before + expect, chat_id)
+    return texts[before:]
+
+
+async def test_private_walk_through_the_nine_steps_by_typing_numbers(fake, db_path, content):
+    async with running(make_settings(fake, db_path), content) as (app, _server, channel):
+        assert "long polling" in app[CHANNELS]["zalo_bot"].detail
+        welcome, menu = await say(fake, "/start", 2)
+        methods = [c.method for c in fake.calls]
+        assert methods.index("deleteWebhook") < methods.index("getUpdates")
+        assert welcome.startswith("Chào Bà Lan!")
+        assert "1. Hướng dẫn 9 bước" in menu and menu.endswith(HINT)
+
+        (step,) = await say(fake, "1", 1)
+        assert step.startswith("Bước 1/9")
+        for k in range(2, 10):
+            (step,) = await say(fake, "1", 1)  # "1. Tiếp theo"
+            assert step.startswith(f"Bước {k}/9"), step
+            assert "1. Tiếp theo\n2. Quay lại" in step and step.endswith(HINT)
+        (after,) = await say(fake, "1", 1)
+        assert after == content.msg("outcome_prompt") + "\n\n1. " + content.msg("outcome_yes") + "\n2. " + content.msg(
+            "outcome_not_yet"
+        ) + "\n3. " + content.msg("outcome_problem") + "\n" + HINT
+        assert all(c.body.get("chat_id") == "user-1" for c in fake.calls_to("sendMessage"))
+
+
+async def test_group_question_with_a_mention_is_answered_without_the_mention(fake, db_path, content):
+    async with running(make_settings(fake, db_path), content):
+        question = "mất căn cước làm lại thế nào"
+        with_mention = await say(fake, f"@CCCD Bot {question}", 1, chat_id="group-1", user_id="u5", group=True)
+        # The platform also delivers replies to the bot, which carry no mention.
+        without = await say(fake, question, 1, chat_id="group-2", user_id="u6", group=True)
+        assert with_mention == without
+        assert "@CCCD Bot" not in with_mention[0]
+
+
+async def test_non_text_gets_a_polite_word_in_private_and_nothing_in_groups(fake, db_path, content):
+    async with running(make_settings(fake, db_path), content) as (_app, _server, channel):
+        fake.push(bot_update(None, chat_id="group-1", user_id="u5", group=True, event="message.sticker.received"))
+        texts = await say(fake, None, 1, event="message.image.received")
+        assert texts == [content.msg("not_text")]
+        fake.push(bot_update(None, event="message.unsupported.received", chat_id="user-2"))
+        await fake.wait_sent(1, "user-2")
+        await channel.work.drain()
+        assert fake.sent("group-1") == []
+
+
+async def test_duplicate_deliveries_are_processed_once(fake, db_path, content):
+    async with running(make_settings(fake, db_path), content) as (_app, _server, channel):
+        update = bot_update("/start", message_id="dup-1")
+        fake.push(update)
+        fake.push(update)
+        fake.push(bot_update("/menu", message_id="after"))
+        await fake.wait_sent(3, "user-1")
+        await fake.wait_until(lambda: fake.updates.empty())
+        await channel.work.drain()
+        texts = fake.sent("user-1")
+        assert len(texts) == 3  # welcome + menu once, then the menu again
+        assert texts[0].startswith("Chào")
+
+
+async def test_rate_limits_are_retried_without_losing_the_reply(fake, db_path, content):
+    async with running(make_settings(fake, db_path), content):
+        fake.fail("sendMessage", 429, "Too Many Requests")  # ok:false, error_code 429
+        fake.fail("sendMessage", 429, "Too Many Requests", status=429)  # and as an HTTP status
+        texts = await say(fake, "/start", 2)
+        assert texts[0].startswith("Chào")
+        assert len(fake.calls_to("sendMessage")) == 4
+
+
+async def test_ok_false_is_a_failure_and_the_bot_carries_on(fake, db_path, content):
+    async with running(make_settings(fake, db_path), content):
+        fake.fail("getUpdates", 500, "Internal error")  # polling survives a failed poll
+        fake.fail("sendMessage", 400, "Bad request")  # the welcome is refused...
+        texts = await say(fake, "/start", 1)
+        assert texts[0].startswith("Bạn cần gì?")  # ...the menu still goes out
+        assert [c.answer["ok"] for c in fake.calls_to("sendMessage")] == [False, True]
+        (step,) = await say(fake, "1", 1)
+        assert step.startswith("Bước 1/9")
+
+
+async def test_a_bad_token_is_reported_at_start(fake, db_path, content):
+    settings = make_settings(fake, db_path, zalo_bot_token="999:wrong")
+    async with running(settings, content) as (app, _server, channel):
+        assert channel.me == {}
+        assert fake.calls_to("getMe")[0].answer == {"ok": False, "error_code": 401, "description": "Unauthorized"}
+        assert "401" in app[CHANNELS]["zalo_bot"].detail
+
+
+async def test_can_join_groups_is_reported(db_path, content):
+    server = FakeZaloBot(TOKEN, can_join_groups=False)
+    await server.start()
+    try:
+        async with running(make_settings(server, db_path), content) as (app, _server, _channel):
+            assert "can_join_groups=false" in app[CHANNELS]["zalo_bot"].detail
+    finally:
+        await server.close()
+
+
+async def test_messages_over_2000_characters_are_split(fake, db_path):
+    catalog = load_valid_catalog()
+    sentence = "Mang theo giấy tờ tùy thân và kiểm tra kỹ thông tin trước khi nộp hồ sơ. "
+    catalog.messages["welcome"] = sentence * 60  # about 4,400 characters
+    async with running(make_settings(fake, db_path), catalog):
+        texts = await say(fake, "/start", 4)
+        parts = texts[:3]
+        assert [len(t) <= 2000 for t in texts] == [True] * 4
+        assert " ".join(parts) == (sentence * 60).strip()
+        assert texts[3].startswith("Bạn cần gì?")
+
+
+async def test_webhook_mode_registers_the_webhook_and_checks_the_secret(fake, db_path, content):
+    settings = make_settings(
+        fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zalo/bot/hook", zalo_bot_webhook_secret="s3cret-token-123"
+    )
+    async with running(settings, content) as (app, server, channel):
+        assert fake.webhook == {"url": "https://bot.example.org/zalo/bot/hook", "secret_token": "s3cret-token-123"}
+        assert fake.calls_to("getUpdates") == []
+        assert "webhook" in app[CHANNELS]["zalo_bot"].detail
+        url = server.make_url("/zalo/bot/hook")
+        body = {"ok": True, "result": bot_update("/start", message_id="w1")}
+        async with aiohttp.ClientSession() as http:
+            for headers in ({}, {SECRET_HEADER: "wrong"}, {SECRET_HEADER: "s3cret-token-12"}):
+                async with http.post(url, json=body, headers=headers) as resp:
+                    assert resp.status == 403
+            await channel.work.drain()
+            assert fake.sent() == []
+            for _ in range(2):  # Zalo retries: the same delivery twice
+                async with http.post(url, json=body, headers={SECRET_HEADER: "s3cret-token-123"}) as resp:
+                    assert resp.status == 200
+        texts = await fake.wait_sent(2, "user-1")
+        await channel.work.drain()
+        assert len(fake.sent()) == 2 and texts[0].startswith("Chào")
+
+
+async def test_webhook_secret_is_derived_when_not_configured(fake, db_path, content):
+    settings = make_settings(fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zb")
+    async with running(settings, content) as (_app, server, channel):
+        secret = fake.webhook["secret_token"]
+        assert 8 <= len(secret) <= 256 and TOKEN.split(":")[1] not in secret
+        assert secret == ZaloBotChannel(channel.service, settings).secret  # stable across processes
+        async with aiohttp.ClientSession() as http:
+            async with http.post(server.make_url("/zb"), json={"ok": True, "result": bot_update("/menu")}, headers={SECRET_HEADER: secret}) as resp:
+                assert resp.status == 200
+        (menu,) = await fake.wait_sent(1)
+        assert menu.startswith("Bạn cần gì?")
+
+
+async def test_channel_is_off_without_a_token(db_path, content):
+    settings = Settings(_env_file=None, database_url=db_path)
+    db = Database(db_path)
+    app = create_app(settings, content, db)
+    assert app[CHANNELS]["zalo_bot"].on is False
+    assert "CCCD_ZALO_BOT_TOKEN" in app[CHANNELS]["zalo_bot"].detail
+    assert ZALO_BOT not in app
+    await db.close()

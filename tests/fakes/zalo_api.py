@@ -1,0 +1,402 @@
+"""Fake Zalo servers for offline tests: the Zalo Bot platform and the Official Account API v3 (with OAuth).
+
+Both run on aiohttp on 127.0.0.1, speak the HTTP shapes the channels use, record every call, and can be
+told to fail the next calls with a given error. Tests assert on what these servers received: that is what
+a person would have seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import itertools
+import json
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Call:
+    """One request the fake received, and what it answered."""
+
+    method: str  # the Bot API method, or the HTTP path on the OA fake
+    body: dict[str, Any]
+    status: int = 200
+    answer: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Failure:
+    status: int
+    code: int
+    description: str
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.app = web.Application()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.calls: list[Call] = []
+        self._failures: dict[str, deque[Failure]] = defaultdict(deque)
+        self._changed = asyncio.Condition()
+
+    async def start(self) -> str:
+        self._runner = web.AppRunner(self.app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self.url
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def fail(self, name: str, code: int, description: str = "", *, status: int = 200, times: int = 1) -> None:
+        """Answer the next `times` calls of `name` (a method or path) with this error."""
+        for _ in range(times):
+            self._failures[name].append(Failure(status, code, description))
+
+    def _take_failure(self, name: str) -> Failure | None:
+        queue = self._failures.get(name)
+        return queue.popleft() if queue else None
+
+    async def _record(self, call: Call) -> None:
+        self.calls.append(call)
+        async with self._changed:
+            self._changed.notify_all()
+
+    def calls_to(self, name: str) -> list[Call]:
+        return [c for c in self.calls if c.method == name]
+
+    async def wait_until(self, predicate, timeout: float = 5.0) -> None:
+        """Wait until predicate() is true (re-checked after every call), or fail the test."""
+
+        async def wait() -> None:
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+
+        try:
+            await asyncio.wait_for(wait(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"timed out; calls so far: {[(c.method, c.body) for c in self.calls]}") from None
+
+
+# -- Zalo Bot platform ------------------------------------------------------------------------------
+
+
+class FakeZaloBot(_Server):
+    """`POST /bot<TOKEN>/<method>` with the envelope `{ok, result, description, error_code}`."""
+
+    def __init__(self, token: str = "1234567890:test-secret", *, can_join_groups: bool = True, account_name: str = "CCCD Bot", poll_wait: float = 0.2):
+        super().__init__()
+        self.token = token
+        self.can_join_groups = can_join_groups
+        self.account_name = account_name
+        self.poll_wait = poll_wait  # the longest a getUpdates waits here, whatever timeout it asks for
+        self.updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.webhook: dict[str, str] | None = None
+        self._ids = itertools.count(1)
+        self.app.router.add_post("/bot{token}/{method}", self._handle)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/bot"
+
+    def push(self, update: dict[str, Any]) -> None:
+        """Queue an update (the `result` of one getUpdates)."""
+        self.updates.put_nowait(update)
+
+    def sent(self, chat_id: str | None = None) -> list[str]:
+        """Texts the bot sent successfully, optionally to one chat."""
+        return [
+            c.body["text"]
+            for c in self.calls
+            if c.method == "sendMessage" and c.answer.get("ok") and (chat_id is None or str(c.body.get("chat_id")) == str(chat_id))
+        ]
+
+    async def wait_sent(self, count: int, chat_id: str | None = None, timeout: float = 5.0) -> list[str]:
+        await self.wait_until(lambda: len(self.sent(chat_id)) >= count, timeout)
+        return self.sent(chat_id)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        try:
+            body = await request.json() if await request.read() else {}
+        except ValueError:
+            body = {}
+        status, answer = await self._answer(request.match_info["token"], method, body if isinstance(body, dict) else {})
+        await self._record(Call(method, body, status, answer, dict(request.headers)))
+        return web.json_response(answer, status=status)
+
+    async def _answer(self, token: str, method: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if token != self.token:
+            return 200, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+        failure = self._take_failure(method)
+        if failure is not None:
+            return failure.status, {"ok": False, "error_code": failure.code, "description": failure.description}
+        if method == "getMe":
+            return 200, {"ok": True, "result": {"id": "bot-1", "account_name": self.account_name, "account_type": "BASIC", "can_join_groups": self.can_join_groups}}
+        if method == "getUpdates":
+            if self.webhook is not None:
+                return 200, {"ok": False, "error_code": 400, "description": "webhook is set; call deleteWebhook first"}
+            wait = min(float(body.get("timeout") or 0), self.poll_wait)
+            try:
+                update = await asyncio.wait_for(self.updates.get(), wait) if wait > 0 else self.updates.get_nowait()
+            except (asyncio.TimeoutError, asyncio.QueueEmpty):
+                return 200, {"ok": False, "error_code": 408, "description": "Request timeout"}
+            return 200, {"ok": True, "result": update}
+        if method == "setWebhook":
+            secret = str(body.get("secret_token") or "")
+            if not body.get("url") or not 8 <= len(secret) <= 256:
+                return 200, {"ok": False, "error_code": 400, "description": "bad url or secret_token"}
+            self.webhook = {"url": body["url"], "secret_token": secret}
+            return 200, {"ok": True, "result": {"url": body["url"], "updated_at": int(time.time() * 1000)}}
+        if method == "deleteWebhook":
+            self.webhook = None
+            return 200, {"ok": True, "result": {"url": "", "updated_at": int(time.time() * 1000)}}
+        if method == "getWebhookInfo":
+            return 200, {"ok": True, "result": {"url": (self.webhook or {}).get("url", "")}}
+        if method == "sendMessage":
+            text = body.get("text")
+            if not body.get("chat_id") or not isinstance(text, str) or not 1 <= len(text) <= 2000:
+                return 200, {"ok": False, "error_code": 400, "description": "text must be 1 to 2000 characters"}
+            return 200, {"ok": True, "result": {"message_id": f"out-{next(self._ids)}", "date": int(time.time() * 1000)}}
+        if method in ("sendPhoto", "sendChatAction"):
+            return 200, {"ok": True, "result": {"message_id": f"out-{next(self._ids)}", "date": int(time.time() * 1000)}}
+        return 200, {"ok": False, "error_code": 404, "description": "Not Found"}
+
+
+_message_ids = itertools.count(1)
+
+
+def bot_update(
+    text: str | None,
+    *,
+    chat_id: str = "user-1",
+    user_id: str | None = None,
+    name: str = "Bà Lan",
+    group: bool = False,
+    event: str = "message.text.received",
+    message_id: str | None = None,
+) -> dict[str, Any]:
+    """The `result` of a Zalo Bot update (a getUpdates answer, or the webhook body's `result`)."""
+    message: dict[str, Any] = {
+        "from": {"id": user_id or chat_id, "display_name": name},
+        "chat": {"id": chat_id, "chat_type": "GROUP" if group else "PRIVATE"},
+        "message_id": message_id or f"m{next(_message_ids)}",
+        "date": int(time.time() * 1000),
+    }
+    if text is not None:
+        message["text"] = text
+    return {"event_name": event, "message": message}
+
+
+# -- Zalo Official Account API v3 and OAuth v4 ------------------------------------------------------
+
+
+class FakeZaloOA(_Server):
+    """The OA API (`/v3.0/oa/message/cs`, `/v3.0/oa/group/message`, `/v2.0/oa/getoa`) and OAuth
+    (`/v4/oa/access_token`), on one server: point both base URLs at `url`."""
+
+    def __init__(self, *, app_id: str = "app-1", app_secret: str = "app-secret", oa_id: str = "oa-1", oa_name: str = "Công an xã", refresh_delay: float = 0.0):
+        super().__init__()
+        self.app_id = app_id
+        self.app_secret = app_secret
+        self.oa_id = oa_id
+        self.oa_name = oa_name
+        self.refresh_delay = refresh_delay
+        self.access_tokens: dict[str, str] = {}  # token -> "valid" | "expired"
+        self.refresh_tokens: set[str] = set()  # unused refresh tokens
+        self.spent_refresh_tokens: set[str] = set()
+        self.codes: dict[str, str | None] = {}  # authorization code -> PKCE challenge
+        self.closed_windows: dict[str, int] = {}  # user id -> -230 / -213
+        self._serial = itertools.count(1)
+        self.app.router.add_post("/v3.0/oa/message/cs", self._send)
+        self.app.router.add_post("/v3.0/oa/group/message", self._send)
+        self.app.router.add_get("/v2.0/oa/getoa", self._getoa)
+        self.app.router.add_post("/v4/oa/access_token", self._token)
+
+    # set-up helpers
+
+    def issue_pair(self) -> tuple[str, str]:
+        n = next(self._serial)
+        access, refresh = f"access-{n}", f"refresh-{n}"
+        self.access_tokens[access] = "valid"
+        self.refresh_tokens.add(refresh)
+        return access, refresh
+
+    def expire(self, access_token: str) -> None:
+        self.access_tokens[access_token] = "expired"
+
+    def grant_code(self, code: str, challenge: str | None = None) -> None:
+        """What the consent page does: a code the app may exchange (with the matching PKCE verifier)."""
+        self.codes[code] = challenge
+
+    def close_window(self, user_id: str, code: int = -230) -> None:
+        self.closed_windows[user_id] = code
+
+    # what the fake received
+
+    def refresh_calls(self) -> list[Call]:
+        return [c for c in self.calls_to("/v4/oa/access_token") if c.body.get("grant_type") == "refresh_token"]
+
+    def delivered(self, to: str | None = None) -> list[dict[str, Any]]:
+        """Messages accepted (error 0): {"to", "group", "text", "buttons"}."""
+        out = []
+        for c in self.calls:
+            if c.method not in ("/v3.0/oa/message/cs", "/v3.0/oa/group/message") or c.answer.get("error") != 0:
+                continue
+            recipient = c.body.get("recipient") or {}
+            target = recipient.get("user_id") or recipient.get("group_id")
+            if to is not None and target != to:
+                continue
+            message = c.body.get("message") or {}
+            attachment = message.get("attachment") or {}
+            buttons = (attachment.get("payload") or {}).get("buttons") or []
+            out.append({"to": target, "group": "group_id" in recipient, "text": message.get("text"), "buttons": buttons})
+        return out
+
+    def texts(self, to: str | None = None) -> list[str]:
+        return [m["text"] for m in self.delivered(to) if m["text"] is not None]
+
+    async def wait_delivered(self, count: int, to: str | None = None, timeout: float = 5.0) -> list[dict[str, Any]]:
+        await self.wait_until(lambda: len(self.delivered(to)) >= count, timeout)
+        return self.delivered(to)
+
+    # handlers
+
+    def _check_token(self, request: web.Request) -> dict[str, Any] | None:
+        token = request.headers.get("access_token", "")
+        state = self.access_tokens.get(token)
+        if state is None:
+            return {"error": -216, "message": "Access token is invalid"}
+        if state == "expired":
+            return {"error": -220, "message": "Access token has expired"}
+        return None
+
+    async def _send(self, request: web.Request) -> web.Response:
+        path = request.path
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        status, answer = 200, self._check_token(request)
+        failure = self._take_failure(path) if answer is None else None
+        if failure is not None:
+            status, answer = failure.status, {"error": failure.code, "message": failure.description}
+        if answer is None:
+            answer = self._deliver(path, body if isinstance(body, dict) else {})
+        await self._record(Call(path, body, status, answer, {"access_token": request.headers.get("access_token", "")}))
+        return web.json_response(answer, status=status)
+
+    def _deliver(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        recipient = body.get("recipient") or {}
+        message = body.get("message") or {}
+        target = recipient.get("group_id") if path.endswith("group/message") else recipient.get("user_id")
+        if not target:
+            return {"error": -201, "message": "recipient is invalid"}
+        text = message.get("text")
+        attachment = message.get("attachment")
+        if text is None and not attachment:
+            return {"error": -201, "message": "message is empty"}
+        if text is not None and not 1 <= len(text) <= 2000:
+            return {"error": -201, "message": "text must be 1 to 2000 characters"}
+        buttons = ((attachment or {}).get("payload") or {}).get("buttons") or []
+        if len(buttons) > 5 or (buttons and path.endswith("group/message")):
+            return {"error": -201, "message": "buttons are not allowed here"}
+        if target in self.closed_windows:
+            code = self.closed_windows[target]
+            return {"error": code, "message": "User has not interacted with the OA in the last 7 days" if code != -213 else "User has not followed the OA"}
+        return {"error": 0, "message": "Success", "data": {"message_id": f"oa-{next(self._serial)}", "user_id": target}}
+
+    async def _getoa(self, request: web.Request) -> web.Response:
+        answer = self._check_token(request) or {"error": 0, "message": "Success", "data": {"oa_id": self.oa_id, "name": self.oa_name}}
+        await self._record(Call("/v2.0/oa/getoa", {}, 200, answer))
+        return web.json_response(answer)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        answer = await self._oauth(form, request.headers.get("secret_key", ""))
+        await self._record(Call("/v4/oa/access_token", {k: str(v) for k, v in form.items()}, 200, answer, {"secret_key": request.headers.get("secret_key", "")}))
+        return web.json_response(answer)
+
+    async def _oauth(self, form: dict[str, Any], secret_key: str) -> dict[str, Any]:
+        if secret_key != self.app_secret or form.get("app_id") != self.app_id:
+            return {"error": -14001, "error_name": "Invalid app secret or app id"}
+        failure = self._take_failure("/v4/oa/access_token")
+        if failure is not None:
+            return {"error": failure.code, "error_name": failure.description}
+        grant = form.get("grant_type")
+        if grant == "refresh_token":
+            token = str(form.get("refresh_token") or "")
+            if token not in self.refresh_tokens:
+                reused = token in self.spent_refresh_tokens
+                return {"error": -14014, "error_name": "Refresh token was already used" if reused else "Invalid refresh token"}
+            self.refresh_tokens.discard(token)  # single use, spent at once
+            self.spent_refresh_tokens.add(token)
+            if self.refresh_delay:
+                await asyncio.sleep(self.refresh_delay)
+        elif grant == "authorization_code":
+            code = str(form.get("code") or "")
+            if code not in self.codes:
+                return {"error": -14019, "error_name": "Invalid authorization code"}
+            challenge = self.codes.pop(code)
+            if challenge is not None:
+                verifier = str(form.get("code_verifier") or "")
+                expected = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+                if expected != challenge:
+                    return {"error": -14018, "error_name": "Invalid code verifier"}
+        else:
+            return {"error": -14003, "error_name": "Invalid grant type"}
+        access, refresh = self.issue_pair()
+        return {"access_token": access, "refresh_token": refresh, "expires_in": "90000"}
+
+
+def oa_event(
+    event_name: str,
+    *,
+    sender: str = "user-1",
+    recipient: str = "oa-1",
+    text: str | None = None,
+    msg_id: str | None = None,
+    app_id: str = "app-1",
+    timestamp: str | None = None,
+) -> dict[str, Any]:
+    """An OA webhook event body."""
+    body: dict[str, Any] = {
+        "app_id": app_id,
+        "event_name": event_name,
+        "timestamp": timestamp or str(int(time.time() * 1000)),
+    }
+    if event_name in ("follow", "unfollow"):
+        body["oa_id"] = recipient
+        body["follower"] = {"id": sender}
+        body["source"] = "oa_profile"
+        return body
+    body["sender"] = {"id": sender}
+    body["recipient"] = {"id": recipient}
+    message: dict[str, Any] = {"msg_id": msg_id or f"msg-{next(_message_ids)}"}
+    if text is not None:
+        message["text"] = text
+    body["message"] = message
+    return body
+
+
+def sign_oa(body: dict[str, Any] | bytes, *, app_id: str = "app-1", secret_key: str = "oa-secret-key") -> tuple[bytes, str]:
+    """Serialise an event and compute its X-ZEvent-Signature value ("mac=<hex>")."""
+    raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+    timestamp = str(json.loads(raw)["timestamp"])
+    mac = hashlib.sha256(app_id.encode() + raw + timestamp.encode() + secret_key.encode()).hexdigest()
+    return raw, f"mac={mac}"
