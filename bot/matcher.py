@@ -1,17 +1,23 @@
-"""Match a free-text question to an FAQ topic, or decide not to answer."""
+"""Match a free-text question to an FAQ topic, or decide not to answer.
+
+Every FAQ example (and title) is a small document. A query is scored against all of them on the
+folded form (no diacritics) with several signals, the best example of each topic gives the topic's
+score, and calibrated signals decide between answering, offering choices, asking back and saying
+"I don't know". How each part was chosen, and what it measures, is in BENCHMARKS.md.
+"""
 
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Iterable
 
+import numpy as np
 from rapidfuzz import fuzz, process
 
 from bot.catalog import Catalog
-from bot.normalize import Normalized, normalize
+from bot.normalize import Normalized, is_syllable, normalize
 
 
 class Decision(StrEnum):
@@ -44,94 +50,387 @@ class Match:
         return self.candidates[0].score if self.candidates else 0.0
 
 
+# --- Scoring --------------------------------------------------------------------------------------
+
+K1, B = 1.2, 0.75  # BM25
+REPAIR_CUTOFF = 80  # rapidfuzz ratio above which an unknown word is read as a FAQ word
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """How the signals add up to a topic's ranking score.
+
+    Chosen on the dev split and on 5-fold cross-validation over the content's own examples
+    (BENCHMARKS.md has the figures); example-level BM25 and character trigrams were measured too
+    and left out: they did not improve either."""
+
+    topic: float = 1.0  # BM25 against the topic's examples taken together, over the query's own weight
+    overlap: float = 0.0  # idf-weighted F1 of shared syllables and pairs with the topic's best example
+    marks: float = 0.1  # share of the query's marked syllables (with diacritics) found as typed
+    answer: float = 0.6  # BM25 against the topic's answer text (what the topic covers, in other words)
+
+
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    answer: float = 0.55
-    margin: float = 0.08
-    choose: float = 0.35
+    """Where the calibrated probabilities turn into decisions."""
+
+    answer: float = 0.875  # answer when P(the top topic is right) is at least this
+    choose: float = 0.65  # offer choices (or answer) only when P(the question is ours) is at least this
     max_choices: int = 3
+    choice_ratio: float = 0.7  # further choices must score at least this share of the top one
+    ask_back_words: int = 1  # a query of this many typed words or fewer is asked back
 
 
-def features(folded: Iterable[str]) -> list[str]:
+# Logistic models over Signals.features: (bias, {feature: weight}).
+# Fitted by `python bench/faq.py --fit` on the dev split, the out-of-scope calibration file and
+# held-out content examples. ANSWER_MODEL gives P(the top topic is right), SCOPE_MODEL P(the question is ours).
+ANSWER_MODEL: tuple[float, dict[str, float]] = (-0.843, {'score': 2.762, 'margin': 1.523, 'ratio': -2.526, 'coverage': 2.834, 'unknown': -2.14, 'overlap': 2.953})
+SCOPE_MODEL: tuple[float, dict[str, float]] = (-7.505, {'score': 2.51, 'coverage': 3.233, 'unknown': -1.519, 'overlap': 2.263, 'recall': 1.802, 'log_words': 2.751, 'foreign': -4.505})
+
+
+# Neighbouring services that share words with ours (folded phrases, matched as whole words).
+# A question naming one of them, and none of our subjects, is most likely not ours.
+# Written from the kinds of requests a commune police desk gets, not from the evaluation questions.
+NEIGHBOUR_SERVICES: dict[str, tuple[str, ...]] = {
+    "vehicles": (
+        "dang ky xe", "sang ten xe", "sang ten", "bien so", "ca vet", "cavet", "xe may", "o to", "oto", "xe dien",
+        "xe dap", "xe oto", "bang lai", "lai xe", "phat nguoi", "vi pham giao thong", "giao thong", "mu bao hiem",
+        "nong do con", "dang kiem", "ho so goc", "rut ho so xe",
+    ),
+    "passports": ("ho chieu", "passport", "visa", "thi thuc", "xuat canh", "nhap canh", "cam xuat canh"),
+    "weapons": ("vu khi", "sung san", "sung hoi", "sung tu che", "co sung", "khai bao sung", "phao hoa", "phao no",
+                "dao kiem", "cong cu ho tro", "vat lieu no"),
+    "business": ("giay phep kinh doanh", "kinh doanh", "an ninh trat tu", "cam do", "karaoke", "con dau", "khac dau",
+                 "doanh nghiep", "cong ty", "giay phep xay dung", "xin phep xay"),
+    "complaints": ("khieu nai", "to cao", "to giac", "don thu", "kien", "hoi lo", "lan dat", "tranh chap"),
+    "civil_status": ("khai sinh", "ket hon", "khai tu", "ly hon", "hon nhan", "con nuoi", "nhan cha con", "ho tich"),
+    "land": ("so do", "so hong", "dat dai", "thua dat", "quy hoach", "tho cu", "chuyen nhuong", "dat nong nghiep",
+             "dat o", "tach thua"),
+    "insurance": ("bao hiem y te", "bao hiem xa hoi", "vssid", "luong huu", "thai san", "kham chua benh"),
+    "tax": ("ma so thue", "nop thue", "thue dat", "quyet toan thue", "thue thu nhap", "thue nha", "thue tncn"),
+    "banking": ("the atm", "atm", "vay von", "lai suat", "tiet kiem", "the ngan hang", "app ngan hang", "chuyen tien nham"),
+    "telecom": ("goi cuoc", "nap tien", "chuyen mang", "esim", "wifi", "mang 3g", "mang 4g"),
+    "utilities": ("tien dien", "cat dien", "mat dien", "tien nuoc", "dong ho nuoc", "hoa don"),
+    "education": ("tuyen sinh", "hoc phi", "chuyen truong", "dai hoc", "xet tuyen", "hoc bong"),
+    "other_public": ("nghia vu quan su", "ly lich tu phap", "cong chung", "ho ngheo", "can ngheo", "tro cap",
+                     "nguoi co cong", "tiem phong", "vacxin", "hien mau"),
+    "other_accounts": ("facebook", "fb", "zalo bi", "tiktok", "game"),
+}
+# Our subjects: a question naming one of them stays ours even if it also names a neighbour
+# ("thẻ căn cước thay thẻ bảo hiểm y tế được không").
+OUR_SUBJECTS: tuple[str, ...] = (
+    "can cuoc", "chung minh", "chip", "vneid", "dinh danh", "dich vu cong", "cu tru", "tam tru", "thuong tru",
+    "luu tru", "tam vang", "otp", "ma xac nhan", "ma ho so", "nhap khau", "ho khau",
+)
+
+
+def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
+    by_len: dict[int, set[tuple[str, ...]]] = {}
+    for phrase in phrases:
+        toks = tuple(phrase.split())
+        by_len.setdefault(len(toks), set()).add(toks)
+    return by_len
+
+
+_NEIGHBOURS = _phrase_set(p for ps in NEIGHBOUR_SERVICES.values() for p in ps)
+_OURS = _phrase_set(OUR_SUBJECTS)
+
+
+def _mentions(folded: tuple[str, ...], phrases: dict[int, set[tuple[str, ...]]]) -> bool:
+    return any(folded[i : i + n] in group for n, group in phrases.items() for i in range(len(folded) - n + 1))
+
+
+# Words that say nothing beyond the subject: "thẻ căn cước công dân" alone is a subject, not a question.
+_SUBJECT_FILLER = {"the", "cong", "dan", "nhan", "gan", "moi", "cu", "cua", "toi", "em", "e", "minh", "ad", "oi", "a", "so", "tai", "khoan", "ung", "dung", "app"}
+
+
+def _only_subject(folded: tuple[str, ...]) -> bool:
+    """True when the query names one of our subjects and nothing else ("cccd", "căn cước", "vneid")."""
+    rest = list(folded)
+    found = False
+    for n, group in sorted(_OURS.items(), reverse=True):
+        i = 0
+        while i + n <= len(rest):
+            if tuple(rest[i : i + n]) in group:
+                del rest[i : i + n]
+                found = True
+            else:
+                i += 1
+    return found and all(t in _SUBJECT_FILLER for t in rest)
+
+
+def _logistic(model: tuple[float, dict[str, float]], features: dict[str, float]) -> float:
+    bias, weights = model
+    z = bias + sum(w * features.get(name, 0.0) for name, w in weights.items())
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+def features_of(folded: tuple[str, ...] | list[str]) -> list[str]:
     """Return syllables and adjacent syllable pairs of a folded token sequence."""
     tokens = list(folded)
     return tokens + [f"{a}_{b}" for a, b in zip(tokens, tokens[1:])]
 
 
-class Matcher:
-    """An index over the FAQ examples; `match` is pure and takes well under a millisecond."""
+def _bm25_idf(df: np.ndarray, n: int) -> np.ndarray:
+    return np.log1p((n - df + 0.5) / (df + 0.5))
 
-    def __init__(self, catalog: Catalog, thresholds: Thresholds | None = None):
+
+class _Postings:
+    """An inverted index from feature ids to (document, weight) lists, kept as flat arrays (CSR);
+    a query's scores are one numpy bincount over the slices of its features."""
+
+    def __init__(self, docs: list[dict[int, float]], n_keys: int):
+        key_ids = np.fromiter((k for d in docs for k in d), dtype=np.int64)
+        doc_ids = np.fromiter((i for i, d in enumerate(docs) for _ in d), dtype=np.int32)
+        weights = np.fromiter((w for d in docs for w in d.values()), dtype=np.float32)
+        order = np.argsort(key_ids, kind="stable")  # documents stay sorted within a feature
+        self.n_docs = len(docs)
+        self.docs = doc_ids[order]
+        self.weights = weights[order]
+        self.indptr = np.zeros(n_keys + 1, dtype=np.int64)
+        np.cumsum(np.bincount(key_ids, minlength=n_keys), out=self.indptr[1:])
+
+    def score(self, ids: list[int]) -> np.ndarray:
+        spans = [(self.indptr[i], self.indptr[i + 1]) for i in ids]
+        spans = [(a, b) for a, b in spans if b > a]
+        if not spans:
+            return np.zeros(self.n_docs)
+        docs = np.concatenate([self.docs[a:b] for a, b in spans])
+        weights = np.concatenate([self.weights[a:b] for a, b in spans])
+        return np.bincount(docs, weights=weights, minlength=self.n_docs)
+
+    def contains(self, key: int, doc: int) -> bool:
+        a, b = self.indptr[key], self.indptr[key + 1]
+        i = a + int(np.searchsorted(self.docs[a:b], doc))
+        return bool(i < b and self.docs[i] == doc)
+
+
+class _Index:
+    """Everything `match` needs, built at once so that a reload swaps it in one assignment.
+
+    Features (syllables and syllable pairs) share one id space; the documents are the examples and
+    titles (for the overlap features), each topic's examples together, and each topic's answer.
+    """
+
+    def __init__(self, catalog: Catalog):
+        self.abbreviations = dict(catalog.abbreviations)
+        self.topic_ids: list[str] = []  # topics with at least one usable text, in catalog order
+        vocab: dict[str, int] = {}
+        marks: dict[str, int] = {}
+
+        def ids(feats: Counter[str]) -> dict[int, int]:
+            return {vocab.setdefault(f, len(vocab)): c for f, c in feats.items()}
+
+        doc_topic: list[int] = []
+        doc_feats: list[dict[int, int]] = []
+        doc_marked: list[set[int]] = []
+        topic_feats: list[dict[int, int]] = []
+        answer_feats: list[dict[int, int]] = []
+        for topic in catalog.topics.values():
+            together: Counter[str] = Counter()
+            ti = len(self.topic_ids)
+            for text in (topic.title, *topic.examples):
+                norm = normalize(text, self.abbreviations)
+                if not norm.folded:
+                    continue
+                feats = Counter(features_of(norm.folded))
+                doc_topic.append(ti)
+                doc_feats.append(ids(feats))
+                doc_marked.append({marks.setdefault(t, len(marks)) for t, f in zip(norm.tokens, norm.folded) if t != f})
+                together.update(feats)
+            if together:
+                self.topic_ids.append(topic.id)
+                topic_feats.append(ids(together))
+                answer_feats.append(ids(Counter(features_of(normalize(topic.answer, self.abbreviations).folded))))
+        self.vocab = vocab
+        self.mark_ids = marks
+        n, nt, nv = len(doc_feats), len(topic_feats), len(vocab)
+        self.n_docs = n
+        self.doc_topic = np.asarray(doc_topic, dtype=np.int32)
+        # Documents are grouped by topic, so a topic's best document is one reduceat away.
+        self.starts = np.flatnonzero(np.r_[True, self.doc_topic[1:] != self.doc_topic[:-1]]) if n else np.zeros(0, int)
+        self.ends = np.r_[self.starts[1:], n] if n else np.zeros(0, int)
+
+        def df(docs: list[dict[int, int]] | list[set[int]], size: int) -> np.ndarray:
+            flat = np.fromiter((k for d in docs for k in d), dtype=np.int64)
+            return np.bincount(flat, minlength=size).astype(np.float64)
+
+        # Examples and titles: idf-weighted overlap (precision/recall against the best example).
+        doc_df = df(doc_feats, nv)
+        self.known = doc_df > 0  # features seen in an example or title
+        self.idf = np.where(self.known, _bm25_idf(doc_df, n), 0.0)
+        self.unknown_idf = float(_bm25_idf(np.zeros(1), n)[0])
+        self.doc_weight = np.asarray([sum(self.idf[f] for f in feats) for feats in doc_feats])
+        self.overlap = _Postings([{f: self.idf[f] for f in feats} for feats in doc_feats], nv)
+
+        def bm25(docs: list[dict[int, int]]) -> tuple[_Postings, np.ndarray]:
+            idf = _bm25_idf(df(docs, nv), len(docs))
+            avg = (sum(sum(d.values()) for d in docs) / len(docs)) if docs else 1.0
+            weighted = []
+            for feats in docs:
+                norm_len = K1 * (1 - B + B * sum(feats.values()) / avg)
+                weighted.append({f: idf[f] * tf * (K1 + 1) / (tf + norm_len) for f, tf in feats.items()})
+            return _Postings(weighted, nv), idf
+
+        # Each topic's examples together: words spread over several examples count.
+        self.topic_bm25, self.topic_idf = bm25(topic_feats)
+        # Each topic's answer: the same subject in the editor's words.
+        self.answer_bm25, self.answer_idf = bm25(answer_feats)
+        # Syllables as typed with their marks: rewards "mất" over "mật" when the person used diacritics.
+        self.mark_idf = _bm25_idf(df(doc_marked, len(marks)), n)
+        self.marks = _Postings([{m: self.mark_idf[m] for m in marked} for marked in doc_marked], len(marks))
+
+        self.syllables = {f for f, i in vocab.items() if "_" not in f and self.known[i]}
+        self.repair_vocabulary = sorted(s for s in self.syllables if len(s) >= 3 and s.isalpha())
+
+    def repair(self, folded: tuple[str, ...]) -> tuple[tuple[str, ...], int]:
+        """Replace misspelt syllables with the closest FAQ syllable; return the tokens and how many."""
+        out = []
+        repaired = 0
+        for tok in folded:
+            # Only a token that cannot be a Vietnamese syllable is a typo: "dag" is, "chieu" (chiều,
+            # chiếu) is a real word the FAQ does not use, and must stay unknown.
+            if tok in self.syllables or len(tok) < 3 or not tok.isalpha() or is_syllable(tok):
+                out.append(tok)
+                continue
+            best = process.extractOne(tok, self.repair_vocabulary, scorer=fuzz.ratio, score_cutoff=REPAIR_CUTOFF)
+            if best:
+                out.append(best[0])
+                repaired += 1
+            else:
+                out.append(tok)
+        return tuple(out), repaired
+
+
+@dataclass(slots=True)
+class Signals:
+    """What the matcher measured about one query: ranked topics and the features behind the decision."""
+
+    norm: Normalized
+    ranked: list[Candidate]
+    features: dict[str, float] = field(default_factory=dict)
+
+
+class Matcher:
+    """An index over the FAQ examples; `match` is pure and takes about a millisecond."""
+
+    def __init__(self, catalog: Catalog, thresholds: Thresholds | None = None, weights: Weights | None = None):
         self.thresholds = thresholds or Thresholds()
+        self.weights = weights or Weights()
         self.reload(catalog)
 
     def reload(self, catalog: Catalog) -> None:
-        """Rebuild the index from (possibly edited) content."""
-        self.abbreviations = catalog.abbreviations
-        docs: list[tuple[str, Counter[str]]] = []
-        for topic in catalog.topics.values():
-            for text in (topic.title, *topic.examples):
-                norm = normalize(text, self.abbreviations)
-                if norm.folded:
-                    docs.append((topic.id, Counter(features(norm.folded))))
-        df: Counter[str] = Counter()
-        for _, feats in docs:
-            df.update(set(feats))
-        n = len(docs) or 1
-        self.idf = {f: math.log(1 + (n - d + 0.5) / (d + 0.5)) for f, d in df.items()}
-        self.unknown_idf = math.log(1 + (n + 0.5) / 0.5)
-        self.docs = [(tid, feats, sum(self.idf[f] for f in feats)) for tid, feats in docs]
-        self.postings: dict[str, list[int]] = defaultdict(list)
-        for i, (_, feats, _) in enumerate(self.docs):
-            for f in feats:
-                self.postings[f].append(i)
-        self.vocabulary = sorted({f for f in df if "_" not in f and len(f) >= 3})
-        self.topic_ids = [t for t in catalog.topics]
+        """Rebuild the index from (possibly edited) content; queries in flight keep the old one."""
+        self._index = _Index(catalog)
 
-    def _repair(self, folded: tuple[str, ...]) -> tuple[str, ...]:
-        """Replace misspelt syllables with the closest FAQ syllable."""
-        out = []
-        for tok in folded:
-            if tok in self.idf or len(tok) < 4 or tok.isdigit():
-                out.append(tok)
-                continue
-            best = process.extractOne(tok, self.vocabulary, scorer=fuzz.ratio, score_cutoff=80)
-            out.append(best[0] if best else tok)
-        return tuple(out)
+    @property
+    def abbreviations(self) -> dict[str, str]:
+        return self._index.abbreviations
 
-    def rank(self, norm: Normalized) -> list[Candidate]:
-        """Score every topic against a normalised query, best first."""
-        folded = self._repair(norm.folded)
-        qfeats = Counter(features(folded))
-        qweight = sum(self.idf.get(f, self.unknown_idf) for f in qfeats)
-        if not qweight:
-            return []
-        overlap: dict[int, float] = defaultdict(float)
-        for f in qfeats:
-            for i in self.postings.get(f, ()):
-                overlap[i] += self.idf[f]
-        best: dict[str, float] = {}
-        for i, shared in overlap.items():
-            tid, _, dweight = self.docs[i]
-            precision, recall = shared / dweight, shared / qweight
-            score = 2 * precision * recall / (precision + recall)
-            if score > best.get(tid, 0.0):
-                best[tid] = score
-        return sorted((Candidate(t, round(s, 4)) for t, s in best.items()), key=lambda c: -c.score)
+    @property
+    def topic_ids(self) -> list[str]:
+        return self._index.topic_ids
 
-    def match(self, text: str) -> Match:
-        """Decide whether to answer, offer choices, ask back or abstain."""
-        norm = normalize(text, self.abbreviations)
-        ranked = self.rank(norm)
+    def signals(self, text: str) -> Signals:
+        """Score every topic against `text` and compute the decision features."""
+        ix = self._index
+        norm = normalize(text, ix.abbreviations)
+        if not norm.folded or not ix.n_docs:
+            return Signals(norm, [])
+        folded, repaired = ix.repair(norm.folded)
+        qfeats = list(dict.fromkeys(features_of(folded)))
+        qids = [ix.vocab.get(f) for f in qfeats]
+        known = [i for i in qids if i is not None]
+        nt_unknown = float(_bm25_idf(np.zeros(1), len(ix.topic_ids))[0])
+        qweight = sum(float(ix.idf[i]) if i is not None and ix.known[i] else ix.unknown_idf for i in qids)
+        w = self.weights
+
+        shared = ix.overlap.score(known)
+        precision = shared / np.maximum(ix.doc_weight, 1e-9)
+        recall = shared / qweight
+        overlap = np.where(shared > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-9), 0.0)
+        doc_score = w.overlap * overlap
+        marked = [ix.mark_ids.get(t) for t, f in zip(norm.tokens, norm.folded) if t != f]
+        if w.marks and marked:
+            mweight = sum(float(ix.mark_idf[m]) if m is not None else ix.unknown_idf for m in marked)
+            doc_score = doc_score + w.marks * ix.marks.score([m for m in marked if m is not None]) / mweight
+        topic_score = np.maximum.reduceat(doc_score, ix.starts)
+        if w.topic:
+            tweight = sum(float(ix.topic_idf[i]) if i is not None else nt_unknown for i in qids)
+            topic_score = topic_score + w.topic * ix.topic_bm25.score(known) / ((K1 + 1) * tweight)
+        if w.answer:
+            aweight = sum(float(ix.answer_idf[i]) if i is not None else nt_unknown for i in qids)
+            topic_score = topic_score + w.answer * ix.answer_bm25.score(known) / ((K1 + 1) * aweight)
+
+        # Each signal is at most about 1; dividing by the weights keeps a topic's score in [0, 1].
+        topic_score = topic_score / max(w.topic + w.overlap + w.marks + w.answer, 1e-9)
+        if len(topic_score) > 10:
+            head = np.argpartition(-topic_score, 9)[:10]
+            order = head[np.argsort(-topic_score[head], kind="stable")]
+        else:
+            order = np.argsort(-topic_score, kind="stable")
+        ranked = [Candidate(ix.topic_ids[i], round(float(topic_score[i]), 4)) for i in order if topic_score[i] > 0]
+        if not ranked:
+            return Signals(norm, [], {"unknown": 1.0, "words": float(norm.words)})
+        top_i = int(order[0])
+        s1 = float(topic_score[order[0]])
+        s2 = float(topic_score[order[1]]) if len(order) > 1 else 0.0
+        # How much of the query's (idf-weighted) syllables the top topic's examples contain, and how
+        # much no example contains at all.
+        sweights: dict[str, tuple[int | None, float]] = {}
+        for t in dict.fromkeys(folded):
+            i = ix.vocab.get(t)
+            sweights[t] = (i, float(ix.idf[i]) if i is not None and ix.known[i] else ix.unknown_idf)
+        total = sum(v for _, v in sweights.values()) or 1.0
+        coverage = sum(v for i, v in sweights.values() if i is not None and ix.topic_bm25.contains(i, top_i)) / total
+        unknown = sum(v for i, v in sweights.values() if i is None or not ix.known[i]) / total
+        best_doc = int(ix.starts[top_i]) + int(np.argmax(overlap[ix.starts[top_i] : ix.ends[top_i]]))
+        feats = {
+            "score": s1,
+            "second": s2,
+            "margin": s1 - s2,
+            "ratio": s2 / s1 if s1 else 1.0,
+            "overlap": float(overlap[best_doc]),
+            "recall": float(recall[best_doc]),
+            "coverage": coverage,
+            "unknown": unknown,
+            "repaired": repaired / len(folded),
+            "words": float(norm.words),
+            "log_words": math.log1p(norm.words),
+            "marked": 1.0 if marked else 0.0,
+            "foreign": 1.0 if _mentions(folded, _NEIGHBOURS) and not _mentions(folded, _OURS) else 0.0,
+        }
+        return Signals(norm, ranked, feats)
+
+    def decide(self, sig: Signals, text: str = "") -> Match:
+        """Turn signals into a decision."""
         th = self.thresholds
+        ranked = sig.ranked
         if not ranked:
             return Match(Decision.ABSTAIN)
         top = ranked[0]
-        if len(norm.folded) == 1 or (len(set(norm.folded)) <= 3 and " ".join(norm.folded) in {"can cuoc", "can cuoc cong dan", "chung minh nhan dan", "vneid"}):
-            return Match(Decision.ASK_BACK, tuple(ranked[: th.max_choices]), term=text.strip())
-        runner = ranked[1].score if len(ranked) > 1 else 0.0
-        if top.score >= th.answer and top.score - runner >= th.margin:
+        choices = tuple(c for c in ranked[: th.max_choices] if c.score >= th.choice_ratio * top.score)
+        p_in = _logistic(SCOPE_MODEL, sig.features)
+        if sig.norm.words <= th.ask_back_words or _only_subject(sig.norm.folded):
+            # One typed word ("cccd", "vneid") is a subject, not a question: ask what about it.
+            if p_in >= th.choose or sig.features.get("coverage", 0.0) >= 0.99:
+                return Match(Decision.ASK_BACK, tuple(ranked[: th.max_choices]), term=text.strip())
+            return Match(Decision.ABSTAIN, tuple(ranked[: th.max_choices]))
+        p_ok = _logistic(ANSWER_MODEL, sig.features)
+        if p_ok >= th.answer and p_in >= th.choose:
             return Match(Decision.ANSWER, tuple(ranked[: th.max_choices]))
-        if top.score >= th.choose:
-            return Match(Decision.CHOOSE, tuple(c for c in ranked[: th.max_choices] if c.score >= th.choose * 0.8))
+        if p_in >= th.choose:
+            return Match(Decision.CHOOSE, choices)
         return Match(Decision.ABSTAIN, tuple(ranked[: th.max_choices]))
+
+    def rank(self, norm_or_text: Normalized | str) -> list[Candidate]:
+        """Score every topic against a query, best first."""
+        text = norm_or_text if isinstance(norm_or_text, str) else " ".join(norm_or_text.tokens)
+        return self.signals(text).ranked
+
+    def match(self, text: str) -> Match:
+        """Decide whether to answer, offer choices, ask back or abstain."""
+        return self.decide(self.signals(text), text)
+
+
+__all__ = ["Candidate", "Decision", "Match", "Matcher", "Signals", "Thresholds", "Weights"]

@@ -17,6 +17,8 @@ SECOND_VOWEL_PAIRS = {"oa", "oe", "uy"}
 
 _AMOUNT = re.compile(r"(?<![\w])(\d{1,3}(?:[.,]\d{3})+|\d+)\s*(k|đ|d|vnd|vnđ|đồng|dong|nghìn|ngàn|ngan|nghin|tr|triệu|trieu)?(?![\w])")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_TRIPLE = re.compile(r"([^\W\d_])\1\1")
+_AGE = re.compile(r"(?<![\w])(\d{1,3})\s?t(?![\w])")  # "14t", "90 t": an age
 
 
 def fold(text: str) -> str:
@@ -85,7 +87,19 @@ def place_tone(syllable: str) -> str:
 
 
 def _collapse_stretched(word: str) -> str:
-    """Collapse runs of three or more of the same vowel ("ạaaa" -> "ạ", "điiii" -> "đi")."""
+    """Collapse runs of three or more of the same letter ("ạaaa" -> "ạ", "nhiềuuu" -> "nhiều", "okkk" -> "ok").
+
+    Vietnamese never writes a letter three times in a row; two stay ("xoong"). Vowels collapse
+    anywhere, consonants only at the end of a word, so that "cccd" stays an abbreviation.
+    Marks are compared away, so "ạaaa" keeps its first, marked, letter.
+    """
+    if not _TRIPLE.search(fold(word)):
+        return word
+    tail = len(word)
+    while tail > 0 and fold(word[tail - 1]) not in "aeiouy" and fold(word[tail - 1]) == fold(word[-1]):
+        tail -= 1
+    if len(word) - tail >= 3:
+        word = word[: tail + 1]
     out: list[str] = []
     run_base = ""
     run = 0
@@ -103,6 +117,18 @@ def _collapse_stretched(word: str) -> str:
     return "".join(out)
 
 
+_TONE_BEFORE_MODIFIER = re.compile("([\u0300\u0301\u0303\u0309\u0323]+)([\u0302\u0306\u031b]+)")
+_COMBINING = re.compile("[\u0300-\u036f]")
+
+
+def _nfc(text: str) -> str:
+    """NFC, also when a tone mark was typed before the vowel's own mark (e + ́ + ̂ -> ế)."""
+    text = unicodedata.normalize("NFC", text)
+    if _COMBINING.search(text):  # marks left over: reorder them, then compose again
+        text = unicodedata.normalize("NFC", _TONE_BEFORE_MODIFIER.sub(r"\2\1", unicodedata.normalize("NFD", text)))
+    return text
+
+
 def _amount(match: re.Match[str]) -> str:
     number = re.sub(r"[.,]", "", match.group(1))
     unit = fold(match.group(2) or "")
@@ -116,6 +142,7 @@ class Normalized:
 
     tokens: tuple[str, ...]
     folded: tuple[str, ...]
+    words: int = 0  # how many words the person typed, before abbreviations were expanded
 
     @property
     def text(self) -> str:
@@ -128,14 +155,16 @@ class Normalized:
 
 def normalize(text: str, abbreviations: Mapping[str, str] | None = None) -> Normalized:
     """Normalise free text into tokens: NFC, one tone placement, amounts, abbreviations."""
-    text = unicodedata.normalize("NFC", text.translate(LOOKALIKES)).lower()
+    text = _nfc(text.translate(LOOKALIKES)).lower()
     text = _AMOUNT.sub(_amount, text)
+    typed = len(_WORD.findall(text))  # "70.000đ" is one word, "14t" too
+    text = _AGE.sub(r" \1 tuổi ", text)
     tokens: list[str] = []
     folded: list[str] = []
     for word in _WORD.findall(text):
         expansion = abbreviations.get(word) if abbreviations else None
         if not expansion:
-            word = place_tone(_collapse_stretched(word))
+            word, plain = _word(word)
             expansion = abbreviations.get(word) if abbreviations else None
         if expansion:
             for part in expansion.split():
@@ -143,11 +172,37 @@ def normalize(text: str, abbreviations: Mapping[str, str] | None = None) -> Norm
                 folded.append(part)
             continue
         tokens.append(word)
-        folded.append(fold(word))
-    return Normalized(tuple(tokens), tuple(folded))
+        folded.append(plain)
+    return Normalized(tuple(tokens), tuple(folded), typed)
+
+
+@lru_cache(maxsize=65536)
+def _word(word: str) -> tuple[str, str]:
+    """One word, stretched letters collapsed and tone mark placed, and its folded twin."""
+    word = place_tone(_collapse_stretched(word))
+    return word, fold(word)
 
 
 @lru_cache(maxsize=4096)
 def fold_key(text: str) -> str:
     """Return a compact folded key of text, for exact command and name comparison."""
     return " ".join(fold(w) for w in _WORD.findall(unicodedata.normalize("NFC", text).lower()))
+
+
+# Folded Vietnamese syllables: an initial consonant (or none) and a rhyme, diacritics dropped.
+_INITIALS = "ngh|ng|nh|ch|gh|gi|kh|ph|qu|th|tr|b|c|d|g|h|k|l|m|n|p|r|s|t|v|x"
+_RHYMES = (
+    "a ai ao au ay an ang anh ac ach am ap at "
+    "e eo en eng ec em ep et enh ech eu "
+    "i ia iu in inh ich im ip it ieu ien ieng iec iem iep iet "
+    "o oi on ong oc om op ot oa oai oay oan oang oanh oac oach oam oap oat oe oeo oen oet oong ooc "
+    "u ua ui un ung uc um up ut uy uya uyu uyen uyet uynh uych uyn uyt uan uang uat uac uay uau "
+    "ue uen uet uenh uech uoi uon uong uoc uom uot uop uou uu uan uanh uo "
+    "y yeu yen yet yem"
+)
+_SYLLABLE = re.compile(rf"^(?:{_INITIALS})?(?:{'|'.join(sorted(_RHYMES.split(), key=len, reverse=True))})$")
+
+
+def is_syllable(folded: str) -> bool:
+    """Tell whether a folded token could be a Vietnamese syllable ("chieu" yes, "dag" and "cccd" no)."""
+    return bool(_SYLLABLE.match(folded))

@@ -1,0 +1,442 @@
+"""Benchmark the FAQ matcher against two rapidfuzz baselines (results go to BENCHMARKS.md).
+
+    .venv/bin/python bench/faq.py            # test split: quality, latency, build, memory, 2,000-entry scaling
+    .venv/bin/python bench/faq.py --split dev
+    .venv/bin/python bench/faq.py --fit      # refit the decision models on the dev split (prints constants)
+
+Quality is measured on bench/data/eval/faq_eval.csv (written independently of the content); the
+baselines' thresholds and the matcher's decision models are tuned on the dev split only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import gc
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+import tracemalloc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from rapidfuzz import fuzz, process  # noqa: E402
+
+from bot.catalog import Catalog, Topic, load_valid_catalog  # noqa: E402
+from bot.matcher import Decision, Matcher  # noqa: E402
+from bot.normalize import fold_key  # noqa: E402
+
+EVAL = ROOT / "bench" / "data" / "eval" / "faq_eval.csv"
+CALIBRATION = ROOT / "bench" / "data" / "eval" / "oos_calibration.csv"
+NONE = "none"
+
+# (decision, ranked topic ids) for one question
+Prediction = tuple[str, list[str]]
+Predict = Callable[[str], Prediction]
+
+
+@dataclass(frozen=True)
+class Row:
+    split: str
+    topic: str
+    noisy: bool
+    question: str
+
+
+def load_rows(split: str | None = None) -> list[Row]:
+    with EVAL.open(encoding="utf-8") as f:
+        rows = [Row(r["split"], r["topic"], r["noisy"] == "1", r["question"]) for r in csv.DictReader(f)]
+    return [r for r in rows if split is None or r.split == split]
+
+
+def load_calibration() -> list[Row]:
+    with CALIBRATION.open(encoding="utf-8") as f:
+        return [Row("calibration", r["topic"], False, r["question"]) for r in csv.DictReader(f)]
+
+
+# --- Metrics --------------------------------------------------------------------------------------
+
+
+def evaluate(predict: Predict, rows: list[Row]) -> dict[str, float]:
+    """Quality figures; see BENCHMARKS.md for the definitions."""
+    c = dict.fromkeys(
+        ["in", "oos", "top1", "rank1", "ans_ok", "ans_bad", "choose_ok", "choose_bad", "ask_ok", "ask_bad",
+         "abstain_in", "oos_answer", "oos_choose", "oos_ask", "oos_abstain", "noisy", "noisy_top1"],
+        0,
+    )
+    for row in rows:
+        decision, ranked = predict(row.question)
+        top = ranked[0] if ranked else None
+        if row.topic == NONE:
+            c["oos"] += 1
+            c[{"answer": "oos_answer", "choose": "oos_choose", "ask_back": "oos_ask", "abstain": "oos_abstain"}[decision]] += 1
+            continue
+        c["in"] += 1
+        right = top == row.topic
+        c["rank1"] += right
+        if decision == "abstain":
+            c["abstain_in"] += 1
+        else:
+            key = {"answer": "ans", "choose": "choose", "ask_back": "ask"}[decision]
+            c[f"{key}_{'ok' if right else 'bad'}"] += 1
+            c["top1"] += right
+        if row.noisy:
+            c["noisy"] += 1
+            c["noisy_top1"] += right and decision != "abstain"
+    answered = c["ans_ok"] + c["ans_bad"] + c["oos_answer"]
+    wrong = c["ans_bad"] + c["oos_answer"]
+    n = c["in"] + c["oos"]
+    return {
+        **{k: float(v) for k, v in c.items()},
+        "top1_rate": c["top1"] / max(c["in"], 1),
+        "rank1_rate": c["rank1"] / max(c["in"], 1),
+        "answered_correct_rate": c["ans_ok"] / max(c["in"], 1),
+        "choose_in_rate": (c["choose_ok"] + c["choose_bad"] + c["ask_ok"] + c["ask_bad"]) / max(c["in"], 1),
+        "abstain_in_rate": c["abstain_in"] / max(c["in"], 1),
+        "wrong_rate": wrong / max(answered, 1),
+        "wrong_all_rate": wrong / max(n, 1),
+        "oos_abstention": (c["oos"] - c["oos_answer"]) / max(c["oos"], 1),
+        "oos_strict": c["oos_abstain"] / max(c["oos"], 1),
+        "answered_share": answered / max(n, 1),
+        "noisy_top1_rate": c["noisy_top1"] / max(c["noisy"], 1),
+    }
+
+
+# --- Systems --------------------------------------------------------------------------------------
+
+
+def matcher_predict(matcher: Matcher) -> Predict:
+    def predict(text: str) -> Prediction:
+        m = matcher.match(text)
+        return m.decision.value, [c.topic for c in m.candidates]
+
+    return predict
+
+
+class WRatioBaseline:
+    """rapidfuzz WRatio of the query against every example question; best topic wins; abstain under a threshold."""
+
+    def __init__(self, catalog: Catalog, folded: bool, threshold: float = 0.0):
+        self.folded = folded
+        self.threshold = threshold
+        self.texts: list[str] = []
+        self.topics: list[str] = []
+        for topic in catalog.topics.values():
+            for text in (topic.title, *topic.examples):
+                self.texts.append(fold_key(text) if folded else text)
+                self.topics.append(topic.id)
+
+    def best(self, text: str) -> tuple[str, float]:
+        query = fold_key(text) if self.folded else text
+        _, score, i = process.extractOne(query, self.texts, scorer=fuzz.WRatio)
+        return self.topics[i], score
+
+    def predict(self, text: str) -> Prediction:
+        topic, score = self.best(text)
+        return ("answer" if score >= self.threshold else "abstain"), [topic]
+
+    def tune(self, rows: list[Row]) -> float:
+        """Pick the threshold that maximises dev accuracy: right answers in scope plus abstentions out of scope."""
+        scored = [(row, *self.best(row.question)) for row in rows]
+        best_t, best_acc = 0.0, -1.0
+        for t in np.arange(0, 100.5, 0.5):
+            acc = sum((s >= t and top == r.topic) if r.topic != NONE else (s < t) for r, top, s in scored)
+            if acc > best_acc:
+                best_t, best_acc = float(t), acc
+        self.threshold = best_t
+        return best_t
+
+
+# --- Content cross-validation ---------------------------------------------------------------------
+
+
+def content_folds(catalog: Catalog, folds: int = 5):
+    """Yield (matcher without every k-th example, held-out (example, topic) pairs), k = 0..folds-1.
+
+    Held-out examples are paraphrases the index has not seen: the closest thing to new questions
+    that does not touch the evaluation set (used for choosing signals and fitting decisions)."""
+    for k in range(folds):
+        topics, held = {}, []
+        for tid, t in catalog.topics.items():
+            held += [(e, tid) for i, e in enumerate(t.examples) if i % folds == k]
+            topics[tid] = dataclasses.replace(t, examples=tuple(e for i, e in enumerate(t.examples) if i % folds != k))
+        yield Matcher(dataclasses.replace(catalog, topics=topics)), held
+
+
+def content_cv_rank1(catalog: Catalog, folds: int = 5) -> float:
+    right = total = 0
+    for matcher, held in content_folds(catalog, folds):
+        for text, tid in held:
+            ranked = matcher.signals(text).ranked
+            right += bool(ranked) and ranked[0].topic == tid
+            total += 1
+    return right / max(total, 1)
+
+
+# --- Decision-model fitting (dev split only) ------------------------------------------------------
+
+ANSWER_FEATURES = ("score", "margin", "ratio", "coverage", "unknown", "overlap")
+SCOPE_FEATURES = ("score", "coverage", "unknown", "overlap", "recall", "log_words", "foreign")
+# Thresholds are picked on the dev split (with the calibration file) to maximise in-scope top-1 plus
+# half the share answered right, under these ceilings (stricter than the targets, to leave a margin).
+MAX_WRONG_RATE = 0.02
+MIN_STRICT_ABSTENTION = 0.90
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50) -> np.ndarray:
+    """Logistic regression by Newton's method with an L2 penalty (not on the bias); returns [bias, w...]."""
+    xb = np.hstack([np.ones((len(x), 1)), x])
+    w = np.zeros(xb.shape[1])
+    reg = np.eye(len(w)) * l2
+    reg[0, 0] = 0.0
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-np.clip(xb @ w, -30, 30)))
+        grad = xb.T @ (p - y) + reg @ w
+        hess = xb.T @ (xb * (p * (1 - p))[:, None]) + reg
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def fit(catalog: Catalog) -> None:
+    """Fit ANSWER_MODEL and SCOPE_MODEL on the dev split plus the out-of-scope calibration file; pick thresholds."""
+    import bot.matcher as M
+
+    matcher = Matcher(catalog)
+    rows = load_rows("dev") + load_calibration()
+    sigs = [matcher.signals(r.question) for r in rows]
+    # Held-out content examples add in-scope questions whose ranking is not flattered by the content
+    # having been written with the dev split in view.
+    for fold_matcher, held in content_folds(catalog):
+        for text, tid in held:
+            rows.append(Row("content", tid, False, text))
+            sigs.append(fold_matcher.signals(text))
+    keep = [i for i, s in enumerate(sigs) if s.ranked and s.norm.words > matcher.thresholds.ask_back_words]
+    feats = [sigs[i].features for i in keep]
+    in_scope = np.array([rows[i].topic != NONE for i in keep], dtype=float)
+    right = np.array([rows[i].topic == sigs[i].ranked[0].topic for i in keep], dtype=float)
+    xa = np.array([[f[n] for n in ANSWER_FEATURES] for f in feats])
+    xs = np.array([[f[n] for n in SCOPE_FEATURES] for f in feats])
+    wa = fit_logistic(xa, right)
+    ws = fit_logistic(xs, in_scope)
+    answer_model = (round(float(wa[0]), 3), {n: round(float(v), 3) for n, v in zip(ANSWER_FEATURES, wa[1:])})
+    scope_model = (round(float(ws[0]), 3), {n: round(float(v), 3) for n, v in zip(SCOPE_FEATURES, ws[1:])})
+    pa = np.array([M._logistic(answer_model, f) for f in feats])
+    ps = np.array([M._logistic(scope_model, f) for f in feats])
+    oos = in_scope == 0
+    best = None
+    for ta in np.arange(0.30, 0.96, 0.025):
+        for tc in np.arange(0.10, 0.91, 0.025):
+            answer = (pa >= ta) & (ps >= tc)
+            offered = ps >= tc
+            wrong = (answer & ((right == 0) | oos)).sum() / max(answer.sum(), 1)
+            strict = (~offered & oos).sum() / max(oos.sum(), 1)
+            if wrong > MAX_WRONG_RATE or strict < MIN_STRICT_ABSTENTION:
+                continue
+            top1 = (offered & (right == 1) & ~oos).sum() / max((~oos).sum(), 1)
+            answered_right = (answer & (right == 1) & ~oos).sum() / max((~oos).sum(), 1)
+            objective = top1 + 0.5 * answered_right
+            if best is None or objective > best[0] + 1e-9:
+                best = (objective, round(float(ta), 3), round(float(tc), 3), top1, wrong, strict)
+    print(f"# fitted on {len(keep)} dev + calibration + held-out content questions ({int(in_scope.sum())} in scope)")
+    print(f"ANSWER_MODEL = {answer_model!r}")
+    print(f"SCOPE_MODEL = {scope_model!r}")
+    print(f"Thresholds(answer={best[1]}, choose={best[2]})  # on the fitting set: top-1 {best[3]:.3f}, wrong {best[4]:.3f}, strict abstention {best[5]:.3f}")
+
+
+# --- Speed and size -------------------------------------------------------------------------------
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def latency(predict: Predict, queries: list[str], warmup: int = 50, rounds: int = 3) -> tuple[float, float]:
+    """Per-query latency in ms after warm-up: (p50, p99) over all queries and rounds."""
+    for q in queries[:warmup]:
+        predict(q)
+    times = []
+    gc.collect()
+    for _ in range(rounds):
+        for q in queries:
+            t = time.perf_counter()
+            predict(q)
+            times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, math.ceil(0.99 * len(times)) - 1)]
+
+
+def build_time(make: Callable[[], object], repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        make()
+        times.append(time.perf_counter() - t)
+    return min(times) * 1000
+
+
+def synthetic_catalog(catalog: Catalog, n: int = 2000, seed: int = 0) -> Catalog:
+    """A catalog of n topics made from the real ones: each copy swaps some words for words of other
+    topics and carries a few made-up words of its own, so that the vocabulary grows with the size."""
+    rng = random.Random(seed)
+    real = list(catalog.topics.values())
+    words = sorted({w for t in real for e in t.examples for w in e.split()})
+    topics: dict[str, Topic] = {}
+    for i in range(n):
+        base = real[i % len(real)]
+        own = [f"{rng.choice('bcdghklmnstvx')}{rng.choice(['a', 'o', 'u', 'ie', 'uo'])}{rng.choice(['n', 'ng', 'c', 't', ''])}{i}" for _ in range(3)]
+        examples = []
+        for e in base.examples:
+            toks = e.split()
+            for _ in range(rng.randint(1, 2)):
+                toks[rng.randrange(len(toks))] = rng.choice(words)
+            toks.insert(rng.randrange(len(toks) + 1), rng.choice(own))
+            examples.append(" ".join(toks))
+        tid = f"{base.id}_{i}"
+        topics[tid] = dataclasses.replace(base, id=tid, title=f"{base.title} {own[0]}", examples=tuple(examples))
+    return dataclasses.replace(catalog, topics=topics)
+
+
+# --- Report ---------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def pct(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", default="test", choices=["dev", "test"])
+    parser.add_argument("--fit", action="store_true", help="refit the decision models on the dev split")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the 2,000-entry synthetic run")
+    parser.add_argument("--errors", action="store_true", help="list the matcher's mistakes on the split")
+    args = parser.parse_args(argv)
+
+    catalog = load_valid_catalog()
+    if args.fit:
+        fit(catalog)
+        return 0
+
+    dev, rows = load_rows("dev"), load_rows(args.split)
+    n_in = sum(r.topic != NONE for r in rows)
+    print(f"machine: {machine()}")
+    print(f"content: {len(catalog.topics)} topics, {sum(len(t.examples) for t in catalog.topics.values())} examples")
+    print(f"split: {args.split}: {len(rows)} questions ({n_in} in scope, {len(rows) - n_in} out of scope)\n")
+
+    thresholds = {folded: WRatioBaseline(catalog, folded).tune(dev) for folded in (False, True)}
+
+    def make_matcher(cat: Catalog) -> Predict:
+        return matcher_predict(Matcher(cat))
+
+    def make_baseline(folded: bool) -> Callable[[Catalog], Predict]:
+        return lambda cat: WRatioBaseline(cat, folded, thresholds[folded]).predict
+
+    systems: list[tuple[str, Callable[[Catalog], Predict]]] = [
+        ("matcher", make_matcher),
+        ("wratio-raw", make_baseline(False)),
+        ("wratio-folded", make_baseline(True)),
+    ]
+    results = {}
+    queries = [r.question for r in rows]
+    for name, make in systems:
+        base_rss = rss_mb()
+        predict = make(catalog)
+        grown = rss_mb() - base_rss
+        quality = evaluate(predict, rows)
+        p50, p99 = latency(predict, queries)
+        build = build_time(lambda: make(catalog))
+        results[name] = (quality, p50, p99, build, grown)
+
+    header = f"{'system':<14} {'top-1':>6} {'rank-1':>6} {'ans ok':>6} {'choice':>6} {'wrong':>6} {'wr/all':>6} {'oos ab':>6} {'strict':>6} {'answ':>6} {'noisy':>6} {'p50ms':>6} {'p99ms':>6} {'build':>7} {'ΔRSS':>6}"
+    print(header)
+    for name, (q, p50, p99, build, grown) in results.items():
+        print(
+            f"{name:<14} {pct(q['top1_rate']):>6} {pct(q['rank1_rate']):>6} {pct(q['answered_correct_rate']):>6} {pct(q['choose_in_rate']):>6} "
+            f"{pct(q['wrong_rate']):>6} {pct(q['wrong_all_rate']):>6} {pct(q['oos_abstention']):>6} {pct(q['oos_strict']):>6} "
+            f"{pct(q['answered_share']):>6} {pct(q['noisy_top1_rate']):>6} {p50:>6.2f} {p99:>6.2f} {build:>5.0f}ms {grown:>4.1f}MB"
+        )
+    print(f"\nbaseline thresholds tuned on dev: wratio-raw {thresholds[False]}, wratio-folded {thresholds[True]}")
+    q = results["matcher"][0]
+    print(
+        f"matcher detail: in scope {int(q['in'])}: answered right {int(q['ans_ok'])}, answered wrong {int(q['ans_bad'])}, "
+        f"choices right first {int(q['choose_ok'])}, choices wrong first {int(q['choose_bad'])}, asked back {int(q['ask_ok'] + q['ask_bad'])}, "
+        f"abstained {int(q['abstain_in'])}; out of scope {int(q['oos'])}: answered {int(q['oos_answer'])}, choices {int(q['oos_choose'])}, "
+        f"asked back {int(q['oos_ask'])}, abstained {int(q['oos_abstain'])}"
+    )
+    base_top1 = max(results["wratio-raw"][0]["top1_rate"], results["wratio-folded"][0]["top1_rate"])
+    print(f"top-1 ratio matcher / best baseline: {q['top1_rate'] / max(base_top1, 1e-9):.2f}x")
+    sanity = evaluate(
+        matcher_predict(Matcher(catalog)),
+        [Row("content", t.id, False, e) for t in catalog.topics.values() for e in t.examples],
+    )
+    print(f"sanity (content examples against themselves, not a headline): top-1 {pct(sanity['top1_rate'])}, answered right {pct(sanity['answered_correct_rate'])}")
+    print(f"content 5-fold cross-validation, rank-1 of held-out examples: {pct(content_cv_rank1(catalog))}")
+
+    if args.errors:
+        predict = matcher_predict(Matcher(catalog))
+        for r in rows:
+            d, ranked = predict(r.question)
+            top = ranked[0] if ranked else None
+            if (r.topic == NONE and d == "answer") or (r.topic != NONE and (d == "abstain" or top != r.topic)):
+                print(f"  {d:<8} gold={r.topic:<24} top={str(top):<24} {r.question}")
+
+    if not args.no_scaling:
+        print()
+        for size in (len(catalog.topics), 2000):
+            cat = catalog if size == len(catalog.topics) else synthetic_catalog(catalog, size)
+            n_ex = sum(len(t.examples) + 1 for t in cat.topics.values())
+            gc.collect()
+            base_rss = rss_mb()
+            t = time.perf_counter()
+            matcher = Matcher(cat)
+            build = (time.perf_counter() - t) * 1000
+            grown = rss_mb() - base_rss
+            p50, p99 = latency(matcher_predict(matcher), queries)
+            del matcher
+            gc.collect()
+            tracemalloc.start()
+            matcher = Matcher(cat)
+            held = tracemalloc.get_traced_memory()[0] / 2**20
+            tracemalloc.stop()
+            line = (
+                f"scaling: {size:>5} entries ({n_ex} documents): matcher build {build:.0f} ms, p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+                f"index held {held:.1f} MB (ΔRSS {grown:.1f} MB)"
+            )
+            if size != len(catalog.topics):
+                b = WRatioBaseline(cat, True, thresholds[True])
+                bp50, bp99 = latency(b.predict, queries, rounds=1)
+                line += f"; wratio-folded p50 {bp50:.2f} ms, p99 {bp99:.2f} ms"
+            print(line)
+            del matcher
+    print(f"\nprocess RSS at the end: {rss_mb():.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,179 @@
+"""The FAQ matcher: answers what it knows, asks back on a bare subject, abstains on other services."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bot.catalog import load_valid_catalog
+from bot.matcher import Candidate, Decision, Match, Matcher
+from bot.normalize import normalize
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_valid_catalog()
+
+
+@pytest.fixture(scope="module")
+def matcher(catalog):
+    return Matcher(catalog)
+
+
+# --- Public interface ------------------------------------------------------------------------------
+
+
+def test_match_interface(matcher):
+    m = matcher.match("cap lai cccd het bao nhieu tien")
+    assert isinstance(m, Match)
+    assert m.decision is Decision.ANSWER
+    assert m.topic == "le_phi"
+    assert isinstance(m.candidates[0], Candidate) and m.candidates[0].topic == "le_phi"
+    assert m.score == m.candidates[0].score > 0
+    assert len({c.topic for c in m.candidates}) == len(m.candidates) <= 3
+
+
+def test_topic_is_none_unless_answered(matcher):
+    m = matcher.match("giá vàng hôm nay bao nhiêu")
+    assert m.decision is not Decision.ANSWER
+    assert m.topic is None
+
+
+# --- Answers ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "topic"),
+    [
+        ("cap lai cccd het bao nhieu tien", "le_phi"),
+        ("Cấp lại CCCD hết bao nhiêu tiền ạ???", "le_phi"),
+        ("mat the can cuoc lam lai o dau", "mat_the"),
+        ("quen mk vneid", "quen_mat_khau_vneid"),
+        ("ko nhan dc ma otp", "ma_otp"),
+        ("dang ky tam tru online", "dang_ky_tam_tru"),
+        ("làm cccd cho trẻ dưới 14 tuổi được không", "tre_duoi_14"),
+        ("có người gọi điện xưng công an đòi mã otp", "canh_bao_lua_dao"),
+        ("đăg ký tài khoản dvc như thế nào", "tao_tai_khoan"),  # "đăg" is repaired to "đăng"
+    ],
+)
+def test_answers_typical_questions(matcher, question, topic):
+    m = matcher.match(question)
+    assert (m.decision, m.topic) == (Decision.ANSWER, topic)
+
+
+def test_same_answer_with_and_without_diacritics_and_in_decomposed_form(matcher):
+    import unicodedata
+
+    forms = ["Quên mật khẩu VNeID thì làm sao", "quen mat khau vneid thi lam sao",
+             unicodedata.normalize("NFD", "Quên mật khẩu VNeID thì làm sao")]
+    assert {matcher.match(f).topic for f in forms} == {"quen_mat_khau_vneid"}
+
+
+# --- Asking back -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("question", ["cccd", "CCCD!!!", "cccd ạ", "vneid", "cmnd", "căn cước", "thẻ căn cước công dân"])
+def test_bare_subject_is_asked_back(matcher, question):
+    m = matcher.match(question)
+    assert m.decision is Decision.ASK_BACK
+    assert m.candidates  # the flow offers them as choices
+    assert m.term == question.strip()
+
+
+def test_one_typed_word_is_asked_back_although_it_expands(matcher, catalog):
+    # "cccd" becomes several tokens through the dictionary; the rule counts what the person typed.
+    assert len(normalize("cccd", catalog.abbreviations).folded) > 1
+    assert matcher.match("cccd").decision is Decision.ASK_BACK
+
+
+@pytest.mark.parametrize("question", ["", "   ", "😀😀", "hello", "ok"])
+def test_nothing_to_match_abstains(matcher, question):
+    assert matcher.match(question).decision is Decision.ABSTAIN
+
+
+# --- Abstention on neighbouring services -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # vehicle registration and transfer
+        "làm thủ tục sang tên xe máy cho con trai",
+        "dang ky bien so xe o to moi mua o dau",
+        "cho em hỏi đăng ký xe máy điện ở đâu ạ",
+        # passports
+        "gia hạn hộ chiếu phổ thông cần những gì",
+        "xin cap ho chieu cho con nho online",
+        # weapons
+        "giao nộp vũ khí thô sơ cho công an xã",
+        "khai bao sung hoi o dau",
+        # business security permits
+        "xin giấy chứng nhận đủ điều kiện an ninh trật tự để mở quán karaoke",
+        "lam giay phep kinh doanh cam do o dau",
+        # complaints
+        "gửi đơn khiếu nại cán bộ xã ở đâu",
+        "to cao hang xom danh bac o dau",
+        # civil status
+        "đăng ký khai sinh cho con mới đẻ",
+        "thu tuc dang ky ket hon o xa",
+        # land
+        "làm sổ đỏ cho đất ông bà để lại",
+        "tach thua dat can nhung gi",
+        # not a service at all
+        "giá lúa hôm nay bao nhiêu",
+    ],
+)
+def test_neighbouring_services_abstain(matcher, question):
+    m = matcher.match(question)
+    assert m.decision is Decision.ABSTAIN, (question, m)
+    assert m.topic is None
+
+
+def test_our_subject_keeps_a_question_that_names_a_neighbour(matcher):
+    # Health insurance is another office's, but using the ID card in its place is ours.
+    m = matcher.match("đi khám bệnh dùng thẻ căn cước thay thẻ bảo hiểm y tế được không")
+    assert m.decision is Decision.ANSWER and m.topic == "loi_ich_the_chip"
+
+
+# --- Choices ---------------------------------------------------------------------------------------
+
+
+def test_choices_are_distinct_topics_best_first(matcher):
+    m = matcher.match("thẻ căn cước dùng đi máy bay được không")
+    assert m.decision in (Decision.CHOOSE, Decision.ANSWER)
+    scores = [c.score for c in m.candidates]
+    assert scores == sorted(scores, reverse=True)
+    assert len({c.topic for c in m.candidates}) == len(m.candidates)
+
+
+# --- Reload ----------------------------------------------------------------------------------------
+
+
+def test_reload_picks_up_an_added_example(catalog):
+    matcher = Matcher(catalog)
+    question = "thẻ căn cước dùng đi máy bay được không"
+    before = matcher.match(question)
+    assert before.decision is not Decision.ANSWER
+
+    topic = catalog.topics["loi_ich_the_chip"]
+    edited = dict(catalog.topics)
+    edited[topic.id] = dataclasses.replace(topic, examples=(*topic.examples, "đi máy bay có dùng thẻ căn cước được không"))
+    matcher.reload(dataclasses.replace(catalog, topics=edited))
+
+    after = matcher.match(question)
+    assert (after.decision, after.topic) == (Decision.ANSWER, "loi_ich_the_chip")
+
+
+def test_reload_picks_up_an_added_abbreviation(catalog):
+    matcher = Matcher(catalog)
+    assert matcher.match("qmk vneid").topic != "quen_mat_khau_vneid"
+    matcher.reload(dataclasses.replace(catalog, abbreviations={**catalog.abbreviations, "qmk": "quen mat khau"}))
+    assert matcher.match("qmk vneid").topic == "quen_mat_khau_vneid"
+
+
+def test_topic_without_usable_text_is_skipped(catalog):
+    topic = catalog.topics["le_phi"]
+    edited = {"empty": dataclasses.replace(topic, id="empty", title="!!!", examples=("😀",)), **catalog.topics}
+    matcher = Matcher(dataclasses.replace(catalog, topics=edited))
+    assert matcher.match("cap lai cccd het bao nhieu tien").topic == "le_phi"
