@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from bot.normalize import has_diacritics
+from bot.normalize import fold, has_diacritics
 
 CONTENT_DIR = Path(__file__).parent / "content"
 MAX_ANSWER = 2000
@@ -57,6 +57,16 @@ class Topic:
     file: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class MatchingData:
+    """Folded phrases the matcher reads besides the FAQ (bot/content/matching.yaml)."""
+
+    neighbour_services: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    our_subjects: tuple[str, ...] = ()
+    subject_filler: frozenset[str] = frozenset()
+    ask_back: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Catalog:
     """All content, validated; `problems` is empty for content the bot may run on."""
@@ -66,6 +76,7 @@ class Catalog:
     topics: dict[str, Topic]
     abbreviations: dict[str, str]
     contract: tuple[str, ...]
+    matching: MatchingData = field(default_factory=MatchingData)
     problems: tuple[Problem, ...] = ()
     step_index: dict[str, int] = field(default_factory=dict)
 
@@ -203,6 +214,34 @@ def _load_steps(directory: Path, problems: list[Problem]) -> tuple[Step, ...]:
     return tuple(steps)
 
 
+def _phrases(value: Any, where: str, problems: list[Problem]) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        problems.append(Problem("matching.yaml", where, "must be a list of non-empty phrases"))
+        return ()
+    for phrase in value:
+        if fold(phrase) != phrase or phrase != " ".join(phrase.split()):
+            problems.append(Problem("matching.yaml", where, f"phrase '{phrase}' must be folded (lower case, no diacritics)"))
+    return tuple(value)
+
+
+def _load_matching(directory: Path, problems: list[Problem]) -> MatchingData:
+    data = _read_yaml(directory / "matching.yaml", problems)
+    services = data.get("neighbour_services") or {}
+    if not isinstance(services, dict) or not services:
+        problems.append(Problem("matching.yaml", "neighbour_services", "must map service names to phrase lists"))
+        services = {}
+    ask_back = data.get("ask_back") or {}
+    if not isinstance(ask_back, dict):
+        problems.append(Problem("matching.yaml", "ask_back", "must map subjects to topic id lists"))
+        ask_back = {}
+    return MatchingData(
+        neighbour_services={str(k): _phrases(v, f"neighbour_services.{k}", problems) for k, v in services.items()},
+        our_subjects=_phrases(data.get("our_subjects"), "our_subjects", problems),
+        subject_filler=frozenset(_phrases(data.get("subject_filler"), "subject_filler", problems)),
+        ask_back={str(k): tuple(str(t) for t in v or ()) for k, v in ask_back.items()},
+    )
+
+
 REQUIRED_MESSAGES = (
     "welcome", "menu_prompt", "menu_guide", "menu_faq", "menu_portal", "menu_help", "menu_hamlet",
     "step_header", "step_next", "step_back", "step_stuck", "resume_prompt", "outcome_prompt",
@@ -237,6 +276,13 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     for tid in contract:
         if tid not in topics:
             problems.append(Problem("faq_*.yaml", tid, "contract topic id is missing"))
+    matching = _load_matching(directory, problems)
+    for subject, topic_ids in matching.ask_back.items():
+        if subject not in matching.our_subjects:
+            problems.append(Problem("matching.yaml", f"ask_back.{subject}", "is not one of our_subjects"))
+        for tid in topic_ids:
+            if tid not in topics:
+                problems.append(Problem("matching.yaml", f"ask_back.{subject}", f"links to unknown topic '{tid}'"))
     raw_abbr = _read_yaml(directory / "abbreviations.yaml", problems).get("abbreviations") or {}
     abbreviations = {str(k).lower(): str(v).lower() for k, v in raw_abbr.items() if v}
     return Catalog(
@@ -245,6 +291,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
         topics=topics,
         abbreviations=abbreviations,
         contract=contract,
+        matching=matching,
         problems=tuple(problems),
         step_index={s.slug: i for i, s in enumerate(steps)},
     )

@@ -88,42 +88,6 @@ ANSWER_MODEL: tuple[float, dict[str, float]] = (-0.843, {'score': 2.762, 'margin
 SCOPE_MODEL: tuple[float, dict[str, float]] = (-7.505, {'score': 2.51, 'coverage': 3.233, 'unknown': -1.519, 'overlap': 2.263, 'recall': 1.802, 'log_words': 2.751, 'foreign': -4.505})
 
 
-# Neighbouring services that share words with ours (folded phrases, matched as whole words).
-# A question naming one of them, and none of our subjects, is most likely not ours.
-# Written from the kinds of requests a commune police desk gets, not from the evaluation questions.
-NEIGHBOUR_SERVICES: dict[str, tuple[str, ...]] = {
-    "vehicles": (
-        "dang ky xe", "sang ten xe", "sang ten", "bien so", "ca vet", "cavet", "xe may", "o to", "oto", "xe dien",
-        "xe dap", "xe oto", "bang lai", "lai xe", "phat nguoi", "vi pham giao thong", "giao thong", "mu bao hiem",
-        "nong do con", "dang kiem", "ho so goc", "rut ho so xe",
-    ),
-    "passports": ("ho chieu", "passport", "visa", "thi thuc", "xuat canh", "nhap canh", "cam xuat canh"),
-    "weapons": ("vu khi", "sung san", "sung hoi", "sung tu che", "co sung", "khai bao sung", "phao hoa", "phao no",
-                "dao kiem", "cong cu ho tro", "vat lieu no"),
-    "business": ("giay phep kinh doanh", "kinh doanh", "an ninh trat tu", "cam do", "karaoke", "con dau", "khac dau",
-                 "doanh nghiep", "cong ty", "giay phep xay dung", "xin phep xay"),
-    "complaints": ("khieu nai", "to cao", "to giac", "don thu", "kien", "hoi lo", "lan dat", "tranh chap"),
-    "civil_status": ("khai sinh", "ket hon", "khai tu", "ly hon", "hon nhan", "con nuoi", "nhan cha con", "ho tich"),
-    "land": ("so do", "so hong", "dat dai", "thua dat", "quy hoach", "tho cu", "chuyen nhuong", "dat nong nghiep",
-             "dat o", "tach thua"),
-    "insurance": ("bao hiem y te", "bao hiem xa hoi", "vssid", "luong huu", "thai san", "kham chua benh"),
-    "tax": ("ma so thue", "nop thue", "thue dat", "quyet toan thue", "thue thu nhap", "thue nha", "thue tncn"),
-    "banking": ("the atm", "atm", "vay von", "lai suat", "tiet kiem", "the ngan hang", "app ngan hang", "chuyen tien nham"),
-    "telecom": ("goi cuoc", "nap tien", "chuyen mang", "esim", "wifi", "mang 3g", "mang 4g"),
-    "utilities": ("tien dien", "cat dien", "mat dien", "tien nuoc", "dong ho nuoc", "hoa don"),
-    "education": ("tuyen sinh", "hoc phi", "chuyen truong", "dai hoc", "xet tuyen", "hoc bong"),
-    "other_public": ("nghia vu quan su", "ly lich tu phap", "cong chung", "ho ngheo", "can ngheo", "tro cap",
-                     "nguoi co cong", "tiem phong", "vacxin", "hien mau"),
-    "other_accounts": ("facebook", "fb", "zalo bi", "tiktok", "game"),
-}
-# Our subjects: a question naming one of them stays ours even if it also names a neighbour
-# ("thẻ căn cước thay thẻ bảo hiểm y tế được không").
-OUR_SUBJECTS: tuple[str, ...] = (
-    "can cuoc", "chung minh", "chip", "vneid", "dinh danh", "dich vu cong", "cu tru", "tam tru", "thuong tru",
-    "luu tru", "tam vang", "otp", "ma xac nhan", "ma ho so", "nhap khau", "ho khau",
-)
-
-
 def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
     by_len: dict[int, set[tuple[str, ...]]] = {}
     for phrase in phrases:
@@ -132,31 +96,23 @@ def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
     return by_len
 
 
-_NEIGHBOURS = _phrase_set(p for ps in NEIGHBOUR_SERVICES.values() for p in ps)
-_OURS = _phrase_set(OUR_SUBJECTS)
-
-
 def _mentions(folded: tuple[str, ...], phrases: dict[int, set[tuple[str, ...]]]) -> bool:
     return any(folded[i : i + n] in group for n, group in phrases.items() for i in range(len(folded) - n + 1))
 
 
-# Words that say nothing beyond the subject: "thẻ căn cước công dân" alone is a subject, not a question.
-_SUBJECT_FILLER = {"the", "cong", "dan", "nhan", "gan", "moi", "cu", "cua", "toi", "em", "e", "minh", "ad", "oi", "a", "so", "tai", "khoan", "ung", "dung", "app"}
-
-
-def _only_subject(folded: tuple[str, ...]) -> bool:
-    """True when the query names one of our subjects and nothing else ("cccd", "căn cước", "vneid")."""
+def _only_subject(folded: tuple[str, ...], ours: dict[int, set[tuple[str, ...]]], filler: frozenset[str]) -> str | None:
+    """Return the subject when the query names one of ours and nothing else ("cccd", "căn cước", "vneid")."""
     rest = list(folded)
-    found = False
-    for n, group in sorted(_OURS.items(), reverse=True):
+    found: str | None = None
+    for n, group in sorted(ours.items(), reverse=True):
         i = 0
         while i + n <= len(rest):
             if tuple(rest[i : i + n]) in group:
+                found = found or " ".join(rest[i : i + n])
                 del rest[i : i + n]
-                found = True
             else:
                 i += 1
-    return found and all(t in _SUBJECT_FILLER for t in rest)
+    return found if found and all(t in filler for t in rest) else None
 
 
 def _logistic(model: tuple[float, dict[str, float]], features: dict[str, float]) -> float:
@@ -214,6 +170,11 @@ class _Index:
 
     def __init__(self, catalog: Catalog):
         self.abbreviations = dict(catalog.abbreviations)
+        data = catalog.matching
+        self.neighbours = _phrase_set(p for ps in data.neighbour_services.values() for p in ps)
+        self.ours = _phrase_set(data.our_subjects)
+        self.filler = data.subject_filler
+        self.ask_back = data.ask_back
         self.topic_ids: list[str] = []  # topics with at least one usable text, in catalog order
         vocab: dict[str, int] = {}
         marks: dict[str, int] = {}
@@ -398,7 +359,7 @@ class Matcher:
             "words": float(norm.words),
             "log_words": math.log1p(norm.words),
             "marked": 1.0 if marked else 0.0,
-            "foreign": 1.0 if _mentions(folded, _NEIGHBOURS) and not _mentions(folded, _OURS) else 0.0,
+            "foreign": 1.0 if _mentions(folded, ix.neighbours) and not _mentions(folded, ix.ours) else 0.0,
         }
         return Signals(norm, ranked, feats)
 
@@ -411,8 +372,15 @@ class Matcher:
         top = ranked[0]
         choices = tuple(c for c in ranked[: th.max_choices] if c.score >= th.choice_ratio * top.score)
         p_in = _logistic(SCOPE_MODEL, sig.features)
-        if sig.norm.words <= th.ask_back_words or _only_subject(sig.norm.folded):
-            # One typed word ("cccd", "vneid") is a subject, not a question: ask what about it.
+        ix = self._index
+        subject = _only_subject(sig.norm.folded, ix.ours, ix.filler)
+        if sig.norm.words <= th.ask_back_words or subject:
+            # One typed word ("cccd", "vneid") is a subject, not a question: ask what about it,
+            # offering the subject's most asked topics where the content names them.
+            if subject in ix.ask_back:
+                scores = {c.topic: c.score for c in ranked}
+                offered = tuple(Candidate(t, scores.get(t, 0.0)) for t in ix.ask_back[subject] if t in ix.topic_ids)
+                return Match(Decision.ASK_BACK, offered[: th.max_choices], term=text.strip())
             if p_in >= th.choose or sig.features.get("coverage", 0.0) >= 0.99:
                 return Match(Decision.ASK_BACK, tuple(ranked[: th.max_choices]), term=text.strip())
             return Match(Decision.ABSTAIN, tuple(ranked[: th.max_choices]))

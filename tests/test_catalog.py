@@ -147,3 +147,15 @@ def test_load_valid_catalog_refuses_invalid_content(content):
     with pytest.raises(ContentError) as err:
         load_valid_catalog(content)
     assert "le_phi: answer is empty" in str(err.value)
+
+
+def test_matching_phrases_must_be_folded_and_links_resolve(content):
+    data = yaml.safe_load((content / "matching.yaml").read_text(encoding="utf-8"))
+    data["neighbour_services"]["passports"].append("hộ chiếu")
+    data["ask_back"]["vneid"] = ["kich_hoat_vneid", "khong_co"]
+    data["ask_back"]["xe may"] = ["le_phi"]
+    (content / "matching.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    found = problems(content)
+    assert "matching.yaml: neighbour_services.passports: phrase 'hộ chiếu' must be folded (lower case, no diacritics)" in found
+    assert "matching.yaml: ask_back.vneid: links to unknown topic 'khong_co'" in found
+    assert "matching.yaml: ask_back.xe may: is not one of our_subjects" in found

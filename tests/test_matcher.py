@@ -177,3 +177,11 @@ def test_topic_without_usable_text_is_skipped(catalog):
     edited = {"empty": dataclasses.replace(topic, id="empty", title="!!!", examples=("😀",)), **catalog.topics}
     matcher = Matcher(dataclasses.replace(catalog, topics=edited))
     assert matcher.match("cap lai cccd het bao nhieu tien").topic == "le_phi"
+
+
+def test_bare_subject_is_asked_back_with_the_topics_content_names(catalog):
+    matcher = Matcher(catalog)
+    for typed, subject in (("cccd", "can cuoc"), ("thẻ căn cước công dân", "can cuoc"), ("VNeID", "vneid")):
+        match = matcher.match(typed)
+        assert match.decision is Decision.ASK_BACK
+        assert [c.topic for c in match.candidates] == list(catalog.matching.ask_back[subject][:3])
