@@ -20,7 +20,6 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # A salt makes pseudonymous user ids useless outside this installation.
     pseudonym_salt: str = "cccd-bot"
-    resume_after_minutes: int = Field(default=60, ge=1)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bot.catalog import Catalog
@@ -36,7 +36,6 @@ class State:
     choices: tuple[str, ...] = ()
     hamlet_asked: bool = False
     pending: str = ""
-    last_seen: datetime | None = None
 
     def evolve(self, **changes: Any) -> "State":
         return replace(self, **changes)
@@ -49,7 +48,6 @@ class State:
             "choices": list(self.choices),
             "hamlet_asked": self.hamlet_asked,
             "pending": self.pending,
-            "last_seen": self.last_seen.isoformat() if self.last_seen else None,
         }
 
     @classmethod
@@ -63,10 +61,6 @@ class State:
         flow = data.get("flow") if data.get("flow") in Flow.ALL else Flow.IDLE
         if flow in (Flow.GUIDE, Flow.RESUME) and step is None:
             flow = Flow.IDLE
-        try:
-            last_seen = datetime.fromisoformat(data["last_seen"]) if data.get("last_seen") else None
-        except (TypeError, ValueError):
-            last_seen = None
         choices = data.get("choices")
         return cls(
             flow=flow,
@@ -75,7 +69,6 @@ class State:
             choices=tuple(str(c) for c in choices) if isinstance(choices, list) else (),
             hamlet_asked=bool(data.get("hamlet_asked", False)),
             pending=str(data.get("pending") or "")[:500],
-            last_seen=last_seen,
         )
 
 
@@ -88,9 +81,7 @@ class Context:
     hamlets: HamletDirectory
     now: datetime
     user_hamlet: str | None = None
-    chat_hamlet: str | None = None
     is_officer: bool = False
-    resume_after: timedelta = timedelta(hours=1)
 
 
 class Outcomes:

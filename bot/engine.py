@@ -149,7 +149,6 @@ def step(state: State, msg: Incoming, ctx: Context) -> Outcome:
     c = ctx.catalog
     if msg.chat_type is ChatType.GROUP and not msg.addressed:
         return Outcome(state)
-    state = state.evolve(last_seen=msg.time)
     text = clean_text(msg.text)
     if msg.payload:
         return _press(state, msg, ctx, msg.payload)

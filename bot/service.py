@@ -6,7 +6,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from bot.catalog import Catalog
 from bot.config import Settings
@@ -101,9 +101,7 @@ class ChatService:
                     hamlets=hamlets,
                     now=now,
                     user_hamlet=user.hamlet_code,
-                    chat_hamlet=chat.hamlet_code,
                     is_officer=msg.sender_is_admin or (msg.channel, msg.sender_id) in self.officers,
-                    resume_after=timedelta(minutes=self.settings.resume_after_minutes),
                 )
                 outcome = step(state, msg, ctx)
                 if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):
