@@ -105,7 +105,8 @@ def setup_channels(app: web.Application) -> None:
             app[CHANNELS][short] = ChannelStatus(short, False, "off: not built in this version")
             continue
         reason = module.setup(app)
-        app[CHANNELS][short] = ChannelStatus(short, reason is None, f"off: {reason}" if reason else "on")
+        detail = f"off: {reason.removeprefix('off: ')}" if reason else "on"
+        app[CHANNELS][short] = ChannelStatus(short, reason is None, detail)
 
 
 def create_app(settings: Settings, catalog: Catalog, db: Database | None = None) -> web.Application:
