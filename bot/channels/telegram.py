@@ -15,16 +15,14 @@ data are the core's short payloads.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import os
 import re
 import secrets
 import warnings
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -57,12 +55,13 @@ from telegram.error import (
 from telegram.ext import Application, ApplicationBuilder
 from telegram.request import HTTPXRequest
 
+from bot.channels.common import DeliveryLedger, OrderedWork, run_with_server, secret_matches
 from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Choice, Incoming, Reply
-from bot.render import render
-from bot.server import CHANNELS, SERVICE, SETTINGS
+from bot.render import render, split_text
+from bot.server import SERVICE, SETTINGS
 from bot.service import ChatService
-from storage import conversations, deliveries, kv, people
+from storage import conversations, kv, people
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +98,6 @@ GROUP_ADMIN_COMMANDS = (("thon", "Gắn nhóm với thôn, tổ dân phố: /tho
 T = TypeVar("T")
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def retry_seconds(exc: RetryAfter) -> float:
     """The wait Telegram asked for, in seconds (an int before PTB 22.2's timedelta)."""
     with warnings.catch_warnings():
@@ -112,19 +107,30 @@ def retry_seconds(exc: RetryAfter) -> float:
     return max(seconds, 0.0)
 
 
+def fit_utf16(texts: Sequence[str], limit: int = CAPABILITIES.max_text) -> list[str]:
+    """Split again the chunks over Telegram's limit, which counts UTF-16 code units (an emoji counts two)."""
+    out: list[str] = []
+    for text in texts:
+        if len(text.encode("utf-16-le")) // 2 <= limit:
+            out.append(text)
+        else:
+            out.extend(split_text(text, limit // 2))
+    return out
+
+
 def webhook_path(url: str) -> str:
     """The path the webhook is served at: the path of CCCD_TELEGRAM_WEBHOOK_URL."""
     return urlsplit(url).path or "/"
 
 
-def build_application(settings: Settings) -> Application:
-    """PTB's Application as a holder of the bot and its HTTP clients; no updater, no handlers."""
+def build_application(settings: Settings, request: HTTPXRequest, get_updates_request: HTTPXRequest) -> Application:
+    """Build PTB's Application as a holder of the bot and its HTTP clients; no updater, no handlers."""
     return (
         ApplicationBuilder()
         .token(settings.telegram_token or "")
         .base_url(settings.telegram_base_url)
-        .request(HTTPXRequest(connection_pool_size=32, connect_timeout=10, read_timeout=20, write_timeout=20, pool_timeout=5))
-        .get_updates_request(HTTPXRequest(connection_pool_size=2, connect_timeout=10, read_timeout=10))
+        .request(request)
+        .get_updates_request(get_updates_request)
         .updater(None)
         .build()
     )
@@ -153,7 +159,12 @@ class TelegramChannel:
         self.drain_seconds = DRAIN_SECONDS
         self.webhook_url = settings.telegram_webhook_url or None
         self.mode = "webhook" if self.webhook_url else "polling"
-        self.application = build_application(settings)
+        # Kept to close them ourselves: Application.shutdown skips them when getMe never succeeded.
+        self._requests = (
+            HTTPXRequest(connection_pool_size=32, connect_timeout=10, read_timeout=20, write_timeout=20, pool_timeout=5),
+            HTTPXRequest(connection_pool_size=2, connect_timeout=10, read_timeout=10),
+        )
+        self.application = build_application(settings, *self._requests)
         self.bot = self.application.bot
         self._token = settings.telegram_token
         self.bot_key = self._token.split(":", 1)[0]
@@ -162,10 +173,10 @@ class TelegramChannel:
         self.secret: str | None = None
         self.ready = asyncio.Event()
         self.status: Any = None
-        self._queues: dict[str, deque[Update]] = {}
-        self._workers: dict[str, asyncio.Task] = {}
+        # Updates wait for getMe: addressing in groups needs the bot's id and username.
+        self.work = OrderedWork(CHANNEL, gate=self.ready)
+        self.ledger = DeliveryLedger(service.db, CHANNEL, clock=service.clock, prune_every=PRUNE_EVERY)
         self._runner: asyncio.Task | None = None
-        self._last_prune: datetime | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -183,22 +194,17 @@ class TelegramChannel:
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
-        try:
-            await asyncio.wait_for(self.idle(), self.drain_seconds)
-        except asyncio.TimeoutError:
-            log.warning("telegram: %d chat(s) still busy at shutdown; their queued updates are dropped", len(self._workers))
-            for task in list(self._workers.values()):
-                task.cancel()
-            await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        await self.work.close(self.drain_seconds)
         try:
             await self.application.shutdown()
+            for request in self._requests:
+                await request.shutdown()
         except Exception:  # closing clients must not stop the server's shutdown
             log.warning("telegram: error while closing the Bot API clients", exc_info=True)
 
     async def idle(self) -> None:
         """Wait until every queued update has been handled."""
-        while self._workers:
-            await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+        await self.work.drain()
 
     def _set_status(self, on: bool, detail: str) -> None:
         if self.status is not None:
@@ -358,7 +364,7 @@ class TelegramChannel:
         if expected is None:
             return web.Response(status=503, text="not ready")
         given = request.headers.get(SECRET_HEADER)
-        if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        if not secret_matches(given, expected):
             log.warning("telegram webhook: wrong or missing secret token (from %s)", request.remote)
             return web.Response(status=403, text="forbidden")
         try:
@@ -388,18 +394,10 @@ class TelegramChannel:
         if key is None:
             log.debug("telegram: update %s is of a kind the bot does not handle", update.update_id)
             return False
-        now = self.service.clock()
-        async with self.service.db.transaction() as session:
-            if not await deliveries.claim(session, CHANNEL, f"{self.bot_key}:{update.update_id}", now):
-                log.info("telegram: update %s was already handled; skipped", update.update_id)
-                return False
-            if self._last_prune is None or now - self._last_prune > PRUNE_EVERY:
-                await deliveries.prune(session, now)
-                self._last_prune = now
-        queue = self._queues.setdefault(key, deque())
-        queue.append(update)
-        if key not in self._workers:
-            self._workers[key] = asyncio.create_task(self._drain(key), name=f"telegram-chat-{key}")
+        if not await self.ledger.claim(f"{self.bot_key}:{update.update_id}"):
+            log.info("telegram: update %s was already handled; skipped", update.update_id)
+            return False
+        self.work.submit(key, lambda: self._process(update))
         return True
 
     @staticmethod
@@ -412,21 +410,6 @@ class TelegramChannel:
         if update.message is not None:
             return str(update.message.chat.id)
         return None
-
-    async def _drain(self, key: str) -> None:
-        """Handle the queued updates of one chat, one after the other."""
-        queue = self._queues[key]
-        try:
-            await self.ready.wait()
-            while queue:
-                update = queue.popleft()
-                try:
-                    await self._process(update)
-                except Exception:
-                    log.exception("telegram: update %s failed", update.update_id)
-        finally:
-            self._workers.pop(key, None)
-            self._queues.pop(key, None)
 
     async def _process(self, update: Update) -> None:
         if update.my_chat_member is not None:
@@ -650,7 +633,7 @@ class TelegramChannel:
                 )
                 if target is None:
                     return False
-            texts = rendered.texts
+            texts = fit_utf16(rendered.texts)
             for index, text in enumerate(texts):
                 options: dict[str, Any] = {
                     "link_preview_options": LinkPreviewOptions(is_disabled=True),
@@ -738,15 +721,5 @@ def setup(app: web.Application) -> str | None:
     app[TELEGRAM] = channel
     if channel.mode == "webhook":
         app.router.add_post(webhook_path(channel.webhook_url or ""), channel.handle_webhook)
-
-    async def on_startup(_app: web.Application) -> None:
-        channel.status = _app[CHANNELS].get(CHANNEL)
-        await channel.start()
-
-    async def on_shutdown(_app: web.Application) -> None:
-        # on_shutdown runs before on_cleanup, where the database is closed: queued updates finish first.
-        await channel.stop()
-
-    app.on_startup.append(on_startup)
-    app.on_shutdown.append(on_shutdown)
+    run_with_server(app, CHANNEL, channel)
     return None

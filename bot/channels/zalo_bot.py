@@ -9,24 +9,28 @@ has no buttons and no editing: choices are numbered lines, and the typed number 
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
-import hmac
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import aiohttp
 from aiohttp import web
 
+from bot.channels.common import (
+    DeliveryLedger,
+    OrderedWork,
+    announce,
+    epoch_time,
+    remove_mention,
+    run_with_server,
+    secret_matches,
+)
 from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Incoming, Reply
 from bot.render import render
-from storage import deliveries
 
 if TYPE_CHECKING:  # kept out of imports: the command line loads this module to build its parser
     from bot.service import ChatService
@@ -45,83 +49,8 @@ NETWORK = -1  # ours: the API could not be reached at all (nothing was sent)
 UNKNOWN = 0  # ours: no answer (timeout, broken connection): the call may have gone through
 # Codes after which retrying the same call cannot help.
 FATAL_CODES = frozenset({400, 401, 403, 404})
-PRUNE_EVERY = timedelta(hours=1)
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def announce(text: str) -> None:
-    """Say at start what a channel does (`cccd-bot serve` prints its channels the same way)."""
-    log.info("%s", text)
-    print(text, flush=True)
-
-
-class OrderedWork:
-    """Run jobs one after another per key (a chat), concurrently across keys, in background tasks."""
-
-    def __init__(self) -> None:
-        self._queues: dict[str, collections.deque[Callable[[], Awaitable[None]]]] = {}
-        self._tasks: set[asyncio.Task] = set()
-
-    def submit(self, key: str, job: Callable[[], Awaitable[None]]) -> None:
-        queue = self._queues.get(key)
-        if queue is not None:
-            queue.append(job)
-            return
-        queue = collections.deque([job])
-        self._queues[key] = queue
-        task = asyncio.get_running_loop().create_task(self._run(key, queue))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, key: str, queue: collections.deque) -> None:
-        while queue:
-            job = queue.popleft()
-            try:
-                await job()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("a background job of chat %s failed", key)
-        del self._queues[key]
-
-    async def drain(self) -> None:
-        """Wait until every submitted job has finished."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def close(self, timeout: float = 10.0) -> None:
-        """Let running jobs finish for up to `timeout` seconds, then cancel the rest."""
-        if not self._tasks:
-            return
-        _done, pending = await asyncio.wait(list(self._tasks), timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-
-
-class DeliveryLedger:
-    """Deliveries already taken, in the database, so retries and duplicates are processed once."""
-
-    def __init__(self, db, channel: str, prune_every: timedelta = PRUNE_EVERY):
-        self.db = db
-        self.channel = channel
-        self.prune_every = prune_every
-        self._last_prune: datetime | None = None
-
-    async def claim(self, key: str) -> bool:
-        now = utcnow()
-        async with self.db.transaction() as session:
-            fresh = await deliveries.claim(session, self.channel, key, now)
-            if fresh and (self._last_prune is None or now - self._last_prune > self.prune_every):
-                await deliveries.prune(session, now)
-                self._last_prune = now
-        return fresh
 
 
 class ZaloBotError(Exception):
@@ -169,7 +98,9 @@ class ZaloBotApi:
             try:
                 return await self._call_once(method, payload or {}, timeout)
             except ZaloBotError as exc:
-                if exc.code not in (RATE_LIMITED, NETWORK) or attempt >= len(self.retry_delays):
+                # A server error refused the call before doing it, like a rate limit: worth another try.
+                retryable = exc.code in (RATE_LIMITED, NETWORK) or 500 <= exc.code < 600
+                if not retryable or attempt >= len(self.retry_delays):
                     raise
                 delay = self.retry_delays[attempt]
                 if exc.retry_after is not None:
@@ -228,30 +159,6 @@ def webhook_path(settings: Settings) -> str:
     return path if path and path != "/" else DEFAULT_WEBHOOK_PATH
 
 
-def _time(value: Any) -> datetime:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        seconds = value / 1000 if value > 1e11 else value
-        try:
-            return datetime.fromtimestamp(seconds, timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            pass
-    return utcnow()
-
-
-def strip_mentions(text: str, names: Sequence[str]) -> str:
-    """Remove "@<bot name>" mentions from a group message, so the core reads the question alone."""
-    out = text
-    for name in names:
-        if not name:
-            continue
-        mention = f"@{name}"
-        index = out.casefold().find(mention.casefold())
-        while index >= 0:
-            out = out[:index] + out[index + len(mention):]
-            index = out.casefold().find(mention.casefold())
-    return re.sub(r"[ \t]{2,}", " ", out).strip() if out != text else text
-
-
 class ZaloBotChannel:
     """Receive updates (long poll or webhook), hand them to the core, send the replies back."""
 
@@ -277,8 +184,6 @@ class ZaloBotChannel:
         self.webhook_path = webhook_path(settings)
         self.secret = webhook_secret(settings)
         self.officers = settings.officer_ids()
-        self.work = OrderedWork()
-        self.ledger = DeliveryLedger(service.db, CHANNEL)
         self.me: dict[str, Any] = {}
         self.mode = "webhook" if self.webhook_url else "polling"
         self.detail = f"on ({self.mode})"
@@ -286,6 +191,9 @@ class ZaloBotChannel:
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
         self.ready = asyncio.Event()
+        # Updates wait for getMe: group mentions are stripped by the bot's name.
+        self.work = OrderedWork(CHANNEL, gate=self.ready)
+        self.ledger = DeliveryLedger(service.db, CHANNEL, clock=service.clock)
         # The server's ChannelStatus of this channel, updated with the mode once known (shown at /healthz).
         self.status: Any = None
 
@@ -325,28 +233,32 @@ class ZaloBotChannel:
         name = self.me.get("account_name") or self.me.get("display_name") or "?"
         group_note += problem
         if self.webhook_url:
-            await self._set_webhook()
-            self.detail = f"on: webhook {self.webhook_url} (long polling off), bot {name}, {group_note}"
+            if await self._set_webhook():
+                self.detail = f"on: webhook {self.webhook_url} (long polling off), bot {name}, {group_note}"
+            else:
+                self.detail = f"error: setWebhook {self.webhook_url} refused, no updates will arrive (see the log); {group_note}"
         else:
             await self._delete_webhook()
             self.detail = f"on: long polling (webhook deleted), bot {name}, {group_note}"
         if self.status is not None:
             self.status.detail = self.detail
+            self.status.on = not self.detail.startswith("error")
         announce(f"channel {CHANNEL}: {self.detail}")
         self.ready.set()
         if not self.webhook_url:
             await self.poll_forever()
 
-    async def _set_webhook(self) -> None:
+    async def _set_webhook(self) -> bool:
         for attempt in range(len(self.error_delays) + 1):
             try:
                 await self.api.call("setWebhook", {"url": self.webhook_url, "secret_token": self.secret})
-                return
+                return True
             except ZaloBotError as exc:
-                if attempt >= len(self.error_delays) or (isinstance(exc, ZaloBotError) and exc.code in FATAL_CODES):
+                if attempt >= len(self.error_delays) or exc.code in FATAL_CODES:
                     log.error("zalo_bot: setWebhook failed (%s); updates will not arrive", exc)
-                    return
+                    return False
                 await self.sleep(self.error_delays[attempt])
+        return False
 
     async def _delete_webhook(self) -> None:
         try:
@@ -388,7 +300,7 @@ class ZaloBotChannel:
     async def handle_webhook(self, request: web.Request) -> web.Response:
         """Check the secret header, answer at once, and process the update in the background."""
         given = request.headers.get(SECRET_HEADER, "")
-        if not given or not hmac.compare_digest(given.encode(), self.secret.encode()):
+        if not secret_matches(given, self.secret):
             return web.json_response({"ok": False, "description": "forbidden"}, status=403)
         try:
             body = await request.json(loads=json.loads)
@@ -432,7 +344,9 @@ class ZaloBotChannel:
             chat_type = ChatType.PRIVATE if chat_id == sender_id else ChatType.GROUP
         text = message.get("text") if isinstance(message.get("text"), str) else ""
         if chat_type is ChatType.GROUP:
-            text = strip_mentions(text, [str(self.me.get("account_name") or ""), str(self.me.get("display_name") or "")])
+            names = [str(self.me.get("account_name") or ""), str(self.me.get("display_name") or "")]
+            stripped = remove_mention(text, names)
+            text = text if stripped is None else stripped
         return Incoming(
             channel=CHANNEL,
             chat_id=chat_id,
@@ -440,7 +354,7 @@ class ZaloBotChannel:
             sender_id=sender_id,
             sender_name=str(sender.get("display_name") or sender.get("first_name") or sender.get("name") or ""),
             text=text,
-            time=_time(message.get("date")),
+            time=epoch_time(message.get("date"), self.service.clock),
             # The platform delivers only group messages that mention the bot or reply to it.
             addressed=True,
             message_id=str(message.get("message_id")) if message.get("message_id") is not None else None,
@@ -484,7 +398,7 @@ class ZaloBotChannel:
                     sent += 1
                 except ZaloBotError as exc:
                     log.error("zalo_bot: sendMessage to %s failed: %s", chat_id, exc)
-                    if isinstance(exc, ZaloBotError) and exc.code in (401, 403):
+                    if exc.code in (401, 403):
                         return sent
         return sent
 
@@ -494,7 +408,7 @@ ZALO_BOT = web.AppKey("zalo_bot", ZaloBotChannel)
 
 def setup(app: web.Application) -> str | None:
     """Wire the channel when CCCD_ZALO_BOT_TOKEN is set; return why it is off otherwise."""
-    from bot.server import CHANNELS, SERVICE, SETTINGS
+    from bot.server import SERVICE, SETTINGS
 
     settings: Settings = app[SETTINGS]
     if not settings.zalo_bot_token:
@@ -503,14 +417,5 @@ def setup(app: web.Application) -> str | None:
     app[ZALO_BOT] = channel
     if channel.webhook_url:
         app.router.add_post(channel.webhook_path, channel.handle_webhook)
-
-    async def on_startup(_app: web.Application) -> None:
-        channel.status = _app[CHANNELS].get(CHANNEL)
-        await channel.start()
-
-    async def on_cleanup(_app: web.Application) -> None:
-        await channel.stop()
-
-    app.on_startup.append(on_startup)
-    app.on_cleanup.append(on_cleanup)
+    run_with_server(app, CHANNEL, channel)
     return None

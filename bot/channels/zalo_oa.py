@@ -25,22 +25,29 @@ import asyncio
 import base64
 import collections
 import hashlib
-import hmac
 import json
 import logging
-import re
 import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
 
-from bot.channels.zalo_bot import DeliveryLedger, OrderedWork, announce
+from bot.channels.common import (
+    DeliveryLedger,
+    OrderedWork,
+    announce,
+    epoch_time,
+    remove_mention,
+    run_with_server,
+    secret_matches,
+    utcnow,
+)
 from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Choice, Incoming, Reply
 from bot.render import render
@@ -91,10 +98,6 @@ NOT_A_FOLLOWER = "not_follower"
 FAILED = "failed"
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def digest(value: str) -> str:
@@ -352,24 +355,9 @@ def addressed_in_group(text: str, oa_name: str | None) -> tuple[bool, str]:
     if stripped.startswith("/"):
         return True, stripped
     if oa_name:
-        mention = f"@{oa_name}"
-        index = stripped.casefold().find(mention.casefold())
-        if index >= 0:
-            rest = stripped[:index] + stripped[index + len(mention):]
-            return True, re.sub(r"[ \t]{2,}", " ", rest).strip(" \t,:")
-        return False, stripped
+        rest = remove_mention(stripped, [oa_name])
+        return (False, stripped) if rest is None else (True, rest)
     return stripped.startswith("@"), stripped
-
-
-def _time(value: Any) -> datetime:
-    try:
-        number = float(str(value))
-    except (TypeError, ValueError):
-        return utcnow()
-    try:
-        return datetime.fromtimestamp(number / 1000 if number > 1e11 else number, timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return utcnow()
 
 
 def _id(value: Any) -> str | None:
@@ -401,14 +389,15 @@ class ZaloOAChannel:
         self.clock = clock
         self.tokens = TokenStore(service.db, settings, clock=clock, refresh_margin=refresh_margin, sleep=sleep)
         self.officers = settings.officer_ids()
-        self.work = OrderedWork()
-        self.ledger = DeliveryLedger(service.db, CHANNEL)
+        self.ledger = DeliveryLedger(service.db, CHANNEL, clock=clock)
         self.oa_name: str | None = None
         self.oa_id: str | None = None
         # Replies that could not be delivered, by reason (window_closed, not_follower, failed).
         self.undeliverable: collections.Counter[str] = collections.Counter()
         self.status: Any = None
         self.ready = asyncio.Event()  # set once the first token check (and getoa) is done
+        # Events wait for getoa: whether a group message mentions the OA depends on its name.
+        self.work = OrderedWork(CHANNEL, gate=self.ready)
         self._http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task] = set()
 
@@ -477,7 +466,7 @@ class ZaloOAChannel:
         if isinstance(timestamp, float) and timestamp.is_integer():
             timestamp = int(timestamp)
         expected = signature(self.settings.zalo_oa_app_id or "", raw, str(timestamp), self.settings.zalo_oa_secret_key or "")
-        return hmac.compare_digest(mac.lower().encode(), expected.encode())
+        return secret_matches(mac.lower(), expected)
 
     async def handle_webhook(self, request: web.Request) -> web.Response:
         """Verify, deduplicate, answer at once; the event is processed in the background."""
@@ -552,7 +541,7 @@ class ZaloOAChannel:
             sender_id=sender,
             sender_name=str(sender_info.get("display_name") or sender_info.get("name") or ""),
             text=text,
-            time=_time(event.get("timestamp")),
+            time=epoch_time(event.get("timestamp"), self.clock),
             payload=payload,
             addressed=addressed,
             message_id=str(message.get("msg_id")) if message.get("msg_id") else None,
@@ -566,10 +555,10 @@ class ZaloOAChannel:
             return
         incoming = self.parse(event)
         if incoming is not None:
+            if incoming.chat_type is ChatType.GROUP and not incoming.addressed:
+                return  # not for us: neither answered nor logged
             # Debug only: lets an operator read a person's id (for CCCD_OFFICERS) with `cccd-bot -v serve`.
             log.debug("zalo_oa: text from user %s in %s chat %s", incoming.sender_id, incoming.chat_type.value, incoming.chat_id)
-            if incoming.chat_type is ChatType.GROUP and not incoming.addressed:
-                return
             replies = await self.service.handle(incoming)
             await self.send(incoming.chat_id, incoming.chat_type, replies)
             return
@@ -719,7 +708,7 @@ ZALO_OA = web.AppKey("zalo_oa", ZaloOAChannel)
 
 def setup(app: web.Application) -> str | None:
     """Wire the webhook when the app id and OA secret key are set; return why the channel is off otherwise."""
-    from bot.server import CHANNELS, SERVICE, SETTINGS
+    from bot.server import SERVICE, SETTINGS
 
     settings: Settings = app[SETTINGS]
     missing = [name for name, value in (("CCCD_ZALO_OA_APP_ID", settings.zalo_oa_app_id), ("CCCD_ZALO_OA_SECRET_KEY", settings.zalo_oa_secret_key)) if not value]
@@ -730,16 +719,7 @@ def setup(app: web.Application) -> str | None:
     channel = ZaloOAChannel(app[SERVICE], settings)
     app[ZALO_OA] = channel
     app.router.add_post(settings.zalo_oa_webhook_path, channel.handle_webhook)
-
-    async def on_startup(_app: web.Application) -> None:
-        channel.status = _app[CHANNELS].get(CHANNEL)
-        await channel.start()
-
-    async def on_cleanup(_app: web.Application) -> None:
-        await channel.stop()
-
-    app.on_startup.append(on_startup)
-    app.on_cleanup.append(on_cleanup)
+    run_with_server(app, CHANNEL, channel)
     return None
 
 

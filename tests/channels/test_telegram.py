@@ -27,6 +27,7 @@ from bot.server import CHANNELS, create_app
 from storage import conversations, kv, people, registry
 from storage.db import Database
 from storage.models import ProcessedUpdate, QueryLog, User
+from tests.fakes.raw_http import raw_post
 from tests.fakes.telegram_api import FakeTelegramAPI, chat_member
 
 TOKEN = "123456:TEST-token_abc"
@@ -737,3 +738,24 @@ async def test_webhook_answers_at_once_and_keeps_each_chat_in_order(make_bot, fa
     released.set()
     await bot.channel.idle()
     assert [t[:8] for t in fake.texts(LAN["id"])] == ["Bước 1/9", "Bước 2/9", "Bước 3/9", "Bước 4/9"]
+
+
+async def test_undecodable_secret_header_is_refused_not_an_error(make_bot, fake):
+    bot = await make_bot("webhook")
+    body = json.dumps({"update_id": 31337, **message(PRIVATE_LAN, LAN, "/menu")}).encode()
+    headers = [(b"Content-Type", b"application/json"), (SECRET_HEADER.encode(), b"\xff\xfe" + SECRET.encode())]
+    status = await raw_post(bot.client.host, bot.client.port, WEBHOOK_PATH, headers, body)
+    assert status == 403
+    await bot.channel.idle()
+    assert fake.sent() == []
+
+
+async def test_text_with_emoji_is_split_to_telegrams_utf16_limit(make_bot, fake):
+    bot = await make_bot("polling")
+    # 4,000 characters, fewer than 4,096, but 7,600 UTF-16 code units: Telegram counts the latter.
+    text = ("😀" * 9 + " ") * 400
+    delivered = await bot.channel.send_replies(LAN["id"], [Reply(text)])
+    assert delivered
+    sent = fake.texts(LAN["id"])
+    assert len(sent) == 2
+    assert " ".join(sent) == text.strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from contextlib import asynccontextmanager
 
 import aiohttp
@@ -14,6 +15,8 @@ from bot.channels.zalo_bot import SECRET_HEADER, ZALO_BOT, ZaloBotChannel
 from bot.config import Settings
 from bot.server import CHANNELS, create_app
 from storage.db import Database
+from tests.fakes.database import ClosingDatabase
+from tests.fakes.raw_http import raw_post
 from tests.fakes.zalo_api import FakeZaloBot, bot_update
 
 TOKEN = "1234567890:test-secret"
@@ -226,3 +229,67 @@ async def test_channel_is_off_without_a_token(db_path, content):
     assert "CCCD_ZALO_BOT_TOKEN" in app[CHANNELS]["zalo_bot"].detail
     assert ZALO_BOT not in app
     await db.close()
+
+
+async def test_server_errors_are_retried_without_losing_the_reply(fake, db_path, content):
+    async with running(make_settings(fake, db_path), content):
+        fake.fail("sendMessage", 502, "Bad Gateway", status=502)
+        texts = await say(fake, "/start", 2)
+        assert texts[0].startswith("Chào")
+        assert [c.status for c in fake.calls_to("sendMessage")] == [502, 200, 200]
+
+
+async def test_a_group_command_after_a_mention_is_read_as_a_command(fake, db_path, content):
+    async with running(make_settings(fake, db_path), content):
+        (menu,) = await say(fake, "@CCCD Bot /menu", 1, chat_id="group-1", user_id="u5", group=True)
+        assert "1. Hướng dẫn 9 bước" in menu
+
+
+async def test_a_refused_webhook_turns_the_channel_off(fake, db_path, content):
+    # The platform wants 8-256 characters: "short" is refused.
+    settings = make_settings(fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zb", zalo_bot_webhook_secret="short")
+    async with running(settings, content) as (app, _server, _channel):
+        status = app[CHANNELS]["zalo_bot"]
+        assert not status.on and "setWebhook" in status.detail
+
+
+async def test_undecodable_secret_header_is_refused_not_an_error(fake, db_path, content):
+    settings = make_settings(fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zb", zalo_bot_webhook_secret="s3cret-token-123")
+    async with running(settings, content) as (_app, server, channel):
+        body = json.dumps({"ok": True, "result": bot_update("/menu")}).encode()
+        headers = [(b"Content-Type", b"application/json"), (SECRET_HEADER.encode(), b"\xffs3cret-token-123")]
+        assert await raw_post(server.host, server.port, "/zb", headers, body) == 403
+        await channel.work.drain()
+        assert fake.sent() == []
+
+
+async def test_shutdown_finishes_queued_updates_before_closing_the_database(fake, db_path, content):
+    settings = make_settings(fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zb", zalo_bot_webhook_secret="s3cret-token-123")
+    db = ClosingDatabase(db_path)
+    app = create_app(settings, content, db)
+    channel = app[ZALO_BOT]
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def held_sleep(seconds: float) -> None:  # the rate-limit wait lasts until shutdown begins
+        held.set()
+        await release.wait()
+
+    async def begin_shutdown(_app) -> None:
+        release.set()
+
+    channel.api.sleep = held_sleep
+    app.on_shutdown.insert(0, begin_shutdown)
+    db.watch = lambda: channel.work.busy
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    await asyncio.wait_for(channel.ready.wait(), 5)
+    fake.fail("sendMessage", 429, "Too Many Requests")
+    async with aiohttp.ClientSession() as http:
+        body = {"ok": True, "result": bot_update("/menu")}
+        async with http.post(server.make_url("/zb"), json=body, headers={SECRET_HEADER: "s3cret-token-123"}) as resp:
+            assert resp.status == 200
+    await asyncio.wait_for(held.wait(), 5)
+    await server.close()
+    assert db.busy_at_close == 0  # the reply was sent before the database went away
+    assert fake.sent("user-1")[0].startswith("Bạn cần gì?")
+

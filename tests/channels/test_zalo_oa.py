@@ -31,6 +31,8 @@ from bot.server import CHANNELS, create_app
 from storage import kv
 from storage.db import Database
 from storage.models import User
+from tests.fakes.database import ClosingDatabase
+from tests.fakes.raw_http import raw_post
 from tests.fakes.zalo_api import FakeZaloOA, oa_event, sign_oa
 
 SECRET_KEY = "oa-secret-key"
@@ -395,10 +397,9 @@ async def test_refreshers_without_a_shared_lock_still_end_with_the_new_pair(fake
     assert stored.access_token == tokens[0] and stored.refresh_token in fake.refresh_tokens
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_two_processes_on_postgresql_spend_the_refresh_token_once(fake, db_url):
     """Separate Database objects share no in-process lock: on PostgreSQL the advisory lock keeps them apart."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite has no lock across processes (see the test above)")
     fake.refresh_delay = 0.2
     settings = make_settings(fake, db_url)
     processes = [Database(db_url), Database(db_url)]
@@ -498,3 +499,42 @@ async def test_authorize_is_a_cli_subcommand(fake, db, monkeypatch):
     pair, _ = await stored_pair(db)
     assert fake.access_tokens[pair.access_token] == "valid"
     assert re.fullmatch(r"access-\d+", pair.access_token)
+
+
+async def test_undecodable_signature_header_is_refused_not_an_error(fake, sqlite_url, content):
+    async with running(make_settings(fake, sqlite_url), content) as bot:
+        raw, good = sign_oa(oa_event("user_send_text", sender="u1", text="/menu"), secret_key=SECRET_KEY)
+        headers = [(b"Content-Type", b"application/json"), (SIGNATURE_HEADER.encode(), b"mac=\xff" + good[5:].encode())]
+        assert await raw_post(bot.server.host, bot.server.port, "/zalo/oa/webhook", headers, raw) == 403
+        await bot.channel.work.drain()
+        assert fake.delivered() == []
+
+
+async def test_shutdown_finishes_queued_events_before_closing_the_database(fake, sqlite_url, content):
+    db = ClosingDatabase(sqlite_url)
+    app = create_app(make_settings(fake, sqlite_url), content, db)
+    channel = app[ZALO_OA]
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def held_sleep(seconds: float) -> None:  # the rate-limit wait lasts until shutdown begins
+        held.set()
+        await release.wait()
+
+    async def begin_shutdown(_app) -> None:
+        release.set()
+
+    channel.sleep = held_sleep
+    app.on_shutdown.insert(0, begin_shutdown)
+    db.watch = lambda: channel.work.busy
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    await asyncio.wait_for(channel.ready.wait(), 5)
+    fake.fail("/v3.0/oa/message/cs", -32, "Rate limit exceeded")
+    async with aiohttp.ClientSession() as http:
+        bot = Bot(server, channel, http, app)
+        assert await bot.post(oa_event("user_send_text", sender="u1", text="/menu")) == 200
+    await asyncio.wait_for(held.wait(), 5)
+    await server.close()
+    assert db.busy_at_close == 0  # the reply was sent before the database went away
+    assert fake.texts("u1")[0].startswith("Bạn cần gì?")
+
