@@ -34,6 +34,14 @@ class FrozenClock:
         self.now += timedelta(**kwargs)
 
 
+@pytest.fixture(autouse=True)
+def _no_operator_configuration(monkeypatch):
+    """Keep a developer's own CCCD_* variables (tokens, database) out of the tests."""
+    for name in list(os.environ):
+        if name.startswith("CCCD_") and not name.startswith("CCCD_TEST_") and name != "CCCD_UPDATE_GOLDEN":
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def catalog():
     return load_valid_catalog()
@@ -100,7 +108,7 @@ async def registry_loaded(database):
 
 @pytest.fixture
 def settings(db_url) -> Settings:
-    return Settings(database_url=db_url, officers="console:officer-1,telegram:42")
+    return Settings(_env_file=None, database_url=db_url, officers="console:officer-1,telegram:42")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from bot.server import CHANNELS, SERVICE, create_app, reload_content
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_healthz_and_channels_off_without_credentials(db_url, catalog):
-    app = create_app(Settings(database_url=db_url), catalog)
+    app = create_app(Settings(_env_file=None, database_url=db_url), catalog)
     async with TestClient(TestServer(app)) as client:
         resp = await client.get("/healthz")
         assert resp.status == 200
@@ -31,7 +31,7 @@ async def test_healthz_and_channels_off_without_credentials(db_url, catalog):
 async def test_reload_picks_up_an_added_example_and_refuses_broken_content(db_url, catalog, tmp_path):
     content = tmp_path / "content"
     shutil.copytree(CONTENT_DIR, content)
-    app = create_app(Settings(database_url=db_url, content_dir=content), catalog)
+    app = create_app(Settings(_env_file=None, database_url=db_url, content_dir=content), catalog)
     question = "bà muốn hỏi chuyện con trâu nhà bà bị lạc"
     assert app[SERVICE].matcher.match(question).topic is None
     path = content / "faq_card.yaml"
