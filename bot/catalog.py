@@ -42,6 +42,7 @@ class Step:
     text: str
     topic: str
     problems: tuple[StepProblem, ...]
+    review_note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +200,7 @@ def _load_steps(directory: Path, problems: list[Problem]) -> tuple[Step, ...]:
                 for p in raw.get("problems") or ()
                 if isinstance(p, dict)
             ),
+            review_note=_text(raw.get("review_note")),
         )
         if slug in seen:
             problems.append(Problem("steps.yaml", slug, "duplicate slug"))

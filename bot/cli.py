@@ -54,12 +54,15 @@ def cmd_content_check(args) -> int:
         print(f"{len(catalog.problems)} problem(s)", file=sys.stderr)
         return 1
     review = [t.id for t in catalog.topics.values() if t.needs_review]
+    steps_review = [s for s in catalog.steps if s.review_note]
     print(
         f"content OK: {len(catalog.steps)} steps, {len(catalog.topics)} topics "
         f"({sum(len(t.examples) for t in catalog.topics.values())} examples), "
-        f"{len(catalog.messages)} messages, {len(review)} topics marked for review"
+        f"{len(catalog.messages)} messages, {len(review)} topics and {len(steps_review)} steps marked for review"
     )
     if args.review:
+        for step in steps_review:
+            print(f"review: step {catalog.step_number(step.slug)} {step.slug}: {step.review_note}")
         for tid in review:
             print(f"review: {tid}: {catalog.topics[tid].review_note}")
     return 0
@@ -258,7 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.func(args) or 0
+    try:
+        return args.func(args) or 0
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as command-line tools do.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

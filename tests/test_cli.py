@@ -28,6 +28,8 @@ def test_content_check_passes_on_shipped_content(tmp_path):
     result = run(["content", "check"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "content OK: 9 steps" in result.stdout
+    review = run(["content", "check", "--review"], tmp_path)
+    assert "review: step 4 tim_thu_tuc:" in review.stdout and "review: le_phi:" in review.stdout
 
 
 def test_content_check_and_chat_refuse_broken_content(tmp_path):
