@@ -78,6 +78,7 @@ class Catalog:
     abbreviations: dict[str, str]
     contract: tuple[str, ...]
     matching: MatchingData = field(default_factory=MatchingData)
+    keywords: dict[str, frozenset[str]] = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
     step_index: dict[str, int] = field(default_factory=dict)
 
@@ -216,13 +217,13 @@ def _load_steps(directory: Path, problems: list[Problem]) -> tuple[Step, ...]:
     return tuple(steps)
 
 
-def _phrases(value: Any, where: str, problems: list[Problem]) -> tuple[str, ...]:
+def _phrases(value: Any, where: str, problems: list[Problem], file: str = "matching.yaml") -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        problems.append(Problem("matching.yaml", where, "must be a list of non-empty phrases"))
+        problems.append(Problem(file, where, "must be a list of non-empty phrases"))
         return ()
     for phrase in value:
         if fold(phrase) != phrase or phrase != " ".join(phrase.split()):
-            problems.append(Problem("matching.yaml", where, f"phrase '{phrase}' must be folded (lower case, no diacritics)"))
+            problems.append(Problem(file, where, f"phrase '{phrase}' must be folded (lower case, no diacritics)"))
     return tuple(value)
 
 
@@ -242,6 +243,29 @@ def _load_matching(directory: Path, problems: list[Problem]) -> MatchingData:
         subject_filler=frozenset(_phrases(data.get("subject_filler"), "subject_filler", problems)),
         ask_back={str(k): tuple(str(t) for t in v or ()) for k, v in ask_back.items()},
     )
+
+
+KEYWORD_KINDS = ("menu", "greeting", "guide", "next", "back")
+
+
+def _load_keywords(directory: Path, problems: list[Problem]) -> dict[str, frozenset[str]]:
+    raw = _read_yaml(directory / "keywords.yaml", problems).get("keywords") or {}
+    if not isinstance(raw, dict):
+        problems.append(Problem("keywords.yaml", "keywords", "must map kinds to phrase lists"))
+        raw = {}
+    keywords: dict[str, frozenset[str]] = {}
+    owner: dict[str, str] = {}
+    for kind in KEYWORD_KINDS:
+        if kind not in raw:
+            problems.append(Problem("keywords.yaml", kind, "is missing"))
+            continue
+        phrases = frozenset(_phrases(raw[kind], kind, problems, "keywords.yaml"))
+        for phrase in phrases:
+            if phrase in owner:
+                problems.append(Problem("keywords.yaml", kind, f"'{phrase}' is also under {owner[phrase]}"))
+            owner[phrase] = kind
+        keywords[kind] = phrases
+    return keywords
 
 
 REQUIRED_MESSAGES = (
@@ -279,6 +303,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
         if tid not in topics:
             problems.append(Problem("faq_*.yaml", tid, "contract topic id is missing"))
     matching = _load_matching(directory, problems)
+    keywords = _load_keywords(directory, problems)
     for subject, topic_ids in matching.ask_back.items():
         if subject not in matching.our_subjects:
             problems.append(Problem("matching.yaml", f"ask_back.{subject}", "is not one of our_subjects"))
@@ -294,6 +319,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
         abbreviations=abbreviations,
         contract=contract,
         matching=matching,
+        keywords=keywords,
         problems=tuple(problems),
         step_index={s.slug: i for i, s in enumerate(steps)},
     )

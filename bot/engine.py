@@ -12,10 +12,6 @@ from bot.messages import ChatType, Choice, Incoming, Reply
 from bot.normalize import fold_key
 
 MAX_INPUT = 4000
-NEXT_WORDS = {"tiep", "tiep theo", "tiep tuc", "next", "buoc tiep", "buoc tiep theo", "sang buoc tiep", "ok tiep"}
-BACK_WORDS = {"lai", "quay lai", "back", "tro lai", "buoc truoc", "quay lai buoc truoc"}
-MENU_WORDS = {"menu", "/menu", "/start", "/help", "tro giup", "bat dau"}
-GUIDE_WORDS = {"huong dan", "/huongdan", "huongdan", "huong dan 9 buoc", "9 buoc", "chin buoc"}
 _JUMP = re.compile(r"^(?:buoc|b)\s*(\d{1,2})$")
 _COMMAND = re.compile(r"^/([a-z_]+)(?:@\S+)?(?:\s+(.*))?$", re.S)
 
@@ -122,17 +118,20 @@ def _text(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome:
     """Interpret typed text: flow words first, then the flow's own input, then the FAQ."""
     key = fold_key(text)
     private = msg.chat_type is ChatType.PRIVATE
-    if key in MENU_WORDS:
+    words = ctx.catalog.keywords
+    if key in words["greeting"]:
+        return _start(state, msg, ctx, "")
+    if key in words["menu"]:
         return menu.show_menu(state, msg, ctx)
-    if key in GUIDE_WORDS:
+    if key in words["guide"]:
         return guide.enter(state, ctx) if private else _group_guide(state, ctx)
     jump = _JUMP.match(key)
     if jump:
         return guide.jump(state, ctx, int(jump.group(1))) if private else _group_guide(state, ctx)
     if private and state.step and not state.finished and state.flow in (Flow.GUIDE, Flow.RESUME):
-        if key in NEXT_WORDS:
+        if key in words["next"]:
             return guide.move(state, ctx, +1 if state.flow == Flow.GUIDE else 0)
-        if key in BACK_WORDS:
+        if key in words["back"]:
             return guide.move(state, ctx, -1)
     if private and state.flow == Flow.HAMLET:
         out = hamlet.typed(state, msg, ctx, text)

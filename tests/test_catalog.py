@@ -159,3 +159,15 @@ def test_matching_phrases_must_be_folded_and_links_resolve(content):
     assert "matching.yaml: neighbour_services.passports: phrase 'hộ chiếu' must be folded (lower case, no diacritics)" in found
     assert "matching.yaml: ask_back.vneid: links to unknown topic 'khong_co'" in found
     assert "matching.yaml: ask_back.xe may: is not one of our_subjects" in found
+
+
+def test_keywords_are_folded_unique_and_complete(content):
+    data = yaml.safe_load((content / "keywords.yaml").read_text(encoding="utf-8"))
+    data["keywords"]["next"].append("menu")
+    data["keywords"]["back"].append("Quay lại")
+    del data["keywords"]["greeting"]
+    (content / "keywords.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    found = problems(content)
+    assert "keywords.yaml: next: 'menu' is also under menu" in found
+    assert "keywords.yaml: back: phrase 'Quay lại' must be folded (lower case, no diacritics)" in found
+    assert "keywords.yaml: greeting: is missing" in found

@@ -320,3 +320,11 @@ def test_state_from_stale_content_falls_back(catalog):
     state = State.from_dict({"flow": "guide", "step": "removed_step", "choices": "bad", "last_seen": "nonsense"}, set(catalog.step_index))
     assert state == State()
     assert State.from_dict("garbage") == State()
+
+
+@pytest.mark.parametrize("greeting", ["chào bạn", "Xin chào", "alo", "chao ad"])
+def test_a_greeting_gets_the_welcome_not_an_apology(catalog, matcher, greeting):
+    t = Talk(catalog, matcher)
+    replies = t.send(greeting)
+    assert replies[0].text.startswith("Chào Bà Lan")
+    assert not any(e.outcome == Outcomes.UNANSWERED for e in t.events if isinstance(e, QueryHandled))
