@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,8 @@ def _load_steps(directory: Path, problems: list[Problem]) -> tuple[Step, ...]:
                 problems.append(Problem("steps.yaml", slug, f"{name} is empty"))
         if any(not p.label for p in step.problems):
             problems.append(Problem("steps.yaml", slug, "a problem has an empty label"))
+        if any(not p.topic for p in step.problems):
+            problems.append(Problem("steps.yaml", slug, "a problem has no topic"))
         steps.append(step)
     if len(steps) != 9:
         problems.append(Problem("steps.yaml", "-", f"{len(steps)} steps (the guide has 9)"))
@@ -268,11 +271,41 @@ def _load_keywords(directory: Path, problems: list[Problem]) -> dict[str, frozen
     return keywords
 
 
-REQUIRED_MESSAGES = (
-    "welcome", "menu_prompt", "menu_guide", "menu_faq", "menu_portal", "menu_help", "menu_hamlet",
-    "step_header", "step_next", "step_back", "step_stuck", "resume_prompt", "outcome_prompt",
-    "faq_unknown", "faq_choices_prompt", "bad_input", "error", "delete_prompt", "delete_done",
-)
+# Every message id the code sends, with the placeholders it fills in. A missing id or an unknown
+# placeholder would only fail when a person reaches that message, so `content check` catches both.
+MESSAGE_FIELDS: dict[str, frozenset[str]] = {
+    key: frozenset(fields.split())
+    for key, fields in {
+        "welcome": "name", "menu_prompt": "", "menu_guide": "", "menu_resume": "k n", "menu_faq": "",
+        "menu_portal": "", "menu_help": "", "menu_hamlet": "", "menu_back": "", "faq_prompt": "", "portal": "",
+        "help": "", "step_header": "k n title", "step_next": "", "step_back": "", "step_stuck": "",
+        "step_stuck_prompt": "k n", "step_return": "k n", "step_first": "", "resume_prompt": "k n",
+        "resume_continue": "", "resume_restart": "", "outcome_prompt": "", "outcome_yes": "", "outcome_not_yet": "",
+        "outcome_problem": "", "outcome_thanks_yes": "", "outcome_thanks_not_yet": "", "outcome_thanks_problem": "",
+        "faq_choices_prompt": "", "faq_none_of_these": "", "faq_unknown": "", "faq_ask_back": "term example",
+        "faq_review_note": "", "bad_input": "", "too_long": "", "stale_button": "", "hamlet_prompt": "",
+        "hamlet_skip": "", "hamlet_set": "hamlet", "hamlet_not_found": "text", "hamlet_bad_code": "",
+        "hamlet_none": "", "hamlet_skipped": "", "group_private_hint": "", "group_private_button": "",
+        "group_hamlet_set": "hamlet", "group_hamlet_refused": "", "group_hamlet_usage": "", "group_only": "",
+        "delete_prompt": "", "delete_yes": "", "delete_no": "", "delete_done": "", "delete_cancelled": "",
+        "choices_hint": "", "not_text": "", "error": "", "console_intro": "", "default_name": "",
+        "ask_unsure": "",
+    }.items()
+}
+REQUIRED_MESSAGES = tuple(MESSAGE_FIELDS)
+
+
+def _check_placeholders(key: str, text: str, problems: list[Problem]) -> None:
+    allowed = MESSAGE_FIELDS.get(key, frozenset())
+    try:
+        used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as exc:
+        problems.append(Problem("messages.yaml", key, f"bad braces: {exc} (write {{{{ and }}}} for literal braces)"))
+        return
+    unknown = sorted(used - allowed)
+    if unknown:
+        known = ", ".join("{" + f + "}" for f in sorted(allowed)) or "none"
+        problems.append(Problem("messages.yaml", key, f"unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)} (allowed: {known})"))
 
 
 def load_catalog(directory: Path | None = None) -> Catalog:
@@ -284,6 +317,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     for key, text in messages.items():
         if not text:
             problems.append(Problem("messages.yaml", key, "text is empty"))
+        _check_placeholders(key, text, problems)
     for key in REQUIRED_MESSAGES:
         if key not in messages:
             problems.append(Problem("messages.yaml", key, "required message is missing"))

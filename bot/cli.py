@@ -156,7 +156,7 @@ def cmd_ask(args) -> int:
         if args.json:
             print(json.dumps(record, ensure_ascii=False), flush=True)
         else:
-            print(record["answer"] if record["topic"] else f"(không chắc) {record['answer']}")
+            print(record["answer"] if record["topic"] else f"{catalog.msg('ask_unsure')} {record['answer']}")
             print()
     return 0
 
@@ -261,12 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # CCCD_LOG_LEVEL applies to the bot's own loggers; libraries stay at warnings.
+        level = _settings().log_level
+        for name in ("bot", "storage"):
+            logging.getLogger(name).setLevel(level)
     try:
         return args.func(args) or 0
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as command-line tools do.
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ def clean_text(text: str) -> str:
 
 
 def _press_from_number(text: str, state: State) -> str | None:
-    if text.isdigit() and state.choices:
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    if text.isdecimal() and state.choices:
         n = int(text)
         if 1 <= n <= len(state.choices):
             return state.choices[n - 1]
@@ -84,7 +85,7 @@ def _start(state: State, msg: Incoming, ctx: Context, arg: str) -> Outcome:
     c = ctx.catalog
     if msg.chat_type is ChatType.PRIVATE and arg.startswith("h_"):
         return hamlet.from_start_payload(state, msg, ctx, arg[2:])
-    welcome = Reply(c.msg("welcome", name=msg.sender_name or "bạn"))
+    welcome = Reply(c.msg("welcome", name=msg.sender_name or c.msg("default_name")))
     if msg.chat_type is ChatType.PRIVATE:
         if state.step and not state.finished and c.step_index.get(state.step, 0) > 0:
             out = guide.enter(state, ctx)

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.conversation import (
@@ -65,9 +67,13 @@ class ChatService:
         raw = f"{self.settings.pseudonym_salt}:{channel}:{external_id}".encode()
         return hashlib.sha256(raw).hexdigest()[:24]
 
-    async def hamlets(self) -> HamletDirectory:
+    async def hamlets(self, session: AsyncSession | None = None) -> HamletDirectory:
+        """Return the cached registry, loading it (in `session` when given) on first use."""
         if self._hamlets is None:
-            async with self.db.transaction() as session:
+            if session is None:
+                async with self.db.transaction() as own:
+                    rows = await registry.list_hamlets(own)
+            else:
                 rows = await registry.list_hamlets(session)
             self._hamlets = HamletDirectory([Hamlet(code, name, commune) for code, name, commune in rows])
         return self._hamlets
@@ -87,9 +93,10 @@ class ChatService:
         if msg.chat_type is ChatType.GROUP and not msg.addressed:
             return []
         started = time.perf_counter()
-        hamlets = await self.hamlets()
         try:
-            async with self.db.locked(f"{msg.channel}:{msg.chat_id}") as session:
+            # Nothing is awaited before the lock: messages of a chat queue on it in arrival order.
+            async with self.db.locked(f"{msg.channel}:{msg.chat_id}", write=True) as session:
+                hamlets = await self.hamlets(session)
                 now = self.clock()
                 key = msg.key
                 state = State.from_dict(await conversations.load_state(session, key), self._valid_steps)
@@ -106,7 +113,10 @@ class ChatService:
                 outcome = step(state, msg, ctx)
                 if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):
                     log.info(
-                        "refused input on %s: payload=%r, %d characters", msg.channel, (msg.payload or "")[:64], len(msg.text)
+                        "refused input on %s: payload=%r, %d characters",
+                        msg.channel,
+                        mask((msg.payload or "")[:64]),
+                        len(msg.text),
                     )
                 await self._record(session, msg, outcome, user, chat, now, started)
         except Exception:
@@ -125,21 +135,27 @@ class ChatService:
                 chat.hamlet_code = event.hamlet
         await session.flush()
         hamlet = chat.hamlet_code if msg.chat_type is ChatType.GROUP else user.hamlet_code
+        chat_ref: str | None = self.pseudonym(msg.channel, msg.chat_id)
         if forget:
+            # A private chat's id is the person's own id on most platforms: it goes with them.
+            private = msg.chat_type is ChatType.PRIVATE
             await conversations.delete_states_of_user(session, msg.channel, msg.sender_id)
-            await logs.forget(session, user_ref)
+            await logs.forget(session, user_ref, chat_ref if private else None)
             await people.delete_user(session, msg.channel, msg.sender_id)
+            if private:
+                await people.delete_chat(session, msg.channel, msg.chat_id)
+                chat_ref = None
             user_ref = None
             hamlet = None
         for event in outcome.events:
             if isinstance(event, QueryHandled):
-                text = f"[{msg.payload}]" if msg.payload else mask(clean_text(msg.text))[:MAX_LOGGED_TEXT]
+                text = mask(f"[{msg.payload}]" if msg.payload else clean_text(msg.text))[:MAX_LOGGED_TEXT]
                 await logs.add_query(
                     session,
                     created_at=now,
                     channel=msg.channel,
                     chat_type=msg.chat_type.value,
-                    chat_ref=self.pseudonym(msg.channel, msg.chat_id),
+                    chat_ref=chat_ref,
                     hamlet_code=hamlet,
                     user_ref=user_ref,
                     text=None if forget else text,

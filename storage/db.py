@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from weakref import WeakValueDictionary
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from storage.migrate import ensure_sqlite_dir, upgrade
@@ -48,15 +48,25 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def locked(self, key: str) -> AsyncIterator[AsyncSession]:
-        """Yield a transaction holding the lock of `key` in this process and, on PostgreSQL, across processes."""
+    async def locked(self, key: str, *, write: bool = False) -> AsyncIterator[AsyncSession]:
+        """Yield a transaction holding the lock of `key` in this process and, on PostgreSQL, across processes.
+
+        With `write`, on SQLite the transaction takes the database's write lock at once, which is
+        what serialises other processes there; callers that open further transactions inside the
+        lock (a mutex around several transactions) must not ask for it, or they would wait on themselves.
+        """
         lock = self._locks.get(key)
         if lock is None:
             lock = asyncio.Lock()
             self._locks[key] = lock
         async with lock:
             async with self.transaction() as session:
-                if not self.is_sqlite:
+                if self.is_sqlite and write:
+                    # SQLite has no advisory lock, and its transactions begin at the first write:
+                    # a no-op write takes the database's write lock now, before anything is read,
+                    # so a second process waits (busy_timeout) instead of saving over our changes.
+                    await session.execute(text("UPDATE conversation_states SET channel = channel WHERE 0"))
+                elif not self.is_sqlite:
                     await session.execute(select(func.pg_advisory_xact_lock(_advisory_key(key))))
                 yield session
 

@@ -34,8 +34,15 @@ async def mark_unanswered(session: AsyncSession, user_ref: str, text: str) -> No
         row.outcome = "unanswered"
 
 
-async def forget(session: AsyncSession, user_ref: str) -> None:
-    """Remove the texts and the pseudonym of a person, keeping anonymous counts."""
+async def forget(session: AsyncSession, user_ref: str, private_chat_ref: str | None = None) -> None:
+    """Remove the texts and the pseudonyms of a person, keeping anonymous counts."""
+    if private_chat_ref:
+        # A private chat's pseudonym is as personal as the user's (often the very same value).
+        await session.execute(
+            update(QueryLog)
+            .where(QueryLog.chat_ref == private_chat_ref, QueryLog.chat_type == "private")
+            .values(text=None, user_ref=None, chat_ref=None)
+        )
     await session.execute(update(QueryLog).where(QueryLog.user_ref == user_ref).values(text=None, user_ref=None))
     await session.execute(update(GuideEvent).where(GuideEvent.user_ref == user_ref).values(user_ref=None))
 

@@ -68,3 +68,10 @@ async def delete_user(session: AsyncSession, channel: str, external_id: str) -> 
     if user is not None:
         await session.delete(user)
         await session.flush()
+
+
+async def delete_chat(session: AsyncSession, channel: str, external_id: str) -> None:
+    chat = await get_chat(session, channel, external_id)
+    if chat is not None:
+        await session.delete(chat)
+        await session.flush()

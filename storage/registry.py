@@ -55,9 +55,11 @@ def parse_csv(data: bytes) -> list[Row]:
         for col in ("commune_name", "hamlet_name"):
             if not values[col] or len(values[col]) > 200:
                 errors.append(f"line {line}: {col} must be 1-200 characters")
-        if row.hamlet_code in seen:
-            errors.append(f"line {line}: hamlet_code '{row.hamlet_code}' already on line {seen[row.hamlet_code]}")
-        seen[row.hamlet_code] = line
+        # Codes are looked up without regard to case (people type them, QR links carry them).
+        code_key = row.hamlet_code.lower()
+        if code_key in seen:
+            errors.append(f"line {line}: hamlet_code '{row.hamlet_code}' already on line {seen[code_key]}")
+        seen[code_key] = line
         rows.append(row)
     if errors:
         raise CsvError("\n".join(errors))

@@ -171,3 +171,47 @@ def test_keywords_are_folded_unique_and_complete(content):
     assert "keywords.yaml: next: 'menu' is also under menu" in found
     assert "keywords.yaml: back: phrase 'Quay lại' must be folded (lower case, no diacritics)" in found
     assert "keywords.yaml: greeting: is missing" in found
+
+
+def edit_messages(content: Path, **changes) -> None:
+    path = content / "messages.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        if value is None:
+            data["messages"].pop(key)
+        else:
+            data["messages"][key] = value
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+
+def test_every_message_the_bot_sends_must_be_present(content):
+    edit_messages(content, too_long=None, outcome_thanks_problem=None)
+    found = problems(content)
+    assert "messages.yaml: too_long: required message is missing" in found
+    assert "messages.yaml: outcome_thanks_problem: required message is missing" in found
+
+
+def test_message_placeholders_must_be_known(content):
+    edit_messages(content, welcome="Chào {ten}!", hamlet_set="Đã ghi nhận: {hamlet", step_header="Bước {k}/{n}: {title}")
+    found = problems(content)
+    assert any(p.startswith("messages.yaml: welcome: unknown placeholder(s) {ten}") for p in found)
+    assert any(p.startswith("messages.yaml: hamlet_set: bad braces") for p in found)
+    assert not any("step_header" in p for p in found)
+
+
+def test_step_problem_without_topic(content):
+    path = content / "steps.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["steps"][0]["problems"][0].pop("topic")
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert f"steps.yaml: {data['steps'][0]['slug']}: a problem has no topic" in problems(content)
+
+
+def test_every_message_id_in_the_code_is_checked():
+    from bot.catalog import MESSAGE_FIELDS
+    from bot.flows.guide import OUTCOMES
+
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (CONTENT_DIR.parent).rglob("*.py"))
+    used = set(re.findall(r"\bmsg\(\s*\"([a-z_]+)\"", source))
+    used |= {f"outcome_{o}" for o in OUTCOMES} | {f"outcome_thanks_{o}" for o in OUTCOMES}
+    assert used - set(MESSAGE_FIELDS) == set()

@@ -50,6 +50,18 @@ def test_wrong_database_url_is_a_clear_error(tmp_path):
     assert "CCCD_DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_wrong_log_level_is_a_clear_error(tmp_path):
+    result = run(["content", "check"], tmp_path, CCCD_LOG_LEVEL="LOUD")
+    assert result.returncode == 2
+    assert "CCCD_LOG_LEVEL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_log_level_info_shows_refused_input(tmp_path):
+    result = run(["chat"], tmp_path, stdin="\x01\x02\n", CCCD_LOG_LEVEL="info")
+    assert result.returncode == 0, result.stderr
+    assert "refused input on console" in result.stderr
+
+
 def test_ask_json_one_question(tmp_path):
     result = run(["ask", "--json", "lệ phí làm căn cước bao nhiêu tiền"], tmp_path)
     assert result.returncode == 0, result.stderr

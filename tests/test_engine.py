@@ -112,6 +112,23 @@ def test_hamlet_question_never_blocks_a_question(catalog, matcher):
     assert catalog.topics["mat_the"].answer in texts(replies)
 
 
+@pytest.mark.parametrize("question, topic", [("mất thẻ", "mat_the"), ("quên mật khẩu", "quen_mat_khau_vneid")])
+def test_short_question_at_the_hamlet_prompt_is_answered(catalog, matcher, question, topic):
+    t = Talk(catalog, matcher)
+    t.send("/start")
+    replies = t.send(question)
+    assert "chưa tìm thấy" not in texts(replies)
+    assert t.events[0].outcome in (Outcomes.ANSWERED, Outcomes.CHOICES, Outcomes.ASKED_BACK)
+
+
+def test_mistyped_hamlet_name_is_asked_again(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.send("/start")
+    replies = t.send("thôn Đông Xá")
+    assert "chưa tìm thấy" in texts(replies)
+    assert t.state.flow == Flow.HAMLET
+
+
 def test_every_guide_step_forward_and_back(catalog, matcher):
     t = Talk(catalog, matcher)
     replies = t.send("/huongdan")
@@ -296,7 +313,7 @@ def test_delete_needs_confirmation(catalog, matcher):
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "\x00\x01\x02", "😀😀😀", "x" * 100_000, "<script>alert(1)</script>", "'; DROP TABLE users; --", "Привет, как дела?", "你好"],
+    ["", "   ", "\x00\x01\x02", "²", "٣", "😀😀😀", "x" * 100_000, "<script>alert(1)</script>", "'; DROP TABLE users; --", "Привет, как дела?", "你好"],
 )
 def test_bad_input_gets_a_polite_reply_and_valid_state(catalog, matcher, text):
     t = Talk(catalog, matcher)

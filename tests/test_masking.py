@@ -18,6 +18,12 @@ from bot.masking import mask
         ("số +84912345678", "số [số điện thoại]"),
         ("mã otp 482913 không vào", "mã otp [mã] không vào"),
         ("ma 4821 sai", "ma [mã] sai"),
+        ("mã OTP là 4821", "mã OTP là [mã]"),
+        ("sdt0912345678", "sdt[số điện thoại]"),
+        ("cccd001089012345 nhé", "cccd[số giấy tờ] nhé"),
+        ("sdt 0912345678 k nghe may", "sdt [số điện thoại] k nghe may"),
+        ("cccd 001089012345 đ chưa", "cccd [số giấy tờ] đ chưa"),
+        ("số +84 912 345 678", "số [số điện thoại]"),
     ],
 )
 def test_personal_numbers_are_masked(text, expected):
@@ -26,7 +32,7 @@ def test_personal_numbers_are_masked(text, expected):
 
 @pytest.mark.parametrize(
     "text",
-    ["lệ phí 70.000đ phải không", "hết 50k à", "50000 đồng", "năm 2024 đổi thẻ", "bước 5 làm sao", "tổ 3"],
+    ["lệ phí 70.000đ phải không", "hết 50k à", "50000 đồng", "1.000.000 đồng", "tdp10", "năm 2024 đổi thẻ", "bước 5 làm sao", "tổ 3"],
 )
 def test_amounts_years_and_steps_are_kept(text):
     assert mask(text) == text

@@ -6,6 +6,7 @@ import asyncio
 
 from sqlalchemy import select
 
+from bot.config import Settings
 from bot.messages import ChatType, Incoming
 from bot.service import ChatService
 from storage.db import Database
@@ -91,6 +92,7 @@ async def test_choose_none_marks_the_question_unanswered(service, clock):
     await service.handle(msg(clock, payload=none_payload))
     log = await rows(service.db, QueryLog)
     assert log[0].outcome == "unanswered" and log[0].text == "cccd"
+    assert [r.outcome for r in log].count("unanswered") == 1, "the question counts once among the unanswered"
 
 
 async def test_forget_me_deletes_state_and_texts(service, clock):
@@ -105,7 +107,35 @@ async def test_forget_me_deletes_state_and_texts(service, clock):
     log = await rows(service.db, QueryLog)
     assert len(log) == 5, "anonymous counts are kept"
     assert {r.text for r in log} == {None} and {r.user_ref for r in log} == {None}
+    assert {r.chat_ref for r in log} == {None}, "the private chat's pseudonym identifies the person too"
     assert {e.user_ref for e in await rows(service.db, GuideEvent)} == {None}
+    assert [c for c in await rows(service.db, Chat) if c.external_id == "u1"] == []
+
+
+async def test_forget_me_keeps_the_group_and_other_people(service, clock):
+    group = dict(chat="g-1", chat_type=ChatType.GROUP)
+    await service.handle(msg(clock, "mất căn cước làm lại thế nào", **group))
+    await service.handle(msg(clock, "mất căn cước làm lại thế nào", user="u2"))
+    await service.handle(msg(clock, "/xoa"))
+    await service.handle(msg(clock, "1"))
+    log = await rows(service.db, QueryLog)
+    assert log[0].chat_ref == service.pseudonym("console", "g-1") and log[0].user_ref is None and log[0].text is None
+    assert log[1].user_ref == service.pseudonym("console", "u2") and log[1].text
+    assert {c.external_id for c in await rows(service.db, Chat)} == {"g-1", "u2"}
+
+
+async def test_a_database_failure_gets_an_apology_not_an_exception(catalog, clock):
+    unreachable = Database("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    broken = ChatService(unreachable, catalog, Settings(_env_file=None), clock=clock)
+    replies = await broken.handle(msg(clock, "/start"))
+    assert [r.text for r in replies] == [catalog.msg("error")]
+    await unreachable.close()
+
+
+async def test_payloads_are_masked_in_the_log(service, clock):
+    await service.handle(msg(clock, payload="x:0912345678"))
+    log = await rows(service.db, QueryLog)
+    assert "0912345678" not in log[0].text
 
 
 async def test_concurrent_messages_of_one_chat_are_processed_in_order(service, clock):
@@ -132,3 +162,11 @@ async def test_bad_input_is_logged_and_answered_politely(service, clock, caplog)
     log = await rows(service.db, QueryLog)
     assert [r.outcome for r in log] == ["invalid"] * 3
     assert all(len(r.text) <= 1000 for r in log)
+
+
+async def test_two_processes_on_one_database_do_not_lose_a_step(service, catalog, settings, clock, db_url):
+    await service.handle(msg(clock, "/huongdan"))
+    other = ChatService(Database(db_url), catalog, settings, clock=clock)  # as a second process would
+    replies = await asyncio.gather(*(s.handle(msg(clock, "tiếp")) for s in (service, other, service, other)))
+    assert sorted(r[0].text.split(":")[0] for r in replies) == [f"Bước {k}/9" for k in range(2, 6)]
+    await other.db.close()

@@ -17,7 +17,7 @@ CAPABILITIES = Capabilities(buttons=False, max_text=4000)
 class ConsoleChannel:
     """Chat with the bot in a terminal or through a pipe."""
 
-    def __init__(self, service: ChatService, *, user: str = "console-user", name: str = "bạn", group: str | None = None):
+    def __init__(self, service: ChatService, *, user: str = "console-user", name: str = "", group: str | None = None):
         self.service = service
         self.user = user
         self.name = name
@@ -62,7 +62,7 @@ class ConsoleChannel:
         await self.link_group()
         interactive = stdin.isatty()
         if interactive:
-            print("Gõ tin nhắn rồi Enter (Ctrl+D để thoát). Thử: /start", file=stdout)
+            print(self.service.catalog.msg("console_intro"), file=stdout)
             first = await self.say("/start")
             for text in first:
                 print(f"\n{text}", file=stdout)

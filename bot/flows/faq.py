@@ -55,16 +55,19 @@ def ask(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome:
     return unknown(state.evolve(flow=keep), ctx, match.score)
 
 
-def unknown(state: State, ctx: Context, score: float = 0.0) -> Outcome:
+def unknown(state: State, ctx: Context, score: float = 0.0, log: QueryHandled | None = None) -> Outcome:
     """Say plainly that we do not know, and point to a person."""
     c = ctx.catalog
     reply = Reply(c.msg("faq_unknown"), (help_choice(ctx), menu_choice(ctx)))
-    return respond(state.evolve(pending=""), [reply], log=QueryHandled(Outcomes.UNANSWERED, None, score))
+    return respond(state.evolve(pending=""), [reply], log=log or QueryHandled(Outcomes.UNANSWERED, None, score))
 
 
 def none_of_these(state: State, ctx: Context) -> Outcome:
     """The person rejected every candidate: record the question as unanswered."""
     pending = state.pending
-    out = unknown(state.evolve(flow=Flow.GUIDE if state.flow == Flow.GUIDE else Flow.IDLE), ctx)
+    # The question's own row becomes "unanswered"; the press is a flow command, or each such
+    # question would count twice among the unanswered.
+    keep = Flow.GUIDE if state.flow == Flow.GUIDE else Flow.IDLE
+    out = unknown(state.evolve(flow=keep), ctx, log=QueryHandled(Outcomes.COMMAND))
     events = out.events + ((UnansweredRecorded(pending),) if pending else ())
     return Outcome(out.state, out.replies, events)

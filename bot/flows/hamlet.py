@@ -6,6 +6,7 @@ from bot.conversation import ChatHamletLinked, Context, Flow, Outcome, State, Us
 from bot.flows.common import menu_choice, respond
 from bot.flows.menu import menu_reply
 from bot.hamlets import CODE_RE
+from bot.matcher import Decision
 from bot.messages import ChatType, Choice, Incoming, Reply
 
 MAX_LISTED = 8
@@ -43,7 +44,10 @@ def typed(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome | Non
     hamlet = ctx.hamlets.find(text)
     if hamlet:
         return choose(state, msg, ctx, hamlet.code)
-    if len(text.split()) <= 4:
+    # A short text is read as a mistyped name, unless the FAQ recognises it ("mất thẻ", "otp"):
+    # the hamlet question must never keep a question from its answer. A weak "choose" is not
+    # enough, since place names often look a little like some topic.
+    if len(text.split()) <= 4 and ctx.matcher.match(text).decision not in (Decision.ANSWER, Decision.ASK_BACK):
         c = ctx.catalog
         out = prompt(state, ctx)
         first = Reply(c.msg("hamlet_not_found", text=text[:60]))
@@ -55,7 +59,7 @@ def from_start_payload(state: State, msg: Incoming, ctx: Context, code: str) -> 
     """Set the hamlet from a `h_<code>` start payload, or explain a wrong code."""
     c = ctx.catalog
     hamlet = ctx.hamlets.get(code) if CODE_RE.match(code) else None
-    welcome = Reply(c.msg("welcome", name=msg.sender_name or "bạn"))
+    welcome = Reply(c.msg("welcome", name=msg.sender_name or c.msg("default_name")))
     if hamlet is None:
         return prompt(state, ctx, (welcome, Reply(c.msg("hamlet_bad_code"))))
     new = state.evolve(flow=Flow.IDLE, hamlet_asked=True)

@@ -38,6 +38,7 @@ async def test_reimport_updates_names(database):
         ("commune_code,commune_name,hamlet_code,hamlet_name\n".encode(), "no rows"),
         ("commune_code,commune_name,hamlet_code,hamlet_name\nx y,Xã,h1,Thôn 1\n".encode(), "line 2: commune_code 'x y'"),
         ("commune_code,commune_name,hamlet_code,hamlet_name\nx,Xã,h1,Thôn 1\nx,Xã,h1,Thôn 2\n".encode(), "line 3: hamlet_code 'h1' already on line 2"),
+        ("commune_code,commune_name,hamlet_code,hamlet_name\nx,Xã,h1,Thôn 1\nx,Xã,H1,Thôn 2\n".encode(), "line 3: hamlet_code 'H1' already on line 2"),
         ("commune_code,commune_name,hamlet_code,hamlet_name\nx,Xã,h1,\n".encode(), "line 2: hamlet_name must be 1-200"),
         ("commune_code,commune_name,hamlet_code,hamlet_name\nx,Xa,h1,Thôn\n".encode("latin-1"), "not UTF-8"),
     ],
