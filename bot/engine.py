@@ -50,6 +50,12 @@ def _press(state: State, msg: Incoming, ctx: Context, payload: str) -> Outcome:
         return _group_guide(state, ctx)
     if kind == "g" and not arg:
         return guide.enter(state, ctx)
+    if kind == "g" and arg[:2] in ("n:", "b:", "s:"):
+        # A step button carries the step it was shown on ("g:n:<slug>"): act from there.
+        action, at = arg[0], arg[2:]
+        if at not in c.step_index:
+            return _stale(state, msg, ctx)
+        state, arg = state.evolve(step=at, finished=False, flow=Flow.GUIDE), action
     if kind == "g" and arg in ("n", "c") and state.step:
         return guide.move(state, ctx, +1 if arg == "n" else 0)
     if kind == "g" and arg == "b" and state.step:
@@ -72,7 +78,12 @@ def _press(state: State, msg: Incoming, ctx: Context, payload: str) -> Outcome:
         return guide.record_outcome(state, ctx, arg)
     if kind == "x" and arg in ("yes", "no") and private:
         return menu.answer_delete(state, ctx, arg)
-    out = menu.show_menu(state.evolve(flow=Flow.IDLE), msg, ctx, prefix=c.msg("stale_button"))
+    return _stale(state, msg, ctx)
+
+
+def _stale(state: State, msg: Incoming, ctx: Context) -> Outcome:
+    """Answer a button that no longer means anything with the current menu."""
+    out = menu.show_menu(state.evolve(flow=Flow.IDLE), msg, ctx, prefix=ctx.catalog.msg("stale_button"))
     return Outcome(out.state, out.replies, (QueryHandled(Outcomes.INVALID),))
 
 

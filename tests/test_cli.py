@@ -77,7 +77,7 @@ def test_ask_json_reads_lines_in_order(tmp_path):
 
 
 def test_piped_chat_reaches_the_last_step(tmp_path):
-    lines = ["/start", "9", "/huongdan"] + ["tiếp"] * 8
+    lines = ["/start", "11", "/huongdan"] + ["tiếp"] * 8
     result = run(["chat"], tmp_path, stdin="\n".join(lines) + "\n")
     assert result.returncode == 0, result.stderr
     assert "Bước 9/9" in result.stdout

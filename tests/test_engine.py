@@ -345,3 +345,16 @@ def test_a_greeting_gets_the_welcome_not_an_apology(catalog, matcher, greeting):
     replies = t.send(greeting)
     assert replies[0].text.startswith("Chào Bà Lan")
     assert not any(e.outcome == Outcomes.UNANSWERED for e in t.events if isinstance(e, QueryHandled))
+
+
+def test_a_double_tap_or_an_old_step_button_does_not_skip_steps(catalog, matcher):
+    t = Talk(catalog, matcher)
+    first = t.send("/huongdan")
+    next_on_step_1 = payload_of(first, "Tiếp theo")
+    assert t.send(payload=next_on_step_1)[-1].text.startswith("Bước 2/9")
+    assert t.send(payload=next_on_step_1)[-1].text.startswith("Bước 2/9"), "the second tap repeats step 2"
+    t.send("bước 6")
+    replies = t.send(payload=next_on_step_1)  # a button from an old message
+    assert replies[-1].text.startswith("Bước 2/9")
+    replies = t.send(payload="g:n:removed_step")
+    assert "Nút này đã cũ" in texts(replies)

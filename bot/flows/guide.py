@@ -16,10 +16,12 @@ def show_step(state: State, ctx: Context, slug: str) -> Outcome:
     step = c.steps[index]
     n = len(c.steps)
     header = c.msg("step_header", k=index + 1, n=n, title=step.title)
-    choices = [Choice(c.msg("step_next"), "g:n")]
+    # The buttons name the step they were shown on, so a double tap or an old message's button
+    # moves from that step, not from wherever the person is by now.
+    choices = [Choice(c.msg("step_next"), f"g:n:{slug}")]
     if index > 0:
-        choices.append(Choice(c.msg("step_back"), "g:b"))
-    choices += [Choice(c.msg("step_stuck"), "g:s"), menu_choice(ctx)]
+        choices.append(Choice(c.msg("step_back"), f"g:b:{slug}"))
+    choices += [Choice(c.msg("step_stuck"), f"g:s:{slug}"), menu_choice(ctx)]
     new = state.evolve(flow=Flow.GUIDE, step=slug, finished=False)
     return respond(new, [Reply(f"{header}\n{step.text}", tuple(choices))], StepReached(slug))
 

@@ -9,7 +9,7 @@ from bot.hamlets import CODE_RE
 from bot.matcher import Decision
 from bot.messages import ChatType, Choice, Incoming, Reply
 
-MAX_LISTED = 8
+MAX_LISTED = 12  # enough for most communes; more are typed by name
 
 
 def prompt(state: State, ctx: Context, prefix: tuple[Reply, ...] = ()) -> Outcome:

@@ -238,10 +238,11 @@ MODES = pytest.mark.parametrize("mode", ["polling", "webhook"])
 
 
 def step_buttons(k: int) -> list[tuple[str, str]]:
-    buttons = [("Tiếp theo", "g:n")]
+    slug = load_valid_catalog().steps[k - 1].slug
+    buttons = [("Tiếp theo", f"g:n:{slug}")]
     if k > 1:
-        buttons.append(("Quay lại", "g:b"))
-    return buttons + [("Tôi bị vướng ở bước này", "g:s"), ("Về menu", "m")]
+        buttons.append(("Quay lại", f"g:b:{slug}"))
+    return buttons + [("Tôi bị vướng ở bước này", f"g:s:{slug}"), ("Về menu", "m")]
 
 
 # ---------------------------------------------------------------------------- start-up and configuration
@@ -322,7 +323,7 @@ async def test_start_without_payload_greets_and_asks_the_hamlet(make_bot, fake, 
         "Bạn ở thôn hoặc tổ dân phố nào? Chọn bên dưới hoặc gõ tên. Bạn cũng có thể bỏ qua.",
     ]
     assert sent[0]["buttons"] == []
-    assert sent[1]["buttons"] == [(f"Tổ dân phố {k}", f"t:ngoctrao_tdp0{k}") for k in range(1, 9)] + [("Bỏ qua", "t:-")]
+    assert sent[1]["buttons"] == [(f"Tổ dân phố {k}", f"t:ngoctrao_tdp{k:02d}") for k in range(1, 11)] + [("Bỏ qua", "t:-")]
     for m in sent:  # plain text: nothing to escape, nothing that can break
         assert "parse_mode" not in m["params"]
 
