@@ -248,7 +248,7 @@ def _load_matching(directory: Path, problems: list[Problem]) -> MatchingData:
     )
 
 
-KEYWORD_KINDS = ("menu", "greeting", "guide", "next", "back")
+KEYWORD_KINDS = ("menu", "greeting", "guide", "next", "back", "skip")
 
 
 def _load_keywords(directory: Path, problems: list[Problem]) -> dict[str, frozenset[str]]:

@@ -145,6 +145,14 @@ def _text(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome:
             return guide.move(state, ctx, +1 if state.flow == Flow.GUIDE else 0)
         if key in words["back"]:
             return guide.move(state, ctx, -1)
+    if private and state.step and state.flow == Flow.OUTCOME:
+        # At the last question "tiếp" asks it again and "quay lại" shows the last step.
+        if key in words["next"]:
+            return guide.ask_outcome(state, ctx)
+        if key in words["back"]:
+            return guide.show_step(state, ctx, state.step)
+    if private and state.flow == Flow.HAMLET and key in words["skip"]:
+        return hamlet.choose(state, msg, ctx, "-")
     if private and state.flow == Flow.HAMLET:
         out = hamlet.typed(state, msg, ctx, text)
         if out is not None:
@@ -172,8 +180,11 @@ def step(state: State, msg: Incoming, ctx: Context) -> Outcome:
         return _press(state, msg, ctx, pressed)
     command = _COMMAND.match(text.lower()) if text.startswith("/") else None
     if command:
-        out = _command(state, msg, ctx, command.group(1), text.split(None, 1)[1] if " " in text else "")
+        # The argument may follow a space or a new line ("/thon\nTổ dân phố 3").
+        parts = text.split(None, 1)
+        arg = parts[1] if len(parts) > 1 else ""
+        out = _command(state, msg, ctx, command.group(1), arg)
         if out is not None:
             return out
-        text = text.split(None, 1)[1]
+        text = arg
     return _text(state, msg, ctx, text)

@@ -358,3 +358,27 @@ def test_a_double_tap_or_an_old_step_button_does_not_skip_steps(catalog, matcher
     assert replies[-1].text.startswith("Bước 2/9")
     replies = t.send(payload="g:n:removed_step")
     assert "Nút này đã cũ" in texts(replies)
+
+
+@pytest.mark.parametrize("typed", ["bỏ qua", "bo qua", "để sau"])
+def test_typing_skip_at_the_hamlet_question_skips_it(catalog, matcher, typed):
+    t = Talk(catalog, matcher)
+    t.send("/start")
+    replies = t.send(typed)
+    assert replies[0].text == catalog.msg("hamlet_skipped")
+    assert t.state.flow == Flow.IDLE and t.state.hamlet_asked
+
+
+def test_words_at_the_last_question_stay_in_the_guide(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.send("/huongdan")
+    t.send("bước 9")
+    t.send("tiếp")
+    assert "hết 9 bước" in t.send("tiếp")[-1].text
+    assert t.send("quay lại")[-1].text.startswith("Bước 9/9")
+
+
+def test_command_argument_on_the_next_line(catalog, matcher):
+    admin = Talk(catalog, matcher, chat_type=ChatType.GROUP, officer=True)
+    admin.send("/thon\nTổ dân phố 3")
+    assert ChatHamletLinked("ngoctrao_tdp03") in admin.events
