@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -99,13 +99,19 @@ class GuideEvent(Base):
 
 
 class ProcessedUpdate(Base):
-    """Platform deliveries already handled, so retried webhooks are not processed twice."""
+    """Platform deliveries taken, so retries are processed once; kept with their payload until handled."""
 
     __tablename__ = "processed_updates"
 
     channel: Mapped[str] = mapped_column(String(20), primary_key=True)
     update_key: Mapped[str] = mapped_column(String(128), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # The delivery as received, kept until it has been handled so that a crash cannot lose it.
+    payload: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # Rows from before durable deliveries were all handled: the server default is true.
+    done: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # How many times recovery has taken the delivery again (a poison message is given up).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class KeyValue(Base):

@@ -382,22 +382,37 @@ class TelegramChannel:
             log.warning("telegram webhook: update %s cannot be read; ignored", update_id, exc_info=True)
             return web.Response(status=200)
         try:
-            await self.accept(update)
+            await self.accept(update, data)
         except Exception:
             log.exception("telegram webhook: cannot record update %s; Telegram will deliver it again", update_id)
             return web.Response(status=500, text="try again")
         return web.Response(status=200)
 
-    async def accept(self, update: Update) -> bool:
-        """Record an update (once, across processes) and queue it behind its chat; False if skipped."""
+    async def accept(self, update: Update, raw: dict[str, Any] | None = None) -> bool:
+        """Record an update (once, across processes) and queue it behind its chat; False if skipped.
+
+        The update is recorded with its JSON (`raw`, as received, or rebuilt from the update) until
+        it has been handled, so that an update cut short by a crash is handled after all (`resubmit`).
+        """
         key = self._chat_key(update)
         if key is None:
             log.debug("telegram: update %s is of a kind the bot does not handle", update.update_id)
             return False
-        if not await self.ledger.claim(f"{self.bot_key}:{update.update_id}"):
+        delivery = f"{self.bot_key}:{update.update_id}"
+        payload = raw if isinstance(raw, dict) else update.to_dict()
+        if not await self.ledger.claim(delivery, payload):
             log.info("telegram: update %s was already handled; skipped", update.update_id)
             return False
-        self.work.submit(key, lambda: self._process(update))
+        self.work.submit(key, self.ledger.finishing(delivery, lambda: self._process(update)))
+        return True
+
+    async def resubmit(self, delivery: str, payload: dict[str, Any]) -> bool:
+        """Queue again an update recorded but never handled (recovery); False when it cannot be rebuilt."""
+        update = Update.de_json(payload, self.bot)
+        key = self._chat_key(update) if update is not None else None
+        if key is None:
+            return False
+        self.work.submit(key, self.ledger.finishing(delivery, lambda: self._process(update)))
         return True
 
     @staticmethod

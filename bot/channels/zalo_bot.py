@@ -193,6 +193,8 @@ class ZaloBotChannel:
         self.ready = asyncio.Event()
         # Updates wait for getMe: group mentions are stripped by the bot's name.
         self.work = OrderedWork(CHANNEL, gate=self.ready)
+        # At shutdown, queued updates get this long to finish; the rest are recovered at the next start.
+        self.drain_seconds = 10.0
         self.ledger = DeliveryLedger(service.db, CHANNEL, clock=service.clock)
         # The server's ChannelStatus of this channel, updated with the mode once known (shown at /healthz).
         self.status: Any = None
@@ -211,7 +213,7 @@ class ZaloBotChannel:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.work.close()
+        await self.work.close(self.drain_seconds)
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -324,10 +326,20 @@ class ZaloBotChannel:
         key = str(message_id) if message_id not in (None, "") else "h:" + hashlib.sha256(
             json.dumps(update, sort_keys=True, ensure_ascii=False).encode()
         ).hexdigest()[:40]
-        if not await self.ledger.claim(key):
+        if not await self.ledger.claim(key, update):
             log.debug("zalo_bot: duplicate delivery %s dropped", key)
             return False
-        self.work.submit(str(chat_id), lambda: self.process(update))
+        self.work.submit(str(chat_id), self.ledger.finishing(key, lambda: self.process(update)))
+        return True
+
+    async def resubmit(self, key: str, update: dict[str, Any]) -> bool:
+        """Queue again an update recorded but never handled (recovery); False when it has no chat."""
+        message = update.get("message") if isinstance(update, dict) else None
+        chat = message.get("chat") if isinstance(message, dict) and isinstance(message.get("chat"), dict) else {}
+        chat_id = chat.get("id")
+        if chat_id in (None, ""):
+            return False
+        self.work.submit(str(chat_id), self.ledger.finishing(key, lambda: self.process(update)))
         return True
 
     def parse(self, update: dict[str, Any]) -> Incoming | None:

@@ -398,6 +398,8 @@ class ZaloOAChannel:
         self.ready = asyncio.Event()  # set once the first token check (and getoa) is done
         # Events wait for getoa: whether a group message mentions the OA depends on its name.
         self.work = OrderedWork(CHANNEL, gate=self.ready)
+        # At shutdown, queued events get this long to finish; the rest are recovered at the next start.
+        self.drain_seconds = 10.0
         self._http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task] = set()
 
@@ -414,7 +416,7 @@ class ZaloOAChannel:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.work.close()
+        await self.work.close(self.drain_seconds)
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -494,11 +496,20 @@ class ZaloOAChannel:
         name = str(event.get("event_name") or "")
         if not name.startswith(("user_send_", "follow", "unfollow")):
             return False  # echoes of our own sends (oa_send_*), reads, reactions...
-        if not await self.ledger.claim(self._delivery_key(event, raw or json.dumps(event).encode())):
+        key = self._delivery_key(event, raw or json.dumps(event).encode())
+        if not await self.ledger.claim(key, event):
             log.debug("zalo_oa: duplicate delivery dropped")
             return False
         chat = self._chat_of(event) or "-"
-        self.work.submit(chat, lambda: self.process(event))
+        self.work.submit(chat, self.ledger.finishing(key, lambda: self.process(event)))
+        return True
+
+    async def resubmit(self, key: str, event: dict[str, Any]) -> bool:
+        """Queue again an event recorded but never handled (recovery); False when it is not an event."""
+        if not isinstance(event, dict):
+            return False
+        chat = self._chat_of(event) or "-"
+        self.work.submit(chat, self.ledger.finishing(key, lambda: self.process(event)))
         return True
 
     @staticmethod

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from bot.catalog import Catalog, load_valid_catalog
+from bot.channels.common import recover_once
 from bot.channels.telegram import KV_SECRET, SECRET_HEADER, TELEGRAM, TelegramChannel
 from bot.config import Settings
 from bot.matcher import Decision, Matcher
@@ -27,6 +29,7 @@ from bot.server import CHANNELS, create_app
 from storage import conversations, kv, people, registry
 from storage.db import Database
 from storage.models import ProcessedUpdate, QueryLog, User
+from tests.fakes.deliveries import delivery, leave_unfinished
 from tests.fakes.raw_http import raw_post
 from tests.fakes.telegram_api import FakeTelegramAPI, chat_member
 
@@ -760,3 +763,61 @@ async def test_text_with_emoji_is_split_to_telegrams_utf16_limit(make_bot, fake)
     sent = fake.texts(LAN["id"])
     assert len(sent) == 2
     assert " ".join(sent) == text.strip()
+
+
+# ---------------------------------------------------------------------------- durable deliveries
+
+
+@MODES
+async def test_an_update_cut_short_by_shutdown_is_answered_once_after_a_restart(make_bot, fake, mode):
+    first = await make_bot(mode)
+    first.channel.drain_seconds = 0  # shutdown does not wait: the update is cut short, as by a crash
+    held = asyncio.Event()
+
+    async def held_sleep(seconds: float) -> None:  # the flood wait outlives the process
+        held.set()
+        await asyncio.Event().wait()
+
+    first.channel.sleep = held_sleep
+    fake.fail("sendMessage", 429, retry_after=3)
+    update = {"update_id": fake.new_update_id(), **message(PRIVATE_LAN, LAN, "/menu")}
+    if mode == "polling":
+        await fake.push_update(update)
+        await fake.wait_confirmed(update["update_id"])  # confirmed: Telegram will not send it again
+    else:
+        assert (await first.post(update)).status == 200  # acknowledged: no redelivery
+    await asyncio.wait_for(held.wait(), 5)
+    await first.client.close()
+    assert fake.texts(LAN["id"]) == []
+
+    second = await make_bot(mode, hamlets=False)
+    second.channel.ledger.recover_after = timedelta(0)
+    await recover_once(second.channel)  # (or the first round at start takes it: either way, once)
+    await second.channel.idle()
+    assert await recover_once(second.channel) == 0  # finished: never again
+    if mode == "webhook":
+        assert (await second.post(update)).status == 200  # a late duplicate is still dropped
+        await second.channel.idle()
+    texts = fake.texts(LAN["id"])
+    assert len(texts) == 1 and texts[0].startswith("Bạn cần gì?")
+    row = await delivery(second.db, "telegram", f"{TOKEN.split(':')[0]}:{update['update_id']}")
+    assert row.done and row.payload is None and row.attempts == 1
+
+
+async def test_an_unfinished_update_left_by_a_crash_is_recovered_at_start(tmp_path, make_bot, fake):
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/bot.sqlite3")
+    await db.migrate()
+    update = {"update_id": 4242, **message(PRIVATE_LAN, LAN, "/menu")}
+    key = f"{TOKEN.split(':')[0]}:4242"
+    await leave_unfinished(db, "telegram", key, update)
+    await db.close()
+    bot = await make_bot("webhook")
+    await fake.wait_for("sendMessage")  # recovered once the channel is ready
+    await bot.channel.idle()
+    bot.channel.ledger.recover_after = timedelta(0)
+    assert await recover_once(bot.channel) == 0
+    assert (await bot.post(update)).status == 200  # a late duplicate is dropped
+    await bot.channel.idle()
+    texts = fake.texts(LAN["id"])
+    assert len(texts) == 1 and texts[0].startswith("Bạn cần gì?")
+    assert (await delivery(bot.db, "telegram", key)).done

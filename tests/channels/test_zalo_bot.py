@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
 from bot.catalog import load_valid_catalog
+from bot.channels.common import recover_once
 from bot.channels.zalo_bot import SECRET_HEADER, ZALO_BOT, ZaloBotChannel
 from bot.config import Settings
 from bot.server import CHANNELS, create_app
 from storage.db import Database
 from tests.fakes.database import ClosingDatabase
+from tests.fakes.deliveries import delivery, leave_unfinished
 from tests.fakes.raw_http import raw_post
 from tests.fakes.zalo_api import FakeZaloBot, bot_update
 
@@ -293,3 +296,62 @@ async def test_shutdown_finishes_queued_updates_before_closing_the_database(fake
     assert db.busy_at_close == 0  # the reply was sent before the database went away
     assert fake.sent("user-1")[0].startswith("Bạn cần gì?")
 
+
+
+# -- durable deliveries ----------------------------------------------------------------------------
+
+
+async def test_an_update_cut_short_by_shutdown_is_answered_once_after_a_restart(fake, db_path, content):
+    settings = make_settings(fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zb", zalo_bot_webhook_secret="s3cret-token-123")
+    app = create_app(settings, content, Database(db_path))
+    channel = app[ZALO_BOT]
+    channel.drain_seconds = 0  # shutdown does not wait: the update is cut short, as by a crash
+    held = asyncio.Event()
+
+    async def held_sleep(seconds: float) -> None:  # the rate-limit wait outlives the process
+        held.set()
+        await asyncio.Event().wait()
+
+    channel.api.sleep = held_sleep
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    await asyncio.wait_for(channel.ready.wait(), 5)
+    fake.fail("sendMessage", 429, "Too Many Requests")
+    update = bot_update("/menu", message_id="cut-1")
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.make_url("/zb"), json={"ok": True, "result": update}, headers={SECRET_HEADER: "s3cret-token-123"}) as resp:
+            assert resp.status == 200  # acknowledged: Zalo will not deliver it again
+    await asyncio.wait_for(held.wait(), 5)
+    await server.close()
+    assert fake.sent("user-1") == []
+
+    async with running(make_settings(fake, db_path), content) as (app, _server, channel):
+        channel.ledger.recover_after = timedelta(0)
+        await recover_once(channel)  # (or the first round at start takes it: either way, once)
+        texts = await fake.wait_sent(1, "user-1")
+        await channel.work.drain()
+        assert await recover_once(channel) == 0  # finished: never again
+        fake.push(update)  # and a late duplicate is still dropped
+        fake.push(bot_update("/menu", message_id="after"))
+        await fake.wait_sent(2, "user-1")
+        await fake.wait_until(lambda: fake.updates.empty())
+        await channel.work.drain()
+        assert len(fake.sent("user-1")) == 2
+        assert texts[0].startswith("Bạn cần gì?")
+        row = await delivery(channel.service.db, "zalo_bot", "cut-1")
+        assert row.done and row.payload is None and row.attempts == 1
+
+
+async def test_an_unfinished_update_left_by_a_crash_is_recovered_at_start(fake, db_path, content):
+    db = Database(db_path)
+    await db.migrate()
+    await leave_unfinished(db, "zalo_bot", "lost-1", bot_update("/start", message_id="lost-1"))
+    await db.close()
+    async with running(make_settings(fake, db_path), content) as (_app, _server, channel):
+        texts = await fake.wait_sent(2, "user-1")  # recovered once the channel is ready
+        assert texts[0].startswith("Chào")
+        await channel.work.drain()
+        channel.ledger.recover_after = timedelta(0)
+        assert await recover_once(channel) == 0
+        assert len(fake.sent("user-1")) == 2
+        assert (await delivery(channel.service.db, "zalo_bot", "lost-1")).done

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from bot.catalog import load_valid_catalog
+from bot.channels.common import recover_once
 from bot.channels.zalo_oa import (
     BUTTON_PREFIX,
     SIGNATURE_HEADER,
@@ -32,6 +33,7 @@ from storage import kv
 from storage.db import Database
 from storage.models import User
 from tests.fakes.database import ClosingDatabase
+from tests.fakes.deliveries import delivery, leave_unfinished
 from tests.fakes.raw_http import raw_post
 from tests.fakes.zalo_api import FakeZaloOA, oa_event, sign_oa
 
@@ -538,3 +540,54 @@ async def test_shutdown_finishes_queued_events_before_closing_the_database(fake,
     assert db.busy_at_close == 0  # the reply was sent before the database went away
     assert fake.texts("u1")[0].startswith("Bạn cần gì?")
 
+
+
+# -- durable deliveries ----------------------------------------------------------------------------
+
+
+async def test_an_event_cut_short_by_shutdown_is_answered_once_after_a_restart(fake, sqlite_url, content):
+    app = create_app(make_settings(fake, sqlite_url), content, Database(sqlite_url))
+    channel = app[ZALO_OA]
+    channel.drain_seconds = 0  # shutdown does not wait: the event is cut short, as by a crash
+    held = asyncio.Event()
+
+    async def held_sleep(seconds: float) -> None:  # the rate-limit wait outlives the process
+        held.set()
+        await asyncio.Event().wait()
+
+    channel.sleep = held_sleep
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    await asyncio.wait_for(channel.ready.wait(), 5)
+    fake.fail("/v3.0/oa/message/cs", -32, "Rate limit exceeded")
+    event = oa_event("user_send_text", sender="u1", text="/menu", msg_id="cut-1")
+    async with aiohttp.ClientSession() as http:
+        assert await Bot(server, channel, http, app).post(event) == 200  # acknowledged: no redelivery
+    await asyncio.wait_for(held.wait(), 5)
+    await server.close()
+    assert fake.texts("u1") == []
+
+    async with running(make_settings(fake, sqlite_url), content) as bot:
+        bot.channel.ledger.recover_after = timedelta(0)
+        await recover_once(bot.channel)  # (or the first round at start takes it: either way, once)
+        await fake.wait_delivered(1, "u1")
+        await bot.channel.work.drain()
+        assert await recover_once(bot.channel) == 0  # finished: never again
+        assert await bot.post(event) == 200  # a late duplicate is still dropped
+        await bot.channel.work.drain()
+        assert len(fake.texts("u1")) == 1 and fake.texts("u1")[0].startswith("Bạn cần gì?")
+        row = await delivery(bot.channel.service.db, "zalo_oa", "m:cut-1")
+        assert row.done and row.payload is None and row.attempts == 1
+
+
+async def test_an_unfinished_event_left_by_a_crash_is_recovered_at_start(fake, db, sqlite_url, content):
+    event = oa_event("user_send_text", sender="u1", text="/start", msg_id="lost-1")
+    await leave_unfinished(db, "zalo_oa", "m:lost-1", event)
+    async with running(make_settings(fake, sqlite_url), content) as bot:
+        sent = await fake.wait_delivered(2, "u1")  # recovered once the channel is ready
+        assert sent[0]["text"].startswith("Chào")
+        await bot.channel.work.drain()
+        bot.channel.ledger.recover_after = timedelta(0)
+        assert await recover_once(bot.channel) == 0
+        assert len(fake.delivered("u1")) == 2
+        assert (await delivery(db, "zalo_oa", "m:lost-1")).done
