@@ -26,11 +26,6 @@ TOKEN = "1234567890:test-secret"
 HINT = "Trả lời bằng số, ví dụ 1."
 
 
-@pytest.fixture(scope="module")
-def content():
-    return load_valid_catalog()
-
-
 @pytest.fixture
 async def fake():
     server = FakeZaloBot(TOKEN)
@@ -80,8 +75,8 @@ async def say(fake: FakeZaloBot, text: str, expect: int, *, chat_id: str = "user
     return texts[before:]
 
 
-async def test_private_walk_through_the_nine_steps_by_typing_numbers(fake, db_path, content):
-    async with running(make_settings(fake, db_path), content) as (app, _server, channel):
+async def test_private_walk_through_the_nine_steps_by_typing_numbers(fake, db_path, catalog):
+    async with running(make_settings(fake, db_path), catalog) as (app, _server, channel):
         assert "long polling" in app[CHANNELS]["zalo_bot"].detail
         welcome, menu = await say(fake, "/start", 2)
         methods = [c.method for c in fake.calls]
@@ -96,14 +91,14 @@ async def test_private_walk_through_the_nine_steps_by_typing_numbers(fake, db_pa
             assert step.startswith(f"Bước {k}/9"), step
             assert "1. Tiếp theo\n2. Quay lại" in step and step.endswith(HINT)
         (after,) = await say(fake, "1", 1)
-        assert after == content.msg("outcome_prompt") + "\n\n1. " + content.msg("outcome_yes") + "\n2. " + content.msg(
+        assert after == catalog.msg("outcome_prompt") + "\n\n1. " + catalog.msg("outcome_yes") + "\n2. " + catalog.msg(
             "outcome_not_yet"
-        ) + "\n3. " + content.msg("outcome_problem") + "\n" + HINT
+        ) + "\n3. " + catalog.msg("outcome_problem") + "\n" + HINT
         assert all(c.body.get("chat_id") == "user-1" for c in fake.calls_to("sendMessage"))
 
 
-async def test_group_question_with_a_mention_is_answered_without_the_mention(fake, db_path, content):
-    async with running(make_settings(fake, db_path), content):
+async def test_group_question_with_a_mention_is_answered_without_the_mention(fake, db_path, catalog):
+    async with running(make_settings(fake, db_path), catalog):
         question = "mất căn cước làm lại thế nào"
         with_mention = await say(fake, f"@CCCD Bot {question}", 1, chat_id="group-1", user_id="u5", group=True)
         # The platform also delivers replies to the bot, which carry no mention.
@@ -112,19 +107,19 @@ async def test_group_question_with_a_mention_is_answered_without_the_mention(fak
         assert "@CCCD Bot" not in with_mention[0]
 
 
-async def test_non_text_gets_a_polite_word_in_private_and_nothing_in_groups(fake, db_path, content):
-    async with running(make_settings(fake, db_path), content) as (_app, _server, channel):
+async def test_non_text_gets_a_polite_word_in_private_and_nothing_in_groups(fake, db_path, catalog):
+    async with running(make_settings(fake, db_path), catalog) as (_app, _server, channel):
         fake.push(bot_update(None, chat_id="group-1", user_id="u5", group=True, event="message.sticker.received"))
         texts = await say(fake, None, 1, event="message.image.received")
-        assert texts == [content.msg("not_text")]
+        assert texts == [catalog.msg("not_text")]
         fake.push(bot_update(None, event="message.unsupported.received", chat_id="user-2"))
         await fake.wait_sent(1, "user-2")
         await channel.work.drain()
         assert fake.sent("group-1") == []
 
 
-async def test_duplicate_deliveries_are_processed_once(fake, db_path, content):
-    async with running(make_settings(fake, db_path), content) as (_app, _server, channel):
+async def test_duplicate_deliveries_are_processed_once(fake, db_path, catalog):
+    async with running(make_settings(fake, db_path), catalog) as (_app, _server, channel):
         update = bot_update("/start", message_id="dup-1")
         fake.push(update)
         fake.push(update)
@@ -137,8 +132,8 @@ async def test_duplicate_deliveries_are_processed_once(fake, db_path, content):
         assert texts[0].startswith("Chào")
 
 
-async def test_rate_limits_are_retried_without_losing_the_reply(fake, db_path, content):
-    async with running(make_settings(fake, db_path), content):
+async def test_rate_limits_are_retried_without_losing_the_reply(fake, db_path, catalog):
+    async with running(make_settings(fake, db_path), catalog):
         fake.fail("sendMessage", 429, "Too Many Requests")  # ok:false, error_code 429
         fake.fail("sendMessage", 429, "Too Many Requests", status=429)  # and as an HTTP status
         texts = await say(fake, "/start", 2)
@@ -146,8 +141,8 @@ async def test_rate_limits_are_retried_without_losing_the_reply(fake, db_path, c
         assert len(fake.calls_to("sendMessage")) == 4
 
 
-async def test_ok_false_is_a_failure_and_the_bot_carries_on(fake, db_path, content):
-    async with running(make_settings(fake, db_path), content):
+async def test_ok_false_is_a_failure_and_the_bot_carries_on(fake, db_path, catalog):
+    async with running(make_settings(fake, db_path), catalog):
         fake.fail("getUpdates", 500, "Internal error")  # polling survives a failed poll
         fake.fail("sendMessage", 400, "Bad request")  # the welcome is refused...
         texts = await say(fake, "/start", 1)
@@ -157,19 +152,19 @@ async def test_ok_false_is_a_failure_and_the_bot_carries_on(fake, db_path, conte
         assert step.startswith("Bước 1/9")
 
 
-async def test_a_bad_token_is_reported_at_start(fake, db_path, content):
+async def test_a_bad_token_is_reported_at_start(fake, db_path, catalog):
     settings = make_settings(fake, db_path, zalo_bot_token="999:wrong")
-    async with running(settings, content) as (app, _server, channel):
+    async with running(settings, catalog) as (app, _server, channel):
         assert channel.me == {}
         assert fake.calls_to("getMe")[0].answer == {"ok": False, "error_code": 401, "description": "Unauthorized"}
         assert "401" in app[CHANNELS]["zalo_bot"].detail
 
 
-async def test_can_join_groups_is_reported(db_path, content):
+async def test_can_join_groups_is_reported(db_path, catalog):
     server = FakeZaloBot(TOKEN, can_join_groups=False)
     await server.start()
     try:
-        async with running(make_settings(server, db_path), content) as (app, _server, _channel):
+        async with running(make_settings(server, db_path), catalog) as (app, _server, _channel):
             assert "can_join_groups=false" in app[CHANNELS]["zalo_bot"].detail
     finally:
         await server.close()
@@ -187,11 +182,11 @@ async def test_messages_over_2000_characters_are_split(fake, db_path):
         assert texts[3].startswith("Bạn cần gì?")
 
 
-async def test_webhook_mode_registers_the_webhook_and_checks_the_secret(fake, db_path, content):
+async def test_webhook_mode_registers_the_webhook_and_checks_the_secret(fake, db_path, catalog):
     settings = make_settings(
         fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zalo/bot/hook", zalo_bot_webhook_secret="s3cret-token-123"
     )
-    async with running(settings, content) as (app, server, channel):
+    async with running(settings, catalog) as (app, server, channel):
         assert fake.webhook == {"url": "https://bot.example.org/zalo/bot/hook", "secret_token": "s3cret-token-123"}
         assert fake.calls_to("getUpdates") == []
         assert "webhook" in app[CHANNELS]["zalo_bot"].detail
@@ -211,9 +206,9 @@ async def test_webhook_mode_registers_the_webhook_and_checks_the_secret(fake, db
         assert len(fake.sent()) == 2 and texts[0].startswith("Chào")
 
 
-async def test_webhook_secret_is_derived_when_not_configured(fake, db_path, content):
+async def test_webhook_secret_is_derived_when_not_configured(fake, db_path, catalog):
     settings = make_settings(fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zb")
-    async with running(settings, content) as (_app, server, channel):
+    async with running(settings, catalog) as (_app, server, channel):
         secret = fake.webhook["secret_token"]
         assert 8 <= len(secret) <= 256 and TOKEN.split(":")[1] not in secret
         assert secret == ZaloBotChannel(channel.service, settings).secret  # stable across processes
@@ -224,41 +219,41 @@ async def test_webhook_secret_is_derived_when_not_configured(fake, db_path, cont
         assert menu.startswith("Bạn cần gì?")
 
 
-async def test_channel_is_off_without_a_token(db_path, content):
+async def test_channel_is_off_without_a_token(db_path, catalog):
     settings = Settings(_env_file=None, database_url=db_path)
     db = Database(db_path)
-    app = create_app(settings, content, db)
+    app = create_app(settings, catalog, db)
     assert app[CHANNELS]["zalo_bot"].on is False
     assert "CCCD_ZALO_BOT_TOKEN" in app[CHANNELS]["zalo_bot"].detail
     assert ZALO_BOT not in app
     await db.close()
 
 
-async def test_server_errors_are_retried_without_losing_the_reply(fake, db_path, content):
-    async with running(make_settings(fake, db_path), content):
+async def test_server_errors_are_retried_without_losing_the_reply(fake, db_path, catalog):
+    async with running(make_settings(fake, db_path), catalog):
         fake.fail("sendMessage", 502, "Bad Gateway", status=502)
         texts = await say(fake, "/start", 2)
         assert texts[0].startswith("Chào")
         assert [c.status for c in fake.calls_to("sendMessage")] == [502, 200, 200]
 
 
-async def test_a_group_command_after_a_mention_is_read_as_a_command(fake, db_path, content):
-    async with running(make_settings(fake, db_path), content):
+async def test_a_group_command_after_a_mention_is_read_as_a_command(fake, db_path, catalog):
+    async with running(make_settings(fake, db_path), catalog):
         (menu,) = await say(fake, "@CCCD Bot /menu", 1, chat_id="group-1", user_id="u5", group=True)
         assert "1. Hướng dẫn 9 bước" in menu
 
 
-async def test_a_refused_webhook_turns_the_channel_off(fake, db_path, content):
+async def test_a_refused_webhook_turns_the_channel_off(fake, db_path, catalog):
     # The platform wants 8-256 characters: "short" is refused.
     settings = make_settings(fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zb", zalo_bot_webhook_secret="short")
-    async with running(settings, content) as (app, _server, _channel):
+    async with running(settings, catalog) as (app, _server, _channel):
         status = app[CHANNELS]["zalo_bot"]
         assert not status.on and "setWebhook" in status.detail
 
 
-async def test_undecodable_secret_header_is_refused_not_an_error(fake, db_path, content):
+async def test_undecodable_secret_header_is_refused_not_an_error(fake, db_path, catalog):
     settings = make_settings(fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zb", zalo_bot_webhook_secret="s3cret-token-123")
-    async with running(settings, content) as (_app, server, channel):
+    async with running(settings, catalog) as (_app, server, channel):
         body = json.dumps({"ok": True, "result": bot_update("/menu")}).encode()
         headers = [(b"Content-Type", b"application/json"), (SECRET_HEADER.encode(), b"\xffs3cret-token-123")]
         assert await raw_post(server.host, server.port, "/zb", headers, body) == 403
@@ -266,10 +261,10 @@ async def test_undecodable_secret_header_is_refused_not_an_error(fake, db_path, 
         assert fake.sent() == []
 
 
-async def test_shutdown_finishes_queued_updates_before_closing_the_database(fake, db_path, content):
+async def test_shutdown_finishes_queued_updates_before_closing_the_database(fake, db_path, catalog):
     settings = make_settings(fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zb", zalo_bot_webhook_secret="s3cret-token-123")
     db = ClosingDatabase(db_path)
-    app = create_app(settings, content, db)
+    app = create_app(settings, catalog, db)
     channel = app[ZALO_BOT]
     held, release = asyncio.Event(), asyncio.Event()
 
@@ -301,9 +296,9 @@ async def test_shutdown_finishes_queued_updates_before_closing_the_database(fake
 # -- durable deliveries ----------------------------------------------------------------------------
 
 
-async def test_an_update_cut_short_by_shutdown_is_answered_once_after_a_restart(fake, db_path, content):
+async def test_an_update_cut_short_by_shutdown_is_answered_once_after_a_restart(fake, db_path, catalog):
     settings = make_settings(fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zb", zalo_bot_webhook_secret="s3cret-token-123")
-    app = create_app(settings, content, Database(db_path))
+    app = create_app(settings, catalog, Database(db_path))
     channel = app[ZALO_BOT]
     channel.drain_seconds = 0  # shutdown does not wait: the update is cut short, as by a crash
     held = asyncio.Event()
@@ -325,7 +320,7 @@ async def test_an_update_cut_short_by_shutdown_is_answered_once_after_a_restart(
     await server.close()
     assert fake.sent("user-1") == []
 
-    async with running(make_settings(fake, db_path), content) as (app, _server, channel):
+    async with running(make_settings(fake, db_path), catalog) as (app, _server, channel):
         channel.ledger.recover_after = timedelta(0)
         await recover_once(channel)  # (or the first round at start takes it: either way, once)
         texts = await fake.wait_sent(1, "user-1")
@@ -342,12 +337,12 @@ async def test_an_update_cut_short_by_shutdown_is_answered_once_after_a_restart(
         assert row.done and row.payload is None and row.attempts == 1
 
 
-async def test_an_unfinished_update_left_by_a_crash_is_recovered_at_start(fake, db_path, content):
+async def test_an_unfinished_update_left_by_a_crash_is_recovered_at_start(fake, db_path, catalog):
     db = Database(db_path)
     await db.migrate()
     await leave_unfinished(db, "zalo_bot", "lost-1", bot_update("/start", message_id="lost-1"))
     await db.close()
-    async with running(make_settings(fake, db_path), content) as (_app, _server, channel):
+    async with running(make_settings(fake, db_path), catalog) as (_app, _server, channel):
         texts = await fake.wait_sent(2, "user-1")  # recovered once the channel is ready
         assert texts[0].startswith("Chào")
         await channel.work.drain()

@@ -41,11 +41,6 @@ SECRET_KEY = "oa-secret-key"
 HINT = "Trả lời bằng số, ví dụ 1."
 
 
-@pytest.fixture(scope="module")
-def content():
-    return load_valid_catalog()
-
-
 @pytest.fixture
 async def fake():
     server = FakeZaloOA()
@@ -150,8 +145,8 @@ async def stored_pair(db: Database) -> tuple[TokenPair, int]:
 # -- conversations ----------------------------------------------------------------------------------
 
 
-async def test_private_walk_through_the_nine_steps_with_buttons(fake, sqlite_url, content):
-    async with running(make_settings(fake, sqlite_url), content) as bot:
+async def test_private_walk_through_the_nine_steps_with_buttons(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
         welcome, menu = await say(bot, fake, "/start", 2)
         assert welcome["text"].startswith("Chào bạn!") and welcome["buttons"] == []
         assert [b["title"] for b in menu["buttons"]] == ["Hướng dẫn 9 bước", "Hỏi đáp", "Địa chỉ cổng chính thức", "Cần người giúp"]
@@ -167,13 +162,13 @@ async def test_private_walk_through_the_nine_steps_with_buttons(fake, sqlite_url
             assert step["text"].startswith(f"Bước {k}/9"), step
             assert [b["title"] for b in step["buttons"]][:2] == ["Tiếp theo", "Quay lại"]
         (outcome,) = await say(bot, fake, press(step, "Tiếp theo"), 1)
-        assert outcome["text"] == content.msg("outcome_prompt")
+        assert outcome["text"] == catalog.msg("outcome_prompt")
         assert len(outcome["buttons"]) == 3
         assert all(c.headers["access_token"] == bot.channel.settings.zalo_oa_access_token for c in fake.calls_to("/v3.0/oa/message/cs"))
 
 
-async def test_group_question_needs_a_mention_or_a_command(fake, sqlite_url, content):
-    async with running(make_settings(fake, sqlite_url), content) as bot:
+async def test_group_question_needs_a_mention_or_a_command(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
         assert bot.channel.oa_name == "Công an xã"
         question = "mất căn cước làm lại thế nào"
         assert await bot.post(oa_event("user_send_group_text", sender="u5", recipient="group-1", text=question)) == 200
@@ -190,26 +185,26 @@ async def test_group_question_needs_a_mention_or_a_command(fake, sqlite_url, con
         assert all(c.body["recipient"] == {"group_id": "group-1"} for c in fake.calls_to("/v3.0/oa/group/message"))
 
 
-async def test_only_officers_link_a_group_to_a_hamlet(fake, sqlite_url, content):
-    async with running(make_settings(fake, sqlite_url), content) as bot:
+async def test_only_officers_link_a_group_to_a_hamlet(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
         (refused,) = await say(bot, fake, "/thon", 1, user="u5", group="group-1")
-        assert refused["text"] == content.msg("group_hamlet_refused")
+        assert refused["text"] == catalog.msg("group_hamlet_refused")
         (usage,) = await say(bot, fake, "/thon", 1, user="officer-1", group="group-1")
-        assert usage["text"] == content.msg("group_hamlet_usage")
+        assert usage["text"] == catalog.msg("group_hamlet_usage")
 
 
-async def test_non_text_gets_a_polite_word_in_private_and_nothing_in_groups(fake, sqlite_url, content):
-    async with running(make_settings(fake, sqlite_url), content) as bot:
+async def test_non_text_gets_a_polite_word_in_private_and_nothing_in_groups(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
         assert await bot.post(oa_event("user_send_group_image", sender="u5", recipient="group-1")) == 200
         assert await bot.post(oa_event("user_send_sticker", sender="u6")) == 200
         (reply,) = await fake.wait_delivered(1, "u6")
-        assert reply["text"] == content.msg("not_text")
+        assert reply["text"] == catalog.msg("not_text")
         await bot.channel.work.drain()
         assert fake.delivered("group-1") == []
 
 
-async def test_follow_and_unfollow_are_recorded(fake, sqlite_url, content):
-    async with running(make_settings(fake, sqlite_url), content) as bot:
+async def test_follow_and_unfollow_are_recorded(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
         assert await bot.post(oa_event("follow", sender="u8")) == 200
         await bot.channel.work.drain()
         assert await bot.post(oa_event("unfollow", sender="u8")) == 200
@@ -234,8 +229,8 @@ async def test_messages_over_2000_characters_are_split(fake, sqlite_url):
 # -- the webhook: signature, duplicates ------------------------------------------------------------
 
 
-async def test_signature_is_checked_on_the_raw_body(fake, sqlite_url, content):
-    async with running(make_settings(fake, sqlite_url), content) as bot:
+async def test_signature_is_checked_on_the_raw_body(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
         event = oa_event("user_send_text", sender="u1", text="/start", msg_id="sig-1")
         raw, good = sign_oa(event, secret_key=SECRET_KEY)
         _raw, other_key = sign_oa(event, secret_key="another-key")
@@ -254,8 +249,8 @@ async def test_signature_is_checked_on_the_raw_body(fake, sqlite_url, content):
         assert sent[0]["text"].startswith("Chào")
 
 
-async def test_duplicate_deliveries_are_processed_once(fake, sqlite_url, content):
-    async with running(make_settings(fake, sqlite_url), content) as bot:
+async def test_duplicate_deliveries_are_processed_once(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
         first = oa_event("user_send_text", sender="u1", text="/start", msg_id="dup-1")
         retry = dict(first, timestamp=str(int(first["timestamp"]) + 2000))  # Zalo's retry: same msg_id
         statuses = await asyncio.gather(bot.post(first), bot.post(first), bot.post(retry))
@@ -268,8 +263,8 @@ async def test_duplicate_deliveries_are_processed_once(fake, sqlite_url, content
 # -- errors from the OA API ------------------------------------------------------------------------
 
 
-async def test_rate_limit_and_server_errors_are_retried_without_losing_the_reply(fake, sqlite_url, content):
-    async with running(make_settings(fake, sqlite_url), content) as bot:
+async def test_rate_limit_and_server_errors_are_retried_without_losing_the_reply(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
         fake.fail("/v3.0/oa/message/cs", -32, "Rate limit exceeded")
         fake.fail("/v3.0/oa/message/cs", 429, "Too many requests", status=429)
         fake.fail("/v3.0/oa/message/cs", 500, "oops", status=500)
@@ -278,8 +273,8 @@ async def test_rate_limit_and_server_errors_are_retried_without_losing_the_reply
         assert len(fake.calls_to("/v3.0/oa/message/cs")) == 5
 
 
-async def test_error_not_zero_is_a_failure_counted_and_the_bot_carries_on(fake, sqlite_url, content):
-    async with running(make_settings(fake, sqlite_url), content) as bot:
+async def test_error_not_zero_is_a_failure_counted_and_the_bot_carries_on(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
         fake.fail("/v3.0/oa/message/cs", -201, "Parameters invalid")  # the welcome is refused
         (menu,) = await say(bot, fake, "/start", 1)
         assert menu["text"].startswith("Bạn cần gì?")
@@ -287,16 +282,16 @@ async def test_error_not_zero_is_a_failure_counted_and_the_bot_carries_on(fake, 
         assert [c.answer["error"] for c in fake.calls_to("/v3.0/oa/message/cs")] == [-201, 0]
 
 
-async def test_a_refused_button_template_falls_back_to_numbered_lines(fake, sqlite_url, content):
-    async with running(make_settings(fake, sqlite_url), content) as bot:
+async def test_a_refused_button_template_falls_back_to_numbered_lines(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
         fake.fail("/v3.0/oa/message/cs", -201, "Parameters invalid")
         (step,) = await say(bot, fake, "/huongdan", 1)
         assert step["buttons"] == []
         assert step["text"].startswith("Bước 1/9") and "1. Tiếp theo" in step["text"] and step["text"].endswith(HINT)
 
 
-async def test_the_seven_day_window_is_recorded_and_never_retried(fake, sqlite_url, content):
-    async with running(make_settings(fake, sqlite_url), content) as bot:
+async def test_the_seven_day_window_is_recorded_and_never_retried(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
         fake.close_window("u9", -230)
         assert await bot.post(oa_event("user_send_text", sender="u9", text="/start")) == 200
         await fake.wait_until(lambda: fake.calls_to("/v3.0/oa/message/cs"))
@@ -317,9 +312,9 @@ async def test_the_seven_day_window_is_recorded_and_never_retried(fake, sqlite_u
 # -- tokens ----------------------------------------------------------------------------------------
 
 
-async def test_expired_token_is_refreshed_once_and_the_message_retried(fake, sqlite_url, content):
+async def test_expired_token_is_refreshed_once_and_the_message_retried(fake, sqlite_url, catalog):
     settings = make_settings(fake, sqlite_url)
-    async with running(settings, content) as bot:
+    async with running(settings, catalog) as bot:
         fake.expire(settings.zalo_oa_access_token)
         sent = await say(bot, fake, "/start", 2)
         assert sent[0]["text"].startswith("Chào")
@@ -333,8 +328,8 @@ async def test_expired_token_is_refreshed_once_and_the_message_retried(fake, sql
         assert {c.headers["access_token"] for c in cs[1:]} == {pair.access_token}
 
 
-async def test_invalid_token_after_refresh_is_not_retried_again(fake, sqlite_url, content):
-    async with running(make_settings(fake, sqlite_url), content) as bot:
+async def test_invalid_token_after_refresh_is_not_retried_again(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
         fake.fail("/v3.0/oa/message/cs", -216, "Access token is invalid", times=2)
         (menu,) = await say(bot, fake, "/start", 1)  # the welcome is lost after one refresh and one retry
         assert menu["text"].startswith("Bạn cần gì?")
@@ -342,7 +337,7 @@ async def test_invalid_token_after_refresh_is_not_retried_again(fake, sqlite_url
         assert [c.answer["error"] for c in fake.calls_to("/v3.0/oa/message/cs")] == [-216, -216, 0]
 
 
-async def test_token_is_refreshed_ahead_of_expiry(fake, sqlite_url, content):
+async def test_token_is_refreshed_ahead_of_expiry(fake, sqlite_url, catalog):
     settings = make_settings(fake, sqlite_url)
     db = Database(sqlite_url)
     await db.migrate()
@@ -355,7 +350,7 @@ async def test_token_is_refreshed_ahead_of_expiry(fake, sqlite_url, content):
 
         await kv.put_if_version(session, TOKEN_KEY, {**soon.to_dict(), "env_seed": env_seed(settings)}, None, now)
     await db.close()
-    async with running(settings, content) as bot:
+    async with running(settings, catalog) as bot:
         assert len(fake.refresh_calls()) == 1  # at start, by the token keeper
         sent = await say(bot, fake, "/start", 2)
         assert len(sent) == 2
@@ -431,8 +426,8 @@ async def test_new_tokens_in_the_environment_replace_the_stored_pair(fake, db):
         assert fake.refresh_calls()[-1].body["refresh_token"] == only_refresh.zalo_oa_refresh_token
 
 
-async def test_without_any_token_the_channel_says_so(fake, sqlite_url, content):
-    async with running(make_settings(fake, sqlite_url, tokens=False), content) as bot:
+async def test_without_any_token_the_channel_says_so(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url, tokens=False), catalog) as bot:
         assert "authorize" in bot.app[CHANNELS]["zalo_oa"].detail
         assert await bot.post(oa_event("user_send_text", sender="u1", text="/start")) == 200
         await bot.channel.work.drain()
@@ -440,10 +435,10 @@ async def test_without_any_token_the_channel_says_so(fake, sqlite_url, content):
         assert bot.channel.undeliverable["failed"] == 2
 
 
-async def test_channel_is_off_without_app_id_and_secret_key(sqlite_url, content):
+async def test_channel_is_off_without_app_id_and_secret_key(sqlite_url, catalog):
     settings = Settings(_env_file=None, database_url=sqlite_url, zalo_oa_app_id="app-1")
     db = Database(sqlite_url)
-    app = create_app(settings, content, db)
+    app = create_app(settings, catalog, db)
     assert app[CHANNELS]["zalo_oa"].on is False
     assert "CCCD_ZALO_OA_SECRET_KEY" in app[CHANNELS]["zalo_oa"].detail
     await db.close()
@@ -503,8 +498,8 @@ async def test_authorize_is_a_cli_subcommand(fake, db, monkeypatch):
     assert re.fullmatch(r"access-\d+", pair.access_token)
 
 
-async def test_undecodable_signature_header_is_refused_not_an_error(fake, sqlite_url, content):
-    async with running(make_settings(fake, sqlite_url), content) as bot:
+async def test_undecodable_signature_header_is_refused_not_an_error(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
         raw, good = sign_oa(oa_event("user_send_text", sender="u1", text="/menu"), secret_key=SECRET_KEY)
         headers = [(b"Content-Type", b"application/json"), (SIGNATURE_HEADER.encode(), b"mac=\xff" + good[5:].encode())]
         assert await raw_post(bot.server.host, bot.server.port, "/zalo/oa/webhook", headers, raw) == 403
@@ -512,9 +507,9 @@ async def test_undecodable_signature_header_is_refused_not_an_error(fake, sqlite
         assert fake.delivered() == []
 
 
-async def test_shutdown_finishes_queued_events_before_closing_the_database(fake, sqlite_url, content):
+async def test_shutdown_finishes_queued_events_before_closing_the_database(fake, sqlite_url, catalog):
     db = ClosingDatabase(sqlite_url)
-    app = create_app(make_settings(fake, sqlite_url), content, db)
+    app = create_app(make_settings(fake, sqlite_url), catalog, db)
     channel = app[ZALO_OA]
     held, release = asyncio.Event(), asyncio.Event()
 
@@ -545,8 +540,8 @@ async def test_shutdown_finishes_queued_events_before_closing_the_database(fake,
 # -- durable deliveries ----------------------------------------------------------------------------
 
 
-async def test_an_event_cut_short_by_shutdown_is_answered_once_after_a_restart(fake, sqlite_url, content):
-    app = create_app(make_settings(fake, sqlite_url), content, Database(sqlite_url))
+async def test_an_event_cut_short_by_shutdown_is_answered_once_after_a_restart(fake, sqlite_url, catalog):
+    app = create_app(make_settings(fake, sqlite_url), catalog, Database(sqlite_url))
     channel = app[ZALO_OA]
     channel.drain_seconds = 0  # shutdown does not wait: the event is cut short, as by a crash
     held = asyncio.Event()
@@ -567,7 +562,7 @@ async def test_an_event_cut_short_by_shutdown_is_answered_once_after_a_restart(f
     await server.close()
     assert fake.texts("u1") == []
 
-    async with running(make_settings(fake, sqlite_url), content) as bot:
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
         bot.channel.ledger.recover_after = timedelta(0)
         await recover_once(bot.channel)  # (or the first round at start takes it: either way, once)
         await fake.wait_delivered(1, "u1")
@@ -580,10 +575,10 @@ async def test_an_event_cut_short_by_shutdown_is_answered_once_after_a_restart(f
         assert row.done and row.payload is None and row.attempts == 1
 
 
-async def test_an_unfinished_event_left_by_a_crash_is_recovered_at_start(fake, db, sqlite_url, content):
+async def test_an_unfinished_event_left_by_a_crash_is_recovered_at_start(fake, db, sqlite_url, catalog):
     event = oa_event("user_send_text", sender="u1", text="/start", msg_id="lost-1")
     await leave_unfinished(db, "zalo_oa", "m:lost-1", event)
-    async with running(make_settings(fake, sqlite_url), content) as bot:
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
         sent = await fake.wait_delivered(2, "u1")  # recovered once the channel is ready
         assert sent[0]["text"].startswith("Chào")
         await bot.channel.work.drain()
