@@ -104,6 +104,10 @@ async def take_unfinished(
         .where(stale, ProcessedUpdate.attempts < max_attempts)
         .order_by(ProcessedUpdate.created_at, ProcessedUpdate.update_key)
         .limit(limit)
+        # A concurrent taker (PostgreSQL) skips the rows locked here and takes the next ones, instead
+        # of picking the same rows, finding them taken, and leaving the rest for the next round.
+        # SQLite ignores this: its writers are already serialised.
+        .with_for_update(skip_locked=True)
     )
     order = {key: i for i, key in enumerate(candidates.scalars().all())}
     if not order:
