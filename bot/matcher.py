@@ -67,15 +67,15 @@ class Weights:
     topic: float = 1.0  # BM25 against the topic's examples taken together, over the query's own weight
     overlap: float = 0.0  # idf-weighted F1 of shared syllables and pairs with the topic's best example
     marks: float = 0.1  # share of the query's marked syllables (with diacritics) found as typed
-    answer: float = 0.6  # BM25 against the topic's answer text (what the topic covers, in other words)
+    answer: float = 0.3  # BM25 against the topic's answer text (what the topic covers, in other words)
 
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
     """Where the calibrated probabilities turn into decisions."""
 
-    answer: float = 0.875  # answer when P(the top topic is right) is at least this
-    choose: float = 0.65  # offer choices (or answer) only when P(the question is ours) is at least this
+    answer: float = 0.85  # answer when P(the top topic is right) is at least this
+    choose: float = 0.75  # offer choices (or answer) only when P(the question is ours) is at least this
     max_choices: int = 3
     choice_ratio: float = 0.7  # further choices must score at least this share of the top one
     ask_back_words: int = 1  # a query of this many typed words or fewer is asked back
@@ -84,8 +84,8 @@ class Thresholds:
 # Logistic models over Signals.features: (bias, {feature: weight}).
 # Fitted by `python bench/faq.py --fit` on the dev split, the out-of-scope calibration file and
 # held-out content examples. ANSWER_MODEL gives P(the top topic is right), SCOPE_MODEL P(the question is ours).
-ANSWER_MODEL: tuple[float, dict[str, float]] = (-0.843, {'score': 2.762, 'margin': 1.523, 'ratio': -2.526, 'coverage': 2.834, 'unknown': -2.14, 'overlap': 2.953})
-SCOPE_MODEL: tuple[float, dict[str, float]] = (-7.505, {'score': 2.51, 'coverage': 3.233, 'unknown': -1.519, 'overlap': 2.263, 'recall': 1.802, 'log_words': 2.751, 'foreign': -4.505})
+ANSWER_MODEL: tuple[float, dict[str, float]] = (-0.495, {'score': 3.326, 'margin': 1.988, 'ratio': -3.262, 'coverage': 2.633, 'unknown': -1.789, 'overlap': 2.717})
+SCOPE_MODEL: tuple[float, dict[str, float]] = (-10.139, {'score': 3.068, 'coverage': 3.255, 'unknown': -0.704, 'overlap': 2.432, 'recall': 1.651, 'log_words': 3.741, 'foreign': -4.473})
 
 
 def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
