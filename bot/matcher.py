@@ -74,8 +74,8 @@ class Weights:
 class Thresholds:
     """Where the calibrated probabilities turn into decisions."""
 
-    answer: float = 0.85  # answer when P(the top topic is right) is at least this
-    choose: float = 0.75  # offer choices (or answer) only when P(the question is ours) is at least this
+    answer: float = 0.825  # answer when P(the top topic is right) is at least this
+    choose: float = 0.8  # offer choices (or answer) only when P(the question is ours) is at least this
     max_choices: int = 3
     choice_ratio: float = 0.7  # further choices must score at least this share of the top one
     ask_back_words: int = 1  # a query of this many typed words or fewer is asked back
@@ -84,8 +84,8 @@ class Thresholds:
 # Logistic models over Signals.features: (bias, {feature: weight}).
 # Fitted by `python bench/faq.py --fit` on the dev split, the out-of-scope calibration file and
 # held-out content examples. ANSWER_MODEL gives P(the top topic is right), SCOPE_MODEL P(the question is ours).
-ANSWER_MODEL: tuple[float, dict[str, float]] = (-0.495, {'score': 3.326, 'margin': 1.988, 'ratio': -3.262, 'coverage': 2.633, 'unknown': -1.789, 'overlap': 2.717})
-SCOPE_MODEL: tuple[float, dict[str, float]] = (-10.139, {'score': 3.068, 'coverage': 3.255, 'unknown': -0.704, 'overlap': 2.432, 'recall': 1.651, 'log_words': 3.741, 'foreign': -4.473})
+ANSWER_MODEL: tuple[float, dict[str, float]] = (0.461, {'score': 3.256, 'margin': 2.141, 'ratio': -3.799, 'coverage': 2.352, 'unknown': -1.54, 'overlap': 1.936})
+SCOPE_MODEL: tuple[float, dict[str, float]] = (-10.954, {'score': 3.424, 'coverage': 3.286, 'unknown': 0.113, 'overlap': 2.64, 'recall': 1.603, 'log_words': 3.947, 'foreign': -4.546})
 
 
 def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:

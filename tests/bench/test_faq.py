@@ -1,0 +1,52 @@
+"""The evaluation sets behind bench/faq.py hold what issue #3 asks of them."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+EVAL_DIR = Path(__file__).resolve().parents[2] / "bench" / "data" / "eval"
+
+
+def rows(name: str) -> list[dict[str, str]]:
+    with (EVAL_DIR / name).open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def plain(text: str) -> bool:
+    return all(ord(ch) < 128 for ch in text)
+
+
+def test_the_main_set_meets_the_issue_requirements(catalog):
+    data = rows("faq_eval.csv")
+    in_scope = [r for r in data if r["topic"] != "none"]
+    assert len(data) >= 500
+    assert sum(r["topic"] == "none" for r in data) >= 100
+    per_topic = Counter(r["topic"] for r in in_scope)
+    assert set(per_topic) == set(catalog.topics)
+    assert min(per_topic.values()) >= 8
+    assert sum(plain(r["question"]) for r in data) / len(data) >= 0.40
+    assert sum(r["noisy"] == "1" for r in data) / len(data) >= 0.15
+    splits = Counter(r["split"] for r in data)
+    assert set(splits) == {"dev", "test"} and min(splits.values()) >= 250
+
+
+@pytest.mark.parametrize("name", ["faq_eval.csv", "faq_dev2.csv", "oos_calibration.csv"])
+def test_every_row_is_labelled_with_a_known_topic_and_no_question_repeats(catalog, name):
+    data = rows(name)
+    assert data
+    assert {r["topic"] for r in data} <= set(catalog.topics) | {"none"}
+    questions = [r["question"].strip().lower() for r in data]
+    assert all(questions)
+    assert not [q for q, n in Counter(questions).items() if n > 1]
+
+
+def test_no_evaluation_question_is_a_content_example(catalog):
+    """A question copied into the content would be answered from memory, flattering every figure."""
+    examples = {e.strip().lower() for t in catalog.topics.values() for e in t.examples}
+    for name in ("faq_eval.csv", "faq_dev2.csv"):
+        copied = [r["question"] for r in rows(name) if r["question"].strip().lower() in examples]
+        assert not copied, (name, copied)
