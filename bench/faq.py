@@ -41,6 +41,8 @@ EVAL = ROOT / "bench" / "data" / "eval" / "faq_eval.csv"
 # the judge of content changes once dev had been written against.
 DEV2 = ROOT / "bench" / "data" / "eval" / "faq_dev2.csv"
 CALIBRATION = ROOT / "bench" / "data" / "eval" / "oos_calibration.csv"
+# Questions in and out of scope written only to fit the decision models (never reported on).
+CALIBRATION_2 = ROOT / "bench" / "data" / "eval" / "calibration.csv"
 NONE = "none"
 
 # (decision, ranked topic ids) for one question
@@ -64,7 +66,10 @@ def load_rows(split: str | None = None) -> list[Row]:
 
 def load_calibration() -> list[Row]:
     with CALIBRATION.open(encoding="utf-8") as f:
-        return [Row("calibration", r["topic"], False, r["question"]) for r in csv.DictReader(f)]
+        rows = [Row("calibration", r["topic"], False, r["question"]) for r in csv.DictReader(f)]
+    with CALIBRATION_2.open(encoding="utf-8") as f:
+        rows += [Row("calibration", r["topic"], r["noisy"] == "1", r["question"]) for r in csv.DictReader(f)]
+    return rows
 
 
 # --- Metrics --------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ class MatchingData:
     our_subjects: tuple[str, ...] = ()
     subject_filler: frozenset[str] = frozenset()
     ask_back: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # canonical phrase -> the variants people type instead (bot/content/synonyms.yaml)
+    synonyms: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,36 @@ def _load_matching(directory: Path, problems: list[Problem]) -> MatchingData:
         our_subjects=_phrases(data.get("our_subjects"), "our_subjects", problems),
         subject_filler=frozenset(_phrases(data.get("subject_filler"), "subject_filler", problems)),
         ask_back={str(k): tuple(str(t) for t in v or ()) for k, v in ask_back.items()},
+        synonyms=_load_synonyms(directory, problems),
     )
+
+
+def _load_synonyms(directory: Path, problems: list[Problem]) -> dict[str, tuple[str, ...]]:
+    """Read synonyms.yaml (optional): folded canonical phrases and the variants typed instead."""
+    path = directory / "synonyms.yaml"
+    if not path.exists():
+        return {}
+    raw = _read_yaml(path, problems).get("synonyms") or {}
+    if not isinstance(raw, dict):
+        problems.append(Problem(path.name, "synonyms", "must map canonical phrases to lists of variants"))
+        return {}
+    synonyms: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}
+    for key, variants in raw.items():
+        canonical = _phrases([str(key)], f"synonyms.{key}", problems, path.name)
+        phrases = _phrases(variants, f"synonyms.{key}", problems, path.name)
+        if not canonical:
+            continue
+        for variant in phrases:
+            if variant in owner:
+                problems.append(Problem(path.name, f"synonyms.{key}", f"variant '{variant}' is also listed under '{owner[variant]}'"))
+            owner[variant] = canonical[0]
+        synonyms[canonical[0]] = phrases
+    for variant, key in owner.items():
+        # A variant that is itself a canonical phrase would chain one rewrite into another.
+        if variant in synonyms:
+            problems.append(Problem(path.name, f"synonyms.{key}", f"variant '{variant}' is a canonical phrase too"))
+    return synonyms
 
 
 KEYWORD_KINDS = ("menu", "greeting", "guide", "next", "back", "skip")

@@ -74,8 +74,8 @@ class Weights:
 class Thresholds:
     """Where the calibrated probabilities turn into decisions."""
 
-    answer: float = 0.825  # answer when P(the top topic is right) is at least this
-    choose: float = 0.8  # offer choices (or answer) only when P(the question is ours) is at least this
+    answer: float = 0.8  # answer when P(the top topic is right) is at least this
+    choose: float = 0.725  # offer choices (or answer) only when P(the question is ours) is at least this
     max_choices: int = 3
     choice_ratio: float = 0.7  # further choices must score at least this share of the top one
     ask_back_words: int = 1  # a query of this many typed words or fewer is asked back
@@ -84,8 +84,8 @@ class Thresholds:
 # Logistic models over Signals.features: (bias, {feature: weight}).
 # Fitted by `python bench/faq.py --fit` on the dev split, the out-of-scope calibration file and
 # held-out content examples. ANSWER_MODEL gives P(the top topic is right), SCOPE_MODEL P(the question is ours).
-ANSWER_MODEL: tuple[float, dict[str, float]] = (0.461, {'score': 3.256, 'margin': 2.141, 'ratio': -3.799, 'coverage': 2.352, 'unknown': -1.54, 'overlap': 1.936})
-SCOPE_MODEL: tuple[float, dict[str, float]] = (-10.954, {'score': 3.424, 'coverage': 3.286, 'unknown': 0.113, 'overlap': 2.64, 'recall': 1.603, 'log_words': 3.947, 'foreign': -4.546})
+ANSWER_MODEL: tuple[float, dict[str, float]] = (-0.707, {'score': 4.049, 'margin': 2.137, 'ratio': -3.854, 'coverage': 2.972, 'unknown': -1.695, 'overlap': 2.764})
+SCOPE_MODEL: tuple[float, dict[str, float]] = (-10.283, {'score': 4.711, 'coverage': 4.398, 'unknown': -0.053, 'overlap': 3.627, 'recall': 2.191, 'log_words': 2.585, 'foreign': -4.538})
 
 
 def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
@@ -175,6 +175,8 @@ class _Index:
         self.ours = _phrase_set(data.our_subjects)
         self.filler = data.subject_filler
         self.ask_back = data.ask_back
+        self.synonyms = {tuple(v.split()): tuple(k.split()) for k, vs in data.synonyms.items() for v in vs}
+        self.synonym_lengths = sorted({len(v) for v in self.synonyms}, reverse=True)
         self.topic_ids: list[str] = []  # topics with at least one usable text, in catalog order
         vocab: dict[str, int] = {}
         marks: dict[str, int] = {}
@@ -194,7 +196,7 @@ class _Index:
                 norm = normalize(text, self.abbreviations)
                 if not norm.folded:
                     continue
-                feats = Counter(features_of(norm.folded))
+                feats = Counter(features_of(self.expand(norm.folded)))
                 doc_topic.append(ti)
                 doc_feats.append(ids(feats))
                 doc_marked.append({marks.setdefault(t, len(marks)) for t, f in zip(norm.tokens, norm.folded) if t != f})
@@ -202,7 +204,7 @@ class _Index:
             if together:
                 self.topic_ids.append(topic.id)
                 topic_feats.append(ids(together))
-                answer_feats.append(ids(Counter(features_of(normalize(topic.answer, self.abbreviations).folded))))
+                answer_feats.append(ids(Counter(features_of(self.expand(normalize(topic.answer, self.abbreviations).folded)))))
         self.vocab = vocab
         self.mark_ids = marks
         n, nt, nv = len(doc_feats), len(topic_feats), len(vocab)
@@ -243,6 +245,24 @@ class _Index:
 
         self.syllables = {f for f, i in vocab.items() if "_" not in f and self.known[i]}
         self.repair_vocabulary = sorted(s for s in self.syllables if len(s) >= 3 and s.isalpha())
+
+    def expand(self, folded: tuple[str, ...]) -> tuple[str, ...]:
+        """Follow every variant phrase ("khong nho") with its canonical phrase ("quen"), longest first."""
+        if not self.synonyms:
+            return folded
+        out: list[str] = []
+        i = 0
+        while i < len(folded):
+            for n in self.synonym_lengths:
+                canonical = self.synonyms.get(folded[i : i + n])
+                if canonical:
+                    out += [*folded[i : i + n], *canonical]
+                    i += n
+                    break
+            else:
+                out.append(folded[i])
+                i += 1
+        return tuple(out)
 
     def repair(self, folded: tuple[str, ...]) -> tuple[tuple[str, ...], int]:
         """Replace misspelt syllables with the closest FAQ syllable; return the tokens and how many."""
@@ -299,6 +319,7 @@ class Matcher:
         if not norm.folded or not ix.n_docs:
             return Signals(norm, [])
         folded, repaired = ix.repair(norm.folded)
+        folded = ix.expand(folded)
         qfeats = list(dict.fromkeys(features_of(folded)))
         qids = [ix.vocab.get(f) for f in qfeats]
         known = [i for i in qids if i is not None]

@@ -161,6 +161,28 @@ def test_matching_phrases_must_be_folded_and_links_resolve(content):
     assert "matching.yaml: ask_back.xe may: is not one of our_subjects" in found
 
 
+def test_synonyms_must_be_folded_listed_once_and_never_chain(content):
+    (content / "synonyms.yaml").write_text(
+        "synonyms:\n"
+        "  quen: [khong nho, Không nhớ]\n"
+        "  mat the: [khong nho, roi the]\n"
+        "  roi the: [danh roi the]\n"
+        "  bao lau: nhieu ngay\n",
+        encoding="utf-8",
+    )
+    found = problems(content)
+    assert "synonyms.yaml: synonyms.quen: phrase 'Không nhớ' must be folded (lower case, no diacritics)" in found
+    assert "synonyms.yaml: synonyms.mat the: variant 'khong nho' is also listed under 'quen'" in found
+    assert "synonyms.yaml: synonyms.mat the: variant 'roi the' is a canonical phrase too" in found
+    assert "synonyms.yaml: synonyms.bao lau: must be a list of non-empty phrases" in found
+
+
+def test_synonyms_file_is_optional(content):
+    (content / "synonyms.yaml").unlink(missing_ok=True)
+    assert problems(content) == []
+    assert load_catalog(content).matching.synonyms == {}
+
+
 def test_keywords_are_folded_unique_and_complete(content):
     data = yaml.safe_load((content / "keywords.yaml").read_text(encoding="utf-8"))
     data["keywords"]["next"].append("menu")

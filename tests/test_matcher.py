@@ -8,7 +8,7 @@ import pytest
 
 from bot.catalog import load_valid_catalog
 from bot.matcher import Candidate, Decision, Match, Matcher
-from bot.normalize import normalize
+from bot.normalize import fold_key, normalize
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +170,18 @@ def test_reload_picks_up_an_added_abbreviation(catalog):
     assert matcher.match("qmk vneid").topic != "quen_mat_khau_vneid"
     matcher.reload(dataclasses.replace(catalog, abbreviations={**catalog.abbreviations, "qmk": "quen mat khau"}))
     assert matcher.match("qmk vneid").topic == "quen_mat_khau_vneid"
+
+
+def test_a_synonym_lets_a_variant_find_the_canonical_wording(catalog):
+    # "bỏ quên thẻ" (left the card somewhere) is a way to lose it that no example of the lost-card
+    # topic uses; a synonym entry tells the matcher it means "mất thẻ".
+    question = "toi bo quen the can cuoc o dau roi"
+    assert not any("bo quen" in fold_key(e) for t in catalog.topics.values() for e in t.examples)
+    without = dataclasses.replace(catalog, matching=dataclasses.replace(catalog.matching, synonyms={}))
+    assert Matcher(without).rank(question)[0].topic != "mat_the"
+    synonyms = {"mat the": ("bo quen the",)}
+    with_synonym = dataclasses.replace(without, matching=dataclasses.replace(without.matching, synonyms=synonyms))
+    assert Matcher(with_synonym).rank(question)[0].topic == "mat_the"
 
 
 def test_topic_without_usable_text_is_skipped(catalog):
