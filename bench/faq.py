@@ -194,7 +194,7 @@ def content_cv_rank1(catalog: Catalog, folds: int = 5) -> float:
 # --- Decision-model fitting (dev split only) ------------------------------------------------------
 
 ANSWER_FEATURES = ("score", "margin", "ratio", "coverage", "unknown", "overlap")
-SCOPE_FEATURES = ("score", "coverage", "unknown", "overlap", "recall", "log_words", "foreign")
+SCOPE_FEATURES = ("score", "coverage", "unknown", "overlap", "recall", "log_words", "ours", "neighbour", "foreign")
 # Thresholds are picked on the dev split (with the calibration file) to maximise in-scope top-1 plus
 # half the share answered right, under these ceilings (stricter than the targets, to leave a margin).
 MAX_WRONG_RATE = 0.02

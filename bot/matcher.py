@@ -75,7 +75,7 @@ class Thresholds:
     """Where the calibrated probabilities turn into decisions."""
 
     answer: float = 0.8  # answer when P(the top topic is right) is at least this
-    choose: float = 0.725  # offer choices (or answer) only when P(the question is ours) is at least this
+    choose: float = 0.55  # offer choices (or answer) only when P(the question is ours) is at least this
     max_choices: int = 3
     choice_ratio: float = 0.7  # further choices must score at least this share of the top one
     ask_back_words: int = 1  # a query of this many typed words or fewer is asked back
@@ -85,7 +85,7 @@ class Thresholds:
 # Fitted by `python bench/faq.py --fit` on the dev split, the out-of-scope calibration file and
 # held-out content examples. ANSWER_MODEL gives P(the top topic is right), SCOPE_MODEL P(the question is ours).
 ANSWER_MODEL: tuple[float, dict[str, float]] = (-0.707, {'score': 4.049, 'margin': 2.137, 'ratio': -3.854, 'coverage': 2.972, 'unknown': -1.695, 'overlap': 2.764})
-SCOPE_MODEL: tuple[float, dict[str, float]] = (-10.283, {'score': 4.711, 'coverage': 4.398, 'unknown': -0.053, 'overlap': 3.627, 'recall': 2.191, 'log_words': 2.585, 'foreign': -4.538})
+SCOPE_MODEL: tuple[float, dict[str, float]] = (-9.893, {'score': 4.114, 'coverage': 4.178, 'unknown': -0.471, 'overlap': 3.223, 'recall': 1.885, 'log_words': 2.407, 'ours': 2.368, 'neighbour': -3.614, 'foreign': -0.725})
 
 
 def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
@@ -366,6 +366,7 @@ class Matcher:
         total = sum(v for _, v in sweights.values()) or 1.0
         coverage = sum(v for i, v in sweights.values() if i is not None and ix.topic_bm25.contains(i, top_i)) / total
         unknown = sum(v for i, v in sweights.values() if i is None or not ix.known[i]) / total
+        ours, neighbour = _mentions(folded, ix.ours), _mentions(folded, ix.neighbours)
         best_doc = int(ix.starts[top_i]) + int(np.argmax(overlap[ix.starts[top_i] : ix.ends[top_i]]))
         feats = {
             "score": s1,
@@ -380,7 +381,9 @@ class Matcher:
             "words": float(norm.words),
             "log_words": math.log1p(norm.words),
             "marked": 1.0 if marked else 0.0,
-            "foreign": 1.0 if _mentions(folded, ix.neighbours) and not _mentions(folded, ix.ours) else 0.0,
+            "ours": 1.0 if ours else 0.0,
+            "neighbour": 1.0 if neighbour else 0.0,
+            "foreign": 1.0 if neighbour and not ours else 0.0,
         }
         return Signals(norm, ranked, feats)
 
