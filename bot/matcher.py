@@ -60,9 +60,9 @@ REPAIR_CUTOFF = 80  # rapidfuzz ratio above which an unknown word is read as a F
 class Weights:
     """How the signals add up to a topic's ranking score.
 
-    Chosen on the dev split and on 5-fold cross-validation over the content's own examples
-    (BENCHMARKS.md has the figures); example-level BM25 and character trigrams were measured too
-    and left out: they did not improve either."""
+    Chosen on the development sets (dev, dev2) and on 5-fold cross-validation over the content's own
+    examples (BENCHMARKS.md has the figures); example-level BM25, character trigrams, a softmax
+    classifier and query likelihood were measured too and left out: they did not improve them."""
 
     topic: float = 1.0  # BM25 against the topic's examples taken together, over the query's own weight
     overlap: float = 0.0  # idf-weighted F1 of shared syllables and pairs with the topic's best example
@@ -82,8 +82,8 @@ class Thresholds:
 
 
 # Logistic models over Signals.features: (bias, {feature: weight}).
-# Fitted by `python bench/faq.py --fit` on the dev split, the out-of-scope calibration file and
-# held-out content examples. ANSWER_MODEL gives P(the top topic is right), SCOPE_MODEL P(the question is ours).
+# Fitted by `python bench/faq.py --fit` on the dev split, the two calibration files and held-out
+# content examples. ANSWER_MODEL gives P(the top topic is right), SCOPE_MODEL P(the question is ours).
 ANSWER_MODEL: tuple[float, dict[str, float]] = (-0.707, {'score': 4.049, 'margin': 2.137, 'ratio': -3.854, 'coverage': 2.972, 'unknown': -1.695, 'overlap': 2.764})
 SCOPE_MODEL: tuple[float, dict[str, float]] = (-9.893, {'score': 4.114, 'coverage': 4.178, 'unknown': -0.471, 'overlap': 3.223, 'recall': 1.885, 'log_words': 2.407, 'ours': 2.368, 'neighbour': -3.614, 'foreign': -0.725})
 
