@@ -34,7 +34,7 @@ def test_the_main_set_meets_the_issue_requirements(catalog):
     assert set(splits) == {"dev", "test"} and min(splits.values()) >= 250
 
 
-@pytest.mark.parametrize("name", ["faq_eval.csv", "faq_dev2.csv", "oos_calibration.csv", "calibration.csv"])
+@pytest.mark.parametrize("name", ["faq_eval.csv", "faq_dev2.csv", "faq_test2.csv", "oos_calibration.csv", "calibration.csv"])
 def test_every_row_is_labelled_with_a_known_topic_and_no_question_repeats(catalog, name):
     data = rows(name)
     assert data
@@ -47,13 +47,23 @@ def test_every_row_is_labelled_with_a_known_topic_and_no_question_repeats(catalo
 def test_no_evaluation_question_is_a_content_example(catalog):
     """A question copied into the content would be answered from memory, flattering every figure."""
     examples = {e.strip().lower() for t in catalog.topics.values() for e in t.examples}
-    for name in ("faq_eval.csv", "faq_dev2.csv", "calibration.csv"):
+    for name in ("faq_eval.csv", "faq_dev2.csv", "faq_test2.csv", "calibration.csv"):
         copied = [r["question"] for r in rows(name) if r["question"].strip().lower() in examples]
         assert not copied, (name, copied)
 
 
+def test_the_second_test_set_meets_the_issue_requirements(catalog):
+    data = rows("faq_test2.csv")
+    per_topic = Counter(r["topic"] for r in data if r["topic"] != "none")
+    assert set(per_topic) == set(catalog.topics) and min(per_topic.values()) >= 8
+    assert sum(r["topic"] == "none" for r in data) >= 100
+    assert sum(plain(r["question"]) for r in data) / len(data) >= 0.40
+    assert sum(r["noisy"] == "1" for r in data) / len(data) >= 0.15
+
+
 def test_no_test_question_appears_in_a_set_that_is_tuned_on():
     test = {r["question"].strip().lower() for r in rows("faq_eval.csv") if r["split"] == "test"}
+    test |= {r["question"].strip().lower() for r in rows("faq_test2.csv")}
     tuned = [r for r in rows("faq_eval.csv") if r["split"] != "test"]
     for name in ("faq_dev2.csv", "oos_calibration.csv", "calibration.csv"):
         tuned += rows(name)
