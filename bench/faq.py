@@ -223,7 +223,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50)
 
 
 def fit(catalog: Catalog) -> None:
-    """Fit ANSWER_MODEL and SCOPE_MODEL on the dev split plus the out-of-scope calibration file; pick thresholds."""
+    """Fit ANSWER_MODEL and SCOPE_MODEL on the dev split, both calibration files and held-out content; pick thresholds."""
     import bot.matcher as M
 
     matcher = Matcher(catalog)

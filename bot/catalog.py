@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from bot.normalize import fold, has_diacritics
+from bot.normalize import fold, has_diacritics, normalize
 
 CONTENT_DIR = Path(__file__).parent / "content"
 MAX_ANSWER = 2000
@@ -256,15 +256,23 @@ def _load_synonyms(directory: Path, problems: list[Problem]) -> dict[str, tuple[
     path = directory / "synonyms.yaml"
     if not path.exists():
         return {}
-    raw = _read_yaml(path, problems).get("synonyms") or {}
+    raw = _read_yaml(path, problems)
+    if not raw:
+        return {}
+    raw = raw.get("synonyms")
     if not isinstance(raw, dict):
         problems.append(Problem(path.name, "synonyms", "must map canonical phrases to lists of variants"))
         return {}
     synonyms: dict[str, tuple[str, ...]] = {}
     owner: dict[str, str] = {}
     for key, variants in raw.items():
-        canonical = _phrases([str(key)], f"synonyms.{key}", problems, path.name)
+        if not isinstance(key, str):
+            problems.append(Problem(path.name, f"synonyms.{key}", "the canonical phrase must be text (quote it)"))
+            continue
+        canonical = _phrases([key], f"synonyms.{key}", problems, path.name)
         phrases = _phrases(variants, f"synonyms.{key}", problems, path.name)
+        if isinstance(variants, list) and not variants:
+            problems.append(Problem(path.name, f"synonyms.{key}", "lists no variant"))
         if not canonical:
             continue
         for variant in phrases:
@@ -277,6 +285,15 @@ def _load_synonyms(directory: Path, problems: list[Problem]) -> dict[str, tuple[
         if variant in synonyms:
             problems.append(Problem(path.name, f"synonyms.{key}", f"variant '{variant}' is a canonical phrase too"))
     return synonyms
+
+
+def _check_synonyms_readable(synonyms: dict[str, tuple[str, ...]], abbreviations: dict[str, str], problems: list[Problem]) -> None:
+    """Report phrases the matcher can never meet: it reads text with abbreviations expanded, punctuation gone."""
+    for key, variants in synonyms.items():
+        for phrase in (key, *variants):
+            seen = " ".join(normalize(phrase, abbreviations).folded)
+            if seen != phrase:
+                problems.append(Problem("synonyms.yaml", f"synonyms.{key}", f"phrase '{phrase}' is read as '{seen}': write it that way"))
 
 
 KEYWORD_KINDS = ("menu", "greeting", "guide", "next", "back", "skip")
@@ -377,6 +394,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
                 problems.append(Problem("matching.yaml", f"ask_back.{subject}", f"links to unknown topic '{tid}'"))
     raw_abbr = _read_yaml(directory / "abbreviations.yaml", problems).get("abbreviations") or {}
     abbreviations = {str(k).lower(): str(v).lower() for k, v in raw_abbr.items() if v}
+    _check_synonyms_readable(matching.synonyms, abbreviations, problems)
     return Catalog(
         messages=messages,
         steps=steps,

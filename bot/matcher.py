@@ -84,8 +84,8 @@ class Thresholds:
 # Logistic models over Signals.features: (bias, {feature: weight}).
 # Fitted by `python bench/faq.py --fit` on the dev split, the two calibration files and held-out
 # content examples. ANSWER_MODEL gives P(the top topic is right), SCOPE_MODEL P(the question is ours).
-ANSWER_MODEL: tuple[float, dict[str, float]] = (-0.707, {'score': 4.049, 'margin': 2.137, 'ratio': -3.854, 'coverage': 2.972, 'unknown': -1.695, 'overlap': 2.764})
-SCOPE_MODEL: tuple[float, dict[str, float]] = (-9.893, {'score': 4.114, 'coverage': 4.178, 'unknown': -0.471, 'overlap': 3.223, 'recall': 1.885, 'log_words': 2.407, 'ours': 2.368, 'neighbour': -3.614, 'foreign': -0.725})
+ANSWER_MODEL: tuple[float, dict[str, float]] = (-0.699, {'score': 3.897, 'margin': 2.202, 'ratio': -3.795, 'coverage': 2.876, 'unknown': -1.719, 'overlap': 2.93})
+SCOPE_MODEL: tuple[float, dict[str, float]] = (-10.08, {'score': 4.127, 'coverage': 4.159, 'unknown': -0.45, 'overlap': 3.309, 'recall': 1.909, 'log_words': 2.499, 'ours': 2.47, 'neighbour': -3.787, 'foreign': -0.651})
 
 
 def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
@@ -177,6 +177,8 @@ class _Index:
         self.ask_back = data.ask_back
         self.synonyms = {tuple(v.split()): tuple(k.split()) for k, vs in data.synonyms.items() for v in vs}
         self.synonym_lengths = sorted({len(v) for v in self.synonyms}, reverse=True)
+        # Variants are words people type ("scam", "vinaphone"): never "repair" them into FAQ words.
+        self.variant_tokens = frozenset(t for v in self.synonyms for t in v)
         self.topic_ids: list[str] = []  # topics with at least one usable text, in catalog order
         vocab: dict[str, int] = {}
         marks: dict[str, int] = {}
@@ -246,8 +248,11 @@ class _Index:
         self.syllables = {f for f, i in vocab.items() if "_" not in f and self.known[i]}
         self.repair_vocabulary = sorted(s for s in self.syllables if len(s) >= 3 and s.isalpha())
 
-    def expand(self, folded: tuple[str, ...]) -> tuple[str, ...]:
-        """Follow every variant phrase ("khong nho") with its canonical phrase ("quen"), longest first."""
+    def expand(self, folded: tuple[str, ...], keep_variant: bool = True) -> tuple[str, ...]:
+        """Follow every variant phrase ("khong nho mat khau") with its canonical phrase, longest first.
+
+        With `keep_variant` false the canonical phrase replaces the variant instead (for reading a
+        subject: "cmtnd" alone is "chung minh" alone)."""
         if not self.synonyms:
             return folded
         out: list[str] = []
@@ -256,7 +261,7 @@ class _Index:
             for n in self.synonym_lengths:
                 canonical = self.synonyms.get(folded[i : i + n])
                 if canonical:
-                    out += [*folded[i : i + n], *canonical]
+                    out += [*folded[i : i + n], *canonical] if keep_variant else canonical
                     i += n
                     break
             else:
@@ -271,7 +276,7 @@ class _Index:
         for tok in folded:
             # Only a token that cannot be a Vietnamese syllable is a typo: "dag" is, "chieu" (chiều,
             # chiếu) is a real word the FAQ does not use, and must stay unknown.
-            if tok in self.syllables or len(tok) < 3 or not tok.isalpha() or is_syllable(tok):
+            if tok in self.syllables or tok in self.variant_tokens or len(tok) < 3 or not tok.isalpha() or is_syllable(tok):
                 out.append(tok)
                 continue
             best = process.extractOne(tok, self.repair_vocabulary, scorer=fuzz.ratio, score_cutoff=REPAIR_CUTOFF)
@@ -290,6 +295,8 @@ class Signals:
     norm: Normalized
     ranked: list[Candidate]
     features: dict[str, float] = field(default_factory=dict)
+    # The query's tokens repaired and with every synonym variant replaced by its canonical phrase.
+    canonical: tuple[str, ...] = ()
 
 
 class Matcher:
@@ -318,8 +325,9 @@ class Matcher:
         norm = normalize(text, ix.abbreviations)
         if not norm.folded or not ix.n_docs:
             return Signals(norm, [])
-        folded, repaired = ix.repair(norm.folded)
-        folded = ix.expand(folded)
+        typed, repaired = ix.repair(norm.folded)
+        folded = ix.expand(typed)
+        canonical = ix.expand(typed, keep_variant=False)
         qfeats = list(dict.fromkeys(features_of(folded)))
         qids = [ix.vocab.get(f) for f in qfeats]
         known = [i for i in qids if i is not None]
@@ -366,7 +374,10 @@ class Matcher:
         total = sum(v for _, v in sweights.values()) or 1.0
         coverage = sum(v for i, v in sweights.values() if i is not None and ix.topic_bm25.contains(i, top_i)) / total
         unknown = sum(v for i, v in sweights.values() if i is None or not ix.known[i]) / total
-        ours, neighbour = _mentions(folded, ix.ours), _mentions(folded, ix.neighbours)
+        # Read on the tokens as typed and as rewritten: an inserted canonical phrase may split a
+        # listed phrase ("app ngan hang" -> "app ung dung ngan hang").
+        ours = _mentions(typed, ix.ours) or _mentions(canonical, ix.ours)
+        neighbour = _mentions(typed, ix.neighbours) or _mentions(canonical, ix.neighbours)
         best_doc = int(ix.starts[top_i]) + int(np.argmax(overlap[ix.starts[top_i] : ix.ends[top_i]]))
         feats = {
             "score": s1,
@@ -377,7 +388,7 @@ class Matcher:
             "recall": float(recall[best_doc]),
             "coverage": coverage,
             "unknown": unknown,
-            "repaired": repaired / len(folded),
+            "repaired": repaired / len(typed),
             "words": float(norm.words),
             "log_words": math.log1p(norm.words),
             "marked": 1.0 if marked else 0.0,
@@ -385,7 +396,7 @@ class Matcher:
             "neighbour": 1.0 if neighbour else 0.0,
             "foreign": 1.0 if neighbour and not ours else 0.0,
         }
-        return Signals(norm, ranked, feats)
+        return Signals(norm, ranked, feats, canonical)
 
     def decide(self, sig: Signals, text: str = "") -> Match:
         """Turn signals into a decision."""
@@ -397,7 +408,7 @@ class Matcher:
         choices = tuple(c for c in ranked[: th.max_choices] if c.score >= th.choice_ratio * top.score)
         p_in = _logistic(SCOPE_MODEL, sig.features)
         ix = self._index
-        subject = _only_subject(sig.norm.folded, ix.ours, ix.filler)
+        subject = _only_subject(sig.canonical or sig.norm.folded, ix.ours, ix.filler)
         if sig.norm.words <= th.ask_back_words or subject:
             # One typed word ("cccd", "vneid") is a subject, not a question: ask what about it,
             # offering the subject's most asked topics where the content names them.

@@ -90,15 +90,24 @@ async def take_unfinished(
         ProcessedUpdate.done.is_(False),
         ProcessedUpdate.created_at < cutoff,
     )
-    given_up = await session.execute(
-        update(ProcessedUpdate)
+    # Rows another taker holds are skipped here too (PostgreSQL), so that a concurrent taker never
+    # waits for this transaction; they are given up by whoever holds them, or next round.
+    exhausted = await session.execute(
+        select(ProcessedUpdate.update_key)
         .where(stale, ProcessedUpdate.attempts >= max_attempts)
-        .values(done=True, payload=None)
-        .returning(ProcessedUpdate.update_key, ProcessedUpdate.attempts)
-        .execution_options(synchronize_session=False)
+        .with_for_update(skip_locked=True)
     )
-    for key, attempts in given_up.all():
-        log.error("%s: delivery %s was never handled after %d recoveries; given up", channel, key, attempts)
+    exhausted_keys = list(exhausted.scalars().all())
+    if exhausted_keys:
+        given_up = await session.execute(
+            update(ProcessedUpdate)
+            .where(ProcessedUpdate.channel == channel, ProcessedUpdate.update_key.in_(exhausted_keys))
+            .values(done=True, payload=None)
+            .returning(ProcessedUpdate.update_key, ProcessedUpdate.attempts)
+            .execution_options(synchronize_session=False)
+        )
+        for key, attempts in given_up.all():
+            log.error("%s: delivery %s was never handled after %d recoveries; given up", channel, key, attempts)
     candidates = await session.execute(
         select(ProcessedUpdate.update_key)
         .where(stale, ProcessedUpdate.attempts < max_attempts)
@@ -114,8 +123,8 @@ async def take_unfinished(
         return []
     taken = await session.execute(
         update(ProcessedUpdate)
-        # The conditions are repeated on the row itself: PostgreSQL checks them again once a
-        # concurrent taker's lock is released, so a row taken meanwhile (its time moved) is skipped.
+        # The conditions are repeated on the row itself, defensively: the rows are locked by the
+        # SELECT above on PostgreSQL, but SQLite takes no row locks.
         .where(stale, ProcessedUpdate.attempts < max_attempts, ProcessedUpdate.update_key.in_(list(order)))
         .values(created_at=now, attempts=ProcessedUpdate.attempts + 1)
         .returning(ProcessedUpdate.update_key, ProcessedUpdate.payload)

@@ -177,6 +177,23 @@ def test_synonyms_must_be_folded_listed_once_and_never_chain(content):
     assert "synonyms.yaml: synonyms.bao lau: must be a list of non-empty phrases" in found
 
 
+def test_synonyms_must_be_readable_by_the_matcher(content):
+    (content / "synonyms.yaml").write_text(
+        "synonyms:\n  quen mat khau: [ko nho mat khau]\n  trang web: [web-site]\n  yes: [co]\n  bao lau: []\n",
+        encoding="utf-8",
+    )
+    found = problems(content)
+    assert "synonyms.yaml: synonyms.quen mat khau: phrase 'ko nho mat khau' is read as 'khong nho mat khau': write it that way" in found
+    assert "synonyms.yaml: synonyms.trang web: phrase 'web-site' is read as 'web site': write it that way" in found
+    assert "synonyms.yaml: synonyms.True: the canonical phrase must be text (quote it)" in found
+    assert "synonyms.yaml: synonyms.bao lau: lists no variant" in found
+
+
+def test_a_synonyms_file_without_its_mapping_is_reported(content):
+    (content / "synonyms.yaml").write_text("synonym:\n  quen: [khong nho]\n", encoding="utf-8")
+    assert "synonyms.yaml: synonyms: must map canonical phrases to lists of variants" in problems(content)
+
+
 def test_synonyms_file_is_optional(content):
     (content / "synonyms.yaml").unlink(missing_ok=True)
     assert problems(content) == []

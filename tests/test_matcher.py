@@ -184,6 +184,26 @@ def test_a_synonym_lets_a_variant_find_the_canonical_wording(catalog):
     assert Matcher(with_synonym).rank(question)[0].topic == "mat_the"
 
 
+def test_a_listed_service_is_seen_although_a_synonym_splits_it(matcher):
+    # "app" is a variant of "ung dung": the inserted words must not hide "app ngan hang" (a bank's app).
+    sig = matcher.signals("app ngân hàng bị khoá")
+    assert sig.features["neighbour"] == 1.0
+    assert matcher.match("app ngân hàng bị khoá").decision is Decision.ABSTAIN
+
+
+def test_a_subject_typed_as_a_variant_is_asked_back_like_the_subject(matcher, catalog):
+    for typed, subject in (("cmtnd", "chung minh"), ("tam chu", "tam tru")):
+        match = matcher.match(typed)
+        assert match.decision is Decision.ASK_BACK
+        assert [c.topic for c in match.candidates] == list(catalog.matching.ask_back[subject][:3])
+
+
+def test_a_variant_is_never_repaired_into_another_word(matcher):
+    # "vinaphone" is not a Vietnamese syllable; repair would have made it "iphone".
+    assert matcher.signals("sim vinaphone ko nhan dc otp").canonical[:3] == ("sim", "nha", "mang")
+    assert matcher.signals("bi scam roi").canonical == ("bi", "lua", "dao", "roi")
+
+
 def test_topic_without_usable_text_is_skipped(catalog):
     topic = catalog.topics["le_phi"]
     edited = {"empty": dataclasses.replace(topic, id="empty", title="!!!", examples=("😀",)), **catalog.topics}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import text
 
 from bot.channels.common import (
@@ -16,6 +17,7 @@ from bot.channels.common import (
     remove_mention,
     secret_matches,
 )
+from storage import deliveries
 from storage.db import Database
 from storage.migrate import upgrade
 from tests.fakes.deliveries import delivery, leave_unfinished
@@ -285,6 +287,31 @@ async def test_two_ledgers_never_take_the_same_delivery(db_url, clock):
         rounds = await asyncio.gather(*(ledger.take_unfinished() for ledger in ledgers for _ in range(3)))
         keys = [key for taken in rounds for key, _ in taken]
         assert sorted(keys) == [f"k{i:02d}" for i in range(40)]  # each taken exactly once
+    finally:
+        for db in dbs:
+            await db.close()
+
+
+async def test_a_taker_holding_rows_never_stalls_another(db_url, clock):
+    if db_url.startswith("sqlite"):
+        pytest.skip("row locks are PostgreSQL's; SQLite serialises its writers")
+    dbs = [Database(db_url), Database(db_url)]
+    await dbs[0].migrate()
+    try:
+        for i in range(40):
+            await leave_unfinished(dbs[0], "fake", f"k{i:02d}", {"chat": "a", "n": i})
+        await leave_unfinished(dbs[0], "fake", "worn", {"chat": "a"})
+        async with dbs[0].transaction() as session:
+            await session.execute(text("UPDATE processed_updates SET attempts = 3 WHERE update_key = 'worn'"))
+        clock.now = datetime.now(timezone.utc)
+        other = DeliveryLedger(dbs[1], "fake", clock=clock, batch=25)
+        async with dbs[0].transaction() as session:
+            # This transaction stays open, holding its 25 rows and the exhausted one.
+            held = await deliveries.take_unfinished(session, "fake", clock.now, timedelta(seconds=120), limit=25)
+            taken = await asyncio.wait_for(other.take_unfinished(), 5)
+        assert len(held) == 25 and len(taken) == 15
+        assert not {k for k, _ in held} & {k for k, _ in taken}
+        assert (await delivery(dbs[0], "fake", "worn")).done  # given up by the holder
     finally:
         for db in dbs:
             await db.close()
