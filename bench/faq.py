@@ -69,10 +69,11 @@ def load_rows(split: str | None = None) -> list[Row]:
 
 
 def load_calibration() -> list[Row]:
-    with CALIBRATION.open(encoding="utf-8") as f:
-        rows = [Row("calibration", r["topic"], False, r["question"]) for r in csv.DictReader(f)]
-    with CALIBRATION_2.open(encoding="utf-8") as f:
-        rows += [Row("calibration", r["topic"], r["noisy"] == "1", r["question"]) for r in csv.DictReader(f)]
+    rows = []
+    for path in (CALIBRATION, CALIBRATION_2):
+        with path.open(encoding="utf-8") as f:
+            # oos_calibration.csv has no noisy column
+            rows += [Row("calibration", r["topic"], r.get("noisy") == "1", r["question"]) for r in csv.DictReader(f)]
     return rows
 
 

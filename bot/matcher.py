@@ -408,7 +408,7 @@ class Matcher:
         choices = tuple(c for c in ranked[: th.max_choices] if c.score >= th.choice_ratio * top.score)
         p_in = _logistic(SCOPE_MODEL, sig.features)
         ix = self._index
-        subject = _only_subject(sig.canonical or sig.norm.folded, ix.ours, ix.filler)
+        subject = _only_subject(sig.canonical, ix.ours, ix.filler)
         if sig.norm.words <= th.ask_back_words or subject:
             # One typed word ("cccd", "vneid") is a subject, not a question: ask what about it,
             # offering the subject's most asked topics where the content names them.
