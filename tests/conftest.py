@@ -18,7 +18,8 @@ from storage.db import Database
 
 EXAMPLE_CSV = Path(__file__).parent.parent / "bot" / "content" / "hamlets_example.csv"
 PG_ADMIN_URL = os.environ.get("CCCD_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-PG_TEST_DB = "cccd_bot_test"
+# Separate checkouts running the suite at once each set their own name.
+PG_TEST_DB = os.environ.get("CCCD_TEST_PG_DB", "cccd_bot_test")
 
 
 @dataclass
