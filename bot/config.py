@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     zalo_oa_webhook_path: str = "/zalo/oa/webhook"
     zalo_oa_redirect_uri: str | None = None
 
+    # The public web chat on `/` (bot/web/chat.py): off unless turned on.
+    web_chat: bool = False
+    # Messages a visitor may send a minute (a short burst of up to half of it is allowed at once).
+    web_chat_rate: int = Field(default=20, ge=1, le=600)
+    # The address people reach this server at (for posters and the embeddable widget), e.g. https://bot.xa.gov.vn
+    public_url: str | None = None
+    # The link that opens a chat with the bot on Zalo (printed as a QR code on posters), e.g. https://zalo.me/123
+    zalo_url: str | None = None
+
     # Comma-separated "channel:user_id" pairs allowed to link groups to hamlets.
     officers: str = ""
 
@@ -56,6 +65,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CCCD_DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
             )
+        return value
+
+    @field_validator("public_url", "zalo_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")) or any(c.isspace() for c in value):
+            raise ValueError("must be a web address starting with https:// (or http://)")
         return value
 
     @field_validator("log_level")

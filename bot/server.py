@@ -25,7 +25,9 @@ CHANNELS = web.AppKey("channels", dict)
 
 # Each module exposes `setup(app) -> str | None`: it wires its routes and start-up/clean-up
 # hooks when its credentials are configured, and returns why it is off otherwise.
-CHANNEL_MODULES = ("bot.channels.telegram", "bot.channels.zalo_bot", "bot.channels.zalo_oa")
+CHANNEL_MODULES = ("bot.channels.telegram", "bot.channels.zalo_bot", "bot.channels.zalo_oa", "bot.web.chat")
+# The name a channel's status shows under, where it is not the module's own name.
+CHANNEL_NAMES = {"bot.web.chat": "web"}
 
 
 @dataclass
@@ -96,7 +98,7 @@ def setup_core(app: web.Application, settings: Settings, catalog: Catalog, db: D
 
 def setup_channels(app: web.Application) -> None:
     for module_name in CHANNEL_MODULES:
-        short = module_name.rsplit(".", 1)[-1]
+        short = CHANNEL_NAMES.get(module_name) or module_name.rsplit(".", 1)[-1]
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

@@ -21,7 +21,7 @@ async def test_healthz_and_channels_off_without_credentials(db_url, catalog):
         assert resp.status == 200
         body = await resp.json()
         assert body["ok"] is True
-        assert set(body["channels"]) == {"telegram", "zalo_bot", "zalo_oa"}
+        assert set(body["channels"]) == {"telegram", "zalo_bot", "zalo_oa", "web"}
     assert not any(status.on for status in app[CHANNELS].values())
     assert all(status.detail.startswith("off: ") for status in app[CHANNELS].values())
     assert not any("off: off" in status.detail for status in app[CHANNELS].values())
