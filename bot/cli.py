@@ -192,6 +192,50 @@ def cmd_faq_unanswered(args) -> int:
     return 0
 
 
+def cmd_poster(args) -> int:
+    from bot.posters import PosterError, links, poster_for_code
+    from bot.web.texts import TextsError, load_texts
+
+    settings = _settings()
+    catalog = _catalog_or_exit(settings)
+    try:
+        texts = load_texts(settings.content_dir)
+    except TextsError as exc:
+        print(f"lỗi nội dung: {exc}", file=sys.stderr)
+        return 1
+
+    async def run():
+        service = await _service(settings, catalog)
+        try:
+            pdf = await poster_for_code(service, args.hamlet, texts)
+            hamlet = (await service.hamlets()).get(args.hamlet)
+            return pdf, hamlet
+        finally:
+            await service.db.close()
+
+    try:
+        pdf, hamlet = asyncio.run(run())
+    except PosterError as exc:
+        print(f"lỗi: {exc}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    try:
+        out.write_bytes(pdf)
+    except OSError as exc:
+        print(f"lỗi: không ghi được {out}: {exc.strerror}", file=sys.stderr)
+        return 1
+    found, missing = links(hamlet, settings, texts)
+    print(f"đã in áp phích {hamlet.label} vào {out}")
+    for link in found:
+        print(f"  {link.label}: {link.url}")
+    if missing:
+        print(f"không có mã QR cho kênh chưa cấu hình (đặt {', '.join(missing)} để thêm)", file=sys.stderr)
+    review = [str(catalog.step_number(s.slug)) for s in catalog.steps if s.review_note]
+    if review:
+        print(f"bước {', '.join(review)} đang chờ cán bộ kiểm tra nội dung: áp phích chỉ in tên bước", file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args) -> int:
     from aiohttp import web
 
@@ -251,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     un.add_argument("--limit", type=int, default=30)
     un.add_argument("--json", action="store_true")
     un.set_defaults(func=cmd_faq_unanswered)
+
+    poster = sub.add_parser("poster", help="in áp phích A4 (PDF) của một thôn: mã QR Telegram, Zalo, web và 9 bước")
+    poster.add_argument("--hamlet", required=True, metavar="MÃ_THÔN", help="mã thôn, tổ dân phố trong danh sách đã nhập")
+    poster.add_argument("--out", required=True, metavar="TỆP.pdf", help="tệp PDF để ghi")
+    poster.set_defaults(func=cmd_poster)
 
     from bot.channels.zalo_oa import register_cli as register_zalo_oa_cli
 
