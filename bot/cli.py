@@ -45,13 +45,25 @@ async def _service(settings, catalog):
     return ChatService(db, catalog, settings)
 
 
+def _web_text_problems(settings) -> list[str]:
+    """The problems of web.yaml (the web chat page and the posters), one a line."""
+    from bot.web.texts import TextsError, load_texts
+
+    try:
+        load_texts(settings.content_dir)
+    except TextsError as exc:
+        return str(exc).splitlines()
+    return []
+
+
 def cmd_content_check(args) -> int:
     settings = _settings()
     catalog = load_catalog(settings.content_dir)
-    for problem in catalog.problems:
+    problems = [str(p) for p in catalog.problems] + _web_text_problems(settings)
+    for problem in problems:
         print(problem)
-    if catalog.problems:
-        print(f"{len(catalog.problems)} problem(s)", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
         return 1
     review = [t.id for t in catalog.topics.values() if t.needs_review]
     steps_review = [s for s in catalog.steps if s.review_note]

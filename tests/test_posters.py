@@ -110,3 +110,17 @@ async def test_poster_route(registry_loaded, db_url, catalog):
     async with TestClient(TestServer(bare)) as client:
         resp = await client.get("/admin/hamlets/ngoctrao_tdp03/poster.pdf")
         assert resp.status == 409 and "CCCD_TELEGRAM_BOT_USERNAME" in await resp.text()
+
+
+def test_content_check_reports_a_broken_web_yaml(tmp_path):
+    import shutil
+
+    from bot.catalog import CONTENT_DIR
+
+    content = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, content)
+    (content / "web.yaml").write_text("messages:\n  poster_step: 'Bước {k}. {name}'\n", encoding="utf-8")
+    result = run(["content", "check"], tmp_path, CCCD_CONTENT_DIR=str(content))
+    assert result.returncode == 1
+    assert "web.yaml: poster_step: unknown placeholder(s) ['name']" in result.stdout
+    assert "web.yaml: send: required text is missing or empty" in result.stdout
