@@ -21,7 +21,6 @@ import math
 import re
 import secrets
 import time
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from bot.config import Settings
+from bot.engine import clean_text
 from bot.messages import Capabilities, ChatType, Incoming, Reply
 from bot.render import render
 from bot.server import SERVICE, SETTINGS
@@ -238,11 +238,6 @@ async def _read_json(request: web.Request) -> dict | int:
     return data if isinstance(data, dict) else 400
 
 
-def _clean(text: str) -> str:
-    text = unicodedata.normalize("NFC", text)
-    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C").strip()
-
-
 def reply_json(reply: Reply) -> dict:
     rendered = render(reply, CAPABILITIES)
     out: dict = {"texts": list(rendered.texts), "buttons": [{"label": b.label, "payload": b.payload} for b in rendered.buttons]}
@@ -281,7 +276,7 @@ async def _converse(request: web.Request, start: bool) -> web.Response:
             return _refuse(chat, 400, "bad_request", "error_bad_request")
         if len(raw) > MAX_TEXT:
             return _refuse(chat, 413, "too_long", "error_too_long")
-        text = _clean(raw)
+        text = clean_text(raw)
         if not text:
             return _refuse(chat, 400, "empty", "error_empty")
     service = chat.service
