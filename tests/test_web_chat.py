@@ -13,7 +13,7 @@ from bot.config import Settings
 from bot.server import CHANNELS, create_app
 from bot.web import chat as web_chat
 from bot.web.texts import FIELDS, load_texts
-from storage.models import GuideEvent, User
+from storage.models import GuideEvent, QueryLog, User
 
 JSON = {"Content-Type": "application/json"}
 
@@ -263,3 +263,14 @@ def test_web_texts_address_the_resident_as_anh_chi():
         words = re.findall(r"\w+", text.lower())
         assert "bạn" not in words and "bác" not in words and "quý vị" not in text.lower(), key
     assert any("anh/chị" in t.lower() for t in texts.messages.values())
+
+
+async def test_what_a_visitor_types_is_logged_masked_under_channel_web(client, registry_loaded):
+    resp, _ = await _post(client, "message", {"text": "tôi mất căn cước 012345678901, gọi 0912345678"})
+    assert resp.status == 200
+    async with registry_loaded.transaction() as session:
+        rows = (await session.execute(select(QueryLog).where(QueryLog.channel == "web"))).scalars().all()
+    assert len(rows) == 1 and rows[0].chat_type == "private"
+    assert "012345678901" not in rows[0].text and "0912345678" not in rows[0].text
+    visitor = resp.cookies[web_chat.COOKIE].value
+    assert rows[0].user_ref and visitor not in (rows[0].user_ref, rows[0].chat_ref), "pseudonyms, not the cookie's id"
