@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
 # Telegram shows up to 100 inline buttons; 12 keeps the hamlet list (8 and "skip") as buttons.
-CAPABILITIES = Capabilities(buttons=True, max_text=4096, max_buttons=12)
+CAPABILITIES = Capabilities(buttons=True, max_text=4096, max_buttons=12, links=True)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 KV_SECRET = "telegram.webhook_secret"
@@ -617,8 +617,11 @@ class TelegramChannel:
         """One button a row; callback data are the core's payloads, never the labels."""
         rows = []
         for choice in buttons:
-            if choice.payload == "pm" and self.username:
-                url = f"https://t.me/{self.username}?start=g"
+            link = choice.link
+            url = link.url if link else ""
+            if link and link.private_start and self.username:
+                url = f"https://t.me/{self.username}?start={link.private_start}"
+            if url:
                 rows.append([InlineKeyboardButton(choice.label, url=url)])
                 continue
             if not 1 <= len(choice.payload.encode()) <= MAX_CALLBACK_BYTES:
