@@ -211,6 +211,15 @@ class TelegramChannel:
             self.status.on = on
             self.status.detail = detail
 
+    def _reached(self, reached: bool, exc: BaseException | None = None) -> None:
+        """Tell /healthz whether the Bot API answers (a network error means it does not)."""
+        if self.status is None:
+            return
+        if reached:
+            self.status.reached()
+        else:
+            self.status.cannot_reach(urlsplit(self.settings.telegram_base_url).netloc or "Telegram", self._safe(exc) if exc else "")
+
     def _safe(self, exc: BaseException) -> str:
         """An error's text without the token (PTB puts it in InvalidToken's message)."""
         return str(exc).replace(self._token, "<token>")
@@ -255,6 +264,7 @@ class TelegramChannel:
         while True:
             try:
                 await make()
+                self._reached(True)
                 return True
             except RetryAfter as exc:
                 await self.sleep(retry_seconds(exc))
@@ -262,6 +272,7 @@ class TelegramChannel:
                 log.error("telegram: %s failed: %s", what, self._safe(exc))
                 return False
             except TelegramError as exc:
+                self._reached(not isinstance(exc, NetworkError), exc)
                 delay = self.backoff[min(attempt, len(self.backoff) - 1)]
                 attempt += 1
                 log.warning("telegram: %s failed (%s); retrying in %.1f s", what, self._safe(exc), delay)
@@ -323,12 +334,14 @@ class TelegramChannel:
                     await self.sleep(self.backoff[0])
                     continue
             except Exception as exc:  # network errors, a webhook set by another process (Conflict)…
+                self._reached(not isinstance(exc, NetworkError), exc)
                 delay = self.backoff[min(failures, len(self.backoff) - 1)]
                 failures += 1
                 log.warning("telegram: getUpdates failed (%s); retrying in %.1f s", self._safe(exc), delay)
                 await self.sleep(delay)
                 continue
             failures = 0
+            self._reached(True)
             for update in updates:
                 try:
                     await self.accept(update)
