@@ -361,6 +361,11 @@ def _load_keywords(directory: Path, problems: list[Problem]) -> dict[str, frozen
         keywords.update({f"answer.{kind}": phrases for kind, phrases in answers.items()})
     particles = data.get("particles")
     keywords["particles"] = frozenset(_phrases(particles, "particles", problems, "keywords.yaml")) if particles else frozenset()
+    topics = data.get("guide_topics") or []
+    if not isinstance(topics, list):
+        problems.append(Problem("keywords.yaml", "guide_topics", "must be a list of topic ids"))
+        topics = []
+    keywords["guide_topics"] = frozenset(str(t) for t in topics)
     return keywords
 
 
@@ -436,6 +441,9 @@ def load_catalog(directory: Path | None = None) -> Catalog:
             problems.append(Problem("faq_*.yaml", tid, "contract topic id is missing"))
     matching = _load_matching(directory, problems)
     keywords = _load_keywords(directory, problems)
+    for tid in keywords.get("guide_topics", ()):
+        if tid not in topics:
+            problems.append(Problem("keywords.yaml", "guide_topics", f"links to unknown topic '{tid}'"))
     for subject, topic_ids in matching.ask_back.items():
         if subject not in matching.our_subjects:
             problems.append(Problem("matching.yaml", f"ask_back.{subject}", "is not one of our_subjects"))

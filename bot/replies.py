@@ -32,7 +32,7 @@ def _strip_particles(words: list[str], particles: frozenset[str]) -> list[str]:
 
 
 @lru_cache(maxsize=4096)
-def _keys_cached(text: str, catalog_id: int, abbreviations: tuple[tuple[str, str], ...], particles: frozenset[str]) -> tuple[str, ...]:
+def _keys_cached(text: str, abbreviations: tuple[tuple[str, str], ...], particles: frozenset[str]) -> tuple[str, ...]:
     typed = fold_key(text).split()
     expanded = list(normalize(text, dict(abbreviations)).folded)
     keys: list[str] = []
@@ -49,7 +49,7 @@ def keys(catalog: Catalog, text: str) -> tuple[str, ...]:
     if len(text) > 200 or len(text.split()) > MAX_WORDS:
         return ()
     abbreviations = tuple(sorted(catalog.abbreviations.items()))
-    return _keys_cached(text, id(catalog), abbreviations, catalog.keywords.get("particles", frozenset()))
+    return _keys_cached(text, abbreviations, catalog.keywords.get("particles", frozenset()))
 
 
 def _negated(key: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.conversation import Context, Flow, Outcome, Outcomes, QueryHandled, State, UnansweredRecorded
+from bot.flows import guide
 from bot.flows.common import help_choice, menu_choice, respond
 from bot.masking import mask
 from bot.matcher import Decision
@@ -38,6 +39,11 @@ def ask(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome:
     c = ctx.catalog
     match = ctx.matcher.match(text)
     top = match.candidates[0] if match.candidates else None
+    if match.decision is Decision.ANSWER and top and top.topic in c.keywords.get("guide_topics", ()) and msg.chat_type is ChatType.PRIVATE:
+        # "How do I do it online?" is best answered by the guide itself, one step a message.
+        out = guide.enter(state.evolve(pending=""), ctx)
+        others = tuple(e for e in out.events if not isinstance(e, QueryHandled))
+        return Outcome(out.state, out.replies, (QueryHandled(Outcomes.ANSWERED, top.topic, top.score), *others))
     if match.decision is Decision.ANSWER and top:
         return answer_topic(state, ctx, top.topic, msg.chat_type, top.score)
     keep = state.flow if state.flow == Flow.GUIDE else Flow.IDLE
