@@ -191,3 +191,10 @@ def test_help_is_in_vietnamese(tmp_path):
     assert result.returncode == 0
     assert "Cách dùng: cccd-bot" in result.stdout and "trò chuyện với bot" in result.stdout
     assert "show this help" not in result.stdout and "options:" not in result.stdout
+
+
+def test_chat_log_goes_to_a_file_not_between_the_replies(tmp_path):
+    result = run(["chat", "--log", "chat.log"], tmp_path, stdin="\x01\x02\n/start\n", CCCD_LOG_LEVEL="info")
+    assert result.returncode == 0, result.stderr
+    assert "refused input on console" not in result.stderr + result.stdout
+    assert "refused input on console" in (tmp_path / "chat.log").read_text(encoding="utf-8")
