@@ -71,6 +71,14 @@ class MatchingData:
     synonyms: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A neighbouring service people ask about, and where it is done (services.yaml)."""
+
+    name: str
+    where: str
+
+
 @dataclass(frozen=True)
 class Catalog:
     """All content, validated; `problems` is empty for content the bot may run on."""
@@ -84,6 +92,8 @@ class Catalog:
     keywords: dict[str, frozenset[str]] = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
     step_index: dict[str, int] = field(default_factory=dict)
+    # neighbour service group (matching.yaml) -> where that service is done
+    services: dict[str, Service] = field(default_factory=dict)
 
     def msg(self, key: str, **values: Any) -> str:
         """Return the message under `key`, filled with `values`."""
@@ -232,6 +242,27 @@ def _phrases(value: Any, where: str, problems: list[Problem], file: str = "match
     return tuple(value)
 
 
+def _load_services(directory: Path, groups: list[str] | tuple[str, ...], problems: list[Problem]) -> dict[str, Service]:
+    """Read services.yaml: one entry, with a name and where it is done, for every neighbour group."""
+    raw = _read_yaml(directory / "services.yaml", problems).get("services") or {}
+    if not isinstance(raw, dict):
+        problems.append(Problem("services.yaml", "services", "must map neighbour service groups to {name, where}"))
+        raw = {}
+    services: dict[str, Service] = {}
+    for key, entry in raw.items():
+        entry = entry if isinstance(entry, dict) else {}
+        service = Service(_text(entry.get("name")), _text(entry.get("where")))
+        if not service.name or not service.where:
+            problems.append(Problem("services.yaml", str(key), "needs a name and a where"))
+        if str(key) not in groups:
+            problems.append(Problem("services.yaml", str(key), "is not a group of neighbour_services in matching.yaml"))
+        services[str(key)] = service
+    for group in groups:
+        if group not in services:
+            problems.append(Problem("services.yaml", group, "missing: say where this neighbouring service is done"))
+    return services
+
+
 def _load_matching(directory: Path, problems: list[Problem]) -> MatchingData:
     data = _read_yaml(directory / "matching.yaml", problems)
     services = data.get("neighbour_services") or {}
@@ -296,17 +327,19 @@ def _check_synonyms_readable(synonyms: dict[str, tuple[str, ...]], abbreviations
                 problems.append(Problem("synonyms.yaml", f"synonyms.{key}", f"phrase '{phrase}' is read as '{seen}': write it that way"))
 
 
-KEYWORD_KINDS = ("menu", "greeting", "guide", "next", "back", "skip")
+KEYWORD_KINDS = ("menu", "greeting", "guide", "next", "back", "skip", "thanks", "goodbye", "ack", "how_to", "greeting_kin")
+# Answers to a question the bot asked, a group a question: unique within their group, but they may
+# repeat a keyword above ("rồi" answers "đã nộp được chưa?" and means "next" inside the guide).
+ANSWER_GROUPS = (("outcome_yes", "outcome_not_yet", "outcome_problem"), ("confirm", "decline"), ("restart",))
 
 
-def _load_keywords(directory: Path, problems: list[Problem]) -> dict[str, frozenset[str]]:
-    raw = _read_yaml(directory / "keywords.yaml", problems).get("keywords") or {}
+def _load_kinds(raw: Any, section: str, kinds: tuple[str, ...], problems: list[Problem]) -> dict[str, frozenset[str]]:
     if not isinstance(raw, dict):
-        problems.append(Problem("keywords.yaml", "keywords", "must map kinds to phrase lists"))
+        problems.append(Problem("keywords.yaml", section, "must map kinds to phrase lists"))
         raw = {}
     keywords: dict[str, frozenset[str]] = {}
     owner: dict[str, str] = {}
-    for kind in KEYWORD_KINDS:
+    for kind in kinds:
         if kind not in raw:
             problems.append(Problem("keywords.yaml", kind, "is missing"))
             continue
@@ -316,6 +349,23 @@ def _load_keywords(directory: Path, problems: list[Problem]) -> dict[str, frozen
                 problems.append(Problem("keywords.yaml", kind, f"'{phrase}' is also under {owner[phrase]}"))
             owner[phrase] = kind
         keywords[kind] = phrases
+    return keywords
+
+
+def _load_keywords(directory: Path, problems: list[Problem]) -> dict[str, frozenset[str]]:
+    """Read keywords.yaml: steering kinds, answer kinds (prefixed "answer."), and "particles"."""
+    data = _read_yaml(directory / "keywords.yaml", problems)
+    keywords = _load_kinds(data.get("keywords") or {}, "keywords", KEYWORD_KINDS, problems)
+    for group in ANSWER_GROUPS:
+        answers = _load_kinds(data.get("answers") or {}, "answers", group, problems)
+        keywords.update({f"answer.{kind}": phrases for kind, phrases in answers.items()})
+    particles = data.get("particles")
+    keywords["particles"] = frozenset(_phrases(particles, "particles", problems, "keywords.yaml")) if particles else frozenset()
+    topics = data.get("guide_topics") or []
+    if not isinstance(topics, list):
+        problems.append(Problem("keywords.yaml", "guide_topics", "must be a list of topic ids"))
+        topics = []
+    keywords["guide_topics"] = frozenset(str(t) for t in topics)
     return keywords
 
 
@@ -338,6 +388,11 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
         "delete_prompt": "", "delete_yes": "", "delete_no": "", "delete_done": "", "delete_cancelled": "",
         "choices_hint": "", "not_text": "", "error": "", "console_intro": "", "default_name": "",
         "ask_unsure": "",
+        "smalltalk_thanks": "", "smalltalk_goodbye": "", "smalltalk_ack": "", "out_of_scope": "",
+        "out_of_scope_where": "service where", "group_private_how": "", "hamlet_offer": "hamlet",
+        "hamlet_offer_yes": "", "hamlet_offer_other": "", "hamlet_commune_prompt": "",
+        "hamlet_page_prompt": "commune first last total", "hamlet_more": "", "hamlet_other_commune": "",
+        "hamlet_several": "text",
     }.items()
 }
 REQUIRED_MESSAGES = tuple(MESSAGE_FIELDS)
@@ -386,6 +441,9 @@ def load_catalog(directory: Path | None = None) -> Catalog:
             problems.append(Problem("faq_*.yaml", tid, "contract topic id is missing"))
     matching = _load_matching(directory, problems)
     keywords = _load_keywords(directory, problems)
+    for tid in keywords.get("guide_topics", ()):
+        if tid not in topics:
+            problems.append(Problem("keywords.yaml", "guide_topics", f"links to unknown topic '{tid}'"))
     for subject, topic_ids in matching.ask_back.items():
         if subject not in matching.our_subjects:
             problems.append(Problem("matching.yaml", f"ask_back.{subject}", "is not one of our_subjects"))
@@ -395,6 +453,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     raw_abbr = _read_yaml(directory / "abbreviations.yaml", problems).get("abbreviations") or {}
     abbreviations = {str(k).lower(): str(v).lower() for k, v in raw_abbr.items() if v}
     _check_synonyms_readable(matching.synonyms, abbreviations, problems)
+    services = _load_services(directory, tuple(matching.neighbour_services), problems)
     return Catalog(
         messages=messages,
         steps=steps,
@@ -405,6 +464,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
         keywords=keywords,
         problems=tuple(problems),
         step_index={s.slug: i for i, s in enumerate(steps)},
+        services=services,
     )
 
 

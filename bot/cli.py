@@ -6,33 +6,31 @@ import argparse
 import asyncio
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from bot.catalog import Catalog, load_catalog
+from bot.startup import OperatorError, check_database, check_port, load_settings, port_error, say
 
 
 def _settings():
-    from bot.config import Settings
+    return load_settings()
 
-    try:
-        return Settings()
-    except ValidationError as exc:
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"])
-            print(f"error: configuration CCCD_{field.upper()}: {err['msg']}", file=sys.stderr)
-        raise SystemExit(2) from None
+
+def _database_settings():
+    """The settings, with the database checked: a SQLite folder is created, PostgreSQL reached."""
+    settings = load_settings()
+    check_database(settings.database_url)
+    return settings
 
 
 def _catalog_or_exit(settings) -> Catalog:
     catalog = load_catalog(settings.content_dir)
     if catalog.problems:
         for problem in catalog.problems:
-            print(f"content error: {problem}", file=sys.stderr)
-        print(f"error: {len(catalog.problems)} content problem(s); the bot will not start", file=sys.stderr)
-        raise SystemExit(1)
+            print(say("content_problem", problem=problem), file=sys.stderr)
+        raise OperatorError(say("content_refused", count=len(catalog.problems)), 1)
     return catalog
 
 
@@ -83,25 +81,23 @@ def cmd_content_check(args) -> int:
 def cmd_db_upgrade(args) -> int:
     from storage.migrate import upgrade_sync
 
-    settings = _settings()
+    settings = _database_settings()
     upgrade_sync(settings.database_url)
-    print("database is up to date")
+    print(say("db_upgraded"))
     return 0
 
 
 def cmd_hamlets_import(args) -> int:
     from storage import registry
 
-    settings = _settings()
+    settings = _database_settings()
     try:
         data = Path(args.file).read_bytes()
         rows = registry.parse_csv(data)
     except OSError as exc:
-        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 1
+        raise OperatorError(say("file_unreadable", path=args.file, reason=exc.strerror), 1) from None
     except registry.CsvError as exc:
-        print(f"error: {args.file}:\n{exc}", file=sys.stderr)
-        return 1
+        raise OperatorError(say("file_invalid", path=args.file, detail=exc), 1) from None
 
     async def run() -> tuple[int, int]:
         from storage.db import Database
@@ -115,15 +111,32 @@ def cmd_hamlets_import(args) -> int:
             await db.close()
 
     communes, hamlets = asyncio.run(run())
-    print(f"imported {hamlets} hamlet(s) in {communes} commune(s)")
+    print(say("hamlets_imported", hamlets=hamlets, communes=communes))
     return 0
+
+
+def _log_to_file(path: str) -> None:
+    """Send the log to a file: in the terminal chat, log lines would cut into the conversation."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.addHandler(handler)
+    # Warnings (library deprecations and the like) go to the log too, not to the screen.
+    logging.captureWarnings(True)
 
 
 def cmd_chat(args) -> int:
     from bot.channels.console import ConsoleChannel
 
-    settings = _settings()
+    settings = _database_settings()
     catalog = _catalog_or_exit(settings)
+    if args.log or sys.stdin.isatty():
+        path = args.log or "cccd-bot-chat.log"
+        _log_to_file(path)
+        if sys.stdin.isatty():
+            print(say("chat_log", path=path))
 
     async def run() -> None:
         service = await _service(settings, catalog)
@@ -178,7 +191,7 @@ def cmd_faq_unanswered(args) -> int:
     from storage import logs
     from storage.db import Database
 
-    settings = _settings()
+    settings = _database_settings()
 
     async def run():
         db = Database(settings.database_url)
@@ -196,7 +209,7 @@ def cmd_faq_unanswered(args) -> int:
             print(json.dumps({"count": g.count, "text": g.text, "variants": g.variants}, ensure_ascii=False))
     else:
         if not groups:
-            print("no unanswered questions")
+            print(say("no_unanswered"))
         for g in groups:
             print(f"{g.count:5d}  {g.text}")
             for v in g.variants[1:4]:
@@ -257,55 +270,106 @@ def cmd_serve(args) -> int:
     catalog = _catalog_or_exit(settings)
     host = args.host or settings.host
     port = args.port or settings.port
+    check_port(host, port)
+    check_database(settings.database_url)
     app = create_app(settings, catalog)
     for status in app[CHANNELS].values():
-        print(f"channel {status.name}: {status.detail}", flush=True)
-    print(f"listening on http://{host}:{port} (health: /healthz)", flush=True)
-    web.run_app(app, host=host, port=port, print=None)
+        print(say("serve_channel", name=status.name, detail=status.detail), flush=True)
+    print(say("serve_listening", host=host, port=port), flush=True)
+    try:
+        web.run_app(app, host=host, port=port, print=None)
+    except OSError as exc:
+        # Taken between the check and the start by another program.
+        if exc.errno is None:
+            raise
+        raise port_error(exc, host, port) from None
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cccd-bot", description="Chatbot hướng dẫn làm căn cước trực tuyến")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = parser.add_subparsers(dest="command", required=True)
+class Parser(argparse.ArgumentParser):
+    """argparse in Vietnamese: section titles, the help option and errors."""
 
-    chat = sub.add_parser("chat", help="chat with the bot in the terminal (reads a line a message from a pipe)")
-    chat.add_argument("--group", metavar="HAMLET_CODE", help="behave as a message in that hamlet's group")
-    chat.add_argument("--user", default="console-user", help="the sender id to use")
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("add_help", False)
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+        self._positionals.title = say("positionals")
+        self._optionals.title = say("options")
+        self.add_argument("-h", "--help", action="help", default=argparse.SUPPRESS, help=say("help_option"))
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, say("arg_error", message=_vietnamese(message), prog=self.prog) + "\n")
+
+
+_ARG_ERRORS = (
+    (re.compile(r"^argument (?P<name>\S+): invalid choice: '(?P<value>.*)' \(choose from (?P<choices>.*)\)$"), "arg_invalid_choice"),
+    (re.compile(r"^the following arguments are required: (?P<names>.*)$"), "arg_required"),
+    (re.compile(r"^unrecognized arguments: (?P<names>.*)$"), "arg_unrecognized"),
+    (re.compile(r"^argument (?P<name>\S+): invalid \S+ value: '(?P<value>.*)'$"), "arg_invalid_value"),
+    (re.compile(r"^argument (?P<name>\S+): expected one argument$"), "arg_expected_one"),
+)
+
+
+def _vietnamese(message: str) -> str:
+    """argparse's English error, in Vietnamese when it is one of the usual ones."""
+    for pattern, key in _ARG_ERRORS:
+        match = pattern.match(message)
+        if match:
+            values = match.groupdict()
+            if "choices" in values:
+                values["choices"] = values["choices"].replace("'", "")
+            return say(key, **values)
+    return message
+
+
+class _Formatter(argparse.HelpFormatter):
+    def add_usage(self, usage, actions, groups, prefix=None):
+        super().add_usage(usage, actions, groups, say("usage") + " " if prefix is None else prefix)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="cccd-bot", description=say("description"))
+    parser.add_argument("-v", "--verbose", action="store_true", help=say("help_verbose"))
+    sub = parser.add_subparsers(dest="command", required=True, title=say("help_commands"), metavar="LỆNH")
+
+    chat = sub.add_parser("chat", help=say("help_chat"), description=say("help_chat"))
+    chat.add_argument("--group", metavar="MÃ_THÔN", help=say("help_chat_group"))
+    chat.add_argument("--user", default="console-user", help=say("help_chat_user"))
+    chat.add_argument("--log", metavar="TỆP", help=say("help_chat_log"))
     chat.set_defaults(func=cmd_chat)
 
-    serve = sub.add_parser("serve", help="run the server with every configured channel")
-    serve.add_argument("--host", help="address to listen on (CCCD_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (CCCD_PORT, default 8080)")
+    serve = sub.add_parser("serve", help=say("help_serve"), description=say("help_serve"))
+    serve.add_argument("--host", help=say("help_serve_host"))
+    serve.add_argument("--port", type=int, help=say("help_serve_port"))
     serve.set_defaults(func=cmd_serve)
 
-    ask = sub.add_parser("ask", help="answer questions from the FAQ (one a line from stdin when none is given)")
-    ask.add_argument("question", nargs="*")
-    ask.add_argument("--json", action="store_true", help='print {"topic", "score", "answer"} a line')
+    ask = sub.add_parser("ask", help=say("help_ask"), description=say("help_ask"))
+    ask.add_argument("question", nargs="*", metavar="CÂU_HỎI", help=say("help_ask_question"))
+    ask.add_argument("--json", action="store_true", help=say("help_ask_json"))
     ask.set_defaults(func=cmd_ask)
 
-    content = sub.add_parser("content", help="content commands")
-    content_sub = content.add_subparsers(dest="content_command", required=True)
-    check = content_sub.add_parser("check", help="validate the content files")
-    check.add_argument("--review", action="store_true", help="list the topics marked for review")
+    content = sub.add_parser("content", help=say("help_content"), description=say("help_content"))
+    content_sub = content.add_subparsers(dest="content_command", required=True, title=say("help_commands"), metavar="LỆNH")
+    check = content_sub.add_parser("check", help=say("help_content_check"), description=say("help_content_check"))
+    check.add_argument("--review", action="store_true", help=say("help_content_review"))
     check.set_defaults(func=cmd_content_check)
 
-    db = sub.add_parser("db", help="database commands")
-    db_sub = db.add_subparsers(dest="db_command", required=True)
-    db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    db = sub.add_parser("db", help=say("help_db"), description=say("help_db"))
+    db_sub = db.add_subparsers(dest="db_command", required=True, title=say("help_commands"), metavar="LỆNH")
+    db_sub.add_parser("upgrade", help=say("help_db_upgrade"), description=say("help_db_upgrade")).set_defaults(func=cmd_db_upgrade)
 
-    hamlets = sub.add_parser("hamlets", help="the registry of communes and hamlets")
-    hamlets_sub = hamlets.add_subparsers(dest="hamlets_command", required=True)
-    imp = hamlets_sub.add_parser("import", help="import communes and hamlets from a CSV file")
-    imp.add_argument("file")
+    hamlets = sub.add_parser("hamlets", help=say("help_hamlets"), description=say("help_hamlets"))
+    hamlets_sub = hamlets.add_subparsers(dest="hamlets_command", required=True, title=say("help_commands"), metavar="LỆNH")
+    imp = hamlets_sub.add_parser("import", help=say("help_hamlets_import"), description=say("help_hamlets_import"))
+    imp.add_argument("file", metavar="TỆP", help=say("help_hamlets_file"))
     imp.set_defaults(func=cmd_hamlets_import)
 
-    faq = sub.add_parser("faq", help="FAQ maintenance")
-    faq_sub = faq.add_subparsers(dest="faq_command", required=True)
-    un = faq_sub.add_parser("unanswered", help="most frequent unanswered or low-confidence questions")
-    un.add_argument("--limit", type=int, default=30)
-    un.add_argument("--json", action="store_true")
+    faq = sub.add_parser("faq", help=say("help_faq"), description=say("help_faq"))
+    faq_sub = faq.add_subparsers(dest="faq_command", required=True, title=say("help_commands"), metavar="LỆNH")
+    un = faq_sub.add_parser("unanswered", help=say("help_faq_unanswered"), description=say("help_faq_unanswered"))
+    un.add_argument("--limit", type=int, default=30, help=say("help_faq_limit"))
+    un.add_argument("--json", action="store_true", help=say("help_faq_json"))
     un.set_defaults(func=cmd_faq_unanswered)
 
     poster = sub.add_parser("poster", help="in áp phích A4 (PDF) của một thôn: mã QR Telegram, Zalo, web và 9 bước")
@@ -319,16 +383,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        # CCCD_LOG_LEVEL applies to the bot's own loggers; libraries stay at warnings.
-        level = _settings().log_level
-        for name in ("bot", "storage"):
-            logging.getLogger(name).setLevel(level)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format=LOG_FORMAT)
     try:
+        if not args.verbose:
+            # CCCD_LOG_LEVEL applies to the bot's own loggers; libraries stay at warnings.
+            level = _settings().log_level
+            for name in ("bot", "storage"):
+                logging.getLogger(name).setLevel(level)
         return args.func(args) or 0
+    except OperatorError as exc:
+        print(say("error", message=exc), file=sys.stderr)
+        return exc.code
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as command-line tools do.
         sys.stderr.close()

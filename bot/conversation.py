@@ -22,8 +22,10 @@ class Flow:
     HAMLET = "hamlet"
     CHOOSE = "choose"
     DELETE = "delete"
+    # "Are you in <the hamlet of the group you wrote in>?"
+    OFFER = "offer"
 
-    ALL = (IDLE, GUIDE, RESUME, OUTCOME, HAMLET, CHOOSE, DELETE)
+    ALL = (IDLE, GUIDE, RESUME, OUTCOME, HAMLET, CHOOSE, DELETE, OFFER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,9 @@ class Context:
     now: datetime
     user_hamlet: str | None = None
     is_officer: bool = False
+    # The hamlet of the group this message came from, or, in private, of the group the person
+    # last wrote in: offered instead of the whole list.
+    chat_hamlet: str | None = None
 
 
 class Outcomes:
@@ -93,6 +98,10 @@ class Outcomes:
     UNANSWERED = "unanswered"
     COMMAND = "command"
     INVALID = "invalid"
+    # Thanks, greetings, goodbyes, "ok": answered, and never an unanswered question.
+    SMALL_TALK = "small_talk"
+    # About a neighbouring service (passports, vehicles): told where it is done.
+    OUT_OF_SCOPE = "out_of_scope"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,9 @@ import unicodedata
 
 from bot.conversation import Context, Flow, Outcome, Outcomes, QueryHandled, State
 from bot.flows import faq, guide, hamlet, menu
-from bot.flows.common import respond
-from bot.messages import ChatType, Choice, Incoming, Reply
+from bot import replies
+from bot.flows.common import menu_choice, respond
+from bot.messages import ChatType, Choice, Incoming, Link, Reply
 from bot.normalize import fold_key
 
 MAX_INPUT = 4000
@@ -88,8 +89,11 @@ def _stale(state: State, msg: Incoming, ctx: Context) -> Outcome:
 
 
 def _group_guide(state: State, ctx: Context) -> Outcome:
+    """The guide is given in private: one tap opens the private chat, with the group's hamlet."""
     c = ctx.catalog
-    return respond(state, [Reply(c.msg("group_private_hint"), (Choice(c.msg("group_private_button"), "pm"),))])
+    hamlet = ctx.hamlets.get(ctx.chat_hamlet)
+    link = Link(private_start=f"h_{hamlet.code}" if hamlet else "g", instead=c.msg("group_private_how"))
+    return respond(state, [Reply(c.msg("group_private_hint"), (Choice(c.msg("group_private_button"), "pm", link),))])
 
 
 def _start(state: State, msg: Incoming, ctx: Context, arg: str) -> Outcome:
@@ -126,39 +130,85 @@ def _command(state: State, msg: Incoming, ctx: Context, name: str, arg: str) -> 
     return menu.show_menu(state, msg, ctx)
 
 
+# Whole messages that steer wherever they come, in order of precedence.
+STEERING = ("greeting", "greeting_kin", "menu", "guide", "how_to", "next", "back", "thanks", "goodbye", "ack")
+SMALL_TALK = {"thanks": "smalltalk_thanks", "goodbye": "smalltalk_goodbye", "ack": "smalltalk_ack"}
+OUTCOME_ANSWERS = {f"answer.outcome_{o}": o for o in guide.OUTCOMES}
+
+
+def _answer(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome | None:
+    """Read a typed answer to the question the bot just asked ("rồi", "chưa nộp", "xóa đi")."""
+    c = ctx.catalog
+    if msg.chat_type is not ChatType.PRIVATE:
+        return None
+    if state.flow == Flow.OUTCOME and state.step:
+        kind = replies.kind_of(c, text, tuple(OUTCOME_ANSWERS))
+        return guide.record_outcome(state, ctx, OUTCOME_ANSWERS[kind]) if kind else None
+    if state.flow == Flow.DELETE:
+        kind = replies.kind_of(c, text, ("answer.confirm", "answer.decline"))
+        return menu.answer_delete(state, ctx, "yes" if kind == "answer.confirm" else "no") if kind else None
+    if state.flow == Flow.RESUME and replies.kind_of(c, text, ("answer.restart",)):
+        return guide.show_step(state, ctx, c.steps[0].slug)
+    if state.flow == Flow.OFFER:
+        kind = replies.kind_of(c, text, ("answer.confirm", "answer.decline"))
+        return hamlet.answer_offer(state, msg, ctx, kind == "answer.confirm") if kind else None
+    return None
+
+
+def _small_talk(state: State, ctx: Context, kind: str) -> Outcome:
+    """A short friendly reply; the guide's place is kept and offered back."""
+    c = ctx.catalog
+    choices = [menu_choice(ctx)]
+    if state.step and not state.finished and state.flow in (Flow.GUIDE, Flow.RESUME):
+        k = c.step_number(state.step)
+        choices.insert(0, Choice(c.msg("step_return", k=k, n=len(c.steps)), f"s:{state.step}"))
+    keep = Flow.GUIDE if state.flow in (Flow.GUIDE, Flow.RESUME) else Flow.IDLE
+    reply = Reply(c.msg(SMALL_TALK[kind]), tuple(choices))
+    return respond(state.evolve(flow=keep), [reply], log=QueryHandled(Outcomes.SMALL_TALK))
+
+
 def _text(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome:
-    """Interpret typed text: flow words first, then the flow's own input, then the FAQ."""
-    key = fold_key(text)
+    """Interpret typed text: answers to the bot's question, steering words, the flow's input, the FAQ."""
     private = msg.chat_type is ChatType.PRIVATE
     words = ctx.catalog.keywords
-    if key in words["greeting"]:
+    answered = _answer(state, msg, ctx, text)
+    if answered is not None:
+        return answered
+    kind = replies.kind_of(ctx.catalog, text, STEERING)
+    if kind in ("greeting", "greeting_kin"):
         return _start(state, msg, ctx, "")
-    if key in words["menu"]:
+    if kind == "menu":
         return menu.show_menu(state, msg, ctx)
-    if key in words["guide"]:
+    if kind in ("guide", "how_to"):
         return guide.enter(state, ctx) if private else _group_guide(state, ctx)
-    jump = _JUMP.match(key)
+    jump = _JUMP.match(fold_key(text))
     if jump:
         return guide.jump(state, ctx, int(jump.group(1))) if private else _group_guide(state, ctx)
     if private and state.step and not state.finished and state.flow in (Flow.GUIDE, Flow.RESUME):
-        if key in words["next"]:
+        # Inside the guide "ok", "được rồi" mean "done, next".
+        if kind in ("next", "ack"):
             return guide.move(state, ctx, +1 if state.flow == Flow.GUIDE else 0)
-        if key in words["back"]:
+        if kind == "back":
             return guide.move(state, ctx, -1)
     if private and state.step and state.flow == Flow.OUTCOME:
-        # At the last question "tiếp" asks it again and "quay lại" shows the last step.
-        if key in words["next"]:
+        # At the last question "tiếp" or "ok" asks it again and "quay lại" shows the last step.
+        if kind in ("next", "ack"):
             return guide.ask_outcome(state, ctx)
-        if key in words["back"]:
+        if kind == "back":
             return guide.show_step(state, ctx, state.step)
-    if private and state.flow == Flow.HAMLET and key in words["skip"]:
+    if kind in SMALL_TALK:
+        return _small_talk(state, ctx, kind)
+    if kind in ("next", "back"):
+        # Steering outside the guide: open it where the person is.
+        return guide.enter(state, ctx) if private else _group_guide(state, ctx)
+    if private and state.flow == Flow.HAMLET and fold_key(text) in words["skip"]:
         return hamlet.choose(state, msg, ctx, "-")
     if private and state.flow == Flow.HAMLET:
         out = hamlet.typed(state, msg, ctx, text)
         if out is not None:
             return out
         state = state.evolve(flow=Flow.IDLE)
-    if state.flow in (Flow.CHOOSE, Flow.DELETE, Flow.OUTCOME, Flow.RESUME):
+    if state.flow in (Flow.CHOOSE, Flow.DELETE, Flow.OUTCOME, Flow.RESUME, Flow.OFFER):
         state = state.evolve(flow=Flow.IDLE)
     return faq.ask(state, msg, ctx, text)
 
@@ -178,6 +228,9 @@ def step(state: State, msg: Incoming, ctx: Context) -> Outcome:
     pressed = _press_from_number(text, state)
     if pressed:
         return _press(state, msg, ctx, pressed)
+    if text.isdecimal() and len(text) <= 2:
+        # A choice number where none (or not that many) is offered: an old list, not a question.
+        return _stale(state, msg, ctx)
     command = _COMMAND.match(text.lower()) if text.startswith("/") else None
     if command:
         # The argument may follow a space or a new line ("/thon\nTổ dân phố 3").

@@ -38,6 +38,33 @@ class HamletDirectory:
         self.by_code = {h.code.lower(): h for h in self.hamlets}
         self._keys = [_core_words(h.name) or fold_key(h.name) for h in self.hamlets]
 
+    def communes(self) -> tuple[tuple[str, tuple[Hamlet, ...]], ...]:
+        """Return each commune with its hamlets, in the registry's order."""
+        grouped: dict[str, list[Hamlet]] = {}
+        for hamlet in self.hamlets:
+            grouped.setdefault(hamlet.commune, []).append(hamlet)
+        return tuple((commune, tuple(hamlets)) for commune, hamlets in grouped.items())
+
+    def commune_of(self, code: str) -> tuple[str, tuple[Hamlet, ...]] | None:
+        """Return the commune (with its hamlets) of the hamlet `code`."""
+        hamlet = self.get(code)
+        if hamlet is None:
+            return None
+        return hamlet.commune, tuple(h for h in self.hamlets if h.commune == hamlet.commune)
+
+    def search(self, text: str, limit: int = 12) -> tuple[Hamlet, ...]:
+        """Return the hamlets whose name (or commune) has every typed word, numbers whole, other words
+        as the start of a word ("đông" finds "Đông Sơn" and "Đông Hòa"); up to `limit`."""
+        words = _core_words(text).split()
+        if not words:
+            return ()
+        found = []
+        for hamlet, key in zip(self.hamlets, self._keys):
+            names = f"{key} {fold_key(hamlet.commune)}".split()
+            if all(any(n == w if w.isdigit() else n.startswith(w) for n in names) for w in words):
+                found.append(hamlet)
+        return tuple(found[:limit])
+
     def __len__(self) -> int:
         return len(self.hamlets)
 

@@ -34,11 +34,24 @@ class Incoming:
 
 
 @dataclass(frozen=True, slots=True)
+class Link:
+    """Where a link button leads, said without naming a platform: a web address, or the person's
+    private chat with the bot opened with a start parameter (Telegram: t.me/<bot>?start=<value>)."""
+
+    url: str = ""
+    private_start: str = ""
+    # What a channel that cannot show this link says instead (Zalo, the terminal).
+    instead: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Choice:
-    """A button: a label the person sees and a short payload the core reads back."""
+    """A button: a label the person sees and a short payload the core reads back, or a link."""
 
     label: str
     payload: str
+    # A link button opens `link` instead of sending the payload back; it is never numbered.
+    link: Link | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +70,8 @@ class Capabilities:
     buttons: bool
     max_text: int
     max_buttons: int = 8
+    # Whether link buttons can be shown (Telegram's URL buttons).
+    links: bool = False
 
 
 @dataclass(frozen=True, slots=True)

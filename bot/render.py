@@ -68,11 +68,18 @@ def render(reply: Reply, caps: Capabilities, hint: str = "") -> Rendered:
     text = reply.text
     buttons: tuple[Choice, ...] = ()
     numbered: tuple[Choice, ...] = ()
-    if reply.choices and caps.buttons and len(reply.choices) <= caps.max_buttons:
-        buttons = reply.choices
-    elif reply.choices:
-        numbered = reply.choices
-        text = f"{text}\n\n{numbered_lines(reply.choices)}"
+    choices = reply.choices
+    as_buttons = caps.buttons and len(choices) <= caps.max_buttons
+    if not (caps.links and as_buttons) and any(c.link for c in choices):
+        # No link buttons here: say how to get there instead; numbers count pressable choices only.
+        instead = [c.link.instead for c in choices if c.link and c.link.instead]
+        choices = tuple(c for c in choices if c.link is None)
+        text = "\n".join([text, *instead])
+    if choices and as_buttons:
+        buttons = choices
+    elif choices:
+        numbered = choices
+        text = f"{text}\n\n{numbered_lines(choices)}"
         if hint:
             text = f"{text}\n{hint}"
     return Rendered(tuple(split_text(text, caps.max_text)), buttons, reply.image, numbered)

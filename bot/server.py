@@ -35,6 +35,22 @@ class ChannelStatus:
     name: str
     on: bool
     detail: str
+    # Why the channel cannot reach its platform now ("" when it can): /healthz reports it failing.
+    unreachable: str = ""
+
+    def cannot_reach(self, platform: str, reason: str) -> None:
+        """Record that the platform is out of reach; said once in the log until it is reached again."""
+        from bot.startup import say
+
+        first = not self.unreachable
+        self.unreachable = say("channel_unreachable", platform=platform, reason=reason[:200])
+        if first:
+            log.error("%s: %s", self.name, self.unreachable)
+
+    def reached(self) -> None:
+        if self.unreachable:
+            log.warning("%s: reached its platform again", self.name)
+        self.unreachable = ""
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -44,7 +60,12 @@ async def healthz(request: web.Request) -> web.Response:
             await session.execute(text("SELECT 1"))
     except Exception as exc:  # the probe must answer, whatever broke
         return web.json_response({"ok": False, "database": str(exc)[:200]}, status=503)
-    channels = {name: status.detail for name, status in request.app[CHANNELS].items()}
+    statuses = request.app[CHANNELS]
+    channels = {name: status.detail for name, status in statuses.items()}
+    failing = {name: status.unreachable for name, status in statuses.items() if status.unreachable}
+    if failing:
+        # A channel that cannot reach its platform neither receives nor sends: the bot is not healthy.
+        return web.json_response({"ok": False, "channels": channels, "failing": failing}, status=503)
     return web.json_response({"ok": True, "channels": channels})
 
 

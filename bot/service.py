@@ -102,6 +102,12 @@ class ChatService:
                 state = State.from_dict(await conversations.load_state(session, key), self._valid_steps)
                 user = await people.touch_user(session, msg.channel, msg.sender_id, now)
                 chat = await people.touch_chat(session, msg.channel, msg.chat_id, msg.chat_type.value, now)
+                if msg.chat_type is ChatType.GROUP:
+                    chat_hamlet = chat.hamlet_code
+                elif user.hamlet_code is None:
+                    chat_hamlet = await logs.last_group_hamlet(session, self.pseudonym(msg.channel, msg.sender_id))
+                else:
+                    chat_hamlet = None
                 ctx = Context(
                     catalog=self.catalog,
                     matcher=self.matcher,
@@ -109,6 +115,7 @@ class ChatService:
                     now=now,
                     user_hamlet=user.hamlet_code,
                     is_officer=msg.sender_is_admin or (msg.channel, msg.sender_id) in self.officers,
+                    chat_hamlet=chat_hamlet,
                 )
                 outcome = step(state, msg, ctx)
                 if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):

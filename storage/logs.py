@@ -59,3 +59,15 @@ async def low_confidence_texts(session: AsyncSession, since: datetime | None = N
 
 async def count_queries(session: AsyncSession) -> int:
     return (await session.execute(select(func.count()).select_from(QueryLog))).scalar_one()
+
+
+async def last_group_hamlet(session: AsyncSession, user_ref: str) -> str | None:
+    """Return the hamlet of the group this person last wrote in (to offer it in private), if any."""
+    return (
+        await session.execute(
+            select(QueryLog.hamlet_code)
+            .where(QueryLog.user_ref == user_ref, QueryLog.chat_type == "group", QueryLog.hamlet_code.is_not(None))
+            .order_by(QueryLog.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()

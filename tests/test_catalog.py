@@ -212,6 +212,30 @@ def test_keywords_are_folded_unique_and_complete(content):
     assert "keywords.yaml: greeting: is missing" in found
 
 
+def test_answers_are_unique_within_their_question_only(content):
+    data = yaml.safe_load((content / "keywords.yaml").read_text(encoding="utf-8"))
+    assert "roi" in data["answers"]["outcome_yes"] and "roi" in data["keywords"]["ack"]
+    data["answers"]["outcome_not_yet"].append("roi")
+    del data["answers"]["restart"]
+    (content / "keywords.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    found = problems(content)
+    assert "keywords.yaml: outcome_not_yet: 'roi' is also under outcome_yes" in found
+    assert "keywords.yaml: restart: is missing" in found
+    assert not any("ack" in p for p in found)
+
+
+def test_every_neighbouring_service_says_where_it_is_done(content):
+    data = yaml.safe_load((content / "services.yaml").read_text(encoding="utf-8"))
+    del data["services"]["passports"]
+    data["services"]["vehicles"]["where"] = ""
+    data["services"]["spaceships"] = {"name": "tàu vũ trụ", "where": "không ở đây"}
+    (content / "services.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    found = problems(content)
+    assert "services.yaml: passports: missing: say where this neighbouring service is done" in found
+    assert "services.yaml: vehicles: needs a name and a where" in found
+    assert "services.yaml: spaceships: is not a group of neighbour_services in matching.yaml" in found
+
+
 def edit_messages(content: Path, **changes) -> None:
     path = content / "messages.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))

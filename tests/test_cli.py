@@ -41,7 +41,7 @@ def test_content_check_and_chat_refuse_broken_content(tmp_path):
     assert "steps.yaml: -: 0 steps (the guide has 9)" in check.stdout
     chat = run(["chat"], tmp_path, stdin="/start\n", CCCD_CONTENT_DIR=str(broken))
     assert chat.returncode == 1
-    assert "steps.yaml: -: 0 steps (the guide has 9)" in chat.stderr and "will not start" in chat.stderr
+    assert "steps.yaml: -: 0 steps (the guide has 9)" in chat.stderr and "bot không khởi động" in chat.stderr
 
 
 def test_wrong_database_url_is_a_clear_error(tmp_path):
@@ -86,11 +86,11 @@ def test_piped_chat_reaches_the_last_step(tmp_path):
 
 def test_hamlets_import_and_group_chat(tmp_path):
     imported = run(["hamlets", "import", str(EXAMPLE_CSV)], tmp_path)
-    assert imported.returncode == 0 and "imported 10 hamlet(s) in 1 commune(s)" in imported.stdout
+    assert imported.returncode == 0 and "Đã nhập 10 thôn, tổ dân phố thuộc 1 xã, phường." in imported.stdout
     chat = run(["chat", "--group", "ngoctrao_tdp03"], tmp_path, stdin="/huongdan\n")
     assert "tin nhắn riêng" in chat.stdout
     unknown = run(["chat", "--group", "nowhere"], tmp_path, stdin="/start\n")
-    assert unknown.returncode != 0 and "unknown hamlet code 'nowhere'" in unknown.stderr
+    assert unknown.returncode == 1 and "Không có thôn mã “nowhere”" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
 def test_hamlets_import_refuses_a_bad_file(tmp_path):
@@ -99,12 +99,102 @@ def test_hamlets_import_refuses_a_bad_file(tmp_path):
     result = run(["hamlets", "import", str(bad)], tmp_path)
     assert result.returncode == 1 and "binary" in result.stderr
     missing = run(["hamlets", "import", str(tmp_path / "none.csv")], tmp_path)
-    assert missing.returncode == 1 and "cannot read" in missing.stderr
+    assert missing.returncode == 1 and "Không đọc được tệp" in missing.stderr
 
 
 def test_unanswered_lists_grouped_questions(tmp_path):
-    run(["chat"], tmp_path, stdin="đăng ký xe máy ở đâu\ndang ky xe may o dau\nthời tiết\n")
+    run(["chat"], tmp_path, stdin="con trâu nhà tôi bị lạc\ncon trau nha toi bi lac\nthời tiết\n")
     result = run(["faq", "unanswered"], tmp_path)
     assert result.returncode == 0
     first = result.stdout.splitlines()[0]
-    assert first.split()[0] == "2" and "xe m" in first
+    assert first.split()[0] == "2" and "con tr" in first
+
+
+# --- configuration errors: one clear Vietnamese sentence, a non-zero exit, no traceback ---------------
+
+
+def _refused(result, code, *parts):
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    message = [line for line in result.stderr.splitlines() if line.startswith("Lỗi: ")]
+    assert len(message) == 1, result.stderr
+    for part in parts:
+        assert part in message[0], message[0]
+    return message[0]
+
+
+def test_a_misspelt_variable_names_the_right_one(tmp_path):
+    result = run(["serve"], tmp_path, CCCD_TELEGRAM_TOKN="123:abc")
+    _refused(result, 2, "CCCD_TELEGRAM_TOKN", "có phải ý anh/chị là CCCD_TELEGRAM_TOKEN")
+
+
+def test_a_misspelt_variable_in_the_env_file_too(tmp_path):
+    (tmp_path / ".env").write_text("CCCD_DATABSE_URL=sqlite+aiosqlite:///x.sqlite3\n", encoding="utf-8")
+    _refused(run(["db", "upgrade"], tmp_path), 2, "CCCD_DATABSE_URL", "CCCD_DATABASE_URL")
+
+
+def test_an_unknown_variable_points_to_the_list(tmp_path):
+    _refused(run(["chat"], tmp_path, CCCD_WHATEVER="1"), 2, "Không có biến cấu hình CCCD_WHATEVER", "README.md")
+
+
+@pytest.mark.parametrize("officers", ["telegram:42,zalo 7", "telgram:42", "telegram:", "42"])
+def test_a_malformed_officer_entry(tmp_path, officers):
+    bad = officers.split(",")[-1]
+    _refused(run(["serve"], tmp_path, CCCD_OFFICERS=officers), 2, f"CCCD_OFFICERS có mục sai: “{bad}”", "kênh:mã_người_dùng")
+
+
+def test_well_formed_officers_are_accepted(tmp_path):
+    result = run(["db", "upgrade"], tmp_path, CCCD_OFFICERS="telegram:42, zalo_bot:abc-1,zalo_oa:99")
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_invalid_value_says_what_it_must_be(tmp_path):
+    _refused(run(["serve"], tmp_path, CCCD_PORT="tám nghìn"), 2, "CCCD_PORT", "từ 1 đến 65535")
+
+
+def test_an_unreachable_database(tmp_path):
+    # Nothing listens on this port (this checkout's own range): PostgreSQL refuses the connection.
+    url = "postgresql+asyncpg://postgres:secret@127.0.0.1:6499/cccd"
+    for command in (["db", "upgrade"], ["chat"], ["serve", "--port", "6411"]):
+        message = _refused(run(command, tmp_path, CCCD_DATABASE_URL=url), 1, "Không kết nối được cơ sở dữ liệu", "CCCD_DATABASE_URL")
+        assert "secret" not in message, "the password is never printed"
+
+
+def test_a_sqlite_folder_is_created_and_an_impossible_one_explained(tmp_path):
+    made = run(["db", "upgrade"], tmp_path, CCCD_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/new/folder/bot.sqlite3")
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "new" / "folder" / "bot.sqlite3").is_file()
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    url = f"sqlite+aiosqlite:///{tmp_path}/a-file/bot.sqlite3"
+    _refused(run(["db", "upgrade"], tmp_path, CCCD_DATABASE_URL=url), 2, f"{tmp_path}/a-file", "CCCD_DATABASE_URL")
+
+
+def test_a_port_in_use(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run(["serve", "--port", str(port)], tmp_path)
+    _refused(result, 1, f"Cổng {port} trên 127.0.0.1 đang được một chương trình khác dùng", "--port")
+
+
+def test_a_wrong_command_is_explained_in_vietnamese(tmp_path):
+    result = run(["serv"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Lỗi: “serv” không phải là lệnh" in result.stderr and "Cách dùng: cccd-bot" in result.stderr
+
+
+def test_help_is_in_vietnamese(tmp_path):
+    result = run(["--help"], tmp_path)
+    assert result.returncode == 0
+    assert "Cách dùng: cccd-bot" in result.stdout and "trò chuyện với bot" in result.stdout
+    assert "show this help" not in result.stdout and "options:" not in result.stdout
+
+
+def test_chat_log_goes_to_a_file_not_between_the_replies(tmp_path):
+    result = run(["chat", "--log", "chat.log"], tmp_path, stdin="\x01\x02\n/start\n", CCCD_LOG_LEVEL="info")
+    assert result.returncode == 0, result.stderr
+    assert "refused input on console" not in result.stderr + result.stdout
+    assert "refused input on console" in (tmp_path / "chat.log").read_text(encoding="utf-8")

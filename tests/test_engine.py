@@ -382,3 +382,26 @@ def test_command_argument_on_the_next_line(catalog, matcher):
     admin = Talk(catalog, matcher, chat_type=ChatType.GROUP, officer=True)
     admin.send("/thon\nTổ dân phố 3")
     assert ChatHamletLinked("ngoctrao_tdp03") in admin.events
+
+
+def test_asking_how_to_apply_online_starts_the_guide_in_private(catalog, matcher):
+    t = Talk(catalog, matcher)
+    replies = t.send("cho e hỏi làm căn cước online thì làm như nào ạ")
+    assert replies[0].text.startswith("Bước 1/9")
+    assert t.events[0] == QueryHandled(Outcomes.ANSWERED, "huong_dan_9_buoc", t.events[0].score)
+    assert StepReached(catalog.steps[0].slug) in t.events
+    group = Talk(catalog, matcher, chat_type=ChatType.GROUP)
+    replies = group.send("cho e hỏi làm căn cước online thì làm như nào ạ")
+    assert "Bước 1/9" not in texts(replies), "in a group the answer is given, the guide stays private"
+
+
+def test_a_typed_no_to_the_offered_hamlet_shows_the_list(catalog, matcher):
+    t = Talk(catalog, matcher)
+    ctx_hamlet = "ngoctrao_tdp05"
+    msg = Incoming("console", "c1", ChatType.PRIVATE, "u1", "Bà Lan", "/start", NOW)
+    out = step(t.state, msg, Context(catalog, matcher, HAMLETS, NOW, chat_hamlet=ctx_hamlet))
+    assert out.replies[1].text == "Anh/chị ở Tổ dân phố 5, Phường Ngọc Trạo phải không?"
+    msg = Incoming("console", "c1", ChatType.PRIVATE, "u1", "Bà Lan", "không phải", NOW)
+    out = step(out.state, msg, Context(catalog, matcher, HAMLETS, NOW, chat_hamlet=ctx_hamlet))
+    assert [c.label for c in out.replies[0].choices][:2] == ["Tổ dân phố 1", "Tổ dân phố 2"]
+    assert not any(isinstance(e, UserHamletChosen) for e in out.events)

@@ -51,3 +51,15 @@ def test_short_text_is_untouched_and_empty_gives_nothing():
     assert split_text("   ", 10) == []
     with pytest.raises(ValueError):
         split_text("a", 0)
+
+
+def test_a_link_button_where_links_are_shown_and_its_sentence_elsewhere():
+    from bot.messages import Link
+
+    link = Choice("Nhắn riêng với tôi", "pm", Link(private_start="h_x", instead="Bấm vào tên tôi rồi chọn “Nhắn tin”."))
+    reply = Reply("Tôi hướng dẫn trong tin nhắn riêng.", (Choice("Về menu", "m"), link))
+    telegram = render(reply, Capabilities(buttons=True, max_text=4096, links=True))
+    assert telegram.buttons == (Choice("Về menu", "m"), link) and "Nhắn tin" not in telegram.texts[0]
+    zalo = render(reply, Capabilities(buttons=False, max_text=2000), "Trả lời bằng số.")
+    assert zalo.texts == ("Tôi hướng dẫn trong tin nhắn riêng.\nBấm vào tên tôi rồi chọn “Nhắn tin”.\n\n1. Về menu\nTrả lời bằng số.",)
+    assert zalo.numbered == (Choice("Về menu", "m"),)

@@ -45,3 +45,31 @@ async def test_reload_picks_up_an_added_example_and_refuses_broken_content(db_ur
     (content / "steps.yaml").write_text("steps: []", encoding="utf-8")
     assert reload_content(app) is False
     assert app[SERVICE].matcher.match(question).topic == "ho_tro", "broken content keeps the running one"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("channel", ["telegram", "zalo_bot"])
+async def test_healthz_reports_a_channel_that_cannot_reach_its_platform(db_url, catalog, channel):
+    import asyncio
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: every connection is refused
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{closed}/bot"
+    if channel == "telegram":
+        settings = Settings(_env_file=None, database_url=db_url, telegram_token="123:abc", telegram_base_url=base)
+    else:
+        settings = Settings(_env_file=None, database_url=db_url, zalo_bot_token="123:abc", zalo_bot_base_url=base)
+    app = create_app(settings, catalog)
+    async with TestClient(TestServer(app)) as client:
+        # Telegram reports at the first refused call; Zalo after the Bot API client's own retries (15 s).
+        for _ in range(300):
+            resp = await client.get("/healthz")
+            if resp.status == 503:
+                break
+            await asyncio.sleep(0.1)
+        body = await resp.json()
+        assert resp.status == 503 and body["ok"] is False
+        assert f"127.0.0.1:{closed}" in body["failing"][channel] and "không kết nối được" in body["failing"][channel]
+        assert list(body["failing"]) == [channel]

@@ -170,3 +170,40 @@ async def test_two_processes_on_one_database_do_not_lose_a_step(service, catalog
     replies = await asyncio.gather(*(s.handle(msg(clock, "tiếp")) for s in (service, other, service, other)))
     assert sorted(r[0].text.split(":")[0] for r in replies) == [f"Bước {k}/9" for k in range(2, 6)]
     await other.db.close()
+
+
+async def test_typed_outcomes_are_recorded_like_pressed_ones(service, clock):
+    for answer in ("rồi", "da nop duoc roi", "chưa nộp", "bị lỗi"):
+        await service.handle(msg(clock, "bước 9"))
+        await service.handle(msg(clock, "tiếp"))
+        await service.handle(msg(clock, answer))
+    outcomes = [e.value for e in await rows(service.db, GuideEvent) if e.kind == "outcome"]
+    assert outcomes == ["yes", "yes", "not_yet", "problem"]
+
+
+async def test_small_talk_and_other_services_are_not_unanswered_questions(service, clock):
+    from storage import logs
+
+    for text in ("chào cháu", "cảm ơn", "ok", "tạm biệt", "làm hộ chiếu ở đâu"):
+        await service.handle(msg(clock, text))
+    log = await rows(service.db, QueryLog)
+    assert [r.outcome for r in log] == ["command", "small_talk", "small_talk", "small_talk", "out_of_scope"]
+    async with service.db.transaction() as session:
+        assert await logs.low_confidence_texts(session) == []
+
+
+async def test_private_chat_offers_the_hamlet_of_the_group_the_person_wrote_in(service, clock):
+    await service.handle(msg(clock, "/thon Tổ dân phố 6", user="officer-1", chat="g1", chat_type=ChatType.GROUP))
+    await service.handle(msg(clock, "lệ phí làm căn cước bao nhiêu", chat="g1", chat_type=ChatType.GROUP))
+    replies = await service.handle(msg(clock, "/start"))
+    assert replies[1].text == "Anh/chị ở Tổ dân phố 6, Phường Ngọc Trạo phải không?"
+    await service.handle(msg(clock, "đúng rồi"))
+    users = {u.external_id: u for u in await rows(service.db, User)}
+    assert users["u1"].hamlet_code == "ngoctrao_tdp06"
+
+
+async def test_someone_else_in_private_gets_the_whole_list(service, clock):
+    await service.handle(msg(clock, "/thon Tổ dân phố 6", user="officer-1", chat="g1", chat_type=ChatType.GROUP))
+    await service.handle(msg(clock, "lệ phí làm căn cước bao nhiêu", chat="g1", chat_type=ChatType.GROUP))
+    replies = await service.handle(msg(clock, "/start", user="u2"))
+    assert [c.label for c in replies[1].choices][:2] == ["Tổ dân phố 1", "Tổ dân phố 2"]

@@ -1,7 +1,10 @@
 """Golden transcripts: readable conversations replayed through the terminal channel with a frozen clock.
 
 Format: `> text` is what the person types, `< text` starts a bot message and `| text` continues it,
-`~ N days` / `~ N hours` moves the clock, `# …` is a comment. Regenerate after a deliberate change
+`~ N days` / `~ N hours` moves the clock, `@ private` / `@ group` moves the same person to their
+private chat or back to the group, `# …` is a comment. Header options: `#! group = <hamlet code>`
+(start in that hamlet's group), `#! name = …`, `#! registry = <file in tests/transcripts/>` (the
+communes and hamlets instead of the example registry). Regenerate after a deliberate change
 with `CCCD_UPDATE_GOLDEN=1 scripts/test tests/test_transcripts.py`, then read the diff.
 """
 
@@ -14,6 +17,9 @@ from pathlib import Path
 import pytest
 
 from bot.channels.console import ConsoleChannel
+from bot.service import ChatService
+from storage import registry
+from tests.conftest import EXAMPLE_CSV
 
 TRANSCRIPTS = sorted((Path(__file__).parent / "transcripts").glob("*.txt"))
 UPDATE = os.environ.get("CCCD_UPDATE_GOLDEN") == "1"
@@ -31,6 +37,8 @@ def parse(path: Path) -> tuple[str, list[tuple[str, str]], dict]:
             turns.append((">", line[2:]))
         elif line.startswith("~ "):
             turns.append(("~", line[2:]))
+        elif line.startswith("@ "):
+            turns.append(("@", line[2:].strip()))
         elif line.startswith("< "):
             turns.append(("<", line[2:]))
         elif line.startswith("|") and turns and turns[-1][0] == "<":
@@ -53,9 +61,16 @@ def render_transcript(header: str, exchanges: list[tuple[str, str, list[str]]]) 
 
 @pytest.mark.parametrize("path", TRANSCRIPTS, ids=[p.stem for p in TRANSCRIPTS])
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-async def test_transcript(path, service, clock):
+async def test_transcript(path, database, catalog, settings, clock):
     header, turns, options = parse(path)
-    console = ConsoleChannel(service, name=options.get("name", "bạn"), group=options.get("group"))
+    csv = path.parent / options["registry"] if "registry" in options else EXAMPLE_CSV
+    async with database.transaction() as session:
+        await registry.import_rows(session, registry.parse_csv(csv.read_bytes()))
+    service = ChatService(database, catalog, settings, clock=clock)
+    name = options.get("name", "bạn")
+    group = ConsoleChannel(service, name=name, group=options.get("group")) if options.get("group") else None
+    private = ConsoleChannel(service, name=name)
+    console = group or private
     await console.link_group()
     expected: list[str] = []
     actual: list[str] = []
@@ -63,6 +78,11 @@ async def test_transcript(path, service, clock):
     for kind, text in turns:
         if kind == "<":
             expected.append(text)
+            continue
+        if kind == "@":
+            console = private if text == "private" else group
+            assert console is not None, "@ group needs a `#! group = …` header"
+            exchanges.append(("@", text, []))
             continue
         if kind == "~":
             amount, unit = re.match(r"(\d+)\s*(\w+)", text).groups()

@@ -31,7 +31,9 @@ class ConsoleChannel:
         directory = await self.service.hamlets()
         hamlet = directory.get(self.group)
         if hamlet is None:
-            raise SystemExit(f"error: unknown hamlet code '{self.group}' (import the registry with: cccd-bot hamlets import FILE)")
+            from bot.startup import OperatorError, say
+
+            raise OperatorError(say("unknown_hamlet", code=self.group), 1)
         async with self.service.db.transaction() as session:
             chat = await people.touch_chat(session, CHANNEL, self.chat_id, ChatType.GROUP.value, self.service.clock())
             chat.hamlet_code = hamlet.code

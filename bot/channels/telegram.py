@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
 # Telegram shows up to 100 inline buttons; 12 keeps the hamlet list (8 and "skip") as buttons.
-CAPABILITIES = Capabilities(buttons=True, max_text=4096, max_buttons=12)
+CAPABILITIES = Capabilities(buttons=True, max_text=4096, max_buttons=12, links=True)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 KV_SECRET = "telegram.webhook_secret"
@@ -211,6 +211,15 @@ class TelegramChannel:
             self.status.on = on
             self.status.detail = detail
 
+    def _reached(self, reached: bool, exc: BaseException | None = None) -> None:
+        """Tell /healthz whether the Bot API answers (a network error means it does not)."""
+        if self.status is None:
+            return
+        if reached:
+            self.status.reached()
+        else:
+            self.status.cannot_reach(urlsplit(self.settings.telegram_base_url).netloc or "Telegram", self._safe(exc) if exc else "")
+
     def _safe(self, exc: BaseException) -> str:
         """An error's text without the token (PTB puts it in InvalidToken's message)."""
         return str(exc).replace(self._token, "<token>")
@@ -255,6 +264,7 @@ class TelegramChannel:
         while True:
             try:
                 await make()
+                self._reached(True)
                 return True
             except RetryAfter as exc:
                 await self.sleep(retry_seconds(exc))
@@ -262,6 +272,7 @@ class TelegramChannel:
                 log.error("telegram: %s failed: %s", what, self._safe(exc))
                 return False
             except TelegramError as exc:
+                self._reached(not isinstance(exc, NetworkError), exc)
                 delay = self.backoff[min(attempt, len(self.backoff) - 1)]
                 attempt += 1
                 log.warning("telegram: %s failed (%s); retrying in %.1f s", what, self._safe(exc), delay)
@@ -323,12 +334,14 @@ class TelegramChannel:
                     await self.sleep(self.backoff[0])
                     continue
             except Exception as exc:  # network errors, a webhook set by another process (Conflict)…
+                self._reached(not isinstance(exc, NetworkError), exc)
                 delay = self.backoff[min(failures, len(self.backoff) - 1)]
                 failures += 1
                 log.warning("telegram: getUpdates failed (%s); retrying in %.1f s", self._safe(exc), delay)
                 await self.sleep(delay)
                 continue
             failures = 0
+            self._reached(True)
             for update in updates:
                 try:
                     await self.accept(update)
@@ -617,8 +630,11 @@ class TelegramChannel:
         """One button a row; callback data are the core's payloads, never the labels."""
         rows = []
         for choice in buttons:
-            if choice.payload == "pm" and self.username:
-                url = f"https://t.me/{self.username}?start=g"
+            link = choice.link
+            url = link.url if link else ""
+            if link and link.private_start and self.username:
+                url = f"https://t.me/{self.username}?start={link.private_start}"
+            if url:
                 rows.append([InlineKeyboardButton(choice.label, url=url)])
                 continue
             if not 1 <= len(choice.payload.encode()) <= MAX_CALLBACK_BYTES:

@@ -227,9 +227,11 @@ class ZaloBotChannel:
         problem = ""
         try:
             self.me = await self.api.call("getMe") or {}
+            self._reached(None)
         except ZaloBotError as exc:
             log.error("zalo_bot: getMe failed (%s); check CCCD_ZALO_BOT_TOKEN", exc)
             problem = f"; getMe failed: {exc}"
+            self._reached(exc)
         groups = self.me.get("can_join_groups")
         group_note = {True: "groups allowed", False: "groups off for this bot (can_join_groups=false)"}.get(groups, "groups unknown")
         name = self.me.get("account_name") or self.me.get("display_name") or "?"
@@ -249,6 +251,15 @@ class ZaloBotChannel:
         self.ready.set()
         if not self.webhook_url:
             await self.poll_forever()
+
+    def _reached(self, exc: BaseException | None) -> None:
+        """Tell /healthz whether the Bot API answers: no answer at all (a network error) means not."""
+        if self.status is None:
+            return
+        if isinstance(exc, ZaloBotError) and exc.code in (NETWORK, UNKNOWN):
+            self.status.cannot_reach(urlparse(self.api.url("getMe")).netloc or "Zalo", exc.description)
+        elif exc is None or isinstance(exc, ZaloBotError):
+            self.status.reached()
 
     async def _set_webhook(self) -> bool:
         for attempt in range(len(self.error_delays) + 1):
@@ -291,9 +302,11 @@ class ZaloBotChannel:
             try:
                 await self.poll_once()
                 failures = 0
+                self._reached(None)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # network, server or token trouble: wait, then poll again
+                self._reached(exc)
                 delay = self.error_delays[min(failures, len(self.error_delays) - 1)] if self.error_delays else 1.0
                 failures += 1
                 log.warning("zalo_bot: getUpdates failed (%s); polling again in %.1fs", exc, delay)

@@ -16,7 +16,8 @@ def respond(
     choices: tuple[str, ...] = ()
     for reply in replies:
         if reply.choices:
-            choices = tuple(c.payload for c in reply.choices)
+            # Link buttons are never pressed by number: only the others are remembered.
+            choices = tuple(c.payload for c in reply.choices if c.link is None)
     logged: tuple[Event, ...] = (log,) if log else ()
     return Outcome(state.evolve(choices=choices), tuple(replies), logged + events)
 

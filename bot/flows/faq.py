@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from bot.conversation import Context, Flow, Outcome, Outcomes, QueryHandled, State, UnansweredRecorded
+from bot.flows import guide
 from bot.flows.common import help_choice, menu_choice, respond
 from bot.masking import mask
 from bot.matcher import Decision
 from bot.messages import ChatType, Choice, Incoming, Reply
+from bot.scope import neighbour_service
 
 
 def _after_answer_choices(state: State, ctx: Context, chat_type: ChatType) -> tuple[Choice, ...]:
@@ -37,6 +39,11 @@ def ask(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome:
     c = ctx.catalog
     match = ctx.matcher.match(text)
     top = match.candidates[0] if match.candidates else None
+    if match.decision is Decision.ANSWER and top and top.topic in c.keywords.get("guide_topics", ()) and msg.chat_type is ChatType.PRIVATE:
+        # "How do I do it online?" is best answered by the guide itself, one step a message.
+        out = guide.enter(state.evolve(pending=""), ctx)
+        others = tuple(e for e in out.events if not isinstance(e, QueryHandled))
+        return Outcome(out.state, out.replies, (QueryHandled(Outcomes.ANSWERED, top.topic, top.score), *others))
     if match.decision is Decision.ANSWER and top:
         return answer_topic(state, ctx, top.topic, msg.chat_type, top.score)
     keep = state.flow if state.flow == Flow.GUIDE else Flow.IDLE
@@ -52,7 +59,18 @@ def ask(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome:
             outcome = Outcomes.CHOICES
         new = state.evolve(flow=Flow.CHOOSE if keep == Flow.IDLE else keep, pending=mask(text)[:500])
         return respond(new, [Reply(prompt, tuple(choices))], log=QueryHandled(outcome, top.topic if top else None, match.score))
+    service = neighbour_service(c, text) if match.decision is Decision.ABSTAIN else None
+    if service:
+        return out_of_scope(state.evolve(flow=keep, pending=""), ctx, service, match.score)
     return unknown(state.evolve(flow=keep), ctx, match.score)
+
+
+def out_of_scope(state: State, ctx: Context, service: str, score: float = 0.0) -> Outcome:
+    """Say what the bot covers and where the other service is done; no person is promised."""
+    c = ctx.catalog
+    where = c.services[service]
+    text = f"{c.msg('out_of_scope')}\n{c.msg('out_of_scope_where', service=where.name, where=where.where)}"
+    return respond(state, [Reply(text, (menu_choice(ctx),))], log=QueryHandled(Outcomes.OUT_OF_SCOPE, None, score))
 
 
 def unknown(state: State, ctx: Context, score: float = 0.0, log: QueryHandled | None = None) -> Outcome:

@@ -494,6 +494,19 @@ async def test_group_guide_points_to_a_private_chat(make_bot, fake):
     assert fake.texts(LAN["id"])[-1].startswith("Bước 1/9")
 
 
+async def test_group_guide_of_a_hamlet_group_links_to_that_hamlet(make_bot, fake):
+    bot = await make_bot("polling")
+    fake.set_member(GROUP["id"], ADMIN["id"], "administrator")
+    await bot.send(message(GROUP, ADMIN, "/thon Tổ dân phố 4"))
+    await bot.send(message(GROUP, LAN, f"@{USERNAME} Hướng dẫn 9 bước"))
+    last = fake.sent(GROUP["id"])[-1]
+    assert last["buttons"] == [("Nhắn riêng với tôi", f"https://t.me/{USERNAME}?start=h_ngoctrao_tdp04")]
+    # No "how to open the private chat" sentence where the button does it.
+    assert "Nhắn tin" not in last["text"]
+    await bot.send(message(PRIVATE_LAN, LAN, "/start h_ngoctrao_tdp04"))  # what that button opens
+    assert "Tổ dân phố 4, Phường Ngọc Trạo" in fake.texts(LAN["id"])[-2]
+
+
 async def test_thon_by_an_admin_links_the_group(make_bot, fake):
     bot = await make_bot("polling")
     fake.set_member(GROUP["id"], ADMIN["id"], "administrator")
