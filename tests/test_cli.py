@@ -29,7 +29,8 @@ def test_content_check_passes_on_shipped_content(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "content OK: 9 steps" in result.stdout
     review = run(["content", "check", "--review"], tmp_path)
-    assert "review: step 4 tim_thu_tuc:" in review.stdout and "review: le_phi:" in review.stdout
+    assert "review: step 4 tim_thu_tuc:" in review.stdout and "review: step 1 tao_tai_khoan:" in review.stdout
+    assert "review: nhan_the_tai_nha:" in review.stdout and "review: le_phi:" not in review.stdout
 
 
 def test_content_check_and_chat_refuse_broken_content(tmp_path):

@@ -55,7 +55,7 @@ def render_transcript(header: str, exchanges: list[tuple[str, str, list[str]]]) 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_transcript(path, service, clock):
     header, turns, options = parse(path)
-    console = ConsoleChannel(service, name=options.get("name", "bạn"), group=options.get("group"))
+    console = ConsoleChannel(service, name=options.get("name", ""), group=options.get("group"))
     await console.link_group()
     expected: list[str] = []
     actual: list[str] = []
