@@ -55,6 +55,7 @@ class Topic:
     id: str
     title: str
     examples: tuple[str, ...]
+    # The whole answer (first message and the rest): what `ask` prints and the matcher reads.
     answer: str
     source: str
     needs_review: bool
@@ -65,7 +66,8 @@ class Topic:
     cite: str = ""
     # What is uncertain and whom to ask, shown to the resident; only on answers that need review.
     caveat: str = ""
-    # The rest of the answer, sent when the resident presses "Xem thêm".
+    # The first message's essentials (`answer:` in the YAML), and the rest, sent on "Xem thêm".
+    lead: str = ""
     more: str = ""
 
 
@@ -103,7 +105,7 @@ class Catalog:
 
     def first_part(self, topic: Topic) -> str:
         """The first message of an answer: the essentials, what is uncertain, and the source."""
-        parts = [topic.answer, topic.caveat]
+        parts = [topic.lead or topic.answer, topic.caveat]
         if topic.cite and "faq_source" in self.messages:
             parts.append(self.msg("faq_source", cite=topic.cite.rstrip(".")))
         return "\n".join(p for p in parts if p)
@@ -166,7 +168,7 @@ def _load_topics(directory: Path, problems: list[Problem]) -> dict[str, Topic]:
                 id=tid,
                 title=_text(raw.get("title")),
                 examples=examples,
-                answer=_text(raw.get("answer")),
+                answer="\n".join(filter(None, (_text(raw.get("answer")), _text(raw.get("more"))))),
                 source=_text(raw.get("source")),
                 needs_review=bool(raw.get("needs_review", False)),
                 review_note=_text(raw.get("review_note")),
@@ -174,6 +176,7 @@ def _load_topics(directory: Path, problems: list[Problem]) -> dict[str, Topic]:
                 file=path.name,
                 cite=_text(raw.get("cite")),
                 caveat=_text(raw.get("caveat")),
+                lead=_text(raw.get("answer")),
                 more=_text(raw.get("more")),
             )
             if tid in topics:
@@ -195,10 +198,10 @@ def _check_topic(t: Topic, problems: list[Problem]) -> None:
         bad("title is empty")
     elif len(t.title) > MAX_TITLE:
         bad(f"title is {len(t.title)} characters (max {MAX_TITLE})")
-    if not t.answer:
+    if not t.lead:
         bad("answer is empty")
-    elif len(t.answer) > MAX_ANSWER:
-        bad(f"answer is {len(t.answer)} characters (max {MAX_ANSWER})")
+    elif len(t.lead) > MAX_ANSWER:
+        bad(f"answer is {len(t.lead)} characters (max {MAX_ANSWER})")
     if not t.source:
         bad("source is empty")
     if any(not e for e in t.examples):
@@ -447,7 +450,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
             _check_address("steps.yaml", step.slug, text, problems)
     for topic in topics.values():
         _check_topic(topic, problems)
-        for text in (topic.title, topic.answer, topic.more, topic.caveat, topic.cite):
+        for text in (topic.title, topic.lead, topic.more, topic.caveat, topic.cite):
             _check_address(topic.file, topic.id, text, problems)
         for other in topic.see_also:
             if other not in topics:
@@ -485,7 +488,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     )
     for topic in topics.values():
         first = catalog.first_part(topic)
-        if topic.answer and len(first) > MAX_FIRST:
+        if topic.lead and len(first) > MAX_FIRST:
             problems.append(Problem(topic.file, topic.id, f"tin nhắn đầu (answer + caveat + nguồn) dài {len(first)} ký tự (tối đa {MAX_FIRST}); chuyển phần chi tiết sang more"))
     if len(problems) != len(catalog.problems):
         catalog = replace(catalog, problems=tuple(problems))

@@ -401,7 +401,7 @@ async def test_back_and_stuck_buttons(make_bot, fake, content):
     problems = content.steps[0].problems
     assert last["buttons"] == [(p.label, f"f:{p.topic}") for p in problems] + [("Về bước 1/9", "s:tao_tai_khoan")]
     await bot.press(LAN, LAN["id"], problems[0].label)
-    assert content.topics[problems[0].topic].answer in fake.texts(LAN["id"])[-1]
+    assert content.topics[problems[0].topic].lead in fake.texts(LAN["id"])[-1]
 
 
 def _answerable(content: Catalog) -> tuple[str, str]:
@@ -469,7 +469,7 @@ async def test_long_text_is_split_at_4096(make_bot, fake):
 async def test_group_answers_only_when_addressed(make_bot, fake, content, mode):
     bot = await make_bot(mode)
     question, topic = _answerable(content)
-    answer = content.topics[topic].answer
+    answer = content.topics[topic].lead
 
     await bot.send(message(GROUP, LAN, question))  # a conversation between members
     await bot.send(message(GROUP, LAN, "/menu@other_bot"))  # a command for another bot
@@ -600,7 +600,7 @@ async def test_reply_to_a_migrated_group_goes_to_the_supergroup(make_bot, fake, 
     fake.upgrade_to_supergroup(GROUP["id"], SUPERGROUP_ID)
     question, topic = _answerable(content)
     await bot.send(message(GROUP, LAN, f"@{USERNAME} {question}"))
-    assert content.topics[topic].answer in fake.texts(SUPERGROUP_ID)[-1]
+    assert content.topics[topic].lead in fake.texts(SUPERGROUP_ID)[-1]
     moved = await bot.chat_row(SUPERGROUP_ID)
     assert moved is not None and moved.hamlet_code == "ngoctrao_tdp01"
 
