@@ -345,3 +345,13 @@ def test_every_message_id_in_the_code_is_checked():
     used = set(re.findall(r"\bmsg\(\s*\"([a-z_]+)\"", source))
     used |= {f"outcome_{o}" for o in OUTCOMES} | {f"outcome_thanks_{o}" for o in OUTCOMES}
     assert used - set(MESSAGE_FIELDS) == set()
+
+
+def test_readme_lists_every_answer_with_the_source_it_shows(catalog):
+    # Officers read README.md to know what the bot says and on what source; it must not drift from the content.
+    readme = (CONTENT_DIR.parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [t.id for t in catalog.topics.values() if f"(`{t.id}`) | {t.cite} |" not in readme]
+    assert missing == []
+    for topic in catalog.topics.values():
+        row = next(line for line in readme.splitlines() if f"(`{topic.id}`) |" in line)
+        assert row.endswith("| rồi |") != topic.needs_review
