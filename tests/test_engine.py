@@ -295,9 +295,9 @@ def test_xem_them_from_the_guide_leads_back_to_the_step(catalog, matcher):
 
 def test_an_old_xem_them_button_still_shows_the_rest(catalog, matcher):
     t = Talk(catalog, matcher)
-    replies = t.send(payload="f+:mat_the")
+    replies = t.send(payload="fm:mat_the")
     assert replies[0].text == catalog.topics["mat_the"].more
-    assert t.send(payload="f+:no_such_topic")[0].text.startswith("Nút này đã cũ")
+    assert t.send(payload="fm:no_such_topic")[0].text.startswith("Nút này đã cũ")
 
 
 def test_first_step_names_its_letter_and_changed_steps_say_what_is_true_today(catalog, matcher):

@@ -27,7 +27,7 @@ def answer_topic(state: State, ctx: Context, topic_id: str, chat_type: ChatType,
     new = state.evolve(flow=keep, pending="")
     choices = _after_answer_choices(new, ctx, chat_type)
     if topic.more:
-        choices = (Choice(c.msg("faq_more"), f"f+:{topic_id}"), *choices)
+        choices = (Choice(c.msg("faq_more"), f"fm:{topic_id}"), *choices)
     reply = Reply(c.first_part(topic), choices)
     return respond(new, [reply], log=QueryHandled(Outcomes.ANSWERED, topic_id, score))
 

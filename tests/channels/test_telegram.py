@@ -422,7 +422,7 @@ async def test_question_in_private_is_answered(make_bot, fake, content):
     last = fake.sent(LAN["id"])[-1]
     entry = content.topics[topic]
     assert content.first_part(entry) == last["text"] and len(last["text"]) <= 500
-    more = [("Xem thêm", f"f+:{topic}")] if entry.more else []
+    more = [("Xem thêm", f"fm:{topic}")] if entry.more else []
     assert last["buttons"] == more + [("Về menu", "m")]
     assert await bot.count(QueryLog) == 1
     if entry.more:
@@ -481,7 +481,7 @@ async def test_group_answers_only_when_addressed(make_bot, fake, content, mode):
     assert answer in first["text"] and f"@{USERNAME}" not in first["text"]
     assert first["params"]["reply_parameters"]["message_id"] == asked["message"]["message_id"]
     # In a group only the rest of a long answer is offered: no menu.
-    assert first["buttons"] == ([("Xem thêm", f"f+:{topic}")] if content.topics[topic].more else [])
+    assert first["buttons"] == ([("Xem thêm", f"fm:{topic}")] if content.topics[topic].more else [])
 
     await bot.send(message(GROUP, BINH, question, reply_to_message=first["message"]))  # a reply to the bot
     assert len(fake.sent(GROUP["id"])) == 2 and answer in fake.texts(GROUP["id"])[-1]

@@ -167,6 +167,16 @@ async def test_private_walk_through_the_nine_steps_with_buttons(fake, sqlite_url
         assert all(c.headers["access_token"] == bot.channel.settings.zalo_oa_access_token for c in fake.calls_to("/v3.0/oa/message/cs"))
 
 
+async def test_a_long_answer_comes_in_two_parts_behind_xem_them(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
+        (answer,) = await say(bot, fake, "lệ phí làm căn cước bao nhiêu tiền", 1, user="u8")
+        assert answer["text"] == catalog.first_part(catalog.topics["le_phi"]) and len(answer["text"]) <= 500
+        assert [b["title"] for b in answer["buttons"]] == ["Xem thêm", "Về menu"]
+        (more,) = await say(bot, fake, press(answer, "Xem thêm"), 1, user="u8")
+        assert more["text"] == catalog.topics["le_phi"].more
+        assert [b["title"] for b in more["buttons"]] == ["Về menu"]
+
+
 async def test_group_question_needs_a_mention_or_a_command(fake, sqlite_url, catalog):
     async with running(make_settings(fake, sqlite_url), catalog) as bot:
         assert bot.channel.oa_name == "Công an xã"
