@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,10 @@ from bot.normalize import fold, has_diacritics, normalize
 
 CONTENT_DIR = Path(__file__).parent / "content"
 MAX_ANSWER = 2000
+# The first message of an answer carries the essentials; the rest waits behind "Xem thêm".
+MAX_FIRST = 500
 MAX_TITLE = 40
 MIN_EXAMPLES = 6
-PORTAL_MARK = "dichvucong"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,8 @@ class Step:
     topic: str
     problems: tuple[StepProblem, ...]
     review_note: str = ""
+    # What the law has changed since the letter, shown under the step as "Lưu ý: …", with its source.
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +55,20 @@ class Topic:
     id: str
     title: str
     examples: tuple[str, ...]
+    # The whole answer (first message and the rest): what `ask` prints and the matcher reads.
     answer: str
     source: str
     needs_review: bool
     review_note: str = ""
     see_also: tuple[str, ...] = ()
     file: str = ""
+    # The source named to the resident ("Luật Căn cước 2023, Điều 26"), shown under the first message.
+    cite: str = ""
+    # What is uncertain and whom to ask, shown to the resident; only on answers that need review.
+    caveat: str = ""
+    # The first message's essentials (`answer:` in the YAML), and the rest, sent on "Xem thêm".
+    lead: str = ""
+    more: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +106,28 @@ class Catalog:
     step_index: dict[str, int] = field(default_factory=dict)
     # neighbour service group (matching.yaml) -> where that service is done
     services: dict[str, Service] = field(default_factory=dict)
+    # Which letters the nine steps follow, shown on the first step.
+    steps_intro: str = ""
 
     def msg(self, key: str, **values: Any) -> str:
         """Return the message under `key`, filled with `values`."""
         return self.messages[key].format(**values).strip()
+
+    def first_part(self, topic: Topic) -> str:
+        """The first message of an answer: the essentials, what is uncertain, and the source."""
+        parts = [topic.lead or topic.answer, topic.caveat]
+        if topic.cite and "faq_source" in self.messages:
+            parts.append(self.msg("faq_source", cite=topic.cite.rstrip(".")))
+        return "\n".join(p for p in parts if p)
+
+    def step_text(self, step: Step) -> str:
+        """A step as the resident reads it: which letters (on the first step), the step, and any "Lưu ý"."""
+        parts = [step.text]
+        if self.steps and step.slug == self.steps[0].slug and self.steps_intro:
+            parts.insert(0, self.steps_intro)
+        if step.note and "step_note" in self.messages:
+            parts.append(self.msg("step_note", note=step.note))
+        return "\n".join(parts)
 
     def step_number(self, slug: str) -> int:
         """Return the 1-based position of a step."""
@@ -148,12 +178,16 @@ def _load_topics(directory: Path, problems: list[Problem]) -> dict[str, Topic]:
                 id=tid,
                 title=_text(raw.get("title")),
                 examples=examples,
-                answer=_text(raw.get("answer")),
+                answer="\n".join(filter(None, (_text(raw.get("answer")), _text(raw.get("more"))))),
                 source=_text(raw.get("source")),
                 needs_review=bool(raw.get("needs_review", False)),
                 review_note=_text(raw.get("review_note")),
                 see_also=tuple(str(s) for s in raw.get("see_also") or ()),
                 file=path.name,
+                cite=_text(raw.get("cite")),
+                caveat=_text(raw.get("caveat")),
+                lead=_text(raw.get("answer")),
+                more=_text(raw.get("more")),
             )
             if tid in topics:
                 problems.append(Problem(path.name, tid, f"duplicate id (also in {topics[tid].file})"))
@@ -174,10 +208,10 @@ def _check_topic(t: Topic, problems: list[Problem]) -> None:
         bad("title is empty")
     elif len(t.title) > MAX_TITLE:
         bad(f"title is {len(t.title)} characters (max {MAX_TITLE})")
-    if not t.answer:
+    if not t.lead:
         bad("answer is empty")
-    elif len(t.answer) > MAX_ANSWER:
-        bad(f"answer is {len(t.answer)} characters (max {MAX_ANSWER})")
+    elif len(t.lead) > MAX_ANSWER:
+        bad(f"answer is {len(t.lead)} characters (max {MAX_ANSWER})")
     if not t.source:
         bad("source is empty")
     if any(not e for e in t.examples):
@@ -188,11 +222,46 @@ def _check_topic(t: Topic, problems: list[Problem]) -> None:
         bad("no example with diacritics")
     if t.examples and all(has_diacritics(e) for e in t.examples):
         bad("no example without diacritics")
+    if len(t.more) > MAX_ANSWER:
+        bad(f"more is {len(t.more)} characters (max {MAX_ANSWER})")
     if t.needs_review:
         if not t.review_note:
             bad("needs_review is set but review_note is empty")
-        if PORTAL_MARK not in t.answer:
-            bad("an answer that needs review must point to the official portal (dichvucong…)")
+        if not t.caveat:
+            bad("needs_review là true nhưng thiếu caveat: ghi cho người dân điều gì chưa chắc và nên hỏi ai")
+    elif t.caveat:
+        bad("có caveat nhưng needs_review là false: chỉ ghi điều chưa chắc khi thật sự chưa kiểm tra được")
+    _check_cite(t, bad)
+
+
+# A source a resident can read names the kind of document and its year: "Luật Căn cước 2023, Điều 26",
+# "hướng dẫn của UBND huyện Như Thanh (Thanh Hóa) năm 2023". Seed ids are for officers only.
+_CITE_KINDS = re.compile(r"\b(luật|nghị định|thông tư|hiến pháp|quyết định|hướng dẫn|văn bản|công văn|khuyến cáo)\b", re.I)
+_CITE_YEAR = re.compile(r"\b(19|20)\d\d\b")
+
+
+def _check_cite(t: Topic, bad) -> None:
+    if not t.cite:
+        bad("thiếu cite: nguồn đọc được cho người dân, ví dụ “Luật Căn cước 2023, Điều 26”")
+        return
+    if "seed" in t.cite.lower():
+        bad(f"cite “{t.cite}” dùng mã thư seed: ghi tên văn bản, nơi ban hành và năm")
+    elif not _CITE_KINDS.search(t.cite) or not _CITE_YEAR.search(t.cite):
+        bad(f"cite “{t.cite}” không nói rõ loại văn bản (Luật, Nghị định, Thông tư, hướng dẫn…) và năm")
+    elif re.search(r"\bluật căn cước\b", t.cite, re.I) and not re.search(r"\bđiều \d+", t.cite, re.I) and not t.needs_review:
+        # An article nobody has confirmed stays unnamed, and the entry stays marked for review.
+        bad(f"cite “{t.cite}” nêu Luật Căn cước mà không nêu điều nào (nếu chưa xác nhận được điều, đặt needs_review)")
+
+
+# One form of address for every resident: "anh/chị", the bot is "tôi". "bác sĩ" is a doctor, not an address.
+_OTHER_ADDRESS = re.compile(r"\b(bạn|quý vị|bác(?!\s+sĩ))\b", re.I)
+
+
+def _check_address(file: str, entry: str, text: str, problems: list[Problem]) -> None:
+    found = _OTHER_ADDRESS.search(text)
+    if found:
+        start = max(0, found.start() - 20)
+        problems.append(Problem(file, entry, f"xưng hô “{found.group(0)}” (…{text[start:found.end() + 20]}…): gọi người dân là “anh/chị”, tự xưng “tôi”"))
 
 
 def _load_steps(directory: Path, problems: list[Problem]) -> tuple[Step, ...]:
@@ -215,6 +284,7 @@ def _load_steps(directory: Path, problems: list[Problem]) -> tuple[Step, ...]:
                 if isinstance(p, dict)
             ),
             review_note=_text(raw.get("review_note")),
+            note=_text(raw.get("note")),
         )
         if slug in seen:
             problems.append(Problem("steps.yaml", slug, "duplicate slug"))
@@ -381,13 +451,13 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
         "resume_continue": "", "resume_restart": "", "outcome_prompt": "", "outcome_yes": "", "outcome_not_yet": "",
         "outcome_problem": "", "outcome_thanks_yes": "", "outcome_thanks_not_yet": "", "outcome_thanks_problem": "",
         "faq_choices_prompt": "", "faq_none_of_these": "", "faq_unknown": "", "faq_ask_back": "term example",
-        "faq_review_note": "", "bad_input": "", "too_long": "", "stale_button": "", "hamlet_prompt": "",
+        "bad_input": "", "too_long": "", "stale_button": "", "hamlet_prompt": "",
         "hamlet_skip": "", "hamlet_set": "hamlet", "hamlet_not_found": "text", "hamlet_bad_code": "",
         "hamlet_none": "", "hamlet_skipped": "", "group_private_hint": "", "group_private_button": "",
         "group_hamlet_set": "hamlet", "group_hamlet_refused": "", "group_hamlet_usage": "", "group_only": "",
         "delete_prompt": "", "delete_yes": "", "delete_no": "", "delete_done": "", "delete_cancelled": "",
         "choices_hint": "", "not_text": "", "error": "", "console_intro": "", "default_name": "",
-        "ask_unsure": "",
+        "ask_unsure": "", "faq_more": "", "faq_source": "cite", "step_note": "note",
         "smalltalk_thanks": "", "smalltalk_goodbye": "", "smalltalk_ack": "", "out_of_scope": "",
         "out_of_scope_where": "service where", "group_private_how": "", "hamlet_offer": "hamlet",
         "hamlet_offer_yes": "", "hamlet_offer_other": "", "hamlet_commune_prompt": "",
@@ -425,9 +495,18 @@ def load_catalog(directory: Path | None = None) -> Catalog:
         if key not in messages:
             problems.append(Problem("messages.yaml", key, "required message is missing"))
     steps = _load_steps(directory, problems)
+    steps_intro = _text(_read_yaml(directory / "steps.yaml", []).get("intro"))
     topics = _load_topics(directory, problems)
+    for key, text in messages.items():
+        _check_address("messages.yaml", key, text, problems)
+    _check_address("steps.yaml", "intro", steps_intro, problems)
+    for step in steps:
+        for text in (step.title, step.text, step.note, *(p.label for p in step.problems)):
+            _check_address("steps.yaml", step.slug, text, problems)
     for topic in topics.values():
         _check_topic(topic, problems)
+        for text in (topic.title, topic.lead, topic.more, topic.caveat, topic.cite):
+            _check_address(topic.file, topic.id, text, problems)
         for other in topic.see_also:
             if other not in topics:
                 problems.append(Problem(topic.file, topic.id, f"see_also links to unknown topic '{other}'"))
@@ -454,7 +533,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     abbreviations = {str(k).lower(): str(v).lower() for k, v in raw_abbr.items() if v}
     _check_synonyms_readable(matching.synonyms, abbreviations, problems)
     services = _load_services(directory, tuple(matching.neighbour_services), problems)
-    return Catalog(
+    catalog = Catalog(
         messages=messages,
         steps=steps,
         topics=topics,
@@ -465,7 +544,15 @@ def load_catalog(directory: Path | None = None) -> Catalog:
         problems=tuple(problems),
         step_index={s.slug: i for i, s in enumerate(steps)},
         services=services,
+        steps_intro=steps_intro,
     )
+    for topic in topics.values():
+        first = catalog.first_part(topic)
+        if topic.lead and len(first) > MAX_FIRST:
+            problems.append(Problem(topic.file, topic.id, f"tin nhắn đầu (answer + caveat + nguồn) dài {len(first)} ký tự (tối đa {MAX_FIRST}); chuyển phần chi tiết sang more"))
+    if len(problems) != len(catalog.problems):
+        catalog = replace(catalog, problems=tuple(problems))
+    return catalog
 
 
 def load_valid_catalog(directory: Path | None = None) -> Catalog:

@@ -71,6 +71,8 @@ def _press(state: State, msg: Incoming, ctx: Context, payload: str) -> Outcome:
         return faq.none_of_these(state, ctx)
     if kind == "f" and arg in c.topics:
         return faq.answer_topic(state, ctx, arg, msg.chat_type)
+    if kind == "fm" and arg in c.topics:
+        return faq.answer_more(state, ctx, arg, msg.chat_type)
     if kind == "t" and private and not arg:
         return hamlet.prompt(state, ctx)
     if kind == "t" and private and arg:

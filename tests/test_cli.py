@@ -29,7 +29,8 @@ def test_content_check_passes_on_shipped_content(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "content OK: 9 steps" in result.stdout
     review = run(["content", "check", "--review"], tmp_path)
-    assert "review: step 4 tim_thu_tuc:" in review.stdout and "review: le_phi:" in review.stdout
+    assert "review: step 4 tim_thu_tuc:" in review.stdout and "review: step 1 tao_tai_khoan:" in review.stdout
+    assert "review: nhan_the_tai_nha:" in review.stdout and "review: le_phi:" not in review.stdout
 
 
 def test_content_check_and_chat_refuse_broken_content(tmp_path):
@@ -42,6 +43,23 @@ def test_content_check_and_chat_refuse_broken_content(tmp_path):
     chat = run(["chat"], tmp_path, stdin="/start\n", CCCD_CONTENT_DIR=str(broken))
     assert chat.returncode == 1
     assert "steps.yaml: -: 0 steps (the guide has 9)" in chat.stderr and "bot không khởi động" in chat.stderr
+
+
+def test_content_check_refuses_another_address_a_bare_source_and_a_long_first_message(tmp_path):
+    broken = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, broken)
+    messages = broken / "messages.yaml"
+    messages.write_text(messages.read_text(encoding="utf-8").replace("Anh/chị cần gì?", "Bạn cần gì?"), encoding="utf-8")
+    card = broken / "faq_card.yaml"
+    text = card.read_text(encoding="utf-8")
+    text = text.replace('cite: "Luật Căn cước 2023, Điều 26"', 'cite: "seed:003"')
+    text = text.replace("một thời hạn chung cho cả ba trường hợp.", "một thời hạn chung cho cả ba trường hợp." + " Giữ giấy hẹn." * 40)
+    card.write_text(text, encoding="utf-8")
+    check = run(["content", "check"], tmp_path, CCCD_CONTENT_DIR=str(broken))
+    assert check.returncode == 1
+    assert "messages.yaml: menu_prompt: xưng hô “Bạn”" in check.stdout
+    assert "faq_card.yaml: thoi_gian_tra_ket_qua: cite “seed:003” dùng mã thư seed" in check.stdout
+    assert "faq_card.yaml: thoi_gian_tra_ket_qua: tin nhắn đầu (answer + caveat + nguồn) dài" in check.stdout
 
 
 def test_wrong_database_url_is_a_clear_error(tmp_path):

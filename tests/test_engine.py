@@ -109,7 +109,7 @@ def test_hamlet_question_never_blocks_a_question(catalog, matcher):
     t.send("/start")
     replies = t.send("mất căn cước thì làm lại thế nào ạ")
     assert t.events[0] == QueryHandled(Outcomes.ANSWERED, "mat_the", t.events[0].score)
-    assert catalog.topics["mat_the"].answer in texts(replies)
+    assert catalog.topics["mat_the"].lead in texts(replies)
 
 
 @pytest.mark.parametrize("question, topic", [("mất thẻ", "mat_the"), ("quên mật khẩu", "quen_mat_khau_vneid")])
@@ -186,7 +186,7 @@ def test_resume_asks_continue_or_restart(catalog, matcher):
     t.send("bước 5")
     t.now += timedelta(days=3)
     replies = t.send("/huongdan")
-    assert replies[0].text == "Bạn đang ở bước 5/9. Bạn muốn tiếp tục hay bắt đầu lại?"
+    assert replies[0].text == "Anh/chị đang ở bước 5/9. Anh/chị muốn tiếp tục hay bắt đầu lại?"
     assert t.send(payload=payload_of(replies, "Tiếp tục"))[-1].text.startswith("Bước 5/9")
     t.send("/menu")
     replies = t.send("/huongdan")
@@ -198,7 +198,7 @@ def test_start_after_days_offers_resume(catalog, matcher):
     t.send("/huongdan")
     t.send("bước 4")
     replies = t.send("/start")
-    assert "Bạn đang ở bước 4/9" in texts(replies)
+    assert "Anh/chị đang ở bước 4/9" in texts(replies)
 
 
 def test_menu_guide_button_shows_where_person_stopped(catalog, matcher):
@@ -251,12 +251,64 @@ def test_unknown_question_says_so_and_offers_a_person(catalog, matcher):
     assert t.events == [QueryHandled(Outcomes.UNANSWERED, None, t.events[0].score)]
 
 
-def test_answer_marked_for_review_says_so(catalog, matcher):
-    topic = next(t for t in catalog.topics.values() if t.needs_review)
+def test_answer_marked_for_review_says_what_is_uncertain_and_whom_to_ask(catalog, matcher):
     t = Talk(catalog, matcher)
-    replies = t.send(payload=f"f:{topic.id}")
-    assert "cần cán bộ kiểm tra lại" in replies[0].text
-    assert "dichvucong" in replies[0].text
+    replies = t.send(payload="f:noi_lam_thu_tuc")
+    lines = replies[0].text.splitlines()
+    assert lines[-2] == "Chưa kiểm tra được: điểm nhận hồ sơ và giờ làm việc ở xã anh/chị. Anh/chị hỏi Công an xã trước khi đi."
+    assert lines[-1].startswith("Nguồn: hướng dẫn của Bộ Công an tháng 2/2025")
+
+
+def test_a_checked_answer_carries_no_caveat_and_names_its_article(catalog, matcher):
+    t = Talk(catalog, matcher)
+    text = t.send(payload="f:thoi_gian_tra_ket_qua")[0].text
+    assert "7 ngày làm việc" in text and "Chưa kiểm tra được" not in text and "cần cán bộ" not in text
+    assert text.endswith("Nguồn: Luật Căn cước 2023, Điều 26.")
+
+
+def test_long_answer_waits_behind_xem_them(catalog, matcher):
+    t = Talk(catalog, matcher)
+    replies = t.send("lệ phí làm căn cước bao nhiêu tiền")
+    assert t.events[0].topic == "le_phi"
+    first = replies[0].text
+    assert len(first) <= 500 and "25.000 đồng" in first and "31/12/2026" in first
+    assert "Thông tư 73/2024/TT-BTC, Điều 5" not in first
+    assert labels(replies)[0] == "Xem thêm"
+    more = t.send(payload=payload_of(replies, "Xem thêm"))
+    assert more[0].text.startswith("Được miễn lệ phí cấp đổi, cấp lại (Thông tư 73/2024/TT-BTC, Điều 5)")
+    assert "Xem thêm" not in labels(more) and "Về menu" in labels(more)
+    # Typing the number of the button works as pressing it.
+    replies = t.send("lệ phí làm căn cước bao nhiêu tiền")
+    assert t.send("1")[0].text == more[0].text
+
+
+def test_xem_them_from_the_guide_leads_back_to_the_step(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.send("/huongdan")
+    t.send("bước 6")
+    stuck = t.send(payload="g:s:chon_ly_do")
+    answer = t.send(payload=payload_of(stuck, "Thẻ bị mất"))
+    more = t.send(payload=payload_of(answer, "Xem thêm"))
+    assert "Về bước 6/9" in labels(more)
+    assert t.state.step == "chon_ly_do"
+
+
+def test_an_old_xem_them_button_still_shows_the_rest(catalog, matcher):
+    t = Talk(catalog, matcher)
+    replies = t.send(payload="fm:mat_the")
+    assert replies[0].text == catalog.topics["mat_the"].more
+    assert t.send(payload="fm:no_such_topic")[0].text.startswith("Nút này đã cũ")
+
+
+def test_first_step_names_its_letter_and_changed_steps_say_what_is_true_today(catalog, matcher):
+    t = Talk(catalog, matcher)
+    first = t.send("/huongdan")[-1].text
+    assert first.splitlines()[1].startswith("Các bước dưới đây theo hướng dẫn năm 2023")
+    assert "Lưu ý: từ 01/7/2024 không tạo tài khoản riêng" in first
+    step4 = t.send("bước 4")[-1].text
+    assert "cấp tỉnh hoặc cấp huyện" in step4  # the letter's words stay
+    assert "Lưu ý: không còn cấp huyện" in step4 and "Các bước dưới đây" not in step4
+    assert "Lưu ý" not in t.send("bước 5")[-1].text
 
 
 def test_none_of_these_records_unanswered(catalog, matcher):
@@ -277,7 +329,8 @@ def test_group_answers_but_walks_only_in_private(catalog, matcher):
     t = Talk(catalog, matcher, chat_type=ChatType.GROUP)
     replies = t.send("mất căn cước thì làm lại thế nào")
     assert t.events[0].topic == "mat_the"
-    assert replies[0].choices == ()
+    # Only the rest of the answer is offered in a group: no menu, no steps.
+    assert labels(replies) == ["Xem thêm"]
     for attempt in ("/huongdan", "bước 3", "huong dan"):
         replies = t.send(attempt)
         assert "tin nhắn riêng" in replies[0].text

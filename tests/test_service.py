@@ -30,7 +30,7 @@ async def test_state_survives_a_restart(service, catalog, settings, clock, db_ur
     clock.advance(days=2)
     restarted = ChatService(Database(db_url), catalog, settings, clock=clock)
     replies = await restarted.handle(msg(clock, "/huongdan"))
-    assert replies[0].text == "Bạn đang ở bước 3/9. Bạn muốn tiếp tục hay bắt đầu lại?"
+    assert replies[0].text == "Anh/chị đang ở bước 3/9. Anh/chị muốn tiếp tục hay bắt đầu lại?"
     replies = await restarted.handle(msg(clock, "1"))
     assert replies[0].text.startswith("Bước 3/9")
     await restarted.db.close()

@@ -67,7 +67,7 @@ async def test_transcript(path, database, catalog, settings, clock):
     async with database.transaction() as session:
         await registry.import_rows(session, registry.parse_csv(csv.read_bytes()))
     service = ChatService(database, catalog, settings, clock=clock)
-    name = options.get("name", "bạn")
+    name = options.get("name", "")
     group = ConsoleChannel(service, name=name, group=options.get("group")) if options.get("group") else None
     private = ConsoleChannel(service, name=name)
     console = group or private

@@ -22,16 +22,26 @@ def _after_answer_choices(state: State, ctx: Context, chat_type: ChatType) -> tu
 
 
 def answer_topic(state: State, ctx: Context, topic_id: str, chat_type: ChatType, score: float = 1.0) -> Outcome:
-    """Send one topic's answer."""
+    """Send the first part of one topic's answer; the rest waits behind "Xem thêm"."""
     c = ctx.catalog
     topic = c.topics[topic_id]
-    text = topic.answer
-    if topic.needs_review:
-        text = f"{text}\n\n{c.msg('faq_review_note')}"
     keep = state.flow if state.flow == Flow.GUIDE else Flow.IDLE
     new = state.evolve(flow=keep, pending="")
-    reply = Reply(text, _after_answer_choices(new, ctx, chat_type))
+    choices = _after_answer_choices(new, ctx, chat_type)
+    if topic.more:
+        choices = (Choice(c.msg("faq_more"), f"fm:{topic_id}"), *choices)
+    reply = Reply(c.first_part(topic), choices)
     return respond(new, [reply], log=QueryHandled(Outcomes.ANSWERED, topic_id, score))
+
+
+def answer_more(state: State, ctx: Context, topic_id: str, chat_type: ChatType) -> Outcome:
+    """Send the rest of an answer the person asked to read further."""
+    c = ctx.catalog
+    topic = c.topics[topic_id]
+    keep = state.flow if state.flow == Flow.GUIDE else Flow.IDLE
+    new = state.evolve(flow=keep, pending="")
+    reply = Reply(topic.more or c.first_part(topic), _after_answer_choices(new, ctx, chat_type))
+    return respond(new, [reply])
 
 
 def ask(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome:

@@ -23,7 +23,7 @@ def show_step(state: State, ctx: Context, slug: str) -> Outcome:
         choices.append(Choice(c.msg("step_back"), f"g:b:{slug}"))
     choices += [Choice(c.msg("step_stuck"), f"g:s:{slug}"), menu_choice(ctx)]
     new = state.evolve(flow=Flow.GUIDE, step=slug, finished=False)
-    return respond(new, [Reply(f"{header}\n{step.text}", tuple(choices))], StepReached(slug))
+    return respond(new, [Reply(f"{header}\n{c.step_text(step)}", tuple(choices))], StepReached(slug))
 
 
 def enter(state: State, ctx: Context) -> Outcome:

@@ -291,7 +291,7 @@ async def test_webhook_secret_generated_once_and_kept(make_bot, fake):
     response = await first.post(update, secret=generated)
     assert response.status == 200
     await first.channel.idle()
-    assert fake.texts(LAN["id"])[-1].startswith("Bạn cần gì?")
+    assert fake.texts(LAN["id"])[-1].startswith("Anh/chị cần gì?")
     await first.client.close()
 
     await make_bot("webhook", secret=None)  # a restart (or a second process) uses the same secret
@@ -323,7 +323,7 @@ async def test_start_without_payload_greets_and_asks_the_hamlet(make_bot, fake, 
     sent = fake.sent(LAN["id"])
     assert [m["text"] for m in sent] == [
         "Chào Lan! Tôi là trợ lý hướng dẫn làm thẻ căn cước trực tuyến.",
-        "Bạn ở thôn hoặc tổ dân phố nào? Chọn bên dưới hoặc gõ tên. Bạn cũng có thể bỏ qua.",
+        "Anh/chị ở thôn hoặc tổ dân phố nào? Chọn bên dưới hoặc gõ tên. Anh/chị cũng có thể bỏ qua.",
     ]
     assert sent[0]["buttons"] == []
     assert sent[1]["buttons"] == [(f"Tổ dân phố {k}", f"t:ngoctrao_tdp{k:02d}") for k in range(1, 11)] + [("Bỏ qua", "t:-")]
@@ -340,7 +340,7 @@ async def test_start_without_hamlets_shows_the_menu(make_bot, fake):
     bot = await make_bot("polling", hamlets=False)
     await bot.send(message(PRIVATE_LAN, LAN, "/start"))
     sent = fake.sent(LAN["id"])
-    assert sent[-1]["text"] == "Bạn cần gì? Chọn một mục bên dưới, hoặc gõ câu hỏi của bạn."
+    assert sent[-1]["text"] == "Anh/chị cần gì? Chọn một mục bên dưới, hoặc gõ câu hỏi."
     assert sent[-1]["buttons"] == [
         ("Hướng dẫn 9 bước", "g"),
         ("Hỏi đáp", "q"),
@@ -381,10 +381,10 @@ async def test_nine_steps_by_button_presses(make_bot, fake, content, mode):
         assert last["buttons"] == step_buttons(k)
         await bot.press(LAN, LAN["id"], "Tiếp theo")
     last = fake.sent(LAN["id"])[-1]
-    assert last["text"] == "Bạn đã xem hết 9 bước. Bạn đã nộp hồ sơ được chưa?"
+    assert last["text"] == "Anh/chị đã xem hết 9 bước. Anh/chị đã nộp hồ sơ được chưa?"
     assert last["buttons"] == [("Đã nộp được", "o:yes"), ("Chưa nộp", "o:not_yet"), ("Gặp vướng mắc", "o:problem")]
     await bot.press(LAN, LAN["id"], "Đã nộp được")
-    assert fake.texts(LAN["id"])[-1].startswith("Chúc mừng bạn!")
+    assert fake.texts(LAN["id"])[-1].startswith("Chúc mừng anh/chị!")
     assert len(fake.calls_of("answerCallbackQuery")) == 10
     assert [m["text"][:8] for m in fake.sent(LAN["id"])[:9]] == [f"Bước {k}/9" for k in range(1, 10)]
 
@@ -397,11 +397,11 @@ async def test_back_and_stuck_buttons(make_bot, fake, content):
     assert fake.texts(LAN["id"])[-1].startswith("Bước 1/9")
     await bot.press(LAN, LAN["id"], "Tôi bị vướng ở bước này")
     last = fake.sent(LAN["id"])[-1]
-    assert last["text"] == "Bạn bị vướng chỗ nào ở bước 1/9? Chọn một mục bên dưới."
+    assert last["text"] == "Anh/chị bị vướng chỗ nào ở bước 1/9? Chọn một mục bên dưới."
     problems = content.steps[0].problems
     assert last["buttons"] == [(p.label, f"f:{p.topic}") for p in problems] + [("Về bước 1/9", "s:tao_tai_khoan")]
     await bot.press(LAN, LAN["id"], problems[0].label)
-    assert content.topics[problems[0].topic].answer in fake.texts(LAN["id"])[-1]
+    assert content.topics[problems[0].topic].lead in fake.texts(LAN["id"])[-1]
 
 
 def _answerable(content: Catalog) -> tuple[str, str]:
@@ -420,9 +420,15 @@ async def test_question_in_private_is_answered(make_bot, fake, content):
     question, topic = _answerable(content)
     await bot.send(message(PRIVATE_LAN, LAN, question))
     last = fake.sent(LAN["id"])[-1]
-    assert content.topics[topic].answer in last["text"]
-    assert last["buttons"] == [("Về menu", "m")]
+    entry = content.topics[topic]
+    assert content.first_part(entry) == last["text"] and len(last["text"]) <= 500
+    more = [("Xem thêm", f"fm:{topic}")] if entry.more else []
+    assert last["buttons"] == more + [("Về menu", "m")]
     assert await bot.count(QueryLog) == 1
+    if entry.more:
+        await bot.press(LAN, LAN["id"], "Xem thêm")
+        assert fake.sent(LAN["id"])[-1]["text"] == entry.more
+        assert fake.sent(LAN["id"])[-1]["buttons"] == [("Về menu", "m")]
 
 
 async def test_user_text_reaches_the_person_verbatim(make_bot, fake):
@@ -463,7 +469,7 @@ async def test_long_text_is_split_at_4096(make_bot, fake):
 async def test_group_answers_only_when_addressed(make_bot, fake, content, mode):
     bot = await make_bot(mode)
     question, topic = _answerable(content)
-    answer = content.topics[topic].answer
+    answer = content.topics[topic].lead
 
     await bot.send(message(GROUP, LAN, question))  # a conversation between members
     await bot.send(message(GROUP, LAN, "/menu@other_bot"))  # a command for another bot
@@ -474,7 +480,8 @@ async def test_group_answers_only_when_addressed(make_bot, fake, content, mode):
     first = fake.sent(GROUP["id"])[-1]
     assert answer in first["text"] and f"@{USERNAME}" not in first["text"]
     assert first["params"]["reply_parameters"]["message_id"] == asked["message"]["message_id"]
-    assert first["buttons"] == []
+    # In a group only the rest of a long answer is offered: no menu.
+    assert first["buttons"] == ([("Xem thêm", f"fm:{topic}")] if content.topics[topic].more else [])
 
     await bot.send(message(GROUP, BINH, question, reply_to_message=first["message"]))  # a reply to the bot
     assert len(fake.sent(GROUP["id"])) == 2 and answer in fake.texts(GROUP["id"])[-1]
@@ -606,7 +613,7 @@ async def test_reply_to_a_migrated_group_goes_to_the_supergroup(make_bot, fake, 
     fake.upgrade_to_supergroup(GROUP["id"], SUPERGROUP_ID)
     question, topic = _answerable(content)
     await bot.send(message(GROUP, LAN, f"@{USERNAME} {question}"))
-    assert content.topics[topic].answer in fake.texts(SUPERGROUP_ID)[-1]
+    assert content.topics[topic].lead in fake.texts(SUPERGROUP_ID)[-1]
     moved = await bot.chat_row(SUPERGROUP_ID)
     assert moved is not None and moved.hamlet_code == "ngoctrao_tdp01"
 
@@ -624,7 +631,7 @@ async def test_blocked_user_is_marked_inactive_and_others_still_served(make_bot,
     assert not (await bot.chat_row(LAN["id"])).active
     assert not (await bot.user_row(LAN["id"])).active
     await bot.send(message(PRIVATE_BINH, BINH, "/menu"))
-    assert fake.texts(BINH["id"])[-1].startswith("Bạn cần gì?")
+    assert fake.texts(BINH["id"])[-1].startswith("Anh/chị cần gì?")
 
 
 async def test_blocking_and_unblocking_in_private(make_bot, fake):
@@ -641,7 +648,7 @@ async def test_retry_after_is_honoured(make_bot, fake):
     fake.fail("sendMessage", 429, retry_after=7)
     await bot.send(message(PRIVATE_LAN, LAN, "/menu"))
     assert bot.sleeps == [7.0]
-    assert fake.texts(LAN["id"]) == ["Bạn cần gì? Chọn một mục bên dưới, hoặc gõ câu hỏi của bạn."]
+    assert fake.texts(LAN["id"]) == ["Anh/chị cần gì? Chọn một mục bên dưới, hoặc gõ câu hỏi."]
     assert len(fake.calls_of("sendMessage")) == 2  # refused once, then sent once
 
 
@@ -812,7 +819,7 @@ async def test_an_update_cut_short_by_shutdown_is_answered_once_after_a_restart(
         assert (await second.post(update)).status == 200  # a late duplicate is still dropped
         await second.channel.idle()
     texts = fake.texts(LAN["id"])
-    assert len(texts) == 1 and texts[0].startswith("Bạn cần gì?")
+    assert len(texts) == 1 and texts[0].startswith("Anh/chị cần gì?")
     row = await delivery(second.db, "telegram", f"{TOKEN.split(':')[0]}:{update['update_id']}")
     assert row.done and row.payload is None and row.attempts == 1
 
@@ -832,5 +839,5 @@ async def test_an_unfinished_update_left_by_a_crash_is_recovered_at_start(tmp_pa
     assert (await bot.post(update)).status == 200  # a late duplicate is dropped
     await bot.channel.idle()
     texts = fake.texts(LAN["id"])
-    assert len(texts) == 1 and texts[0].startswith("Bạn cần gì?")
+    assert len(texts) == 1 and texts[0].startswith("Anh/chị cần gì?")
     assert (await delivery(bot.db, "telegram", key)).done

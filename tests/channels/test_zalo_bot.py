@@ -146,7 +146,7 @@ async def test_ok_false_is_a_failure_and_the_bot_carries_on(fake, db_path, catal
         fake.fail("getUpdates", 500, "Internal error")  # polling survives a failed poll
         fake.fail("sendMessage", 400, "Bad request")  # the welcome is refused...
         texts = await say(fake, "/start", 1)
-        assert texts[0].startswith("Bạn cần gì?")  # ...the menu still goes out
+        assert texts[0].startswith("Anh/chị cần gì?")  # ...the menu still goes out
         assert [c.answer["ok"] for c in fake.calls_to("sendMessage")] == [False, True]
         (step,) = await say(fake, "1", 1)
         assert step.startswith("Bước 1/9")
@@ -179,7 +179,7 @@ async def test_messages_over_2000_characters_are_split(fake, db_path):
         parts = texts[:3]
         assert [len(t) <= 2000 for t in texts] == [True] * 4
         assert " ".join(parts) == (sentence * 60).strip()
-        assert texts[3].startswith("Bạn cần gì?")
+        assert texts[3].startswith("Anh/chị cần gì?")
 
 
 async def test_webhook_mode_registers_the_webhook_and_checks_the_secret(fake, db_path, catalog):
@@ -216,7 +216,7 @@ async def test_webhook_secret_is_derived_when_not_configured(fake, db_path, cata
             async with http.post(server.make_url("/zb"), json={"ok": True, "result": bot_update("/menu")}, headers={SECRET_HEADER: secret}) as resp:
                 assert resp.status == 200
         (menu,) = await fake.wait_sent(1)
-        assert menu.startswith("Bạn cần gì?")
+        assert menu.startswith("Anh/chị cần gì?")
 
 
 async def test_channel_is_off_without_a_token(db_path, catalog):
@@ -289,7 +289,7 @@ async def test_shutdown_finishes_queued_updates_before_closing_the_database(fake
     await asyncio.wait_for(held.wait(), 5)
     await server.close()
     assert db.busy_at_close == 0  # the reply was sent before the database went away
-    assert fake.sent("user-1")[0].startswith("Bạn cần gì?")
+    assert fake.sent("user-1")[0].startswith("Anh/chị cần gì?")
 
 
 
@@ -332,7 +332,7 @@ async def test_an_update_cut_short_by_shutdown_is_answered_once_after_a_restart(
         await fake.wait_until(lambda: fake.updates.empty())
         await channel.work.drain()
         assert len(fake.sent("user-1")) == 2
-        assert texts[0].startswith("Bạn cần gì?")
+        assert texts[0].startswith("Anh/chị cần gì?")
         row = await delivery(channel.service.db, "zalo_bot", "cut-1")
         assert row.done and row.payload is None and row.attempts == 1
 

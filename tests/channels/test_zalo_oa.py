@@ -148,7 +148,7 @@ async def stored_pair(db: Database) -> tuple[TokenPair, int]:
 async def test_private_walk_through_the_nine_steps_with_buttons(fake, sqlite_url, catalog):
     async with running(make_settings(fake, sqlite_url), catalog) as bot:
         welcome, menu = await say(bot, fake, "/start", 2)
-        assert welcome["text"].startswith("Chào bạn!") and welcome["buttons"] == []
+        assert welcome["text"].startswith("Chào anh/chị!") and welcome["buttons"] == []
         assert [b["title"] for b in menu["buttons"]] == ["Hướng dẫn 9 bước", "Hỏi đáp", "Địa chỉ cổng chính thức", "Cần người giúp"]
         assert all(p.startswith(BUTTON_PREFIX) for p in payloads(menu))
         assert HINT not in menu["text"]  # buttons, not numbered lines
@@ -165,6 +165,16 @@ async def test_private_walk_through_the_nine_steps_with_buttons(fake, sqlite_url
         assert outcome["text"] == catalog.msg("outcome_prompt")
         assert len(outcome["buttons"]) == 3
         assert all(c.headers["access_token"] == bot.channel.settings.zalo_oa_access_token for c in fake.calls_to("/v3.0/oa/message/cs"))
+
+
+async def test_a_long_answer_comes_in_two_parts_behind_xem_them(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
+        (answer,) = await say(bot, fake, "lệ phí làm căn cước bao nhiêu tiền", 1, user="u8")
+        assert answer["text"] == catalog.first_part(catalog.topics["le_phi"]) and len(answer["text"]) <= 500
+        assert [b["title"] for b in answer["buttons"]] == ["Xem thêm", "Về menu"]
+        (more,) = await say(bot, fake, press(answer, "Xem thêm"), 1, user="u8")
+        assert more["text"] == catalog.topics["le_phi"].more
+        assert [b["title"] for b in more["buttons"]] == ["Về menu"]
 
 
 async def test_group_question_needs_a_mention_or_a_command(fake, sqlite_url, catalog):
@@ -277,7 +287,7 @@ async def test_error_not_zero_is_a_failure_counted_and_the_bot_carries_on(fake, 
     async with running(make_settings(fake, sqlite_url), catalog) as bot:
         fake.fail("/v3.0/oa/message/cs", -201, "Parameters invalid")  # the welcome is refused
         (menu,) = await say(bot, fake, "/start", 1)
-        assert menu["text"].startswith("Bạn cần gì?")
+        assert menu["text"].startswith("Anh/chị cần gì?")
         assert bot.channel.undeliverable["failed"] == 1
         assert [c.answer["error"] for c in fake.calls_to("/v3.0/oa/message/cs")] == [-201, 0]
 
@@ -332,7 +342,7 @@ async def test_invalid_token_after_refresh_is_not_retried_again(fake, sqlite_url
     async with running(make_settings(fake, sqlite_url), catalog) as bot:
         fake.fail("/v3.0/oa/message/cs", -216, "Access token is invalid", times=2)
         (menu,) = await say(bot, fake, "/start", 1)  # the welcome is lost after one refresh and one retry
-        assert menu["text"].startswith("Bạn cần gì?")
+        assert menu["text"].startswith("Anh/chị cần gì?")
         assert len(fake.refresh_calls()) == 1
         assert [c.answer["error"] for c in fake.calls_to("/v3.0/oa/message/cs")] == [-216, -216, 0]
 
@@ -533,7 +543,7 @@ async def test_shutdown_finishes_queued_events_before_closing_the_database(fake,
     await asyncio.wait_for(held.wait(), 5)
     await server.close()
     assert db.busy_at_close == 0  # the reply was sent before the database went away
-    assert fake.texts("u1")[0].startswith("Bạn cần gì?")
+    assert fake.texts("u1")[0].startswith("Anh/chị cần gì?")
 
 
 
@@ -570,7 +580,7 @@ async def test_an_event_cut_short_by_shutdown_is_answered_once_after_a_restart(f
         assert await recover_once(bot.channel) == 0  # finished: never again
         assert await bot.post(event) == 200  # a late duplicate is still dropped
         await bot.channel.work.drain()
-        assert len(fake.texts("u1")) == 1 and fake.texts("u1")[0].startswith("Bạn cần gì?")
+        assert len(fake.texts("u1")) == 1 and fake.texts("u1")[0].startswith("Anh/chị cần gì?")
         row = await delivery(bot.channel.service.db, "zalo_oa", "m:cut-1")
         assert row.done and row.payload is None and row.attempts == 1
 
