@@ -691,7 +691,7 @@ async def test_malformed_bodies_do_not_crash(make_bot, fake):
     assert (await bot.post([1, 2, 3])).status == 400
     assert (await bot.post({"update_id": "12"})).status == 400
     assert (await bot.post({"message": {"text": "hi"}})).status == 400
-    assert (await bot.post({"update_id": 13, "message": {"text": "no chat, no sender"}})).status == 200
+    assert (await bot.post({"update_id": 13, "message": {"text": "no chat, no sender"}})).status == 400
     unknown = {"update_id": 14, "business_connection_x": {"id": "b1"}}
     assert (await bot.post(unknown)).status == 200
     poll = {"update_id": 15, "poll": {"id": "p", "question": "?", "options": [], "total_voter_count": 0,
