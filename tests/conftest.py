@@ -21,7 +21,7 @@ from storage.db import Database
 hypothesis_settings.register_profile(
     "ci", max_examples=400, derandomize=True, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
-hypothesis_settings.register_profile("explore", max_examples=20_000, deadline=None, database=None)
+hypothesis_settings.register_profile("explore", max_examples=4_000, deadline=None, database=None)
 hypothesis_settings.load_profile(os.environ.get("CCCD_TEST_HYPOTHESIS", "ci"))
 
 EXAMPLE_CSV = Path(__file__).parent.parent / "bot" / "content" / "hamlets_example.csv"
