@@ -17,7 +17,7 @@ from bot.server import SERVICE, apply_retention, create_app
 from bot.service import ChatService
 from storage import kv
 from storage.db import Database
-from storage.models import Chat, ConversationState, Erasure, ProcessedUpdate, QueryLog, User
+from storage.models import ConversationState, Erasure, QueryLog, User
 from tests.fakes.deliveries import delivery, leave_unfinished
 
 

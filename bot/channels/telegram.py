@@ -15,7 +15,6 @@ data are the core's short payloads.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re

@@ -480,18 +480,6 @@ class ZaloOAChannel:
 
     # -- receiving -------------------------------------------------------------------------------
 
-    def verify(self, raw: bytes, body: Any, header: str) -> bool:
-        """Check X-ZEvent-Signature against the raw bytes and the body's timestamp."""
-        header = header.strip()
-        mac = header[4:] if header[:4].lower() == "mac=" else ""
-        timestamp = body.get("timestamp") if isinstance(body, dict) else None
-        if not mac or timestamp in (None, "") or isinstance(timestamp, (dict, list, bool)):
-            return False
-        if isinstance(timestamp, float) and timestamp.is_integer():
-            timestamp = int(timestamp)
-        expected = signature(self.settings.zalo_oa_app_id or "", raw, str(timestamp), self.settings.zalo_oa_secret_key or "")
-        return secret_matches(mac.lower(), expected)
-
     async def handle_webhook(self, request: web.Request) -> web.Response:
         """Verify (before parsing), deduplicate, answer at once; the event is processed in the background."""
         try:

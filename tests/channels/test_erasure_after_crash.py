@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-import pytest
 from sqlalchemy import select
 
 from storage.db import Database

@@ -9,7 +9,6 @@ import json
 import logging
 import time
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
@@ -21,7 +20,6 @@ from bot.channels.zalo_bot import SECRET_HEADER as ZB_SECRET_HEADER, ZALO_BOT
 from bot.channels.zalo_oa import SIGNATURE_HEADER, ZALO_OA
 from bot.config import Settings
 from bot.server import create_app
-from storage.db import Database
 from storage.models import Chat, ProcessedUpdate
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.zalo_api import FakeZaloBot, FakeZaloOA, bot_update, oa_event
