@@ -154,13 +154,3 @@ def mask(text: str) -> str:
     out.append(text[last:])
     return "".join(out)
 
-
-def mask_all(value):
-    """Mask every string inside a JSON-like value (dicts, lists), keys included; other values as they are."""
-    if isinstance(value, str):
-        return mask(value)
-    if isinstance(value, dict):
-        return {mask_all(k) if isinstance(k, str) else k: mask_all(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_all(v) for v in value]
-    return value

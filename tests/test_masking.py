@@ -78,8 +78,3 @@ def test_amounts_years_and_steps_are_kept(text):
 def test_a_bare_six_digit_number_is_taken_for_a_code():
     assert mask("482913") == "[mã]"
 
-
-def test_json_values_are_masked_keys_and_all():
-    from bot.masking import mask_all
-
-    assert mask_all({"q": ["sdt 0912345678", 5], "0912345678": None}) == {"q": ["sdt [số điện thoại]", 5], "[số điện thoại]": None}
