@@ -821,3 +821,23 @@ async def test_an_unfinished_update_left_by_a_crash_is_recovered_at_start(tmp_pa
     texts = fake.texts(LAN["id"])
     assert len(texts) == 1 and texts[0].startswith("Bạn cần gì?")
     assert (await delivery(bot.db, "telegram", key)).done
+
+
+async def test_a_press_on_a_button_from_before_an_erasure_brings_nobody_back(make_bot, fake):
+    bot = await make_bot("webhook")
+    await bot.send(message(PRIVATE_LAN, LAN, "/menu"))
+    menu = fake.sent(LAN["id"])[-1]
+    assert menu["buttons"]
+    await bot.send(message(PRIVATE_LAN, LAN, "/xoa"))
+    await bot.send(message(PRIVATE_LAN, LAN, "1"))
+    assert fake.texts(LAN["id"])[-1].startswith("Đã xóa")
+    before = len(fake.texts(LAN["id"]))
+    # Pressed late, or recovered after a crash: the press belongs to before the erasure.
+    await bot.send(callback(LAN, menu["message"], menu["buttons"][0][1]))
+    assert len(fake.texts(LAN["id"])) == before
+    assert await bot.user_row(LAN["id"]) is None and await bot.chat_row(LAN["id"]) is None
+    # Writing again afterwards is welcome: Telegram dates messages to the second, and nobody reads the
+    # confirmation and answers within the second it was sent.
+    await asyncio.sleep(1.1)
+    await bot.send(message(PRIVATE_LAN, LAN, "/menu"))
+    assert len(fake.texts(LAN["id"])) == before + 1
