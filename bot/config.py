@@ -19,8 +19,14 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     content_dir: Path | None = None
     log_level: str = "INFO"
-    # A salt makes pseudonymous user ids useless outside this installation.
-    pseudonym_salt: str = "cccd-bot"
+    # A salt makes pseudonymous user ids useless outside this installation. Unset (the default), one is
+    # generated at first start and kept in the database (see bot.privacy).
+    pseudonym_salt: str | None = None
+    # Masked question texts are deleted after this many days; the counts stay.
+    query_text_retention_days: int = Field(default=180, ge=1, le=3650)
+    # /healthz tells strangers only up or down; details go to loopback or to requests with this token
+    # (header "Authorization: Bearer <token>" or ?token=<token>).
+    healthz_token: str | None = None
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -45,6 +51,8 @@ class Settings(BaseSettings):
     zalo_oa_oauth_base: str = "https://oauth.zaloapp.com"
     zalo_oa_webhook_path: str = "/zalo/oa/webhook"
     zalo_oa_redirect_uri: str | None = None
+    # Signed OA events older than this many seconds are refused (a captured request cannot be replayed).
+    zalo_oa_max_event_age: int = Field(default=3600, ge=60)
 
     # The public web chat on `/` (bot/web/chat.py): off unless turned on.
     web_chat: bool = False

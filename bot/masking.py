@@ -1,46 +1,156 @@
-"""Mask ID numbers, phone numbers and one-time codes in text before it is stored or logged."""
+"""Mask ID numbers, phone numbers and one-time codes in text before it is stored or logged.
+
+People write numbers in many ways: groups joined by spaces (also non-breaking, thin or doubled), dots,
+dashes (" - ", en and em dashes), commas, slashes or underscores; "(097) 564 4740"; "+84 912…";
+full-width digits from some phone keyboards; one digit at a time ("0 9 1 2 …"). So the unit masked is a
+*chain*: digits (any Unicode decimal digit) joined by short runs of separators. A chain is then judged
+as a whole:
+
+- 9 or more digits: an ID number (9 or 12), a phone number (0… with 10-11 digits, 84… with 11-12, or
+  written with "+"), or some other long number. Always masked: no fee or year needs nine digits.
+- 4 to 8 digits near a code word ("mã", "otp", "xác nhận"…, up to 40 characters before, or a strong code
+  word up to 20 characters after): a one-time code, masked even when "k"/"đ" follows ("k" is *không*).
+- 6 to 8 digits written without separators: a code typed alone, masked unless it is plainly an amount
+  ("150000 đồng", "1000000đ").
+- Everything else stays: amounts ("50.000đ", "50 nghìn"), years ("năm 2024"), ages, step numbers, dates.
+
+Where being readable and being safe conflict, the text is masked. Everything runs in linear time: one
+regular expression without nested repetition finds the chains (separators are bounded, and digits and
+separators are disjoint classes, so it never backtracks more than a few characters), and code words are
+found once, in order, and walked with a single pointer.
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 ID_MASK = "[số giấy tờ]"
 PHONE_MASK = "[số điện thoại]"
 CODE_MASK = "[mã]"
 NUMBER_MASK = "[số]"
 
-# Digit groups joined by spaces, dots or dashes ("0912 345 678", "001.089.012.345"), or a leading +84.
-# Only digits bound the match: people glue numbers to words ("sdt0912345678", "cccd001089012345").
-_DIGITS = re.compile(r"(?<!\d)(\+?\d(?:[ .\-]?\d)*)(?!\d)")
-_AMOUNT_AFTER = re.compile(r"\s*(k|đ|d|vnd|vnđ|đồng|dong|nghìn|ngàn|ngan|nghin|tr|triệu|trieu)\b", re.I)
-# A short code counts as a one-time code when one of these words comes just before ("mã OTP là 4821").
-_CODE_CONTEXT = re.compile(r"\b(otp|opt|mã|ma|code|pin|passcode)\b\D{0,12}$", re.I)
-# Amounts never need nine digits here (fees are tens of thousands of đồng), and "k"/"đ" after a
-# long number usually means "không"/"được" ("sdt 0912345678 k nghe"): long numbers are always masked.
-MAX_AMOUNT_DIGITS = 8
+# Horizontal spaces (ordinary, non-breaking, thin, figure, ideographic…) and zero-width characters
+# people paste between digits; punctuation that groups digits, also in full width. Never a newline:
+# numbers on separate lines are separate numbers.
+_SPACES = " \t\u00a0\u1680\u2000-\u200d\u202f\u205f\u2060\u3000\ufeff"
+_PUNCT = r".,\-_/()+·•*'\u2010-\u2015\u2212\uff08\uff09\uff0b\uff0c\uff0d\uff0e\uff0f\uff3f"
+MAX_SEPARATOR = 5
+_CHAIN = re.compile(rf"\d+(?:[{_SPACES}{_PUNCT}]{{1,{MAX_SEPARATOR}}}\d+)*")
+_LEADING = "+(\uff08\uff0b"
+
+# Words after a number that make it an amount of money. "k" and "đ"/"d" also abbreviate "không" and
+# "được", so they count only for numbers an amount plausibly is (see `_is_amount`).
+_UNIT = re.compile(
+    r"[ \t\u00a0]{0,2}(k|đ|d|vnd|vnđ|đồng|dong|đ\.|nghìn|ngàn|ngan|nghin|tr|triệu|trieu|xu)(?!\w)", re.I
+)
+_AMBIGUOUS_UNITS = {"k", "đ", "d"}
+
+# Code words. Strong ones count before or after the number; "ma" (without its mark it is also "but",
+# "ghost"…) only just before it.
+_STRONG_CODE_WORDS = (
+    r"otp|opt|mã|code|pin|passcode|password|mật\s+khẩu|mat\s+khau|xác\s+nhận|xac\s+nhan|xác\s+thực|xac\s+thuc"
+)
+_CODE_WORD = re.compile(rf"(?<!\w)(?:(?P<strong>{_STRONG_CODE_WORDS})|(?P<weak>ma))(?!\w)", re.I)
+CODE_WINDOW_BEFORE = 40
+WEAK_CODE_WINDOW = 12
+CODE_WINDOW_AFTER = 20
 
 
-def _replacement(text: str, match: re.Match[str]) -> str:
-    raw = match.group(1)
-    digits = re.sub(r"\D", "", raw)
+def _digits(raw: str) -> str:
+    return "".join(str(unicodedata.decimal(ch)) for ch in raw if ch.isdecimal())
+
+
+def _is_amount(text: str, end: int, digits: str, grouped: bool) -> bool:
+    """Whether the number ending at `end` is an amount of money by the word after it."""
+    unit = _UNIT.match(text, end)
+    if unit is None:
+        return False
+    word = unit.group(1).lower()
+    if word not in _AMBIGUOUS_UNITS:
+        return True
+    # "50k", "1500k", "70.000đ", "1000000đ" are amounts; "482913 k nhận được" is a code and "không".
+    return len(digits) <= 4 or grouped or digits.endswith("000")
+
+
+def _phone_or_id(digits: str, plus: bool) -> str:
     n = len(digits)
-    if n <= MAX_AMOUNT_DIGITS and _AMOUNT_AFTER.match(text, match.end()) and not raw.startswith("+"):
-        return raw
-    if raw.startswith("+84") or (digits.startswith("84") and n in (11, 12) and " " not in raw):
-        return PHONE_MASK
-    if digits.startswith("0") and n in (10, 11):
+    if plus or (digits.startswith("84") and n in (11, 12)) or (digits.startswith("0") and n in (10, 11)):
         return PHONE_MASK
     if n in (9, 12):
         return ID_MASK
-    if n >= 9:
-        return NUMBER_MASK
-    if 6 <= n <= 8:
-        return CODE_MASK
-    if 4 <= n <= 5 and _CODE_CONTEXT.search(text[: match.start()]):
-        return CODE_MASK
-    return raw
+    return NUMBER_MASK
+
+
+class _CodeWords:
+    """Code words of one text in order, walked forwards once as the chains are met (linear overall)."""
+
+    def __init__(self, text: str):
+        self.words = [(m.start(), m.end(), m.group("strong") is not None) for m in _CODE_WORD.finditer(text)]
+        self.i = 0  # first word not entirely before the current chain
+
+    def near(self, start: int, end: int) -> tuple[bool, bool]:
+        """Whether a code word is close before the chain, and whether a strong one is close after it."""
+        words = self.words
+        while self.i < len(words) and words[self.i][1] <= start:
+            self.i += 1
+        before = False
+        # Words ending before the chain, nearest first, within the widest window (a bounded number).
+        j = self.i - 1
+        while j >= 0 and start - words[j][1] <= CODE_WINDOW_BEFORE:
+            if words[j][2] or start - words[j][1] <= WEAK_CODE_WINDOW:
+                before = True
+                break
+            j -= 1
+        after = False
+        j = self.i
+        while j < len(words) and words[j][0] < end:
+            j += 1
+        while j < len(words) and words[j][0] - end <= CODE_WINDOW_AFTER:
+            if words[j][2]:
+                after = True
+                break
+            j += 1
+        return before, after
 
 
 def mask(text: str) -> str:
-    """Return text with ID numbers, phone numbers and OTP-like codes replaced by placeholders."""
-    return _DIGITS.sub(lambda m: _replacement(text, m), text)
+    """Return `text` with ID numbers, phone numbers and one-time codes replaced by placeholders."""
+    if not text or not any(ch.isdecimal() for ch in text):
+        return text
+    codes = _CodeWords(text)
+    out: list[str] = []
+    last = 0
+    for match in _CHAIN.finditer(text):
+        start, end = match.span()
+        raw = match.group()
+        digits = _digits(raw)
+        n = len(digits)
+        plus = start > 0 and text[start - 1] in "+\uff0b"
+        grouped = n != len(raw)
+        placeholder: str | None = None
+        if n >= 9:
+            placeholder = _phone_or_id(digits, plus)
+        elif n >= 4:
+            before, after = codes.near(start, end)
+            amount = _is_amount(text, end, digits, grouped)
+            # A code word before the number wins over a unit after it ("otp 482913 k nhận được").
+            if before or (after and not amount):
+                placeholder = CODE_MASK
+            elif plus and n >= 6:
+                placeholder = PHONE_MASK
+            elif n >= 6 and not grouped and not amount:
+                placeholder = CODE_MASK
+        if placeholder is None:
+            continue
+        # Take in a "+" or an opening bracket just before the number ("+84…", "(097) 564 4740").
+        while start > last and text[start - 1] in _LEADING and (text[start - 1] in "+\uff0b" or ")" in raw or "\uff09" in raw):
+            start -= 1
+        out.append(text[last:start])
+        out.append(placeholder)
+        last = end
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
+

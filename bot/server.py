@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import importlib
+import ipaddress
 import logging
 import signal
 from dataclasses import dataclass
+from datetime import timedelta
 
 from aiohttp import web
 from sqlalchemy import text
@@ -14,6 +17,7 @@ from sqlalchemy import text
 from bot.catalog import Catalog, load_catalog
 from bot.config import Settings
 from bot.service import ChatService
+from storage import erasure
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -53,20 +57,86 @@ class ChannelStatus:
         self.unreachable = ""
 
 
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+
+
+def may_see_details(request: web.Request, token: str | None) -> bool:
+    """Whether /healthz may show details: a request from this machine (not relayed by a proxy), or the token."""
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or request.query.get("token", "")
+        if given and hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode()):
+            return True
+    if any(name in request.headers for name in PROXY_HEADERS):
+        return False  # a reverse proxy on this machine relays strangers from loopback
+    try:
+        return ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 async def healthz(request: web.Request) -> web.Response:
+    """Up or down for anyone; the database error and each channel's state only for the operator."""
     db = request.app[DATABASE]
+    details = may_see_details(request, request.app[SETTINGS].healthz_token)
     try:
         async with db.transaction() as session:
             await session.execute(text("SELECT 1"))
     except Exception as exc:  # the probe must answer, whatever broke
-        return web.json_response({"ok": False, "database": str(exc)[:200]}, status=503)
+        body = {"ok": False, "database": str(exc)[:200]} if details else {"ok": False}
+        return web.json_response(body, status=503)
     statuses = request.app[CHANNELS]
     channels = {name: status.detail for name, status in statuses.items()}
     failing = {name: status.unreachable for name, status in statuses.items() if status.unreachable}
     if failing:
         # A channel that cannot reach its platform neither receives nor sends: the bot is not healthy.
-        return web.json_response({"ok": False, "channels": channels, "failing": failing}, status=503)
+        body = {"ok": False, "channels": channels, "failing": failing} if details else {"ok": False}
+        return web.json_response(body, status=503)
+    if not details:
+        return web.json_response({"ok": True})
     return web.json_response({"ok": True, "channels": channels})
+
+
+# Erasure tombstones outlive any delivery that could still arrive (platforms stop retrying within days).
+TOMBSTONE_DAYS = 30
+RETENTION_EVERY = 3600.0
+
+
+async def apply_retention(app: web.Application) -> tuple[int, int]:
+    """Delete question texts past their retention and forgotten tombstones; return (texts, tombstones)."""
+    settings, service = app[SETTINGS], app[SERVICE]
+    now = service.clock()
+    async with app[DATABASE].transaction() as session:
+        texts = await erasure.expire_query_texts(session, now, timedelta(days=settings.query_text_retention_days))
+        tombstones = await erasure.prune_tombstones(session, now - timedelta(days=TOMBSTONE_DAYS))
+    if texts or tombstones:
+        log.info("retention: %d question text(s) and %d erasure record(s) deleted", texts, tombstones)
+    return texts, tombstones
+
+
+def setup_retention(app: web.Application) -> None:
+    """Apply the retention rules at start and then every hour, in the background."""
+    tasks: list[asyncio.Task] = []
+
+    async def loop() -> None:
+        while True:
+            try:
+                await apply_retention(app)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database may be away for a while: next round
+                log.exception("retention: could not apply the retention rules")
+            await asyncio.sleep(RETENTION_EVERY)
+
+    async def start(_app: web.Application) -> None:
+        tasks.append(asyncio.get_running_loop().create_task(loop(), name="retention"))
+
+    async def stop(_app: web.Application) -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
 
 
 def reload_content(app: web.Application) -> bool:
@@ -109,6 +179,7 @@ def setup_core(app: web.Application, settings: Settings, catalog: Catalog, db: D
 
     async def migrate(_app: web.Application) -> None:
         await db.migrate()
+        await _app[SERVICE].load_salt()
 
     async def close(_app: web.Application) -> None:
         await db.close()
@@ -137,5 +208,6 @@ def create_app(settings: Settings, catalog: Catalog, db: Database | None = None)
     app = web.Application(client_max_size=1024 * 1024)
     setup_core(app, settings, catalog, db or Database(settings.database_url))
     setup_reload(app)
+    setup_retention(app)
     setup_channels(app)
     return app

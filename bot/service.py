@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -30,7 +30,8 @@ from bot.hamlets import Hamlet, HamletDirectory
 from bot.masking import mask
 from bot.matcher import Matcher
 from bot.messages import ChatType, Incoming, Reply
-from storage import conversations, logs, people, registry
+from bot.privacy import erasure_ref, load_salt, pseudonym
+from storage import conversations, erasure, logs, people, registry
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,32 @@ class ChatService:
         self.officers = self.settings.officer_ids()
         self._hamlets: HamletDirectory | None = None
         self._valid_steps = frozenset(catalog.step_index)
+        self._salt: str | None = self.settings.pseudonym_salt or None
+        self._salt_lock = asyncio.Lock()
+
+    async def load_salt(self) -> str:
+        """Load (or create, once per installation) the pseudonym salt; cached afterwards."""
+        if self._salt is None:
+            async with self._salt_lock:
+                if self._salt is None:
+                    self._salt = await load_salt(self.db, self.settings.pseudonym_salt, self.clock())
+        return self._salt
 
     def pseudonym(self, channel: str, external_id: str) -> str:
         """Return a stable pseudonymous id: statistics can count people without knowing them."""
-        raw = f"{self.settings.pseudonym_salt}:{channel}:{external_id}".encode()
-        return hashlib.sha256(raw).hexdigest()[:24]
+        if self._salt is None:
+            raise RuntimeError("the pseudonym salt is not loaded yet (await ChatService.load_salt())")
+        return pseudonym(self._salt, channel, external_id)
+
+    def erasure_ref(self, channel: str, external_id: str) -> str:
+        if self._salt is None:
+            raise RuntimeError("the pseudonym salt is not loaded yet (await ChatService.load_salt())")
+        return erasure_ref(self._salt, channel, external_id)
+
+    async def erased_after(self, session: AsyncSession, channel: str, external_id: str, sent: datetime) -> bool:
+        """Whether the person was erased after `sent`: what they sent before must not bring them back."""
+        when = await erasure.erased_at(session, self.erasure_ref(channel, external_id))
+        return when is not None and erasure.aware(sent) < when
 
     async def hamlets(self, session: AsyncSession | None = None) -> HamletDirectory:
         """Return the cached registry, loading it (in `session` when given) on first use."""
@@ -94,8 +116,14 @@ class ChatService:
             return []
         started = time.perf_counter()
         try:
-            # Nothing is awaited before the lock: messages of a chat queue on it in arrival order.
+            if self._salt is None:  # once per process; the server loads it at start
+                await self.load_salt()
+            # Nothing else is awaited before the lock: messages of a chat queue on it in arrival order.
             async with self.db.locked(f"{msg.channel}:{msg.chat_id}", write=True) as session:
+                if await self.erased_after(session, msg.channel, msg.sender_id, msg.time):
+                    # Sent before the person's /xoa, delivered or recovered after it: no row, no reply.
+                    log.info("%s: a message sent before its sender's erasure was dropped", msg.channel)
+                    return []
                 hamlets = await self.hamlets(session)
                 now = self.clock()
                 key = msg.key
@@ -122,7 +150,7 @@ class ChatService:
                     log.info(
                         "refused input on %s: payload=%r, %d characters",
                         msg.channel,
-                        mask((msg.payload or "")[:64]),
+                        mask(msg.payload or "")[:64],
                         len(msg.text),
                     )
                 await self._record(session, msg, outcome, user, chat, now, started)
@@ -149,6 +177,9 @@ class ChatService:
             await conversations.delete_states_of_user(session, msg.channel, msg.sender_id)
             await logs.forget(session, user_ref, chat_ref if private else None)
             await people.delete_user(session, msg.channel, msg.sender_id)
+            # What they sent and is not handled yet goes too, and nothing sent before now brings them back.
+            await erasure.retire_deliveries(session, msg.channel, msg.sender_id)
+            await erasure.record(session, self.erasure_ref(msg.channel, msg.sender_id), now)
             if private:
                 await people.delete_chat(session, msg.channel, msg.chat_id)
                 chat_ref = None
@@ -182,4 +213,6 @@ class ChatService:
             elif isinstance(event, UnansweredRecorded) and user_ref:
                 await logs.mark_unanswered(session, user_ref, event.text)
         if not forget:
-            await conversations.save_state(session, msg.key, outcome.state.to_dict(), now)
+            # The core masks what it keeps of a question; masking again here makes it a rule of the store.
+            state = outcome.state.evolve(pending=mask(outcome.state.pending)) if outcome.state.pending else outcome.state
+            await conversations.save_state(session, msg.key, state.to_dict(), now)

@@ -25,7 +25,8 @@ class Database:
         self.url = url
         ensure_sqlite_dir(url)
         kwargs = {"pool_pre_ping": True} if url.startswith("postgresql") else {}
-        self.engine: AsyncEngine = create_async_engine(url, echo=echo, **kwargs)
+        # Errors never carry the values of a statement: they are what people typed (names, numbers).
+        self.engine: AsyncEngine = create_async_engine(url, echo=echo, hide_parameters=True, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)

@@ -123,3 +123,18 @@ class KeyValue(Base):
     value: Mapped[dict] = mapped_column(JSON)
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Erasure(Base):
+    """A person who asked to be erased (`/xoa`), by a one-way reference, and when.
+
+    Messages a person sent before their erasure may still be delivered or recovered afterwards; they are
+    dropped instead of creating the person again. The reference is a salted hash distinct from the
+    pseudonyms of the statistics, so it links to nothing that was kept; rows are pruned once no delivery
+    can be that late.
+    """
+
+    __tablename__ = "erasures"
+
+    person_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -7,7 +7,18 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.masking import mask
 from storage.models import Chat, User
+
+TITLE_LENGTH = 255
+
+
+def clean_title(title: str | None) -> str | None:
+    """A group's title as stored: masked (people put phone numbers in titles) and within the column."""
+    if not title:
+        return None
+    cleaned = mask(title.replace("\x00", ""))[:TITLE_LENGTH]
+    return cleaned or None
 
 
 async def touch_user(session: AsyncSession, channel: str, external_id: str, now: datetime) -> User:
@@ -29,6 +40,7 @@ async def touch_chat(
     session: AsyncSession, channel: str, external_id: str, chat_type: str, now: datetime, title: str | None = None
 ) -> Chat:
     """Return the chat, creating it on first contact."""
+    title = clean_title(title)
     chat = await get_chat(session, channel, external_id)
     if chat is None:
         chat = Chat(

@@ -9,12 +9,20 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings as hypothesis_settings
 
 from bot.catalog import load_valid_catalog
 from bot.config import Settings
 from bot.service import ChatService
 from storage import registry
 from storage.db import Database
+
+# Property tests: a fixed budget and seed in CI; a wider random search on demand.
+hypothesis_settings.register_profile(
+    "ci", max_examples=400, derandomize=True, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.register_profile("explore", max_examples=4_000, deadline=None, database=None)
+hypothesis_settings.load_profile(os.environ.get("CCCD_TEST_HYPOTHESIS", "ci"))
 
 EXAMPLE_CSV = Path(__file__).parent.parent / "bot" / "content" / "hamlets_example.csv"
 PG_ADMIN_URL = os.environ.get("CCCD_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")

@@ -15,7 +15,6 @@ data are the core's short payloads.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
@@ -55,7 +54,9 @@ from telegram.error import (
 from telegram.ext import Application, ApplicationBuilder
 from telegram.request import HTTPXRequest
 
+from bot.channels import webhook_input
 from bot.channels.common import DeliveryLedger, OrderedWork, run_with_server, secret_matches
+from bot.channels.webhook_input import BOOL, ID, INT, STR
 from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Choice, Incoming, Reply
 from bot.render import render, split_text
@@ -96,6 +97,29 @@ GROUP_COMMANDS = (
 GROUP_ADMIN_COMMANDS = (("thon", "Gắn nhóm với thôn, tổ dân phố: /thon tên hoặc mã"), *GROUP_COMMANDS)
 
 T = TypeVar("T")
+
+# The fields of an update the channel reads, with their types (bot.channels.webhook_input.check).
+_CHAT = ({"id": (INT, True), "type": (STR, True), "title": STR}, True)
+_USER = {"id": (INT, True), "is_bot": BOOL, "first_name": STR}
+_MESSAGE = {
+    "message_id": INT,
+    "date": INT,
+    "chat": _CHAT,
+    "from": _USER,
+    "sender_chat": {"id": INT},
+    "text": STR,
+    "caption": STR,
+    "message_thread_id": INT,
+    "migrate_to_chat_id": INT,
+    "migrate_from_chat_id": INT,
+    "reply_to_message": {"from": {"id": INT}},
+}
+UPDATE_FIELDS = {
+    "update_id": (INT, True),
+    "message": _MESSAGE,
+    "callback_query": {"id": (ID, True), "from": (_USER, True), "data": STR, "message": {"message_id": INT, "date": INT, "chat": _CHAT}},
+    "my_chat_member": {"chat": _CHAT, "date": INT, "new_chat_member": ({"status": (STR, True), "user": (_USER, True)}, True)},
+}
 
 
 def retry_seconds(exc: RetryAfter) -> float:
@@ -381,18 +405,16 @@ class TelegramChannel:
             log.warning("telegram webhook: wrong or missing secret token (from %s)", request.remote)
             return web.Response(status=403, text="forbidden")
         try:
-            data = json.loads(await request.read())
-        except ValueError:
-            log.warning("telegram webhook: the body is not JSON")
-            return web.Response(status=400, text="body must be JSON")
-        update_id = data.get("update_id") if isinstance(data, dict) else None
-        if not isinstance(update_id, int) or isinstance(update_id, bool):
-            log.warning("telegram webhook: the body is not an update (no integer update_id)")
-            return web.Response(status=400, text="not an update")
+            data = webhook_input.parse_json(await webhook_input.read_body(request))
+            webhook_input.check(data, UPDATE_FIELDS, "update")
+        except webhook_input.BadInput as exc:
+            log.warning("telegram webhook: refused a body (%s)", exc)
+            return webhook_input.bad_request(exc)
+        update_id = data["update_id"]
         try:
             update = Update.de_json(data, self.bot)
-        except Exception:
-            log.warning("telegram webhook: update %s cannot be read; ignored", update_id, exc_info=True)
+        except Exception as exc:  # no traceback: the update is someone's message
+            log.warning("telegram webhook: update %s cannot be read (%s); ignored", update_id, type(exc).__name__)
             return web.Response(status=200)
         try:
             await self.accept(update, data)
@@ -562,7 +584,9 @@ class TelegramChannel:
             sender_id=str(query.from_user.id),
             sender_name=query.from_user.first_name or "",
             text="",
-            time=self.service.clock(),
+            # A press has no date of its own; the message it is on is older. After an erasure, presses
+            # on messages from before it are dropped like the messages themselves.
+            time=message.date or self.service.clock(),
             payload=query.data,
             addressed=True,
             message_id=str(message.message_id),

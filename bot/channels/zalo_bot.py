@@ -28,6 +28,8 @@ from bot.channels.common import (
     run_with_server,
     secret_matches,
 )
+from bot.channels import webhook_input
+from bot.channels.webhook_input import ID, NUMBER, STR
 from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Incoming, Reply
 from bot.render import render
@@ -40,6 +42,17 @@ log = logging.getLogger(__name__)
 CHANNEL = "zalo_bot"
 CAPABILITIES = Capabilities(buttons=False, max_text=2000)
 SECRET_HEADER = "X-Bot-Api-Secret-Token"
+# The fields of an update the channel reads, with their types (bot.channels.webhook_input.check).
+UPDATE_FIELDS = {
+    "event_name": STR,
+    "message": {
+        "message_id": ID,
+        "date": NUMBER,
+        "text": STR,
+        "chat": {"id": ID, "chat_type": STR},
+        "from": {"id": ID, "display_name": STR, "first_name": STR, "name": STR},
+    },
+}
 DEFAULT_WEBHOOK_PATH = "/zalo/bot/webhook"
 TEXT_EVENT = "message.text.received"
 # HTTP 200 with ok:false and this code: a long poll that ended with nothing new.
@@ -318,10 +331,13 @@ class ZaloBotChannel:
         if not secret_matches(given, self.secret):
             return web.json_response({"ok": False, "description": "forbidden"}, status=403)
         try:
-            body = await request.json(loads=json.loads)
-        except ValueError:
-            return web.json_response({"ok": False, "description": "bad json"}, status=400)
-        update = body.get("result", body) if isinstance(body, dict) else None
+            body = webhook_input.parse_json(await webhook_input.read_body(request))
+            update = body.get("result", body) if isinstance(body, dict) else None
+            if isinstance(update, dict):
+                webhook_input.check(update, UPDATE_FIELDS, "update")
+        except webhook_input.BadInput as exc:
+            log.warning("zalo_bot webhook: refused a body (%s)", exc)
+            return web.json_response({"ok": False, "description": str(exc)}, status=400)
         if isinstance(update, dict):
             await self.accept(update)
         return web.json_response({"ok": True})

@@ -48,6 +48,8 @@ from bot.channels.common import (
     secret_matches,
     utcnow,
 )
+from bot.channels import webhook_input
+from bot.channels.webhook_input import ID, STR
 from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Choice, Incoming, Reply
 from bot.render import render
@@ -98,6 +100,26 @@ NOT_A_FOLLOWER = "not_follower"
 FAILED = "failed"
 
 Sleep = Callable[[float], Awaitable[None]]
+
+# The fields of an event the channel reads, with their types (bot.channels.webhook_input.check).
+_WHO = {"id": ID, "display_name": STR, "name": STR}
+EVENT_FIELDS = {
+    "event_name": STR,
+    "sender": _WHO,
+    "recipient": _WHO,
+    "follower": _WHO,
+    "message": {"text": STR, "msg_id": ID},
+}
+
+
+def _stamp(value: Any) -> str | None:
+    """The body's timestamp as signed: digits (a whole float counts as its integer)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value) if isinstance(value, (int, str)) else ""
+    return text if text.isdigit() else None
 
 
 def digest(value: str) -> str:
@@ -458,29 +480,40 @@ class ZaloOAChannel:
 
     # -- receiving -------------------------------------------------------------------------------
 
-    def verify(self, raw: bytes, body: Any, header: str) -> bool:
-        """Check X-ZEvent-Signature against the raw bytes and the body's timestamp."""
-        header = header.strip()
-        mac = header[4:] if header[:4].lower() == "mac=" else ""
-        timestamp = body.get("timestamp") if isinstance(body, dict) else None
-        if not mac or timestamp in (None, "") or isinstance(timestamp, (dict, list, bool)):
-            return False
-        if isinstance(timestamp, float) and timestamp.is_integer():
-            timestamp = int(timestamp)
-        expected = signature(self.settings.zalo_oa_app_id or "", raw, str(timestamp), self.settings.zalo_oa_secret_key or "")
-        return secret_matches(mac.lower(), expected)
-
     async def handle_webhook(self, request: web.Request) -> web.Response:
-        """Verify, deduplicate, answer at once; the event is processed in the background."""
-        raw = await request.read()
+        """Verify (before parsing), deduplicate, answer at once; the event is processed in the background."""
         try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        if not self.verify(raw, body, request.headers.get(SIGNATURE_HEADER, "")):
+            raw = await webhook_input.read_body(request)
+        except webhook_input.BadInput as exc:
+            return web.json_response({"error": 400, "message": str(exc)}, status=400)
+        header = request.headers.get(SIGNATURE_HEADER, "")
+        # The signature covers the body's "timestamp": it is read from the raw bytes, not parsed.
+        stamp = next((ts for ts in webhook_input.raw_timestamps(raw) if self.verify_stamp(raw, ts, header)), None)
+        if stamp is None:
             return web.json_response({"error": 403, "message": "bad signature"}, status=403)
+        try:
+            body = webhook_input.parse_json(raw)
+            webhook_input.check(body, EVENT_FIELDS, "event")
+            if _stamp(body.get("timestamp")) != stamp:
+                raise webhook_input.BadInput("the signed timestamp is not the event's")
+        except webhook_input.BadInput as exc:
+            log.warning("zalo_oa webhook: refused a signed body (%s)", exc)
+            return web.json_response({"error": 400, "message": str(exc)}, status=400)
+        age = (self.clock() - epoch_time(stamp, self.clock)).total_seconds()
+        if abs(age) > self.settings.zalo_oa_max_event_age:
+            log.warning("zalo_oa webhook: refused a signed event %d s old (a replay?)", int(age))
+            return web.json_response({"error": 403, "message": "event too old"}, status=403)
         await self.accept(body, raw)
         return web.json_response({"error": 0, "message": "ok"})
+
+    def verify_stamp(self, raw: bytes, timestamp: str, header: str) -> bool:
+        """Check X-ZEvent-Signature against the raw bytes and a timestamp read from them."""
+        header = header.strip()
+        mac = header[4:] if header[:4].lower() == "mac=" else ""
+        if not mac:
+            return False
+        expected = signature(self.settings.zalo_oa_app_id or "", raw, timestamp, self.settings.zalo_oa_secret_key or "")
+        return secret_matches(mac.lower(), expected)
 
     def _delivery_key(self, event: dict[str, Any], raw: bytes) -> str:
         message = event.get("message") if isinstance(event.get("message"), dict) else {}
@@ -582,7 +615,10 @@ class ZaloOAChannel:
         user = _id(event.get("follower")) or _id(event.get("sender"))
         if not user:
             return
+        await self.service.load_salt()
         async with self.service.db.transaction() as session:
+            if await self.service.erased_after(session, CHANNEL, user, epoch_time(event.get("timestamp"), self.clock)):
+                return  # a follow from before the person's erasure must not bring them back
             if follows:
                 await people.touch_user(session, CHANNEL, user, self.clock())
             else:
