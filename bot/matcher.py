@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
@@ -18,6 +18,7 @@ from rapidfuzz import fuzz, process
 
 from bot.catalog import Catalog
 from bot.normalize import Normalized, is_syllable, normalize
+from bot.question import Part, QuestionFinder
 
 
 class Decision(StrEnum):
@@ -40,6 +41,9 @@ class Match:
     decision: Decision
     candidates: tuple[Candidate, ...] = ()
     term: str = ""
+    # Another question the message asks, about another topic, to offer beside the answer.
+    also: tuple[Candidate, ...] = ()
+    long: bool = False  # the message was read part by part (a story and a question)
 
     @property
     def topic(self) -> str | None:
@@ -68,14 +72,18 @@ class Weights:
     overlap: float = 0.0  # idf-weighted F1 of shared syllables and pairs with the topic's best example
     marks: float = 0.1  # share of the query's marked syllables (with diacritics) found as typed
     answer: float = 0.3  # BM25 against the topic's answer text (what the topic covers, in other words)
+    # A message of at least `long_words` words is read part by part (bot/question.py): the parts that
+    # ask weigh 1, the story around them `context`.
+    context: float = 0.5
+    long_words: int = 20
 
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
     """Where the calibrated probabilities turn into decisions."""
 
-    answer: float = 0.8  # answer when P(the top topic is right) is at least this
-    choose: float = 0.55  # offer choices (or answer) only when P(the question is ours) is at least this
+    answer: float = 0.825  # answer when P(the top topic is right) is at least this
+    choose: float = 0.525  # offer choices (or answer) only when P(the question is ours) is at least this
     max_choices: int = 3
     choice_ratio: float = 0.7  # further choices must score at least this share of the top one
     ask_back_words: int = 1  # a query of this many typed words or fewer is asked back
@@ -84,8 +92,8 @@ class Thresholds:
 # Logistic models over Signals.features: (bias, {feature: weight}).
 # Fitted by `python bench/faq.py --fit` on the dev split, the two calibration files and held-out
 # content examples. ANSWER_MODEL gives P(the top topic is right), SCOPE_MODEL P(the question is ours).
-ANSWER_MODEL: tuple[float, dict[str, float]] = (-0.699, {'score': 3.897, 'margin': 2.202, 'ratio': -3.795, 'coverage': 2.876, 'unknown': -1.719, 'overlap': 2.93})
-SCOPE_MODEL: tuple[float, dict[str, float]] = (-10.08, {'score': 4.127, 'coverage': 4.159, 'unknown': -0.45, 'overlap': 3.309, 'recall': 1.909, 'log_words': 2.499, 'ours': 2.47, 'neighbour': -3.787, 'foreign': -0.651})
+ANSWER_MODEL: tuple[float, dict[str, float]] = (-1.316, {'score': 4.194, 'margin': 2.186, 'ratio': -4.127, 'coverage': 3.411, 'unknown': -1.725, 'overlap': 3.143, 'long': 1.253})
+SCOPE_MODEL: tuple[float, dict[str, float]] = (-10.979, {'score': 5.344, 'coverage': 4.414, 'unknown': -0.292, 'overlap': 3.816, 'recall': 1.346, 'log_words': 2.523, 'ours': 2.394, 'neighbour': -3.783, 'foreign': -0.131, 'long': -1.232})
 
 
 def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
@@ -127,6 +135,20 @@ def features_of(folded: tuple[str, ...] | list[str]) -> list[str]:
     return tokens + [f"{a}_{b}" for a, b in zip(tokens, tokens[1:])]
 
 
+def weighted_features(folded: tuple[str, ...], weights: tuple[float, ...]) -> dict[str, float]:
+    """Syllables and adjacent pairs of a folded token sequence, each with its greatest weight (a pair
+    weighs as its lighter syllable)."""
+    out: dict[str, float] = {}
+    for t, wt in zip(folded, weights):
+        if out.get(t, -1.0) < wt:
+            out[t] = wt
+    for (a, wa), (b, wb) in zip(zip(folded, weights), zip(folded[1:], weights[1:])):
+        pair, wt = f"{a}_{b}", min(wa, wb)
+        if out.get(pair, -1.0) < wt:
+            out[pair] = wt
+    return out
+
+
 def _bm25_idf(df: np.ndarray, n: int) -> np.ndarray:
     return np.log1p((n - df + 0.5) / (df + 0.5))
 
@@ -146,13 +168,18 @@ class _Postings:
         self.indptr = np.zeros(n_keys + 1, dtype=np.int64)
         np.cumsum(np.bincount(key_ids, minlength=n_keys), out=self.indptr[1:])
 
-    def score(self, ids: list[int]) -> np.ndarray:
-        spans = [(self.indptr[i], self.indptr[i + 1]) for i in ids]
-        spans = [(a, b) for a, b in spans if b > a]
+    def score(self, ids: list[int], query_weights: list[float] | None = None) -> np.ndarray:
+        """Sum the weights of the query's features per document (each times its weight in the query)."""
+        qw = query_weights or [1.0] * len(ids)
+        spans = [(self.indptr[i], self.indptr[i + 1], w) for i, w in zip(ids, qw)]
+        spans = [(a, b, w) for a, b, w in spans if b > a and w > 0]
         if not spans:
             return np.zeros(self.n_docs)
-        docs = np.concatenate([self.docs[a:b] for a, b in spans])
-        weights = np.concatenate([self.weights[a:b] for a, b in spans])
+        docs = np.concatenate([self.docs[a:b] for a, b, _ in spans])
+        if all(w == 1.0 for _, _, w in spans):
+            weights = np.concatenate([self.weights[a:b] for a, b, _ in spans])
+        else:
+            weights = np.concatenate([self.weights[a:b] * w for a, b, w in spans])
         return np.bincount(docs, weights=weights, minlength=self.n_docs)
 
     def contains(self, key: int, doc: int) -> bool:
@@ -168,7 +195,7 @@ class _Index:
     titles (for the overlap features), each topic's examples together, and each topic's answer.
     """
 
-    def __init__(self, catalog: Catalog):
+    def __init__(self, catalog: Catalog, weights: Weights):
         self.abbreviations = dict(catalog.abbreviations)
         data = catalog.matching
         self.neighbours = _phrase_set(p for ps in data.neighbour_services.values() for p in ps)
@@ -179,6 +206,9 @@ class _Index:
         self.synonym_lengths = sorted({len(v) for v in self.synonyms}, reverse=True)
         # Variants are words people type ("scam", "vinaphone"): never "repair" them into FAQ words.
         self.variant_tokens = frozenset(t for v in self.synonyms for t in v)
+        self.finder = QuestionFinder(
+            data.question_cues, data.courtesy, weights.context, weights.long_words, data.question_endings, data.trailing_particles
+        )
         self.topic_ids: list[str] = []  # topics with at least one usable text, in catalog order
         vocab: dict[str, int] = {}
         marks: dict[str, int] = {}
@@ -288,6 +318,17 @@ class _Index:
         return tuple(out), repaired
 
 
+@dataclass(frozen=True, slots=True)
+class _Query:
+    norm: Normalized  # the message's tokens (all parts), as typed and folded
+    typed: tuple[str, ...]  # folded, misspellings repaired
+    folded: tuple[str, ...]  # and every synonym variant followed by its canonical phrase
+    canonical: tuple[str, ...]  # every synonym variant replaced by its canonical phrase
+    weights: tuple[float, ...]  # one per `folded` token
+    repaired: int
+    parts: int
+
+
 @dataclass(slots=True)
 class Signals:
     """What the matcher measured about one query: ranked topics and the features behind the decision."""
@@ -309,7 +350,7 @@ class Matcher:
 
     def reload(self, catalog: Catalog) -> None:
         """Rebuild the index from (possibly edited) content; queries in flight keep the old one."""
-        self._index = _Index(catalog)
+        self._index = _Index(catalog, self.weights)
 
     @property
     def abbreviations(self) -> dict[str, str]:
@@ -319,23 +360,55 @@ class Matcher:
     def topic_ids(self) -> list[str]:
         return self._index.topic_ids
 
-    def signals(self, text: str) -> Signals:
-        """Score every topic against `text` and compute the decision features."""
+    def _read(self, text: str, whole: bool = False) -> _Query:
+        """Normalise a message, part by part when it is long: the asking parts weigh 1, the story less."""
         ix = self._index
-        norm = normalize(text, ix.abbreviations)
+        parts = [Part(text, 1.0, False)] if whole else list(ix.finder.read(text).parts)
+        tokens: list[str] = []
+        marked_folded: list[str] = []
+        typed: list[str] = []
+        folded: list[str] = []
+        canonical: list[str] = []
+        weights: list[float] = []
+        words = repaired = 0
+        for part in parts:
+            norm = normalize(part.text, ix.abbreviations)
+            t, r = ix.repair(norm.folded)
+            f = ix.expand(t)
+            tokens += norm.tokens
+            marked_folded += norm.folded
+            typed += t
+            folded += f
+            canonical += ix.expand(t, keep_variant=False)
+            weights += [part.weight] * len(f)
+            words += norm.words
+            repaired += r
+        norm = Normalized(tuple(tokens), tuple(marked_folded), words)
+        return _Query(norm, tuple(typed), tuple(folded), tuple(canonical), tuple(weights), repaired, len(parts))
+
+    def signals(self, text: str, whole: bool = False) -> Signals:
+        """Score every topic against `text` and compute the decision features.
+
+        A long message is read part by part (bot/question.py): its asking sentences weigh fully,
+        the story around them `Weights.context`; `whole` reads it as one part."""
+        ix = self._index
+        q = self._read(text, whole)
+        norm, typed, folded, canonical = q.norm, q.typed, q.folded, q.canonical
         if not norm.folded or not ix.n_docs:
             return Signals(norm, [])
-        typed, repaired = ix.repair(norm.folded)
-        folded = ix.expand(typed)
-        canonical = ix.expand(typed, keep_variant=False)
-        qfeats = list(dict.fromkeys(features_of(folded)))
+        repaired = q.repaired
+        qf = weighted_features(folded, q.weights)
+        qfeats = list(qf)
+        qw = list(qf.values())
         qids = [ix.vocab.get(f) for f in qfeats]
-        known = [i for i in qids if i is not None]
+        known = [(i, wq) for i, wq in zip(qids, qw) if i is not None]
+        kids = [i for i, _ in known]
+        kw = [wq for _, wq in known]
         nt_unknown = float(_bm25_idf(np.zeros(1), len(ix.topic_ids))[0])
-        qweight = sum(float(ix.idf[i]) if i is not None and ix.known[i] else ix.unknown_idf for i in qids)
+        qweight = sum(wq * (float(ix.idf[i]) if i is not None and ix.known[i] else ix.unknown_idf) for i, wq in zip(qids, qw)) or 1.0
         w = self.weights
 
-        shared = ix.overlap.score(known)
+        shared = ix.overlap.score(kids, kw)
         precision = shared / np.maximum(ix.doc_weight, 1e-9)
         recall = shared / qweight
         overlap = np.where(shared > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-9), 0.0)
@@ -346,11 +419,11 @@ class Matcher:
             doc_score = doc_score + w.marks * ix.marks.score([m for m in marked if m is not None]) / mweight
         topic_score = np.maximum.reduceat(doc_score, ix.starts)
         if w.topic:
-            tweight = sum(float(ix.topic_idf[i]) if i is not None else nt_unknown for i in qids)
-            topic_score = topic_score + w.topic * ix.topic_bm25.score(known) / ((K1 + 1) * tweight)
+            tweight = sum(wq * (float(ix.topic_idf[i]) if i is not None else nt_unknown) for i, wq in zip(qids, qw)) or 1.0
+            topic_score = topic_score + w.topic * ix.topic_bm25.score(kids, kw) / ((K1 + 1) * tweight)
         if w.answer:
-            aweight = sum(float(ix.answer_idf[i]) if i is not None else nt_unknown for i in qids)
-            topic_score = topic_score + w.answer * ix.answer_bm25.score(known) / ((K1 + 1) * aweight)
+            aweight = sum(wq * (float(ix.answer_idf[i]) if i is not None else nt_unknown) for i, wq in zip(qids, qw)) or 1.0
+            topic_score = topic_score + w.answer * ix.answer_bm25.score(kids, kw) / ((K1 + 1) * aweight)
 
         # Each signal is at most about 1; dividing by the weights keeps a topic's score in [0, 1].
         topic_score = topic_score / max(w.topic + w.overlap + w.marks + w.answer, 1e-9)
@@ -370,7 +443,7 @@ class Matcher:
         sweights: dict[str, tuple[int | None, float]] = {}
         for t in dict.fromkeys(folded):
             i = ix.vocab.get(t)
-            sweights[t] = (i, float(ix.idf[i]) if i is not None and ix.known[i] else ix.unknown_idf)
+            sweights[t] = (i, qf[t] * (float(ix.idf[i]) if i is not None and ix.known[i] else ix.unknown_idf))
         total = sum(v for _, v in sweights.values()) or 1.0
         coverage = sum(v for i, v in sweights.values() if i is not None and ix.topic_bm25.contains(i, top_i)) / total
         unknown = sum(v for i, v in sweights.values() if i is None or not ix.known[i]) / total
@@ -395,6 +468,7 @@ class Matcher:
             "ours": 1.0 if ours else 0.0,
             "neighbour": 1.0 if neighbour else 0.0,
             "foreign": 1.0 if neighbour and not ours else 0.0,
+            "long": 1.0 if q.parts > 1 else 0.0,
         }
         return Signals(norm, ranked, feats, canonical)
 
@@ -432,8 +506,24 @@ class Matcher:
         return self.signals(text).ranked
 
     def match(self, text: str) -> Match:
-        """Decide whether to answer, offer choices, ask back or abstain."""
-        return self.decide(self.signals(text), text)
+        """Decide whether to answer, offer choices, ask back or abstain.
+
+        A long message that asks two things gets its main question answered (the topic the whole
+        message points to) and the other offered, when that one alone would be answered or offered."""
+        sig = self.signals(text)
+        m = self.decide(sig, text)
+        if not sig.features.get("long"):
+            return m
+        m = replace(m, long=True)
+        questions = self._index.finder.read(text).questions
+        if m.decision is not Decision.ANSWER or len(questions) < 2:
+            return m
+        main = m.candidates[0].topic
+        for question in questions:
+            sub = self.decide(self.signals(question, whole=True), question)
+            if sub.candidates and sub.decision in (Decision.ANSWER, Decision.CHOOSE) and sub.candidates[0].topic != main:
+                return replace(m, also=sub.candidates[:1])
+        return m
 
 
 __all__ = ["Candidate", "Decision", "Match", "Matcher", "Signals", "Thresholds", "Weights"]
