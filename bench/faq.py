@@ -221,6 +221,10 @@ SCOPE_FEATURES = ("score", "coverage", "unknown", "overlap", "recall", "log_word
 # half the share answered right, under these ceilings (stricter than the targets, to leave a margin).
 MAX_WRONG_RATE = 0.02
 MIN_STRICT_ABSTENTION = 0.90
+# Long messages (issue #14, targets: wrong <= 0.05, out-of-scope abstention >= 0.95), with a margin.
+MAX_WRONG_RATE_LONG = 0.03
+MAX_OOS_ANSWERED_LONG = 0.03
+MIN_STRICT_ABSTENTION_LONG = 0.70
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50) -> np.ndarray:
@@ -241,9 +245,10 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50)
 
 
 def fit(catalog: Catalog) -> None:
-    """Fit ANSWER_MODEL and SCOPE_MODEL on the dev split, both calibration files and held-out content; pick thresholds."""
-    import bot.matcher as M
+    """Fit the decision models on the dev splits, the calibration files and held-out content; pick thresholds.
 
+    Short and long messages (at least Weights.long_words words) get models and thresholds of their own:
+    a long message's scores are spread over many words, so the same figures mean something else."""
     matcher = Matcher(catalog)
     rows = load_rows("dev") + load_calibration()
     if LONG_DEV.exists():
@@ -255,16 +260,50 @@ def fit(catalog: Catalog) -> None:
         for text, tid in held:
             rows.append(Row("content", tid, False, text))
             sigs.append(fold_matcher.signals(text))
-    keep = [i for i, s in enumerate(sigs) if s.ranked and s.norm.words > matcher.thresholds.ask_back_words]
+    usable = [i for i, s in enumerate(sigs) if s.ranked and s.norm.words > matcher.thresholds.ask_back_words]
+    short = [i for i in usable if not sigs[i].features["long"]]
+    long = [i for i in usable if sigs[i].features["long"]]
+
+    def objective_short(top1: float, answered_right: float) -> float:
+        return top1 + 0.5 * answered_right
+
+    def objective_long(top1: float, answered_right: float) -> float:
+        # a careful asker should get an answer, not a list: answered right first
+        return answered_right + 0.25 * top1
+
+    fitted = {}
+    for name, keep, max_wrong, min_strict, max_oos_answered, objective in (
+        ("short", short, MAX_WRONG_RATE, MIN_STRICT_ABSTENTION, 1.0, objective_short),
+        ("long", long, MAX_WRONG_RATE_LONG, MIN_STRICT_ABSTENTION_LONG, MAX_OOS_ANSWERED_LONG, objective_long),
+    ):
+        fitted[name] = fit_regime(rows, sigs, keep, max_wrong, min_strict, max_oos_answered, objective)
+    (a, s_, ta, tc, stats), (la, ls, lta, ltc, lstats) = fitted["short"], fitted["long"]
+    print(f"# fitted on {len(usable)} dev + calibration + held-out content questions: {len(short)} short, {len(long)} long")
+    print(f"ANSWER_MODEL = {a!r}")
+    print(f"SCOPE_MODEL = {s_!r}")
+    print(f"LONG_ANSWER_MODEL = {la!r}")
+    print(f"LONG_SCOPE_MODEL = {ls!r}")
+    print(f"Thresholds(answer={ta}, choose={tc}, answer_long={lta}, choose_long={ltc})")
+    print(f"# short on the fitting set: {stats}")
+    print(f"# long on the fitting set: {lstats}")
+
+
+def fit_regime(rows, sigs, keep, max_wrong, min_strict, max_oos_answered, objective):
+    """Fit P(right) and P(ours) on the questions `keep`, then the thresholds that maximise `objective`
+    under the ceilings; returns (answer model, scope model, answer threshold, choose threshold, figures)."""
+    import bot.matcher as M
+
     feats = [sigs[i].features for i in keep]
     in_scope = np.array([rows[i].topic != NONE for i in keep], dtype=float)
     right = np.array([rows[i].topic == sigs[i].ranked[0].topic for i in keep], dtype=float)
-    xa = np.array([[f[n] for n in ANSWER_FEATURES] for f in feats])
-    xs = np.array([[f[n] for n in SCOPE_FEATURES] for f in feats])
+    names_a = [n for n in ANSWER_FEATURES if n != "long"]
+    names_s = [n for n in SCOPE_FEATURES if n != "long"]
+    xa = np.array([[f[n] for n in names_a] for f in feats])
+    xs = np.array([[f[n] for n in names_s] for f in feats])
     wa = fit_logistic(xa, right)
     ws = fit_logistic(xs, in_scope)
-    answer_model = (round(float(wa[0]), 3), {n: round(float(v), 3) for n, v in zip(ANSWER_FEATURES, wa[1:])})
-    scope_model = (round(float(ws[0]), 3), {n: round(float(v), 3) for n, v in zip(SCOPE_FEATURES, ws[1:])})
+    answer_model = (round(float(wa[0]), 3), {n: round(float(v), 3) for n, v in zip(names_a, wa[1:])})
+    scope_model = (round(float(ws[0]), 3), {n: round(float(v), 3) for n, v in zip(names_s, ws[1:])})
     pa = np.array([M._logistic(answer_model, f) for f in feats])
     ps = np.array([M._logistic(scope_model, f) for f in feats])
     oos = in_scope == 0
@@ -275,17 +314,16 @@ def fit(catalog: Catalog) -> None:
             offered = ps >= tc
             wrong = (answer & ((right == 0) | oos)).sum() / max(answer.sum(), 1)
             strict = (~offered & oos).sum() / max(oos.sum(), 1)
-            if wrong > MAX_WRONG_RATE or strict < MIN_STRICT_ABSTENTION:
+            oos_answered = (answer & oos).sum() / max(oos.sum(), 1)
+            if wrong > max_wrong or strict < min_strict or oos_answered > max_oos_answered:
                 continue
             top1 = (offered & (right == 1) & ~oos).sum() / max((~oos).sum(), 1)
             answered_right = (answer & (right == 1) & ~oos).sum() / max((~oos).sum(), 1)
-            objective = top1 + 0.5 * answered_right
-            if best is None or objective > best[0] + 1e-9:
-                best = (objective, round(float(ta), 3), round(float(tc), 3), top1, wrong, strict)
-    print(f"# fitted on {len(keep)} dev + calibration + held-out content questions ({int(in_scope.sum())} in scope)")
-    print(f"ANSWER_MODEL = {answer_model!r}")
-    print(f"SCOPE_MODEL = {scope_model!r}")
-    print(f"Thresholds(answer={best[1]}, choose={best[2]})  # on the fitting set: top-1 {best[3]:.3f}, wrong {best[4]:.3f}, strict abstention {best[5]:.3f}")
+            value = objective(top1, answered_right)
+            if best is None or value > best[0] + 1e-9:
+                best = (value, round(float(ta), 3), round(float(tc), 3),
+                        f"top-1 {top1:.3f}, answered right {answered_right:.3f}, wrong {wrong:.3f}, strict abstention {strict:.3f}, out of scope answered {oos_answered:.3f}")
+    return answer_model, scope_model, best[1], best[2], best[3]
 
 
 # --- Speed and size -------------------------------------------------------------------------------

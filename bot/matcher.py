@@ -18,7 +18,7 @@ from rapidfuzz import fuzz, process
 
 from bot.catalog import Catalog
 from bot.normalize import Normalized, is_syllable, normalize
-from bot.question import Part, QuestionFinder
+from bot.question import Part, QuestionFinder, Reading
 
 
 class Decision(StrEnum):
@@ -82,8 +82,11 @@ class Weights:
 class Thresholds:
     """Where the calibrated probabilities turn into decisions."""
 
-    answer: float = 0.825  # answer when P(the top topic is right) is at least this
+    answer: float = 0.8  # answer when P(the top topic is right) is at least this
     choose: float = 0.525  # offer choices (or answer) only when P(the question is ours) is at least this
+    # the same for long messages (at least Weights.long_words words), with models of their own
+    answer_long: float = 0.6
+    choose_long: float = 0.7
     max_choices: int = 3
     choice_ratio: float = 0.7  # further choices must score at least this share of the top one
     ask_back_words: int = 1  # a query of this many typed words or fewer is asked back
@@ -92,8 +95,10 @@ class Thresholds:
 # Logistic models over Signals.features: (bias, {feature: weight}).
 # Fitted by `python bench/faq.py --fit` on the dev split, the two calibration files and held-out
 # content examples. ANSWER_MODEL gives P(the top topic is right), SCOPE_MODEL P(the question is ours).
-ANSWER_MODEL: tuple[float, dict[str, float]] = (-1.316, {'score': 4.194, 'margin': 2.186, 'ratio': -4.127, 'coverage': 3.411, 'unknown': -1.725, 'overlap': 3.143, 'long': 1.253})
-SCOPE_MODEL: tuple[float, dict[str, float]] = (-10.979, {'score': 5.344, 'coverage': 4.414, 'unknown': -0.292, 'overlap': 3.816, 'recall': 1.346, 'log_words': 2.523, 'ours': 2.394, 'neighbour': -3.783, 'foreign': -0.131, 'long': -1.232})
+ANSWER_MODEL: tuple[float, dict[str, float]] = (-1.567, {'score': 4.01, 'margin': 2.435, 'ratio': -3.482, 'coverage': 3.133, 'unknown': -1.272, 'overlap': 3.142})
+LONG_ANSWER_MODEL: tuple[float, dict[str, float]] = (0.593, {'score': 2.452, 'margin': 1.392, 'ratio': -4.545, 'coverage': 3.768, 'unknown': -1.958, 'overlap': 2.245})
+LONG_SCOPE_MODEL: tuple[float, dict[str, float]] = (-8.733, {'score': 2.576, 'coverage': 3.976, 'unknown': -1.356, 'overlap': 2.241, 'recall': 1.665, 'log_words': 1.788, 'ours': 1.844, 'neighbour': -2.806, 'foreign': -0.215})
+SCOPE_MODEL: tuple[float, dict[str, float]] = (-9.789, {'score': 4.839, 'coverage': 3.737, 'unknown': -0.157, 'overlap': 3.584, 'recall': 1.364, 'log_words': 2.32, 'ours': 2.439, 'neighbour': -3.823, 'foreign': -0.503})
 
 
 def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
@@ -105,7 +110,29 @@ def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
 
 
 def _mentions(folded: tuple[str, ...], phrases: dict[int, set[tuple[str, ...]]]) -> bool:
-    return any(folded[i : i + n] in group for n, group in phrases.items() for i in range(len(folded) - n + 1))
+    if len(phrases) == 1 or len(folded) < 12:
+        return any(folded[i : i + n] in group for n, group in phrases.items() for i in range(len(folded) - n + 1))
+    # long messages: look only where some phrase's first word is
+    firsts = _first_words(phrases)
+    return any(
+        folded[i : i + n] in phrases[n] for i, t in enumerate(folded) if t in firsts for n in firsts[t]
+    )
+
+
+_FIRSTS: dict[int, dict[str, tuple[int, ...]]] = {}
+
+
+def _first_words(phrases: dict[int, set[tuple[str, ...]]]) -> dict[str, tuple[int, ...]]:
+    """First word -> the lengths of the phrases that start with it (cached per phrase set)."""
+    key = id(phrases)
+    cached = _FIRSTS.get(key)
+    if cached is None:
+        firsts: dict[str, set[int]] = {}
+        for n, group in phrases.items():
+            for phrase in group:
+                firsts.setdefault(phrase[0], set()).add(n)
+        cached = _FIRSTS[key] = {t: tuple(sorted(ns)) for t, ns in firsts.items()}
+    return cached
 
 
 def _only_subject(folded: tuple[str, ...], ours: dict[int, set[tuple[str, ...]]], filler: frozenset[str]) -> str | None:
@@ -170,17 +197,21 @@ class _Postings:
 
     def score(self, ids: list[int], query_weights: list[float] | None = None) -> np.ndarray:
         """Sum the weights of the query's features per document (each times its weight in the query)."""
-        qw = query_weights or [1.0] * len(ids)
-        spans = [(self.indptr[i], self.indptr[i + 1], w) for i, w in zip(ids, qw)]
-        spans = [(a, b, w) for a, b, w in spans if b > a and w > 0]
-        if not spans:
+        if not ids:
             return np.zeros(self.n_docs)
-        docs = np.concatenate([self.docs[a:b] for a, b, _ in spans])
-        if all(w == 1.0 for _, _, w in spans):
-            weights = np.concatenate([self.weights[a:b] for a, b, _ in spans])
-        else:
-            weights = np.concatenate([self.weights[a:b] * w for a, b, w in spans])
-        return np.bincount(docs, weights=weights, minlength=self.n_docs)
+        keys = np.asarray(ids, dtype=np.int64)
+        starts = self.indptr[keys]
+        lengths = self.indptr[keys + 1] - starts
+        total = int(lengths.sum())
+        if not total:
+            return np.zeros(self.n_docs)
+        # positions of every posting of every feature, in one array
+        offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        at = np.arange(total) + offsets
+        weights = self.weights[at]
+        if query_weights is not None:
+            weights = weights * np.repeat(np.asarray(query_weights, dtype=np.float32), lengths)
+        return np.bincount(self.docs[at], weights=weights, minlength=self.n_docs)
 
     def contains(self, key: int, doc: int) -> bool:
         a, b = self.indptr[key], self.indptr[key + 1]
@@ -203,7 +234,11 @@ class _Index:
         self.filler = data.subject_filler
         self.ask_back = data.ask_back
         self.synonyms = {tuple(v.split()): tuple(k.split()) for k, vs in data.synonyms.items() for v in vs}
-        self.synonym_lengths = sorted({len(v) for v in self.synonyms}, reverse=True)
+        # first word of a variant -> the variant lengths starting with it, longest first
+        starts: dict[str, set[int]] = {}
+        for v in self.synonyms:
+            starts.setdefault(v[0], set()).add(len(v))
+        self.synonym_starts = {t: sorted(ns, reverse=True) for t, ns in starts.items()}
         # Variants are words people type ("scam", "vinaphone"): never "repair" them into FAQ words.
         self.variant_tokens = frozenset(t for v in self.synonyms for t in v)
         self.finder = QuestionFinder(
@@ -288,7 +323,7 @@ class _Index:
         out: list[str] = []
         i = 0
         while i < len(folded):
-            for n in self.synonym_lengths:
+            for n in self.synonym_starts.get(folded[i], ()):
                 canonical = self.synonyms.get(folded[i : i + n])
                 if canonical:
                     out += [*folded[i : i + n], *canonical] if keep_variant else canonical
@@ -360,10 +395,10 @@ class Matcher:
     def topic_ids(self) -> list[str]:
         return self._index.topic_ids
 
-    def _read(self, text: str, whole: bool = False) -> _Query:
+    def _read(self, text: str, reading: Reading | None) -> _Query:
         """Normalise a message, part by part when it is long: the asking parts weigh 1, the story less."""
         ix = self._index
-        parts = [Part(text, 1.0, False)] if whole else list(ix.finder.read(text).parts)
+        parts = reading.parts if reading else (Part(text, 1.0, True),)
         tokens: list[str] = []
         marked_folded: list[str] = []
         typed: list[str] = []
@@ -386,13 +421,13 @@ class Matcher:
         norm = Normalized(tuple(tokens), tuple(marked_folded), words)
         return _Query(norm, tuple(typed), tuple(folded), tuple(canonical), tuple(weights), repaired, len(parts))
 
-    def signals(self, text: str, whole: bool = False) -> Signals:
+    def signals(self, text: str, whole: bool = False, reading: Reading | None = None) -> Signals:
         """Score every topic against `text` and compute the decision features.
 
         A long message is read part by part (bot/question.py): its asking sentences weigh fully,
         the story around them `Weights.context`; `whole` reads it as one part."""
         ix = self._index
-        q = self._read(text, whole)
+        q = self._read(text, None if whole else reading or ix.finder.read(text))
         norm, typed, folded, canonical = q.norm, q.typed, q.folded, q.canonical
         if not norm.folded or not ix.n_docs:
             return Signals(norm, [])
@@ -468,7 +503,7 @@ class Matcher:
             "ours": 1.0 if ours else 0.0,
             "neighbour": 1.0 if neighbour else 0.0,
             "foreign": 1.0 if neighbour and not ours else 0.0,
-            "long": 1.0 if q.parts > 1 else 0.0,
+            "long": 1.0 if norm.words >= w.long_words else 0.0,
         }
         return Signals(norm, ranked, feats, canonical)
 
@@ -480,7 +515,9 @@ class Matcher:
             return Match(Decision.ABSTAIN)
         top = ranked[0]
         choices = tuple(c for c in ranked[: th.max_choices] if c.score >= th.choice_ratio * top.score)
-        p_in = _logistic(SCOPE_MODEL, sig.features)
+        long = sig.features.get("long", 0.0) > 0
+        p_in = _logistic(LONG_SCOPE_MODEL if long else SCOPE_MODEL, sig.features)
+        choose = th.choose_long if long else th.choose
         ix = self._index
         subject = _only_subject(sig.canonical, ix.ours, ix.filler)
         if sig.norm.words <= th.ask_back_words or subject:
@@ -490,13 +527,13 @@ class Matcher:
                 scores = {c.topic: c.score for c in ranked}
                 offered = tuple(Candidate(t, scores.get(t, 0.0)) for t in ix.ask_back[subject] if t in ix.topic_ids)
                 return Match(Decision.ASK_BACK, offered[: th.max_choices], term=text.strip())
-            if p_in >= th.choose or sig.features.get("coverage", 0.0) >= 0.99:
+            if p_in >= choose or sig.features.get("coverage", 0.0) >= 0.99:
                 return Match(Decision.ASK_BACK, tuple(ranked[: th.max_choices]), term=text.strip())
             return Match(Decision.ABSTAIN, tuple(ranked[: th.max_choices]))
-        p_ok = _logistic(ANSWER_MODEL, sig.features)
-        if p_ok >= th.answer and p_in >= th.choose:
+        p_ok = _logistic(LONG_ANSWER_MODEL if long else ANSWER_MODEL, sig.features)
+        if p_ok >= (th.answer_long if long else th.answer) and p_in >= choose:
             return Match(Decision.ANSWER, tuple(ranked[: th.max_choices]))
-        if p_in >= th.choose:
+        if p_in >= choose:
             return Match(Decision.CHOOSE, choices)
         return Match(Decision.ABSTAIN, tuple(ranked[: th.max_choices]))
 
@@ -510,12 +547,13 @@ class Matcher:
 
         A long message that asks two things gets its main question answered (the topic the whole
         message points to) and the other offered, when that one alone would be answered or offered."""
-        sig = self.signals(text)
+        reading = self._index.finder.read(text)
+        sig = self.signals(text, reading=reading)
         m = self.decide(sig, text)
         if not sig.features.get("long"):
             return m
         m = replace(m, long=True)
-        questions = self._index.finder.read(text).questions
+        questions = reading.questions
         if m.decision is not Decision.ANSWER or len(questions) < 2:
             return m
         main = m.candidates[0].topic

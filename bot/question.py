@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable
 
 from bot.normalize import fold
 
-# Sentences end at . ? ! ; and line breaks (not at a dot between digits: "01.07.2024", "70.000").
-_SENTENCE = re.compile(r"(?<=[?!;\n])|(?<=\.)(?!\d)|(?<=\D\.)")
-_CLAUSE = re.compile(r"(?<=,)")
-_WORDS = re.compile(r"[^\W_]+", re.UNICODE)
+# Words, and the marks that end a sentence (. ? ! ; line break; not a dot inside "01.07.2024" or
+# "70.000đ") or a clause (,).
+_TOKEN = re.compile(r"[^\W_]+|[?!;,\n]|\.(?!\d)", re.UNICODE)
+_SENTENCE_END = frozenset("?!;\n.")
+
+
+@lru_cache(maxsize=65536)
+def _fold_word(word: str) -> str:
+    return fold(word)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +36,7 @@ class Part:
 
     text: str
     weight: float
-    asks: bool  # the part contains a question cue or a question mark
+    asks: bool  # the part contains a question cue or a question mark, or ends in a question word
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +47,20 @@ class Reading:
     questions: tuple[str, ...] = ()
 
 
-def _phrases(phrases: Iterable[str]) -> dict[int, set[tuple[str, ...]]]:
-    by_len: dict[int, set[tuple[str, ...]]] = {}
+@dataclass(frozen=True, slots=True)
+class _Word:
+    start: int
+    end: int
+    folded: str
+
+
+def _phrases(phrases: Iterable[str]) -> dict[str, set[tuple[str, ...]]]:
+    """Phrases grouped by their first word, for a scan that only looks where a phrase can start."""
+    by_first: dict[str, set[tuple[str, ...]]] = {}
     for phrase in phrases:
         toks = tuple(phrase.split())
-        by_len.setdefault(len(toks), set()).add(toks)
-    return by_len
-
-
-def _words(text: str) -> list[str]:
-    return _WORDS.findall(fold(text))
+        by_first.setdefault(toks[0], set()).add(toks)
+    return by_first
 
 
 class QuestionFinder:
@@ -66,59 +76,91 @@ class QuestionFinder:
         particles: Iterable[str] = (),
     ):
         self.cues = _phrases(cues)
+        self.courtesy = _phrases(courtesy)
         self.endings = frozenset(endings)
         self.particles = frozenset(particles)
-        self.courtesy = _phrases(courtesy)
         self.context_weight = context_weight
         self.min_words = min_words
 
-    def _has(self, words: list[str], phrases: dict[int, set[tuple[str, ...]]]) -> bool:
-        return any(tuple(words[i : i + n]) in group for n, group in phrases.items() for i in range(len(words) - n + 1))
+    @staticmethod
+    def _found(folded: list[str], phrases: dict[str, set[tuple[str, ...]]]) -> list[tuple[int, int]]:
+        """Spans (start, end) of the phrases found in `folded`, longest first at each start."""
+        spans = []
+        for i, w in enumerate(folded):
+            for phrase in sorted(phrases.get(w, ()), key=len, reverse=True):
+                if tuple(folded[i : i + len(phrase)]) == phrase:
+                    spans.append((i, i + len(phrase)))
+                    break
+        return spans
 
-    def strip_courtesy(self, text: str) -> str:
-        """Drop courtesy phrases ("xin cảm ơn", "luật sư cho hỏi") that every long message carries."""
-        words = _WORDS.findall(text)
-        folded = _words(text)
-        if len(folded) != len(words):  # marks typed apart from their letters split words differently
-            folded = [fold(w) for w in words]
+    def _asks(self, words: list[_Word], question_mark: bool) -> bool:
+        if question_mark:
+            return True
+        folded = [w.folded for w in words]
+        while folded and folded[-1] in self.particles:
+            folded.pop()
+        return bool(folded) and (folded[-1] in self.endings or bool(self._found(folded, self.cues)))
+
+    def _text(self, text: str, words: list[_Word]) -> str:
+        """The words of a unit as typed, without courtesy phrases (runs of kept words keep their punctuation)."""
         keep = [True] * len(words)
-        for n, group in sorted(self.courtesy.items(), reverse=True):
-            for i in range(len(words) - n + 1):
-                if all(keep[i : i + n]) and tuple(folded[i : i + n]) in group:
-                    keep[i : i + n] = [False] * n
-        if all(keep):
-            return text
-        return " ".join(w for w, k in zip(words, keep) if k)
+        for a, b in self._found([w.folded for w in words], self.courtesy):
+            keep[a:b] = [False] * (b - a)
+        runs: list[str] = []
+        i = 0
+        while i < len(words):
+            if not keep[i]:
+                i += 1
+                continue
+            j = i
+            while j + 1 < len(words) and keep[j + 1]:
+                j += 1
+            runs.append(text[words[i].start : words[j].end])
+            i = j + 1
+        return " ".join(runs)
 
     def asks(self, text: str) -> bool:
-        """Tell whether a part asks: a question mark, a cue phrase, or a question word at its end."""
-        if "?" in text:
-            return True
-        words = _words(text)
-        while words and words[-1] in self.particles:
-            words.pop()
-        return bool(words) and (words[-1] in self.endings or self._has(words, self.cues))
+        """Tell whether `text` asks: a question mark, a cue phrase, or a question word at its end."""
+        words = [_Word(m.start(), m.end(), _fold_word(m.group().lower())) for m in _TOKEN.finditer(text) if m.group()[0].isalnum()]
+        return self._asks(words, "?" in text)
 
     def read(self, text: str) -> Reading:
         """Weigh the parts of `text`; a short message, or one with no asking part, is one part of weight 1."""
-        if len(_WORDS.findall(text)) < self.min_words:
+        sentences: list[list[list[_Word]]] = [[[]]]  # sentences of clauses of words
+        marks: list[list[bool]] = [[False]]  # whether each clause ends in a question mark
+        n = 0
+        for m in _TOKEN.finditer(text):
+            tok = m.group()
+            if tok[0].isalnum():
+                sentences[-1][-1].append(_Word(m.start(), m.end(), _fold_word(tok.lower())))
+                n += 1
+            elif tok == ",":
+                sentences[-1].append([])
+                marks[-1].append(False)
+            else:
+                marks[-1][-1] = marks[-1][-1] or tok == "?"
+                sentences.append([[]])
+                marks.append([False])
+        if n < self.min_words:
             return Reading((Part(text, 1.0, True),), (text,))  # a short message is its own question
-        pieces = [s for s in _SENTENCE.split(text) if _WORDS.search(s)]
-        if len(pieces) < 2:
-            pieces = [s for s in _CLAUSE.split(text) if _WORDS.search(s)]
-        asking = [self.asks(p) for p in pieces]
+        units = [(sent, mk) for sent, mk in zip(sentences, marks) if any(sent)]
+        if len(units) < 2:  # one long sentence: its clauses are the parts
+            units = [([clause], [mark]) for sent, mk in units for clause, mark in zip(sent, mk) if clause]
+        parts: list[tuple[str, bool]] = []
         questions: list[str] = []
-        for piece, asks in zip(pieces, asking):
+        for clauses, mk in units:
+            words = [w for c in clauses for w in c]
+            asks = self._asks(words, any(mk))
+            part = self._text(text, words)
+            if part:
+                parts.append((part, asks))
             if asks:
                 # "có phải đổi thẻ không, nếu phải thì có ai đến nhà làm giúp không": two questions
-                clauses = [c for c in _CLAUSE.split(piece) if _WORDS.search(c)]
-                asked = [self.strip_courtesy(c) for c in clauses if self.asks(c)] if len(clauses) > 1 else []
-                questions += [q for q in asked if _WORDS.search(q)] or [self.strip_courtesy(piece)]
-        stripped = [(self.strip_courtesy(p), a) for p, a in zip(pieces, asking)]
-        kept = [(p, a) for p, a in stripped if _WORDS.search(p)]
-        if not any(a for _, a in kept) or all(a for _, a in kept):
-            return Reading(tuple(Part(p, 1.0, a) for p, a in kept), tuple(questions))
-        return Reading(tuple(Part(p, 1.0 if a else self.context_weight, a) for p, a in kept), tuple(questions))
+                asked = [self._text(text, c) for c, q in zip(clauses, mk) if c and self._asks(c, q)] if len(clauses) > 1 else []
+                questions += [q for q in asked if q] or ([part] if part else [])
+        if not any(a for _, a in parts) or all(a for _, a in parts):
+            return Reading(tuple(Part(p, 1.0, a) for p, a in parts), tuple(questions))
+        return Reading(tuple(Part(p, 1.0 if a else self.context_weight, a) for p, a in parts), tuple(questions))
 
 
 __all__ = ["Part", "QuestionFinder", "Reading"]
