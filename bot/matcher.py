@@ -57,7 +57,8 @@ class Match:
 # --- Scoring --------------------------------------------------------------------------------------
 
 K1, B = 1.2, 0.75  # BM25
-REPAIR_CUTOFF = 80  # rapidfuzz ratio above which an unknown word is read as a FAQ word
+REPAIR_CUTOFF = 80
+NB_ALPHA = 0.1  # naive Bayes smoothing  # rapidfuzz ratio above which an unknown word is read as a FAQ word
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,7 @@ class Thresholds:
     answer: float = 0.8  # answer when P(the top topic is right) is at least this
     choose: float = 0.525  # offer choices (or answer) only when P(the question is ours) is at least this
     # the same for long messages (at least Weights.long_words words), with models of their own
-    answer_long: float = 0.6
+    answer_long: float = 0.475
     choose_long: float = 0.7
     max_choices: int = 3
     choice_ratio: float = 0.7  # further choices must score at least this share of the top one
@@ -95,9 +96,9 @@ class Thresholds:
 # Logistic models over Signals.features: (bias, {feature: weight}).
 # Fitted by `python bench/faq.py --fit` on the dev split, the two calibration files and held-out
 # content examples. ANSWER_MODEL gives P(the top topic is right), SCOPE_MODEL P(the question is ours).
-ANSWER_MODEL: tuple[float, dict[str, float]] = (-1.567, {'score': 4.01, 'margin': 2.435, 'ratio': -3.482, 'coverage': 3.133, 'unknown': -1.272, 'overlap': 3.142})
-LONG_ANSWER_MODEL: tuple[float, dict[str, float]] = (0.593, {'score': 2.452, 'margin': 1.392, 'ratio': -4.545, 'coverage': 3.768, 'unknown': -1.958, 'overlap': 2.245})
-LONG_SCOPE_MODEL: tuple[float, dict[str, float]] = (-8.733, {'score': 2.576, 'coverage': 3.976, 'unknown': -1.356, 'overlap': 2.241, 'recall': 1.665, 'log_words': 1.788, 'ours': 1.844, 'neighbour': -2.806, 'foreign': -0.215})
+ANSWER_MODEL: tuple[float, dict[str, float]] = (-3.812, {'score': 4.018, 'margin': 1.744, 'ratio': -1.452, 'coverage': 2.694, 'unknown': -1.769, 'overlap': 2.541, 'nb_agree': 1.018, 'nb_margin': 1.106})
+LONG_ANSWER_MODEL: tuple[float, dict[str, float]] = (-2.001, {'score': 1.873, 'margin': 0.787, 'ratio': -2.385, 'coverage': 3.212, 'unknown': -2.024, 'overlap': 1.441, 'nb_agree': 1.16, 'nb_margin': 1.892})
+LONG_SCOPE_MODEL: tuple[float, dict[str, float]] = (-8.731, {'score': 2.579, 'coverage': 3.976, 'unknown': -1.354, 'overlap': 2.243, 'recall': 1.667, 'log_words': 1.787, 'ours': 1.845, 'neighbour': -2.805, 'foreign': -0.214})
 SCOPE_MODEL: tuple[float, dict[str, float]] = (-9.789, {'score': 4.839, 'coverage': 3.737, 'unknown': -0.157, 'overlap': 3.584, 'recall': 1.364, 'log_words': 2.32, 'ours': 2.439, 'neighbour': -3.823, 'foreign': -0.503})
 
 
@@ -195,9 +196,9 @@ class _Postings:
         self.indptr = np.zeros(n_keys + 1, dtype=np.int64)
         np.cumsum(np.bincount(key_ids, minlength=n_keys), out=self.indptr[1:])
 
-    def score(self, ids: list[int], query_weights: list[float] | None = None) -> np.ndarray:
+    def score(self, ids, query_weights=None) -> np.ndarray:
         """Sum the weights of the query's features per document (each times its weight in the query)."""
-        if not ids:
+        if len(ids) == 0:
             return np.zeros(self.n_docs)
         keys = np.asarray(ids, dtype=np.int64)
         starts = self.indptr[keys]
@@ -304,6 +305,14 @@ class _Index:
 
         # Each topic's examples together: words spread over several examples count.
         self.topic_bm25, self.topic_idf = bm25(topic_feats)
+        self.topic_members = [np.fromiter(sorted(feats), dtype=np.int64, count=len(feats)) for feats in topic_feats]
+        self.nt_unknown = float(_bm25_idf(np.zeros(1), nt)[0])
+        # A second, learned signal: multinomial naive Bayes over the same features, trained on each
+        # topic's examples at build time. log P(f|t) = log(alpha / (N_t + alpha V)) + log(1 + c(f,t) / alpha):
+        # the first term depends on the topic only, the second is sparse (kept as postings).
+        self.nb = _Postings([{f: math.log1p(c / NB_ALPHA) for f, c in feats.items()} for feats in topic_feats], nv)
+        sizes = np.asarray([sum(feats.values()) for feats in topic_feats], dtype=np.float64)
+        self.nb_prior = np.log(NB_ALPHA) - np.log(sizes + NB_ALPHA * nv) if nt else np.zeros(0)
         # Each topic's answer: the same subject in the editor's words.
         self.answer_bm25, self.answer_idf = bm25(answer_feats)
         # Syllables as typed with their marks: rewards "mất" over "mật" when the person used diacritics.
@@ -433,14 +442,13 @@ class Matcher:
             return Signals(norm, [])
         repaired = q.repaired
         qf = weighted_features(folded, q.weights)
-        qfeats = list(qf)
-        qw = list(qf.values())
-        qids = [ix.vocab.get(f) for f in qfeats]
-        known = [(i, wq) for i, wq in zip(qids, qw) if i is not None]
-        kids = [i for i, _ in known]
-        kw = [wq for _, wq in known]
-        nt_unknown = float(_bm25_idf(np.zeros(1), len(ix.topic_ids))[0])
-        qweight = sum(wq * (float(ix.idf[i]) if i is not None and ix.known[i] else ix.unknown_idf) for i, wq in zip(qids, qw)) or 1.0
+        qids = np.fromiter((ix.vocab.get(f, -1) for f in qf), dtype=np.int64, count=len(qf))
+        qw = np.fromiter(qf.values(), dtype=np.float64, count=len(qf))
+        is_known = qids >= 0
+        kids = qids[is_known]
+        kw = qw[is_known]
+        unknown_w = float(qw[~is_known].sum())
+        qweight = float((kw * np.where(ix.known[kids], ix.idf[kids], ix.unknown_idf)).sum()) + unknown_w * ix.unknown_idf or 1.0
         w = self.weights
 
         shared = ix.overlap.score(kids, kw)
@@ -454,10 +462,10 @@ class Matcher:
             doc_score = doc_score + w.marks * ix.marks.score([m for m in marked if m is not None]) / mweight
         topic_score = np.maximum.reduceat(doc_score, ix.starts)
         if w.topic:
-            tweight = sum(wq * (float(ix.topic_idf[i]) if i is not None else nt_unknown) for i, wq in zip(qids, qw)) or 1.0
+            tweight = float((kw * ix.topic_idf[kids]).sum()) + unknown_w * ix.nt_unknown or 1.0
             topic_score = topic_score + w.topic * ix.topic_bm25.score(kids, kw) / ((K1 + 1) * tweight)
         if w.answer:
-            aweight = sum(wq * (float(ix.answer_idf[i]) if i is not None else nt_unknown) for i, wq in zip(qids, qw)) or 1.0
+            aweight = float((kw * ix.answer_idf[kids]).sum()) + unknown_w * ix.nt_unknown or 1.0
             topic_score = topic_score + w.answer * ix.answer_bm25.score(kids, kw) / ((K1 + 1) * aweight)
 
         # Each signal is at most about 1; dividing by the weights keeps a topic's score in [0, 1].
@@ -471,17 +479,26 @@ class Matcher:
         if not ranked:
             return Signals(norm, [], {"unknown": 1.0, "words": float(norm.words)})
         top_i = int(order[0])
+        # the learned signal: does naive Bayes pick the same topic, and by how much (per unit of query weight)?
+        nb = ix.nb.score(kids, kw) + float(kw.sum()) * ix.nb_prior
+        nb_top = int(np.argmax(nb))
+        nb_agree = 1.0 if nb_top == top_i else 0.0
+        nb_margin = float(nb[nb_top] - np.partition(nb, -2)[-2]) / max(float(kw.sum()), 1.0) if len(nb) > 1 else 0.0
         s1 = float(topic_score[order[0]])
         s2 = float(topic_score[order[1]]) if len(order) > 1 else 0.0
         # How much of the query's (idf-weighted) syllables the top topic's examples contain, and how
         # much no example contains at all.
-        sweights: dict[str, tuple[int | None, float]] = {}
-        for t in dict.fromkeys(folded):
-            i = ix.vocab.get(t)
-            sweights[t] = (i, qf[t] * (float(ix.idf[i]) if i is not None and ix.known[i] else ix.unknown_idf))
-        total = sum(v for _, v in sweights.values()) or 1.0
-        coverage = sum(v for i, v in sweights.values() if i is not None and ix.topic_bm25.contains(i, top_i)) / total
-        unknown = sum(v for i, v in sweights.values() if i is None or not ix.known[i]) / total
+        syllables = list(dict.fromkeys(folded))
+        sid = np.fromiter((ix.vocab.get(t, -1) for t in syllables), dtype=np.int64, count=len(syllables))
+        seen = sid >= 0
+        seen[seen] = ix.known[sid[seen]]
+        sw = np.fromiter((qf[t] for t in syllables), dtype=np.float64, count=len(syllables))
+        sw = sw * np.where(seen, ix.idf[np.maximum(sid, 0)], ix.unknown_idf)
+        total = float(sw.sum()) or 1.0
+        members = ix.topic_members[top_i]
+        at = np.minimum(np.searchsorted(members, sid), len(members) - 1)
+        coverage = float(sw[seen & (members[at] == sid)].sum()) / total
+        unknown = float(sw[~seen].sum()) / total
         # Read on the tokens as typed and as rewritten: an inserted canonical phrase may split a
         # listed phrase ("app ngan hang" -> "app ung dung ngan hang").
         ours = _mentions(typed, ix.ours) or _mentions(canonical, ix.ours)
@@ -504,6 +521,8 @@ class Matcher:
             "neighbour": 1.0 if neighbour else 0.0,
             "foreign": 1.0 if neighbour and not ours else 0.0,
             "long": 1.0 if norm.words >= w.long_words else 0.0,
+            "nb_agree": nb_agree,
+            "nb_margin": nb_margin if nb_agree else 0.0,
         }
         return Signals(norm, ranked, feats, canonical)
 
