@@ -561,12 +561,16 @@ class Matcher:
         text = norm_or_text if isinstance(norm_or_text, str) else " ".join(norm_or_text.tokens)
         return self.signals(text).ranked
 
+    def read(self, text: str) -> Reading:
+        """Cut a message into weighted parts and find its questions (bot/question.py)."""
+        return self._index.finder.read(text)
+
     def match(self, text: str) -> Match:
         """Decide whether to answer, offer choices, ask back or abstain.
 
         A long message that asks two things gets its main question answered (the topic the whole
         message points to) and the other offered, when that one alone would be answered or offered."""
-        reading = self._index.finder.read(text)
+        reading = self.read(text)
         sig = self.signals(text, reading=reading)
         m = self.decide(sig, text)
         if not sig.features.get("long"):
