@@ -77,6 +77,7 @@ class Weights:
     # ask weigh 1, the story around them `context`.
     context: float = 0.5
     long_words: int = 20
+    nb: float = 0.1  # naive Bayes log-likelihood per unit of query weight, relative to its best topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +87,8 @@ class Thresholds:
     answer: float = 0.8  # answer when P(the top topic is right) is at least this
     choose: float = 0.525  # offer choices (or answer) only when P(the question is ours) is at least this
     # the same for long messages (at least Weights.long_words words), with models of their own
-    answer_long: float = 0.475
-    choose_long: float = 0.7
+    answer_long: float = 0.525
+    choose_long: float = 0.65
     max_choices: int = 3
     choice_ratio: float = 0.7  # further choices must score at least this share of the top one
     ask_back_words: int = 1  # a query of this many typed words or fewer is asked back
@@ -96,10 +97,10 @@ class Thresholds:
 # Logistic models over Signals.features: (bias, {feature: weight}).
 # Fitted by `python bench/faq.py --fit` on the dev split, the two calibration files and held-out
 # content examples. ANSWER_MODEL gives P(the top topic is right), SCOPE_MODEL P(the question is ours).
-ANSWER_MODEL: tuple[float, dict[str, float]] = (-3.812, {'score': 4.018, 'margin': 1.744, 'ratio': -1.452, 'coverage': 2.694, 'unknown': -1.769, 'overlap': 2.541, 'nb_agree': 1.018, 'nb_margin': 1.106})
-LONG_ANSWER_MODEL: tuple[float, dict[str, float]] = (-2.001, {'score': 1.873, 'margin': 0.787, 'ratio': -2.385, 'coverage': 3.212, 'unknown': -2.024, 'overlap': 1.441, 'nb_agree': 1.16, 'nb_margin': 1.892})
-LONG_SCOPE_MODEL: tuple[float, dict[str, float]] = (-8.731, {'score': 2.579, 'coverage': 3.976, 'unknown': -1.354, 'overlap': 2.243, 'recall': 1.667, 'log_words': 1.787, 'ours': 1.845, 'neighbour': -2.805, 'foreign': -0.214})
-SCOPE_MODEL: tuple[float, dict[str, float]] = (-9.789, {'score': 4.839, 'coverage': 3.737, 'unknown': -0.157, 'overlap': 3.584, 'recall': 1.364, 'log_words': 2.32, 'ours': 2.439, 'neighbour': -3.823, 'foreign': -0.503})
+ANSWER_MODEL: tuple[float, dict[str, float]] = (-4.457, {'score': 4.222, 'margin': 2.893, 'ratio': -0.461, 'coverage': 2.72, 'unknown': -1.839, 'overlap': 2.843, 'nb_agree': 0.411, 'nb_margin': 1.019})
+LONG_ANSWER_MODEL: tuple[float, dict[str, float]] = (-2.632, {'score': 2.322, 'margin': 1.058, 'ratio': -1.237, 'coverage': 3.593, 'unknown': -2.258, 'overlap': 1.625, 'nb_agree': 0.202, 'nb_margin': 1.913})
+LONG_SCOPE_MODEL: tuple[float, dict[str, float]] = (-8.855, {'score': 2.604, 'coverage': 4.104, 'unknown': -1.319, 'overlap': 2.183, 'recall': 1.642, 'log_words': 1.8, 'ours': 1.843, 'neighbour': -2.787, 'foreign': -0.2})
+SCOPE_MODEL: tuple[float, dict[str, float]] = (-9.912, {'score': 4.904, 'coverage': 3.802, 'unknown': -0.166, 'overlap': 3.549, 'recall': 1.297, 'log_words': 2.354, 'ours': 2.446, 'neighbour': -3.795, 'foreign': -0.526})
 
 
 def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
@@ -470,20 +471,26 @@ class Matcher:
 
         # Each signal is at most about 1; dividing by the weights keeps a topic's score in [0, 1].
         topic_score = topic_score / max(w.topic + w.overlap + w.marks + w.answer, 1e-9)
+        matched = topic_score > 0
+        # The learned signal: multinomial naive Bayes (log-likelihood per unit of query weight). It
+        # moves the ranking a little (`Weights.nb`: never above the lexical score of the best topic)
+        # and tells the decision models whether it agrees with the lexical ranking.
+        qsum = max(float(kw.sum()), 1.0)
+        nb = (ix.nb.score(kids, kw) + float(kw.sum()) * ix.nb_prior) / qsum
+        nb_top = int(np.argmax(nb))
+        if w.nb:
+            topic_score = np.maximum(topic_score + w.nb * (nb - nb[nb_top]), 0.0)
         if len(topic_score) > 10:
             head = np.argpartition(-topic_score, 9)[:10]
             order = head[np.argsort(-topic_score[head], kind="stable")]
         else:
             order = np.argsort(-topic_score, kind="stable")
-        ranked = [Candidate(ix.topic_ids[i], round(float(topic_score[i]), 4)) for i in order if topic_score[i] > 0]
+        ranked = [Candidate(ix.topic_ids[i], round(float(topic_score[i]), 4)) for i in order if matched[i] and topic_score[i] > 0]
         if not ranked:
             return Signals(norm, [], {"unknown": 1.0, "words": float(norm.words)})
         top_i = int(order[0])
-        # the learned signal: does naive Bayes pick the same topic, and by how much (per unit of query weight)?
-        nb = ix.nb.score(kids, kw) + float(kw.sum()) * ix.nb_prior
-        nb_top = int(np.argmax(nb))
         nb_agree = 1.0 if nb_top == top_i else 0.0
-        nb_margin = float(nb[nb_top] - np.partition(nb, -2)[-2]) / max(float(kw.sum()), 1.0) if len(nb) > 1 else 0.0
+        nb_margin = float(nb[nb_top] - np.partition(nb, -2)[-2]) if len(nb) > 1 else 0.0
         s1 = float(topic_score[order[0]])
         s2 = float(topic_score[order[1]]) if len(order) > 1 else 0.0
         # How much of the query's (idf-weighted) syllables the top topic's examples contain, and how
