@@ -67,7 +67,8 @@ class Weights:
 
     Chosen on the development sets (dev, dev2) and on 5-fold cross-validation over the content's own
     examples (BENCHMARKS.md has the figures); example-level BM25, character trigrams, a softmax
-    classifier and query likelihood were measured too and left out: they did not improve them."""
+    classifier and query likelihood were measured too and left out: they did not improve them.
+    Multinomial naive Bayes (`nb`, session 3) did, on the long development set and the content CV."""
 
     topic: float = 1.0  # BM25 against the topic's examples taken together, over the query's own weight
     overlap: float = 0.0  # idf-weighted F1 of shared syllables and pairs with the topic's best example
@@ -111,30 +112,18 @@ def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
     return by_len
 
 
-def _mentions(folded: tuple[str, ...], phrases: dict[int, set[tuple[str, ...]]]) -> bool:
-    if len(phrases) == 1 or len(folded) < 12:
-        return any(folded[i : i + n] in group for n, group in phrases.items() for i in range(len(folded) - n + 1))
-    # long messages: look only where some phrase's first word is
-    firsts = _first_words(phrases)
-    return any(
-        folded[i : i + n] in phrases[n] for i, t in enumerate(folded) if t in firsts for n in firsts[t]
-    )
-
-
-_FIRSTS: dict[int, dict[str, tuple[int, ...]]] = {}
+def _mentions(folded: tuple[str, ...], phrases: dict[int, set[tuple[str, ...]]], firsts: dict[str, tuple[int, ...]]) -> bool:
+    """Tell whether a listed phrase occurs in `folded`; only positions where some phrase starts are tried."""
+    return any(folded[i : i + n] in phrases[n] for i, t in enumerate(folded) if t in firsts for n in firsts[t])
 
 
 def _first_words(phrases: dict[int, set[tuple[str, ...]]]) -> dict[str, tuple[int, ...]]:
-    """First word -> the lengths of the phrases that start with it (cached per phrase set)."""
-    key = id(phrases)
-    cached = _FIRSTS.get(key)
-    if cached is None:
-        firsts: dict[str, set[int]] = {}
-        for n, group in phrases.items():
-            for phrase in group:
-                firsts.setdefault(phrase[0], set()).add(n)
-        cached = _FIRSTS[key] = {t: tuple(sorted(ns)) for t, ns in firsts.items()}
-    return cached
+    """First word -> the lengths of the listed phrases that start with it."""
+    firsts: dict[str, set[int]] = {}
+    for n, group in phrases.items():
+        for phrase in group:
+            firsts.setdefault(phrase[0], set()).add(n)
+    return {t: tuple(sorted(ns)) for t, ns in firsts.items()}
 
 
 def _only_subject(folded: tuple[str, ...], ours: dict[int, set[tuple[str, ...]]], filler: frozenset[str]) -> str | None:
@@ -215,11 +204,6 @@ class _Postings:
             weights = weights * np.repeat(np.asarray(query_weights, dtype=np.float32), lengths)
         return np.bincount(self.docs[at], weights=weights, minlength=self.n_docs)
 
-    def contains(self, key: int, doc: int) -> bool:
-        a, b = self.indptr[key], self.indptr[key + 1]
-        i = a + int(np.searchsorted(self.docs[a:b], doc))
-        return bool(i < b and self.docs[i] == doc)
-
 
 class _Index:
     """Everything `match` needs, built at once so that a reload swaps it in one assignment.
@@ -233,6 +217,8 @@ class _Index:
         data = catalog.matching
         self.neighbours = _phrase_set(p for ps in data.neighbour_services.values() for p in ps)
         self.ours = _phrase_set(data.our_subjects)
+        self.neighbour_firsts = _first_words(self.neighbours)
+        self.ours_firsts = _first_words(self.ours)
         self.filler = data.subject_filler
         self.ask_back = data.ask_back
         self.synonyms = {tuple(v.split()): tuple(k.split()) for k, vs in data.synonyms.items() for v in vs}
@@ -508,8 +494,8 @@ class Matcher:
         unknown = float(sw[~seen].sum()) / total
         # Read on the tokens as typed and as rewritten: an inserted canonical phrase may split a
         # listed phrase ("app ngan hang" -> "app ung dung ngan hang").
-        ours = _mentions(typed, ix.ours) or _mentions(canonical, ix.ours)
-        neighbour = _mentions(typed, ix.neighbours) or _mentions(canonical, ix.neighbours)
+        ours = _mentions(typed, ix.ours, ix.ours_firsts) or _mentions(canonical, ix.ours, ix.ours_firsts)
+        neighbour = _mentions(typed, ix.neighbours, ix.neighbour_firsts) or _mentions(canonical, ix.neighbours, ix.neighbour_firsts)
         best_doc = int(ix.starts[top_i]) + int(np.argmax(overlap[ix.starts[top_i] : ix.ends[top_i]]))
         feats = {
             "score": s1,
