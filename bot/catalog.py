@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from bot.normalize import fold, has_diacritics, normalize
+from bot.normalize import fold, fold_key, has_diacritics, normalize
 
 CONTENT_DIR = Path(__file__).parent / "content"
 MAX_ANSWER = 2000
@@ -18,6 +18,10 @@ MAX_ANSWER = 2000
 MAX_FIRST = 500
 MAX_TITLE = 40
 MIN_EXAMPLES = 6
+LONG_EXAMPLES_FILE = "faq_examples_long.yaml"
+MIN_LONG_EXAMPLES = 3  # per topic, when the file is there
+MIN_LONG_WORDS = 15  # a long-style example tells a situation and asks: at least this many words
+PORTAL_MARK = "dichvucong"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,9 @@ class Topic:
     # The first message's essentials (`answer:` in the YAML), and the rest, sent on "Xem thêm".
     lead: str = ""
     more: str = ""
+    # Questions written the way careful askers write (situation, then question), from faq_examples_long.yaml;
+    # they are also in `examples`, after the short ones.
+    long_examples: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +88,11 @@ class MatchingData:
     ask_back: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # canonical phrase -> the variants people type instead (bot/content/synonyms.yaml)
     synonyms: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # phrases that mark the asking sentence of a long message, and courtesy phrases dropped from it
+    question_cues: tuple[str, ...] = ()
+    question_endings: frozenset[str] = frozenset()
+    trailing_particles: frozenset[str] = frozenset()
+    courtesy: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +172,7 @@ def _text(value: Any) -> str:
 
 def _load_topics(directory: Path, problems: list[Problem]) -> dict[str, Topic]:
     topics: dict[str, Topic] = {}
-    files = sorted(directory.glob("faq_*.yaml"))
+    files = sorted(p for p in directory.glob("faq_*.yaml") if p.name != LONG_EXAMPLES_FILE)
     if not files:
         problems.append(Problem("faq_*.yaml", "-", "no FAQ file found"))
     for path in files:
@@ -196,6 +208,44 @@ def _load_topics(directory: Path, problems: list[Problem]) -> dict[str, Topic]:
                 problems.append(Problem(path.name, tid, "needs_review must be given (true or false)"))
             topics[tid] = topic
     return topics
+
+
+def _add_long_examples(directory: Path, topics: dict[str, Topic], problems: list[Problem]) -> dict[str, Topic]:
+    """Read faq_examples_long.yaml (optional): long-style examples keyed by topic id, added to the topics."""
+    path = directory / LONG_EXAMPLES_FILE
+    if not path.exists():
+        return topics
+    name = path.name
+    raw = _read_yaml(path, problems).get("examples")
+    if not isinstance(raw, dict):
+        problems.append(Problem(name, "examples", "must map topic ids to lists of questions"))
+        return topics
+    out = dict(topics)
+    for tid, examples in raw.items():
+        tid = str(tid)
+        if tid not in topics:
+            problems.append(Problem(name, tid, "unknown topic id"))
+            continue
+        if not isinstance(examples, list) or not all(isinstance(e, str) and e.strip() for e in examples):
+            problems.append(Problem(name, tid, "must be a list of non-empty questions"))
+            continue
+        topic = topics[tid]
+        seen = {fold_key(e) for e in topic.examples}
+        long: list[str] = []
+        for example in (" ".join(e.split()) for e in examples):
+            key = fold_key(example)
+            if key in seen:
+                problems.append(Problem(name, tid, f"repeats an example: '{example[:60]}'"))
+                continue
+            seen.add(key)
+            if len(example.split()) < MIN_LONG_WORDS:
+                problems.append(Problem(name, tid, f"is not long ({len(example.split())} words, at least {MIN_LONG_WORDS}): '{example[:60]}'"))
+            long.append(example)
+        out[tid] = replace(topic, examples=topic.examples + tuple(long), long_examples=tuple(long))
+    for tid, topic in out.items():
+        if len(topic.long_examples) < MIN_LONG_EXAMPLES:
+            problems.append(Problem(name, tid, f"{len(topic.long_examples)} long examples (at least {MIN_LONG_EXAMPLES})"))
+    return out
 
 
 def _check_topic(t: Topic, problems: list[Problem]) -> None:
@@ -339,6 +389,10 @@ def _load_matching(directory: Path, problems: list[Problem]) -> MatchingData:
     if not isinstance(services, dict) or not services:
         problems.append(Problem("matching.yaml", "neighbour_services", "must map service names to phrase lists"))
         services = {}
+    endings = data.get("question_endings") or {}
+    if not isinstance(endings, dict):
+        problems.append(Problem("matching.yaml", "question_endings", "must hold 'words' and 'particles'"))
+        endings = {}
     ask_back = data.get("ask_back") or {}
     if not isinstance(ask_back, dict):
         problems.append(Problem("matching.yaml", "ask_back", "must map subjects to topic id lists"))
@@ -349,6 +403,10 @@ def _load_matching(directory: Path, problems: list[Problem]) -> MatchingData:
         subject_filler=frozenset(_phrases(data.get("subject_filler"), "subject_filler", problems)),
         ask_back={str(k): tuple(str(t) for t in v or ()) for k, v in ask_back.items()},
         synonyms=_load_synonyms(directory, problems),
+        question_cues=_phrases(data.get("question_cues"), "question_cues", problems),
+        question_endings=frozenset(_phrases(endings.get("words"), "question_endings.words", problems)),
+        trailing_particles=frozenset(_phrases(endings.get("particles"), "question_endings.particles", problems)),
+        courtesy=_phrases(data.get("courtesy"), "courtesy", problems),
     )
 
 
@@ -507,6 +565,8 @@ def load_catalog(directory: Path | None = None) -> Catalog:
         _check_topic(topic, problems)
         for text in (topic.title, topic.lead, topic.more, topic.caveat, topic.cite):
             _check_address(topic.file, topic.id, text, problems)
+    topics = _add_long_examples(directory, topics, problems)
+    for topic in topics.values():
         for other in topic.see_also:
             if other not in topics:
                 problems.append(Problem(topic.file, topic.id, f"see_also links to unknown topic '{other}'"))

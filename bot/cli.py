@@ -155,7 +155,10 @@ def _ask_record(matcher, catalog: Catalog, question: str) -> dict:
     match = matcher.match(question)
     if match.decision is Decision.ANSWER:
         topic = match.candidates[0].topic
-        return {"topic": topic, "score": match.score, "answer": catalog.topics[topic].answer}
+        record = {"topic": topic, "score": match.score, "answer": catalog.topics[topic].answer}
+        if match.also:  # the message asked a second thing, about another topic
+            record["also"] = [c.topic for c in match.also]
+        return record
     if match.decision in (Decision.CHOOSE, Decision.ASK_BACK):
         text = catalog.msg("faq_choices_prompt")
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
@@ -18,6 +18,7 @@ from rapidfuzz import fuzz, process
 
 from bot.catalog import Catalog
 from bot.normalize import Normalized, is_syllable, normalize
+from bot.question import Part, QuestionFinder, Reading
 
 
 class Decision(StrEnum):
@@ -40,6 +41,9 @@ class Match:
     decision: Decision
     candidates: tuple[Candidate, ...] = ()
     term: str = ""
+    # Another question the message asks, about another topic, to offer beside the answer.
+    also: tuple[Candidate, ...] = ()
+    long: bool = False  # the message was read part by part (a story and a question)
 
     @property
     def topic(self) -> str | None:
@@ -53,7 +57,8 @@ class Match:
 # --- Scoring --------------------------------------------------------------------------------------
 
 K1, B = 1.2, 0.75  # BM25
-REPAIR_CUTOFF = 80  # rapidfuzz ratio above which an unknown word is read as a FAQ word
+REPAIR_CUTOFF = 80
+NB_ALPHA = 0.1  # naive Bayes smoothing  # rapidfuzz ratio above which an unknown word is read as a FAQ word
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +67,18 @@ class Weights:
 
     Chosen on the development sets (dev, dev2) and on 5-fold cross-validation over the content's own
     examples (BENCHMARKS.md has the figures); example-level BM25, character trigrams, a softmax
-    classifier and query likelihood were measured too and left out: they did not improve them."""
+    classifier and query likelihood were measured too and left out: they did not improve them.
+    Multinomial naive Bayes (`nb`, session 3) did, on the long development set and the content CV."""
 
     topic: float = 1.0  # BM25 against the topic's examples taken together, over the query's own weight
     overlap: float = 0.0  # idf-weighted F1 of shared syllables and pairs with the topic's best example
     marks: float = 0.1  # share of the query's marked syllables (with diacritics) found as typed
     answer: float = 0.3  # BM25 against the topic's answer text (what the topic covers, in other words)
+    # A message of at least `long_words` words is read part by part (bot/question.py): the parts that
+    # ask weigh 1, the story around them `context`.
+    context: float = 0.5
+    long_words: int = 20
+    nb: float = 0.1  # naive Bayes log-likelihood per unit of query weight, relative to its best topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +86,10 @@ class Thresholds:
     """Where the calibrated probabilities turn into decisions."""
 
     answer: float = 0.8  # answer when P(the top topic is right) is at least this
-    choose: float = 0.55  # offer choices (or answer) only when P(the question is ours) is at least this
+    choose: float = 0.525  # offer choices (or answer) only when P(the question is ours) is at least this
+    # the same for long messages (at least Weights.long_words words), with models of their own
+    answer_long: float = 0.525
+    choose_long: float = 0.65
     max_choices: int = 3
     choice_ratio: float = 0.7  # further choices must score at least this share of the top one
     ask_back_words: int = 1  # a query of this many typed words or fewer is asked back
@@ -84,8 +98,10 @@ class Thresholds:
 # Logistic models over Signals.features: (bias, {feature: weight}).
 # Fitted by `python bench/faq.py --fit` on the dev split, the two calibration files and held-out
 # content examples. ANSWER_MODEL gives P(the top topic is right), SCOPE_MODEL P(the question is ours).
-ANSWER_MODEL: tuple[float, dict[str, float]] = (-0.699, {'score': 3.897, 'margin': 2.202, 'ratio': -3.795, 'coverage': 2.876, 'unknown': -1.719, 'overlap': 2.93})
-SCOPE_MODEL: tuple[float, dict[str, float]] = (-10.08, {'score': 4.127, 'coverage': 4.159, 'unknown': -0.45, 'overlap': 3.309, 'recall': 1.909, 'log_words': 2.499, 'ours': 2.47, 'neighbour': -3.787, 'foreign': -0.651})
+ANSWER_MODEL: tuple[float, dict[str, float]] = (-4.457, {'score': 4.222, 'margin': 2.893, 'ratio': -0.461, 'coverage': 2.72, 'unknown': -1.839, 'overlap': 2.843, 'nb_agree': 0.411, 'nb_margin': 1.019})
+LONG_ANSWER_MODEL: tuple[float, dict[str, float]] = (-2.632, {'score': 2.322, 'margin': 1.058, 'ratio': -1.237, 'coverage': 3.593, 'unknown': -2.258, 'overlap': 1.625, 'nb_agree': 0.202, 'nb_margin': 1.913})
+LONG_SCOPE_MODEL: tuple[float, dict[str, float]] = (-8.855, {'score': 2.604, 'coverage': 4.104, 'unknown': -1.319, 'overlap': 2.183, 'recall': 1.642, 'log_words': 1.8, 'ours': 1.843, 'neighbour': -2.787, 'foreign': -0.2})
+SCOPE_MODEL: tuple[float, dict[str, float]] = (-9.912, {'score': 4.904, 'coverage': 3.802, 'unknown': -0.166, 'overlap': 3.549, 'recall': 1.297, 'log_words': 2.354, 'ours': 2.446, 'neighbour': -3.795, 'foreign': -0.526})
 
 
 def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
@@ -96,8 +112,18 @@ def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
     return by_len
 
 
-def _mentions(folded: tuple[str, ...], phrases: dict[int, set[tuple[str, ...]]]) -> bool:
-    return any(folded[i : i + n] in group for n, group in phrases.items() for i in range(len(folded) - n + 1))
+def _mentions(folded: tuple[str, ...], phrases: dict[int, set[tuple[str, ...]]], firsts: dict[str, tuple[int, ...]]) -> bool:
+    """Tell whether a listed phrase occurs in `folded`; only positions where some phrase starts are tried."""
+    return any(folded[i : i + n] in phrases[n] for i, t in enumerate(folded) if t in firsts for n in firsts[t])
+
+
+def _first_words(phrases: dict[int, set[tuple[str, ...]]]) -> dict[str, tuple[int, ...]]:
+    """First word -> the lengths of the listed phrases that start with it."""
+    firsts: dict[str, set[int]] = {}
+    for n, group in phrases.items():
+        for phrase in group:
+            firsts.setdefault(phrase[0], set()).add(n)
+    return {t: tuple(sorted(ns)) for t, ns in firsts.items()}
 
 
 def _only_subject(folded: tuple[str, ...], ours: dict[int, set[tuple[str, ...]]], filler: frozenset[str]) -> str | None:
@@ -127,6 +153,20 @@ def features_of(folded: tuple[str, ...] | list[str]) -> list[str]:
     return tokens + [f"{a}_{b}" for a, b in zip(tokens, tokens[1:])]
 
 
+def weighted_features(folded: tuple[str, ...], weights: tuple[float, ...]) -> dict[str, float]:
+    """Syllables and adjacent pairs of a folded token sequence, each with its greatest weight (a pair
+    weighs as its lighter syllable)."""
+    out: dict[str, float] = {}
+    for t, wt in zip(folded, weights):
+        if out.get(t, -1.0) < wt:
+            out[t] = wt
+    for (a, wa), (b, wb) in zip(zip(folded, weights), zip(folded[1:], weights[1:])):
+        pair, wt = f"{a}_{b}", min(wa, wb)
+        if out.get(pair, -1.0) < wt:
+            out[pair] = wt
+    return out
+
+
 def _bm25_idf(df: np.ndarray, n: int) -> np.ndarray:
     return np.log1p((n - df + 0.5) / (df + 0.5))
 
@@ -146,19 +186,23 @@ class _Postings:
         self.indptr = np.zeros(n_keys + 1, dtype=np.int64)
         np.cumsum(np.bincount(key_ids, minlength=n_keys), out=self.indptr[1:])
 
-    def score(self, ids: list[int]) -> np.ndarray:
-        spans = [(self.indptr[i], self.indptr[i + 1]) for i in ids]
-        spans = [(a, b) for a, b in spans if b > a]
-        if not spans:
+    def score(self, ids, query_weights=None) -> np.ndarray:
+        """Sum the weights of the query's features per document (each times its weight in the query)."""
+        if len(ids) == 0:
             return np.zeros(self.n_docs)
-        docs = np.concatenate([self.docs[a:b] for a, b in spans])
-        weights = np.concatenate([self.weights[a:b] for a, b in spans])
-        return np.bincount(docs, weights=weights, minlength=self.n_docs)
-
-    def contains(self, key: int, doc: int) -> bool:
-        a, b = self.indptr[key], self.indptr[key + 1]
-        i = a + int(np.searchsorted(self.docs[a:b], doc))
-        return bool(i < b and self.docs[i] == doc)
+        keys = np.asarray(ids, dtype=np.int64)
+        starts = self.indptr[keys]
+        lengths = self.indptr[keys + 1] - starts
+        total = int(lengths.sum())
+        if not total:
+            return np.zeros(self.n_docs)
+        # positions of every posting of every feature, in one array
+        offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        at = np.arange(total) + offsets
+        weights = self.weights[at]
+        if query_weights is not None:
+            weights = weights * np.repeat(np.asarray(query_weights, dtype=np.float32), lengths)
+        return np.bincount(self.docs[at], weights=weights, minlength=self.n_docs)
 
 
 class _Index:
@@ -168,17 +212,26 @@ class _Index:
     titles (for the overlap features), each topic's examples together, and each topic's answer.
     """
 
-    def __init__(self, catalog: Catalog):
+    def __init__(self, catalog: Catalog, weights: Weights):
         self.abbreviations = dict(catalog.abbreviations)
         data = catalog.matching
         self.neighbours = _phrase_set(p for ps in data.neighbour_services.values() for p in ps)
         self.ours = _phrase_set(data.our_subjects)
+        self.neighbour_firsts = _first_words(self.neighbours)
+        self.ours_firsts = _first_words(self.ours)
         self.filler = data.subject_filler
         self.ask_back = data.ask_back
         self.synonyms = {tuple(v.split()): tuple(k.split()) for k, vs in data.synonyms.items() for v in vs}
-        self.synonym_lengths = sorted({len(v) for v in self.synonyms}, reverse=True)
+        # first word of a variant -> the variant lengths starting with it, longest first
+        starts: dict[str, set[int]] = {}
+        for v in self.synonyms:
+            starts.setdefault(v[0], set()).add(len(v))
+        self.synonym_starts = {t: sorted(ns, reverse=True) for t, ns in starts.items()}
         # Variants are words people type ("scam", "vinaphone"): never "repair" them into FAQ words.
         self.variant_tokens = frozenset(t for v in self.synonyms for t in v)
+        self.finder = QuestionFinder(
+            data.question_cues, data.courtesy, weights.context, weights.long_words, data.question_endings, data.trailing_particles
+        )
         self.topic_ids: list[str] = []  # topics with at least one usable text, in catalog order
         vocab: dict[str, int] = {}
         marks: dict[str, int] = {}
@@ -239,6 +292,14 @@ class _Index:
 
         # Each topic's examples together: words spread over several examples count.
         self.topic_bm25, self.topic_idf = bm25(topic_feats)
+        self.topic_members = [np.fromiter(sorted(feats), dtype=np.int64, count=len(feats)) for feats in topic_feats]
+        self.nt_unknown = float(_bm25_idf(np.zeros(1), nt)[0])
+        # A second, learned signal: multinomial naive Bayes over the same features, trained on each
+        # topic's examples at build time. log P(f|t) = log(alpha / (N_t + alpha V)) + log(1 + c(f,t) / alpha):
+        # the first term depends on the topic only, the second is sparse (kept as postings).
+        self.nb = _Postings([{f: math.log1p(c / NB_ALPHA) for f, c in feats.items()} for feats in topic_feats], nv)
+        sizes = np.asarray([sum(feats.values()) for feats in topic_feats], dtype=np.float64)
+        self.nb_prior = np.log(NB_ALPHA) - np.log(sizes + NB_ALPHA * nv) if nt else np.zeros(0)
         # Each topic's answer: the same subject in the editor's words.
         self.answer_bm25, self.answer_idf = bm25(answer_feats)
         # Syllables as typed with their marks: rewards "mất" over "mật" when the person used diacritics.
@@ -258,7 +319,7 @@ class _Index:
         out: list[str] = []
         i = 0
         while i < len(folded):
-            for n in self.synonym_lengths:
+            for n in self.synonym_starts.get(folded[i], ()):
                 canonical = self.synonyms.get(folded[i : i + n])
                 if canonical:
                     out += [*folded[i : i + n], *canonical] if keep_variant else canonical
@@ -288,6 +349,17 @@ class _Index:
         return tuple(out), repaired
 
 
+@dataclass(frozen=True, slots=True)
+class _Query:
+    norm: Normalized  # the message's tokens (all parts), as typed and folded
+    typed: tuple[str, ...]  # folded, misspellings repaired
+    folded: tuple[str, ...]  # and every synonym variant followed by its canonical phrase
+    canonical: tuple[str, ...]  # every synonym variant replaced by its canonical phrase
+    weights: tuple[float, ...]  # one per `folded` token
+    repaired: int
+    parts: int
+
+
 @dataclass(slots=True)
 class Signals:
     """What the matcher measured about one query: ranked topics and the features behind the decision."""
@@ -309,7 +381,7 @@ class Matcher:
 
     def reload(self, catalog: Catalog) -> None:
         """Rebuild the index from (possibly edited) content; queries in flight keep the old one."""
-        self._index = _Index(catalog)
+        self._index = _Index(catalog, self.weights)
 
     @property
     def abbreviations(self) -> dict[str, str]:
@@ -319,23 +391,54 @@ class Matcher:
     def topic_ids(self) -> list[str]:
         return self._index.topic_ids
 
-    def signals(self, text: str) -> Signals:
-        """Score every topic against `text` and compute the decision features."""
+    def _read(self, text: str, reading: Reading | None) -> _Query:
+        """Normalise a message, part by part when it is long: the asking parts weigh 1, the story less."""
         ix = self._index
-        norm = normalize(text, ix.abbreviations)
+        parts = reading.parts if reading else (Part(text, 1.0, True),)
+        tokens: list[str] = []
+        marked_folded: list[str] = []
+        typed: list[str] = []
+        folded: list[str] = []
+        canonical: list[str] = []
+        weights: list[float] = []
+        words = repaired = 0
+        for part in parts:
+            norm = normalize(part.text, ix.abbreviations)
+            t, r = ix.repair(norm.folded)
+            f = ix.expand(t)
+            tokens += norm.tokens
+            marked_folded += norm.folded
+            typed += t
+            folded += f
+            canonical += ix.expand(t, keep_variant=False)
+            weights += [part.weight] * len(f)
+            words += norm.words
+            repaired += r
+        norm = Normalized(tuple(tokens), tuple(marked_folded), words)
+        return _Query(norm, tuple(typed), tuple(folded), tuple(canonical), tuple(weights), repaired, len(parts))
+
+    def signals(self, text: str, whole: bool = False, reading: Reading | None = None) -> Signals:
+        """Score every topic against `text` and compute the decision features.
+
+        A long message is read part by part (bot/question.py): its asking sentences weigh fully,
+        the story around them `Weights.context`; `whole` reads it as one part."""
+        ix = self._index
+        q = self._read(text, None if whole else reading or ix.finder.read(text))
+        norm, typed, folded, canonical = q.norm, q.typed, q.folded, q.canonical
         if not norm.folded or not ix.n_docs:
             return Signals(norm, [])
-        typed, repaired = ix.repair(norm.folded)
-        folded = ix.expand(typed)
-        canonical = ix.expand(typed, keep_variant=False)
-        qfeats = list(dict.fromkeys(features_of(folded)))
-        qids = [ix.vocab.get(f) for f in qfeats]
-        known = [i for i in qids if i is not None]
-        nt_unknown = float(_bm25_idf(np.zeros(1), len(ix.topic_ids))[0])
-        qweight = sum(float(ix.idf[i]) if i is not None and ix.known[i] else ix.unknown_idf for i in qids)
+        repaired = q.repaired
+        qf = weighted_features(folded, q.weights)
+        qids = np.fromiter((ix.vocab.get(f, -1) for f in qf), dtype=np.int64, count=len(qf))
+        qw = np.fromiter(qf.values(), dtype=np.float64, count=len(qf))
+        is_known = qids >= 0
+        kids = qids[is_known]
+        kw = qw[is_known]
+        unknown_w = float(qw[~is_known].sum())
+        qweight = float((kw * np.where(ix.known[kids], ix.idf[kids], ix.unknown_idf)).sum()) + unknown_w * ix.unknown_idf or 1.0
         w = self.weights
 
-        shared = ix.overlap.score(known)
+        shared = ix.overlap.score(kids, kw)
         precision = shared / np.maximum(ix.doc_weight, 1e-9)
         recall = shared / qweight
         overlap = np.where(shared > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-9), 0.0)
@@ -346,38 +449,53 @@ class Matcher:
             doc_score = doc_score + w.marks * ix.marks.score([m for m in marked if m is not None]) / mweight
         topic_score = np.maximum.reduceat(doc_score, ix.starts)
         if w.topic:
-            tweight = sum(float(ix.topic_idf[i]) if i is not None else nt_unknown for i in qids)
-            topic_score = topic_score + w.topic * ix.topic_bm25.score(known) / ((K1 + 1) * tweight)
+            tweight = float((kw * ix.topic_idf[kids]).sum()) + unknown_w * ix.nt_unknown or 1.0
+            topic_score = topic_score + w.topic * ix.topic_bm25.score(kids, kw) / ((K1 + 1) * tweight)
         if w.answer:
-            aweight = sum(float(ix.answer_idf[i]) if i is not None else nt_unknown for i in qids)
-            topic_score = topic_score + w.answer * ix.answer_bm25.score(known) / ((K1 + 1) * aweight)
+            aweight = float((kw * ix.answer_idf[kids]).sum()) + unknown_w * ix.nt_unknown or 1.0
+            topic_score = topic_score + w.answer * ix.answer_bm25.score(kids, kw) / ((K1 + 1) * aweight)
 
         # Each signal is at most about 1; dividing by the weights keeps a topic's score in [0, 1].
         topic_score = topic_score / max(w.topic + w.overlap + w.marks + w.answer, 1e-9)
+        matched = topic_score > 0
+        # The learned signal: multinomial naive Bayes (log-likelihood per unit of query weight). It
+        # moves the ranking a little (`Weights.nb`: never above the lexical score of the best topic)
+        # and tells the decision models whether it agrees with the lexical ranking.
+        qsum = max(float(kw.sum()), 1.0)
+        nb = (ix.nb.score(kids, kw) + float(kw.sum()) * ix.nb_prior) / qsum
+        nb_top = int(np.argmax(nb))
+        if w.nb:
+            topic_score = np.maximum(topic_score + w.nb * (nb - nb[nb_top]), 0.0)
         if len(topic_score) > 10:
             head = np.argpartition(-topic_score, 9)[:10]
             order = head[np.argsort(-topic_score[head], kind="stable")]
         else:
             order = np.argsort(-topic_score, kind="stable")
-        ranked = [Candidate(ix.topic_ids[i], round(float(topic_score[i]), 4)) for i in order if topic_score[i] > 0]
+        ranked = [Candidate(ix.topic_ids[i], round(float(topic_score[i]), 4)) for i in order if matched[i] and topic_score[i] > 0]
         if not ranked:
             return Signals(norm, [], {"unknown": 1.0, "words": float(norm.words)})
         top_i = int(order[0])
+        nb_agree = 1.0 if nb_top == top_i else 0.0
+        nb_margin = float(nb[nb_top] - np.partition(nb, -2)[-2]) if len(nb) > 1 else 0.0
         s1 = float(topic_score[order[0]])
         s2 = float(topic_score[order[1]]) if len(order) > 1 else 0.0
         # How much of the query's (idf-weighted) syllables the top topic's examples contain, and how
         # much no example contains at all.
-        sweights: dict[str, tuple[int | None, float]] = {}
-        for t in dict.fromkeys(folded):
-            i = ix.vocab.get(t)
-            sweights[t] = (i, float(ix.idf[i]) if i is not None and ix.known[i] else ix.unknown_idf)
-        total = sum(v for _, v in sweights.values()) or 1.0
-        coverage = sum(v for i, v in sweights.values() if i is not None and ix.topic_bm25.contains(i, top_i)) / total
-        unknown = sum(v for i, v in sweights.values() if i is None or not ix.known[i]) / total
+        syllables = list(dict.fromkeys(folded))
+        sid = np.fromiter((ix.vocab.get(t, -1) for t in syllables), dtype=np.int64, count=len(syllables))
+        seen = sid >= 0
+        seen[seen] = ix.known[sid[seen]]
+        sw = np.fromiter((qf[t] for t in syllables), dtype=np.float64, count=len(syllables))
+        sw = sw * np.where(seen, ix.idf[np.maximum(sid, 0)], ix.unknown_idf)
+        total = float(sw.sum()) or 1.0
+        members = ix.topic_members[top_i]
+        at = np.minimum(np.searchsorted(members, sid), len(members) - 1)
+        coverage = float(sw[seen & (members[at] == sid)].sum()) / total
+        unknown = float(sw[~seen].sum()) / total
         # Read on the tokens as typed and as rewritten: an inserted canonical phrase may split a
         # listed phrase ("app ngan hang" -> "app ung dung ngan hang").
-        ours = _mentions(typed, ix.ours) or _mentions(canonical, ix.ours)
-        neighbour = _mentions(typed, ix.neighbours) or _mentions(canonical, ix.neighbours)
+        ours = _mentions(typed, ix.ours, ix.ours_firsts) or _mentions(canonical, ix.ours, ix.ours_firsts)
+        neighbour = _mentions(typed, ix.neighbours, ix.neighbour_firsts) or _mentions(canonical, ix.neighbours, ix.neighbour_firsts)
         best_doc = int(ix.starts[top_i]) + int(np.argmax(overlap[ix.starts[top_i] : ix.ends[top_i]]))
         feats = {
             "score": s1,
@@ -395,6 +513,9 @@ class Matcher:
             "ours": 1.0 if ours else 0.0,
             "neighbour": 1.0 if neighbour else 0.0,
             "foreign": 1.0 if neighbour and not ours else 0.0,
+            "long": 1.0 if norm.words >= w.long_words else 0.0,
+            "nb_agree": nb_agree,
+            "nb_margin": nb_margin if nb_agree else 0.0,
         }
         return Signals(norm, ranked, feats, canonical)
 
@@ -406,7 +527,9 @@ class Matcher:
             return Match(Decision.ABSTAIN)
         top = ranked[0]
         choices = tuple(c for c in ranked[: th.max_choices] if c.score >= th.choice_ratio * top.score)
-        p_in = _logistic(SCOPE_MODEL, sig.features)
+        long = sig.features.get("long", 0.0) > 0
+        p_in = _logistic(LONG_SCOPE_MODEL if long else SCOPE_MODEL, sig.features)
+        choose = th.choose_long if long else th.choose
         ix = self._index
         subject = _only_subject(sig.canonical, ix.ours, ix.filler)
         if sig.norm.words <= th.ask_back_words or subject:
@@ -416,13 +539,13 @@ class Matcher:
                 scores = {c.topic: c.score for c in ranked}
                 offered = tuple(Candidate(t, scores.get(t, 0.0)) for t in ix.ask_back[subject] if t in ix.topic_ids)
                 return Match(Decision.ASK_BACK, offered[: th.max_choices], term=text.strip())
-            if p_in >= th.choose or sig.features.get("coverage", 0.0) >= 0.99:
+            if p_in >= choose or sig.features.get("coverage", 0.0) >= 0.99:
                 return Match(Decision.ASK_BACK, tuple(ranked[: th.max_choices]), term=text.strip())
             return Match(Decision.ABSTAIN, tuple(ranked[: th.max_choices]))
-        p_ok = _logistic(ANSWER_MODEL, sig.features)
-        if p_ok >= th.answer and p_in >= th.choose:
+        p_ok = _logistic(LONG_ANSWER_MODEL if long else ANSWER_MODEL, sig.features)
+        if p_ok >= (th.answer_long if long else th.answer) and p_in >= choose:
             return Match(Decision.ANSWER, tuple(ranked[: th.max_choices]))
-        if p_in >= th.choose:
+        if p_in >= choose:
             return Match(Decision.CHOOSE, choices)
         return Match(Decision.ABSTAIN, tuple(ranked[: th.max_choices]))
 
@@ -431,9 +554,30 @@ class Matcher:
         text = norm_or_text if isinstance(norm_or_text, str) else " ".join(norm_or_text.tokens)
         return self.signals(text).ranked
 
+    def read(self, text: str) -> Reading:
+        """Cut a message into weighted parts and find its questions (bot/question.py)."""
+        return self._index.finder.read(text)
+
     def match(self, text: str) -> Match:
-        """Decide whether to answer, offer choices, ask back or abstain."""
-        return self.decide(self.signals(text), text)
+        """Decide whether to answer, offer choices, ask back or abstain.
+
+        A long message that asks two things gets its main question answered (the topic the whole
+        message points to) and the other offered, when that one alone would be answered or offered."""
+        reading = self.read(text)
+        sig = self.signals(text, reading=reading)
+        m = self.decide(sig, text)
+        if not sig.features.get("long"):
+            return m
+        m = replace(m, long=True)
+        questions = reading.questions
+        if m.decision is not Decision.ANSWER or len(questions) < 2:
+            return m
+        main = m.candidates[0].topic
+        for question in questions:
+            sub = self.decide(self.signals(question, whole=True), question)
+            if sub.candidates and sub.decision in (Decision.ANSWER, Decision.CHOOSE) and sub.candidates[0].topic != main:
+                return replace(m, also=sub.candidates[:1])
+        return m
 
 
 __all__ = ["Candidate", "Decision", "Match", "Matcher", "Signals", "Thresholds", "Weights"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.catalog import CONTENT_DIR, ContentError, load_catalog, load_valid_catalog
+from bot.catalog import CONTENT_DIR, LONG_EXAMPLES_FILE, ContentError, load_catalog, load_valid_catalog
 
 SHARED_TOPICS = Path(__file__).resolve().parents[2] / "shared" / "faq-topics.md"
 
@@ -35,8 +35,13 @@ def content(tmp_path) -> Path:
     return target
 
 
+def faq_files(content: Path) -> list[Path]:
+    """The FAQ topic files (the long-style examples file is keyed by topic, not a list of topics)."""
+    return [p for p in sorted(content.glob("faq_*.yaml")) if p.name != LONG_EXAMPLES_FILE]
+
+
 def edit_topic(content: Path, topic_id: str, **changes) -> None:
-    for path in content.glob("faq_*.yaml"):
+    for path in faq_files(content):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         for entry in data["topics"]:
             if entry["id"] == topic_id:
@@ -55,7 +60,7 @@ def problems(content: Path) -> list[str]:
 
 
 def test_missing_contract_topic(content):
-    for path in content.glob("faq_*.yaml"):
+    for path in faq_files(content):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         data["topics"] = [t for t in data["topics"] if t["id"] != "le_phi"]
         path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
@@ -63,7 +68,7 @@ def test_missing_contract_topic(content):
 
 
 def test_duplicate_id(content):
-    path = next(content.glob("faq_*.yaml"))
+    path = faq_files(content)[0]
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["topics"].append(dict(data["topics"][0]))
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
@@ -379,3 +384,39 @@ def test_readme_lists_every_answer_with_the_source_it_shows(catalog):
     for topic in catalog.topics.values():
         row = next(line for line in readme.splitlines() if f"(`{topic.id}`) |" in line)
         assert row.endswith("| rồi |") != topic.needs_review
+def edit_long_examples(content: Path, change) -> None:
+    path = content / LONG_EXAMPLES_FILE
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(data["examples"])
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def test_long_examples_are_added_to_their_topics(catalog):
+    for topic in catalog.topics.values():
+        assert len(topic.long_examples) >= 3, topic.id
+        assert topic.examples[-len(topic.long_examples) :] == topic.long_examples
+    # a short example still comes first: it is the one shown when the bot asks back
+    assert len(catalog.topics["mat_the"].examples[0].split()) < 15
+
+
+def test_long_examples_name_known_topics(content):
+    edit_long_examples(content, lambda ex: ex.update({"khong_co_chu_de": ex["mat_the"]}))
+    assert any("khong_co_chu_de: unknown topic id" in p for p in problems(content))
+
+
+def test_long_examples_must_be_long_and_enough(content):
+    def change(ex):
+        ex["le_phi"] = ex["le_phi"][:2] + ["Làm thẻ hết bao nhiêu tiền?"]
+        ex.pop("mat_the")
+
+    edit_long_examples(content, change)
+    found = problems(content)
+    assert any("le_phi: is not long" in p for p in found)
+    assert any("mat_the: 0 long examples" in p for p in found)
+
+
+def test_long_examples_do_not_repeat_short_ones(content):
+    catalog = load_valid_catalog()
+    short = catalog.topics["le_phi"].examples[0]
+    edit_long_examples(content, lambda ex: ex["le_phi"].append(short.upper()))
+    assert any("le_phi: repeats an example" in p for p in problems(content))

@@ -458,3 +458,41 @@ def test_a_typed_no_to_the_offered_hamlet_shows_the_list(catalog, matcher):
     out = step(out.state, msg, Context(catalog, matcher, HAMLETS, NOW, chat_hamlet=ctx_hamlet))
     assert [c.label for c in out.replies[0].choices][:2] == ["Tổ dân phố 1", "Tổ dân phố 2"]
     assert not any(isinstance(e, UserHamletChosen) for e in out.events)
+
+
+# --- Long messages (issue #14); written for these tests ---------------------------------------------
+
+TWO_QUESTIONS = (
+    "Bố tôi 79 tuổi, bị liệt sau tai biến, không ngồi dậy được. Thẻ của bố sắp hết hạn. Cho tôi hỏi công "
+    "an có đến tận nhà làm thẻ cho người không đi lại được không, và làm như vậy có mất lệ phí không?"
+)
+VAGUE_PARAGRAPH = (
+    "Chào anh chị, tôi là người ở quê lên thành phố. Tôi có nghe nói về căn cước và tài khoản trên mạng, "
+    "nhưng không biết bắt đầu từ đâu, ai giúp được tôi?"
+)
+
+
+def test_two_questions_get_the_main_answer_and_a_button_for_the_other(catalog, matcher):
+    t = Talk(catalog, matcher)
+    replies = t.send(TWO_QUESTIONS)
+    assert t.events[0].topic == "cap_luu_dong"
+    assert replies[-1].text.startswith(catalog.topics["cap_luu_dong"].answer[:40])
+    offered = [c for c in replies[-1].choices if not c.payload.startswith("fm:")]  # after "Xem thêm"
+    assert offered[0].payload == "f:le_phi"
+    assert offered[0].label == catalog.topics["le_phi"].title
+    replies = t.send(payload="f:le_phi")
+    assert t.events[0].topic == "le_phi"
+
+
+def test_in_a_group_two_questions_get_one_button(catalog, matcher):
+    t = Talk(catalog, matcher, chat_type=ChatType.GROUP)
+    replies = t.send(TWO_QUESTIONS)
+    assert [c.payload for c in replies[-1].choices if not c.payload.startswith("fm:")] == ["f:le_phi"]
+
+
+def test_in_a_group_a_long_unsure_message_gets_one_suggestion_not_a_list(catalog, matcher):
+    private = Talk(catalog, matcher).send(VAGUE_PARAGRAPH)
+    assert len([c for c in private[-1].choices if c.payload != "f:-"]) > 1  # private: the usual list
+    group = Talk(catalog, matcher, chat_type=ChatType.GROUP).send(VAGUE_PARAGRAPH)
+    assert [c.payload for c in group[-1].choices][-1] == "f:-"
+    assert len(group[-1].choices) == 2  # one suggestion and "none of these"

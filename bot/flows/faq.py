@@ -11,9 +11,16 @@ from bot.messages import ChatType, Choice, Incoming, Reply
 from bot.scope import neighbour_service
 
 
-def _after_answer_choices(state: State, ctx: Context, chat_type: ChatType) -> tuple[Choice, ...]:
+def _after_answer_choices(state: State, ctx: Context, chat_type: ChatType, also: tuple[str, ...] = ()) -> tuple[Choice, ...]:
+    c = ctx.catalog
+    # the other question of a message that asked two things: one button, also in a group
+    offered = tuple(Choice(c.topics[t].title, f"f:{t}") for t in also if t in c.topics)
     if chat_type is ChatType.GROUP:
-        return ()
+        return offered
+    return offered + _navigation(state, ctx)
+
+
+def _navigation(state: State, ctx: Context) -> tuple[Choice, ...]:
     c = ctx.catalog
     if state.step and not state.finished and state.flow == Flow.GUIDE:
         k = c.step_number(state.step)
@@ -21,13 +28,16 @@ def _after_answer_choices(state: State, ctx: Context, chat_type: ChatType) -> tu
     return (menu_choice(ctx),)
 
 
-def answer_topic(state: State, ctx: Context, topic_id: str, chat_type: ChatType, score: float = 1.0) -> Outcome:
-    """Send the first part of one topic's answer; the rest waits behind "Xem thêm"."""
+def answer_topic(
+    state: State, ctx: Context, topic_id: str, chat_type: ChatType, score: float = 1.0, also: tuple[str, ...] = ()
+) -> Outcome:
+    """Send the first part of one topic's answer (the rest waits behind "Xem thêm"), with a button for `also`,
+    the topics of the message's other questions."""
     c = ctx.catalog
     topic = c.topics[topic_id]
     keep = state.flow if state.flow == Flow.GUIDE else Flow.IDLE
     new = state.evolve(flow=keep, pending="")
-    choices = _after_answer_choices(new, ctx, chat_type)
+    choices = _after_answer_choices(new, ctx, chat_type, also)
     if topic.more:
         choices = (Choice(c.msg("faq_more"), f"fm:{topic_id}"), *choices)
     reply = Reply(c.first_part(topic), choices)
@@ -55,10 +65,14 @@ def ask(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome:
         others = tuple(e for e in out.events if not isinstance(e, QueryHandled))
         return Outcome(out.state, out.replies, (QueryHandled(Outcomes.ANSWERED, top.topic, top.score), *others))
     if match.decision is Decision.ANSWER and top:
-        return answer_topic(state, ctx, top.topic, msg.chat_type, top.score)
+        return answer_topic(state, ctx, top.topic, msg.chat_type, top.score, tuple(a.topic for a in match.also))
     keep = state.flow if state.flow == Flow.GUIDE else Flow.IDLE
     if match.decision in (Decision.CHOOSE, Decision.ASK_BACK) and match.candidates:
-        choices = [Choice(c.topics[cand.topic].title, f"f:{cand.topic}") for cand in match.candidates]
+        candidates = match.candidates
+        if msg.chat_type is ChatType.GROUP and match.long:
+            # A paragraph in a group gets one suggestion, not a list of buttons under every long message.
+            candidates = candidates[:1]
+        choices = [Choice(c.topics[cand.topic].title, f"f:{cand.topic}") for cand in candidates]
         choices.append(Choice(c.msg("faq_none_of_these"), "f:-"))
         if match.decision is Decision.ASK_BACK:
             example = c.topics[match.candidates[0].topic].examples[0]
