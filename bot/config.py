@@ -48,6 +48,9 @@ class Settings(BaseSettings):
 
     # Comma-separated "channel:user_id" pairs allowed to link groups to hamlets.
     officers: str = ""
+    # Comma-separated "channel:user_id:COMMUNE_CODE" digital-tech team members allowed to broadcast to
+    # their commune ("*" for every commune). Officers may broadcast anywhere and approve broadcasts.
+    team: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -65,6 +68,15 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"CCCD_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         return level
+
+    def team_members(self) -> dict[tuple[str, str], set[str]]:
+        """Return (channel, user id) -> the commune codes the team member may broadcast to ("*": all)."""
+        members: dict[tuple[str, str], set[str]] = {}
+        for item in self.team.split(","):
+            parts = item.strip().split(":")
+            if len(parts) == 3 and all(parts):
+                members.setdefault((parts[0], parts[1]), set()).add(parts[2])
+        return members
 
     def officer_ids(self) -> set[tuple[str, str]]:
         """Return the (channel, user id) pairs of registered officers."""
