@@ -82,6 +82,7 @@ class Context:
     now: datetime
     user_hamlet: str | None = None
     is_officer: bool = False
+    opted_out: bool = False  # the person asked for no broadcasts (/dung)
 
 
 class Outcomes:
