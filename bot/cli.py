@@ -252,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     un.add_argument("--json", action="store_true")
     un.set_defaults(func=cmd_faq_unanswered)
 
+    from bot.broadcasts.cli import register_cli as register_broadcast_cli
     from bot.channels.zalo_oa import register_cli as register_zalo_oa_cli
+
+    register_broadcast_cli(sub)
 
     register_zalo_oa_cli(sub)
     return parser

@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     # their commune ("*" for every commune). Officers may broadcast anywhere and approve broadcasts.
     team: str = ""
 
+    # Broadcast sender (`cccd-bot broadcast send`): pacing per channel, retries, the single-sender lease.
+    broadcast_telegram_rate: float = Field(default=25.0, gt=0, le=30)
+    broadcast_zalo_rate: float = Field(default=20.0, gt=0, le=60)
+    broadcast_group_spacing: float = Field(default=3.0, ge=3.0)
+    broadcast_private_spacing: float = Field(default=1.0, ge=1.0)
+    broadcast_concurrency: int = Field(default=8, ge=1, le=64)
+    broadcast_max_attempts: int = Field(default=5, ge=1, le=20)
+    broadcast_lease_ttl: float = Field(default=10.0, ge=4.0, le=300)
+
     @field_validator("database_url")
     @classmethod
     def _known_driver(cls, value: str) -> str:
