@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     team: str = ""
 
     # Broadcast sender (`cccd-bot broadcast send`): pacing per channel, retries, the single-sender lease.
-    broadcast_telegram_rate: float = Field(default=25.0, gt=0, le=30)
+    # 25/s keeps under Telegram's ~30/s; raise it only with paid broadcasts (up to 1000/s).
+    broadcast_telegram_rate: float = Field(default=25.0, gt=0, le=1000)
     broadcast_zalo_rate: float = Field(default=20.0, gt=0, le=60)
     broadcast_group_spacing: float = Field(default=3.0, ge=3.0)
     broadcast_private_spacing: float = Field(default=1.0, ge=1.0)

@@ -20,7 +20,7 @@ async def acquire(session: AsyncSession, name: str, holder: str, now: datetime, 
     """Take or renew the lease `name` for `holder`; False while another holder's lease is live."""
     result = await session.execute(
         update(Lease)
-        .where(Lease.name == name, (Lease.holder == holder) | (Lease.expires_at < now))
+        .where(Lease.name == name, (Lease.holder == holder) | (Lease.expires_at <= now))
         .values(
             holder=holder,
             expires_at=now + ttl,

@@ -51,6 +51,8 @@ class TelegramAdapter:
 
         from bot.channels.telegram import retry_seconds
 
+        if not chat_id.lstrip("-").isdigit():
+            return SendResult(Result.FAILED, error=f"not a Telegram chat id: {chat_id[:20]}")
         try:
             message = await self.bot.send_message(int(chat_id), text, disable_web_page_preview=True)
         except RetryAfter as exc:

@@ -115,24 +115,56 @@ class Sender:
     # ---------------------------------------------------------------- running
 
     async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> None:
-        """Send until `stop` is set (or, with `until_idle`, until nothing is left to send)."""
+        """Send until `stop` is set (or, with `until_idle`, until nothing is left to send).
+
+        Workers take deliveries from a queue that is refilled as it runs low, so one slow call (a
+        timeout) holds up one worker, never a whole batch.
+        """
         renewer = asyncio.create_task(self._renew(stop))
+        queue: asyncio.Queue = asyncio.Queue()
+        busy = [0]
+
+        async def worker() -> None:
+            while True:
+                d = await queue.get()
+                busy[0] += 1
+                try:
+                    await self._deliver(d)
+                except Exception:
+                    log.exception("broadcast sender: delivery %s", d.id)
+                finally:
+                    busy[0] -= 1
+                    queue.task_done()
+
+        workers = [asyncio.create_task(worker()) for _ in range(self.config.concurrency)]
+        last_finish = 0.0
         try:
             while not stop.is_set():
                 if not self.lease_valid() and not await self.hold_lease():
                     await _wait(stop, self.config.lease_ttl / 3)
                     continue
-                sent = await self.run_once()
-                if sent == 0:
+                if queue.qsize() >= self.config.concurrency:
+                    await _wait(stop, 0.02)
+                    continue
+                await self.start_due()
+                batch = await self._claim()
+                for d in batch:
+                    queue.put_nowait(d)
+                if time.monotonic() - last_finish > 1.0 or (not batch and not busy[0] and queue.empty()):
+                    await self.finish_done()
+                    last_finish = time.monotonic()
+                if batch:
+                    continue
+                if not busy[0] and queue.empty():
                     if until_idle and not await self._anything_open():
                         return
                     await _wait(stop, self.config.idle_poll)
+                else:
+                    await _wait(stop, 0.05)
         finally:
-            renewer.cancel()
-            try:
-                await renewer
-            except asyncio.CancelledError:
-                pass
+            for task in (renewer, *workers):
+                task.cancel()
+            await asyncio.gather(renewer, *workers, return_exceptions=True)
             if self._holding:
                 await self.release()
 
@@ -159,28 +191,7 @@ class Sender:
         if not self.lease_valid() and not await self.hold_lease():
             return 0
         await self.start_due()
-        now = self.clock()
-        async with self.db.transaction() as session:
-            batch = await repo.claim_due(session, self.holder, now, self.config.batch, skip_locked=not self.db.is_sqlite)
-            opted = {}
-            for channel in {d.channel for d in batch}:
-                ids = [d.chat_id for d in batch if d.channel == channel and d.kind == "private"]
-                opted[channel] = await repo.is_opted_out(session, channel, ids)
-            for d in batch:
-                if d.kind == "private" and d.chat_id in opted.get(d.channel, ()):
-                    await repo.settle(session, d.id, self.holder, now, status=DeliveryStatus.OPTED_OUT)
-            batch = [d for d in batch if not (d.kind == "private" and d.chat_id in opted.get(d.channel, ()))]
-            for commune in {d.commune_code for d in batch} - set(self._quiet):
-                p = await repo.policy(session, commune)
-                self._quiet[commune] = QuietHours(p.quiet_start, p.quiet_end, p.timezone)
-            texts = {}
-            for broadcast_id in {d.broadcast_id for d in batch}:
-                b = await repo.get(session, broadcast_id)
-                texts[broadcast_id] = b.text if b else ""
-        for d in batch:
-            key = (d.broadcast_id, d.channel)
-            if key not in self._parts:
-                self._parts[key] = parts_for(d.channel, texts[d.broadcast_id])
+        batch = await self._claim()
         queue: asyncio.Queue = asyncio.Queue()
         for d in batch:
             queue.put_nowait(d)
@@ -200,6 +211,35 @@ class Sender:
             await repo.release_claims(session, self.holder, self.clock())
         await self.finish_done()
         return calls[0]
+
+    async def _claim(self) -> list[BroadcastDelivery]:
+        """Claim a batch of due deliveries; settle at once those whose person has opted out since."""
+        now = self.clock()
+        async with self.db.transaction() as session:
+            batch = await repo.claim_due(session, self.holder, now, self.config.batch, skip_locked=not self.db.is_sqlite)
+            opted = {}
+            for channel in {d.channel for d in batch}:
+                ids = [d.chat_id for d in batch if d.channel == channel and d.kind == "private"]
+                opted[channel] = await repo.is_opted_out(session, channel, ids)
+            for d in batch:
+                if d.kind == "private" and d.chat_id in opted.get(d.channel, ()):
+                    await repo.settle(session, d.id, self.holder, now, status=DeliveryStatus.OPTED_OUT)
+            batch = [d for d in batch if not (d.kind == "private" and d.chat_id in opted.get(d.channel, ()))]
+            for commune in {d.commune_code for d in batch} - set(self._quiet):
+                p = await repo.policy(session, commune)
+                self._quiet[commune] = QuietHours(p.quiet_start, p.quiet_end, p.timezone)
+            for broadcast_id in {d.broadcast_id for d in batch}:
+                if any(key[0] == broadcast_id for key in self._parts):
+                    continue
+                b = await repo.get(session, broadcast_id)
+                for channel in {d.channel for d in batch if d.broadcast_id == broadcast_id}:
+                    self._parts[(broadcast_id, channel)] = parts_for(channel, b.text if b else "")
+        for d in batch:
+            if (d.broadcast_id, d.channel) not in self._parts:
+                async with self.db.transaction() as session:
+                    b = await repo.get(session, d.broadcast_id)
+                self._parts[(d.broadcast_id, d.channel)] = parts_for(d.channel, b.text if b else "")
+        return batch
 
     async def start_due(self) -> None:
         """Scheduled broadcasts whose time has come: one delivery row per recipient, then `sending`."""
@@ -258,6 +298,8 @@ class Sender:
                 return 0  # the claim is released below or by the next holder's recovery
             async with self.db.transaction() as session:
                 if not await repo.mark_sending(session, d.id, self.holder, self.clock()):
+                    # Paused or cancelled since the claim: give the row back untouched.
+                    await repo.settle(session, d.id, self.holder, self.clock())
                     return 0
             parts = self._parts[(d.broadcast_id, d.channel)]
             pacer.note_send(d.chat_id)

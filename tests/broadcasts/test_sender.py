@@ -212,3 +212,15 @@ async def test_quiet_hours_are_set_per_commune(world, fake_tg, tg_bot, clock):
     await approved(world, clock)
     await make_sender(world, tg_bot, clock).run_once()
     assert len(fake_tg.sent()) == 5
+
+
+async def test_run_until_idle_sends_everything_and_gives_the_lease_back(world, fake_tg, tg_bot, clock):
+    from storage import leases
+
+    b = await approved(world, clock)
+    sender = make_sender(world, tg_bot, clock, batch=2, concurrency=3)
+    await asyncio.wait_for(sender.run(asyncio.Event(), until_idle=True), 30)
+    assert sorted(m["chat_id"] for m in fake_tg.sent()) == sorted([-1001, -1002, 11, 12, 13])
+    async with world.transaction() as session:
+        assert (await repo.get(session, b.id)).status == BroadcastStatus.DONE
+        assert await leases.acquire(session, "broadcast-sender", "someone-else", clock(), __import__("datetime").timedelta(seconds=5))
