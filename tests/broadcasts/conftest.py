@@ -77,9 +77,11 @@ def make_sender(db, bot, clock, *, rules: PacingRules = FAST, frozen_pacer: bool
     )
 
 
-async def approved(db, clock, text: str = "Thông báo: tổ cấp căn cước lưu động đến thôn ngày 5/12.", audience: Audience | None = None):
-    """A broadcast by team A, approved by the officer, ready to send."""
+async def approved(
+    db, clock, text: str = "Thông báo: tổ cấp căn cước lưu động đến thôn ngày 5/12.", audience: Audience | None = None, author: Actor = TEAM_A
+):
+    """A broadcast (by team A unless told), approved by the officer, ready to send."""
     now: datetime = clock()
-    b = await create(db, TEAM_A, text, audience or Audience("communes", ("xa_a",)), now)
-    await submit(db, TEAM_A, b.id, now)
+    b = await create(db, author, text, audience or Audience("communes", ("xa_a",)), now)
+    await submit(db, author, b.id, now)
     return await approve(db, OFFICER, b.id, now)
