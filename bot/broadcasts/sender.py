@@ -84,6 +84,7 @@ class Sender:
         self._valid_until = 0.0
         self._parts: dict[tuple[int, str], list[str]] = {}
         self._quiet: dict[str | None, QuietHours] = {}
+        self._quiet_loaded = time.monotonic()
         self._in_flight: set[tuple[str, str]] = set()
         self.recovered_unknown = 0
 
@@ -153,6 +154,9 @@ class Sender:
                 if time.monotonic() - last_finish > 1.0 or (not batch and not busy[0] and queue.empty()):
                     await self.finish_done()
                     last_finish = time.monotonic()
+                    if last_finish - self._quiet_loaded > 60:
+                        self._quiet.clear()  # a commune's quiet hours may have been changed
+                        self._quiet_loaded = last_finish
                 if batch:
                     continue
                 if not busy[0] and queue.empty():
@@ -295,7 +299,9 @@ class Sender:
         try:
             await pacer.acquire()
             if not self.lease_valid():
-                return 0  # the claim is released below or by the next holder's recovery
+                # Give the row back; if another sender has taken over, its recovery already has.
+                await self._defer(d, now)
+                return 0
             async with self.db.transaction() as session:
                 if not await repo.mark_sending(session, d.id, self.holder, self.clock()):
                     # Paused or cancelled since the claim: give the row back untouched.
