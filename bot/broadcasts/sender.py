@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
 from bot.broadcasts.adapters import Adapter, Result, SendResult
 from bot.broadcasts.audience import resolve
@@ -302,11 +303,20 @@ class Sender:
                 # Give the row back; if another sender has taken over, its recovery already has.
                 await self._defer(d, now)
                 return 0
-            async with self.db.transaction() as session:
-                if not await repo.mark_sending(session, d.id, self.holder, self.clock()):
-                    # Paused or cancelled since the claim: give the row back untouched.
-                    await repo.settle(session, d.id, self.holder, self.clock())
-                    return 0
+            try:
+                async with self.db.transaction() as session:
+                    if not await repo.mark_sending(session, d.id, self.holder, self.clock()):
+                        # Paused or cancelled since the claim: give the row back untouched.
+                        await repo.settle(session, d.id, self.holder, self.clock())
+                        return 0
+            except OperationalError:
+                # Nothing was sent and nothing written: try the row again a little later.
+                log.warning("broadcast sender: could not mark delivery %s; retrying later", d.id)
+                try:
+                    await self._defer(d, now + timedelta(seconds=2))
+                except OperationalError:
+                    pass  # still claimed: released at the next clean stop or by a successor's recovery
+                return 0
             parts = self._parts[(d.broadcast_id, d.channel)]
             pacer.note_send(d.chat_id)
             try:
@@ -355,6 +365,18 @@ class Sender:
             values.update(status=DeliveryStatus.UNKNOWN, last_error=outcome.error)
         else:
             values.update(status=DeliveryStatus.FAILED, last_error=outcome.error)
+        for attempt in range(8):
+            try:
+                await self._write_outcome(d, r, outcome, now, values)
+                return
+            except OperationalError as exc:
+                # The outcome is known: keep trying to record it (SQLite busy, a PostgreSQL failover)
+                # rather than leave the row `sending`, which would turn it into an `unknown`.
+                log.warning("broadcast sender: recording delivery %s failed (%s); retrying", d.id, exc.__class__.__name__)
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+        log.error("broadcast sender: could not record delivery %s; it will be reported unknown", d.id)
+
+    async def _write_outcome(self, d: BroadcastDelivery, r: Result, outcome: SendResult, now: datetime, values: dict) -> None:
         async with self.db.transaction() as session:
             await repo.settle(session, d.id, self.holder, now, **values)
             if r in (Result.BLOCKED, Result.NO_WINDOW):
