@@ -380,7 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     poster.add_argument("--out", required=True, metavar="TỆP.pdf", help="tệp PDF để ghi")
     poster.set_defaults(func=cmd_poster)
 
+    from bot.broadcasts.cli import register_cli as register_broadcast_cli
     from bot.channels.zalo_oa import register_cli as register_zalo_oa_cli
+
+    register_broadcast_cli(sub)
 
     register_zalo_oa_cli(sub)
     return parser

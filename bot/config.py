@@ -65,6 +65,19 @@ class Settings(BaseSettings):
 
     # Comma-separated "channel:user_id" pairs allowed to link groups to hamlets.
     officers: str = ""
+    # Comma-separated "channel:user_id:COMMUNE_CODE" digital-tech team members allowed to broadcast to
+    # their commune ("*" for every commune). Officers may broadcast anywhere and approve broadcasts.
+    team: str = ""
+
+    # Broadcast sender (`cccd-bot broadcast send`): pacing per channel, retries, the single-sender lease.
+    # 25/s keeps under Telegram's ~30/s; raise it only with paid broadcasts (up to 1000/s).
+    broadcast_telegram_rate: float = Field(default=25.0, gt=0, le=1000)
+    broadcast_zalo_rate: float = Field(default=20.0, gt=0, le=60)
+    broadcast_group_spacing: float = Field(default=3.0, ge=3.0)
+    broadcast_private_spacing: float = Field(default=1.0, ge=1.0)
+    broadcast_concurrency: int = Field(default=8, ge=1, le=64)
+    broadcast_max_attempts: int = Field(default=5, ge=1, le=20)
+    broadcast_lease_ttl: float = Field(default=10.0, ge=4.0, le=300)
 
     @field_validator("database_url")
     @classmethod
@@ -92,6 +105,15 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"CCCD_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         return level
+
+    def team_members(self) -> dict[tuple[str, str], set[str]]:
+        """Return (channel, user id) -> the commune codes the team member may broadcast to ("*": all)."""
+        members: dict[tuple[str, str], set[str]] = {}
+        for item in self.team.split(","):
+            parts = item.strip().split(":")
+            if len(parts) == 3 and all(parts):
+                members.setdefault((parts[0], parts[1]), set()).add(parts[2])
+        return members
 
     def officer_ids(self) -> set[tuple[str, str]]:
         """Return the (channel, user id) pairs of registered officers."""

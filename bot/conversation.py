@@ -87,6 +87,7 @@ class Context:
     # The hamlet of the group this message came from, or, in private, of the group the person
     # last wrote in: offered instead of the whole list.
     chat_hamlet: str | None = None
+    opted_out: bool = False  # the person asked for no broadcasts (/dung)
 
 
 class Outcomes:

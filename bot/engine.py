@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from bot.broadcasts import optout
 from bot.conversation import Context, Flow, Outcome, Outcomes, QueryHandled, State
 from bot.flows import faq, guide, hamlet, menu
 from bot import replies
@@ -221,6 +222,10 @@ def step(state: State, msg: Incoming, ctx: Context) -> Outcome:
     if msg.chat_type is ChatType.GROUP and not msg.addressed:
         return Outcome(state)
     text = clean_text(msg.text)
+    # Opting out of broadcasts works from anywhere, whatever flow the person is in.
+    stop = None if msg.payload else optout.step(state, msg, ctx, text, ctx.opted_out)
+    if stop is not None:
+        return stop
     if msg.payload:
         return _press(state, msg, ctx, msg.payload)
     if len(text) > MAX_INPUT:

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.broadcasts.optout import OptOutChanged
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.conversation import (
@@ -144,6 +145,7 @@ class ChatService:
                     user_hamlet=user.hamlet_code,
                     is_officer=msg.sender_is_admin or (msg.channel, msg.sender_id) in self.officers,
                     chat_hamlet=chat_hamlet,
+                    opted_out=bool(user.opted_out),
                 )
                 outcome = step(state, msg, ctx)
                 if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):
@@ -168,6 +170,8 @@ class ChatService:
                 user.hamlet_code = event.hamlet
             elif isinstance(event, ChatHamletLinked):
                 chat.hamlet_code = event.hamlet
+            elif isinstance(event, OptOutChanged):
+                user.opted_out = event.opted_out
         await session.flush()
         hamlet = chat.hamlet_code if msg.chat_type is ChatType.GROUP else user.hamlet_code
         chat_ref: str | None = self.pseudonym(msg.channel, msg.chat_id)

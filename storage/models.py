@@ -138,3 +138,75 @@ class Erasure(Base):
 
     person_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
     erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Broadcast(Base):
+    """A message the teams push to hamlet groups and subscribers; its deliveries are the truth of its progress."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Who wrote it ("channel:user id" or a dashboard account) and who approved it.
+    author: Mapped[str] = mapped_column(String(100))
+    approver: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    text: Mapped[str] = mapped_column(Text)
+    image: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # {"scope": "all"|"communes"|"hamlets", "codes": [...], "kinds": ["group", "private"], "channels": [...]}
+    audience: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class BroadcastDelivery(Base):
+    """One recipient of one broadcast: sent at most once, never skipped silently."""
+
+    __tablename__ = "broadcast_deliveries"
+    __table_args__ = (
+        UniqueConstraint("broadcast_id", "channel", "chat_id"),
+        Index("ix_broadcast_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(10))
+    hamlet_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    commune_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    status: Mapped[str] = mapped_column(String(20))
+    # Parts of a split text already accepted by the platform: a resumed delivery goes on from the next.
+    parts_sent: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    platform_message_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BroadcastPolicy(Base):
+    """A commune's broadcasting rules: quiet hours and whether broadcasts need an approval."""
+
+    __tablename__ = "broadcast_policies"
+
+    commune_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    quiet_start: Mapped[str] = mapped_column(String(5), default="21:00")
+    quiet_end: Mapped[str] = mapped_column(String(5), default="07:00")
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Ho_Chi_Minh")
+    approval_required: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Lease(Base):
+    """A named lease: exactly one live holder (a sender process); another takes over once it expires."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Bumped at each takeover: a holder that lost its lease sees the change and stops.
+    epoch: Mapped[int] = mapped_column(Integer, default=1)

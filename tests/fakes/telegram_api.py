@@ -77,6 +77,8 @@ class FakeTelegramAPI:
         self._changed = asyncio.Condition()
         self._closing = False
         self.server: TestServer | None = None
+        self._chaos: Chaos | None = None
+        self.blocked: set[int] = set()
 
     # ---------------------------------------------------------------- server
 
@@ -130,6 +132,24 @@ class FakeTelegramAPI:
         }.get(status, "Error")
         methods = (method,) if isinstance(method, str) else tuple(method)
         self.failures.append(Failure(methods, status, description or default, times, chat_id, parameters or None))
+
+    def chaos(
+        self,
+        *,
+        rate_429: float = 0.0,
+        rate_5xx: float = 0.0,
+        rate_timeout: float = 0.0,
+        rate_403: float = 0.0,
+        retry_after: int = 1,
+        hang: float = 30.0,
+        seed: int = 0,
+        methods: tuple[str, ...] = ("sendMessage",),
+    ) -> None:
+        """Random faults on a share of the calls: 429 with retry_after, 500, a hang past the client's
+        timeout (the message is not delivered), 403 (the chat blocks the bot, for good)."""
+        import random
+
+        self._chaos = Chaos(random.Random(seed), rate_429, rate_5xx, rate_timeout, rate_403, retry_after, hang, methods)
 
     def block(self, chat_id: int) -> None:
         """The user blocked the bot: every send to them is refused with 403."""
@@ -254,6 +274,26 @@ class FakeTelegramAPI:
         call = Call(method, params, request.method, request.content_type)
         self.calls.append(call)
         try:
+            chaos = self._chaos
+            if chaos is not None and method in chaos.methods:
+                fault = chaos.roll()
+                if fault == "timeout":
+                    call.refused = True  # type: ignore[attr-defined]
+                    call.fault = fault  # type: ignore[attr-defined]
+                    await asyncio.sleep(chaos.hang)
+                    return self._error(504, "Gateway Timeout")
+                if fault == 403:
+                    self.blocked.add(params.get("chat_id"))
+                if fault in (429, 500):
+                    call.refused = True  # type: ignore[attr-defined]
+                    call.fault = fault  # type: ignore[attr-defined]
+                    if fault == 429:
+                        return self._error(429, f"Too Many Requests: retry after {chaos.retry_after}", {"retry_after": chaos.retry_after})
+                    return self._error(500, "Internal Server Error")
+            if method in ("sendMessage", "sendPhoto") and params.get("chat_id") in self.blocked:
+                call.refused = True  # type: ignore[attr-defined]
+                call.fault = 403  # type: ignore[attr-defined]
+                return self._error(403, "Forbidden: bot was blocked by the user")
             failure = self._failure_for(method, params)
             if failure is not None:
                 call.refused = True  # type: ignore[attr-defined]
@@ -429,6 +469,26 @@ class FakeTelegramAPI:
 
     async def api_logOut(self, params: dict[str, Any]) -> bool:
         return True
+
+
+@dataclass
+class Chaos:
+    rng: Any
+    rate_429: float
+    rate_5xx: float
+    rate_timeout: float
+    rate_403: float
+    retry_after: int
+    hang: float
+    methods: tuple[str, ...]
+
+    def roll(self) -> int | str | None:
+        x = self.rng.random()
+        for fault, rate in ((429, self.rate_429), (500, self.rate_5xx), ("timeout", self.rate_timeout), (403, self.rate_403)):
+            if x < rate:
+                return fault
+            x -= rate
+        return None
 
 
 class ApiError(Exception):

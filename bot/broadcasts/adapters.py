@@ -1,0 +1,118 @@
+"""One small adapter per platform: send one text to one chat and say what became of it.
+
+The sender knows nothing of Telegram or Zalo; an adapter turns the platform's answer into a
+`SendResult`. Each adapter goes through the project's real client (PTB's Bot for Telegram, the OA
+channel's client for Zalo OA).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+
+class Result(StrEnum):
+    SENT = "sent"
+    RETRY_AFTER = "retry_after"  # the platform asked the whole channel to wait
+    TRANSIENT = "transient"  # 5xx, timeout, network: retry with backoff
+    BLOCKED = "blocked"  # blocked, kicked, not a follower: never again
+    NO_WINDOW = "no_window"  # Zalo OA's 7-day window is closed: not retried
+    MIGRATED = "migrated"  # the group has a new id: send there
+    FAILED = "failed"  # the platform refused the message itself: not retried
+    AMBIGUOUS = "ambiguous"  # the request may or may not have gone out: never repeated
+
+
+@dataclass(frozen=True)
+class SendResult:
+    result: Result
+    message_id: str | None = None
+    retry_after: float = 0.0
+    error: str = ""
+    new_chat_id: str | None = None
+
+
+class Adapter(Protocol):
+    channel: str
+
+    async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult: ...
+
+
+class TelegramAdapter:
+    """Telegram through python-telegram-bot's Bot."""
+
+    channel = "telegram"
+
+    def __init__(self, bot):
+        self.bot = bot
+
+    async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult:
+        from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
+
+        from bot.channels.telegram import retry_seconds
+
+        if not chat_id.lstrip("-").isdigit():
+            return SendResult(Result.FAILED, error=f"not a Telegram chat id: {chat_id[:20]}")
+        try:
+            message = await self.bot.send_message(int(chat_id), text, disable_web_page_preview=True)
+        except RetryAfter as exc:
+            return SendResult(Result.RETRY_AFTER, retry_after=retry_seconds(exc), error=str(exc))
+        except Forbidden as exc:
+            return SendResult(Result.BLOCKED, error=str(exc))
+        except ChatMigrated as exc:
+            return SendResult(Result.MIGRATED, new_chat_id=str(exc.new_chat_id), error=str(exc))
+        except BadRequest as exc:
+            text_ = str(exc).lower()
+            if "chat not found" in text_ or "kicked" in text_ or "deactivated" in text_:
+                return SendResult(Result.BLOCKED, error=str(exc))
+            return SendResult(Result.FAILED, error=str(exc))
+        except TimedOut as exc:
+            return SendResult(Result.TRANSIENT, error=f"timeout: {exc}")
+        except NetworkError as exc:  # 5xx answers and connection errors
+            return SendResult(Result.TRANSIENT, error=str(exc))
+        return SendResult(Result.SENT, message_id=str(message.message_id))
+
+
+# Zalo OA errors that mean the person or group cannot be reached (platforms.md): never retried in a loop.
+ZALO_OA_UNREACHABLE = frozenset({-213, -217, -227, -244, -237, -403})
+ZALO_OA_NO_WINDOW = frozenset({-230, -232, -234})
+
+
+class ZaloOAAdapter:
+    """Zalo OA through the OA channel's client (tokens refreshed there)."""
+
+    channel = "zalo_oa"
+
+    def __init__(self, oa_channel):
+        self.oa = oa_channel
+
+    async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult:
+        from bot.channels import zalo_oa
+
+        if kind == "group":
+            path, body = zalo_oa.GROUP_PATH, {"recipient": {"group_id": chat_id}, "message": {"text": text}}
+        else:
+            path, body = zalo_oa.CS_PATH, {"recipient": {"user_id": chat_id}, "message": {"text": text}}
+        try:
+            data = await self.oa.call("POST", path, body)
+        except zalo_oa.OAError as exc:
+            return zalo_oa_result(exc.code, exc.status, str(exc))
+        message_id = (data.get("data") or {}).get("message_id") if isinstance(data.get("data"), dict) else None
+        return SendResult(Result.SENT, message_id=str(message_id) if message_id else None)
+
+
+def zalo_oa_result(code: int, status: int, error: str) -> SendResult:
+    """What an OA error means for a broadcast delivery."""
+    from bot.channels import zalo_oa
+
+    if code in ZALO_OA_NO_WINDOW:
+        return SendResult(Result.NO_WINDOW, error=error)
+    if code in ZALO_OA_UNREACHABLE:
+        return SendResult(Result.BLOCKED, error=error)
+    if code == zalo_oa.RATE_LIMIT or status == 429:
+        return SendResult(Result.RETRY_AFTER, retry_after=60.0, error=error)
+    if code == zalo_oa.FAILED_UNKNOWN:
+        return SendResult(Result.AMBIGUOUS, error=error)
+    if code == zalo_oa.NETWORK or status >= 500 or code in zalo_oa.TOKEN_ERRORS or code == zalo_oa.NO_TOKEN:
+        return SendResult(Result.TRANSIENT, error=error)
+    return SendResult(Result.FAILED, error=error)

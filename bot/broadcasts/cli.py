@@ -1,0 +1,244 @@
+"""`cccd-bot broadcast ...`: create, dry-run, approve, list, report, pause, resume, cancel, send.
+
+Usable before the dashboard pages exist. The person acting is named with --as channel:user_id and
+must be in CCCD_TEAM (their commune) or CCCD_OFFICERS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+STATUS_VI = {
+    "draft": "nháp",
+    "awaiting_approval": "chờ duyệt",
+    "scheduled": "đã lên lịch",
+    "sending": "đang gửi",
+    "paused": "tạm dừng",
+    "done": "xong",
+    "cancelled": "đã huỷ",
+}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _audience(args):
+    from bot.broadcasts.model import Audience, AudienceError
+
+    codes = tuple(c.strip() for c in (args.codes or "").split(",") if c.strip())
+    try:
+        return Audience(
+            scope=args.scope,
+            codes=codes,
+            kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
+            channels=tuple(c.strip() for c in (args.channels or "").split(",") if c.strip()),
+        )
+    except AudienceError as exc:
+        print(f"lỗi: người nhận không hợp lệ: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _actor(settings, who: str):
+    from bot.broadcasts.workflow import actor_for
+
+    channel, _, user = (who or "").partition(":")
+    if not channel or not user:
+        print("lỗi: --as phải có dạng kênh:mã_người_dùng, ví dụ telegram:123456", file=sys.stderr)
+        raise SystemExit(2)
+    return actor_for(settings, channel, user)
+
+
+def _run(coro_fn):
+    from bot.cli import _settings
+    from bot.broadcasts.workflow import BadRequest, NotAllowed
+    from storage.db import Database
+
+    settings = _settings()
+
+    async def main():
+        db = Database(settings.database_url)
+        await db.migrate()
+        try:
+            return await coro_fn(settings, db)
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(main())
+    except NotAllowed as exc:
+        print(f"lỗi: không được phép: {exc}", file=sys.stderr)
+        return 3
+    except BadRequest as exc:
+        print(f"lỗi: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_create(args) -> int:
+    from bot.broadcasts import workflow
+
+    if args.file:
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"lỗi: không đọc được {args.file}: {exc}", file=sys.stderr)
+            return 1
+    else:
+        text = args.text or ""
+    audience = _audience(args)
+    at = None
+    if args.at:
+        try:
+            at = datetime.fromisoformat(args.at)
+        except ValueError:
+            print("lỗi: --at phải là ngày giờ ISO, ví dụ 2026-12-05T08:00+07:00", file=sys.stderr)
+            return 2
+        if at.tzinfo is None:
+            print("lỗi: --at phải ghi múi giờ, ví dụ +07:00", file=sys.stderr)
+            return 2
+
+    async def go(settings, db):
+        actor = _actor(settings, args.as_)
+        b = await workflow.create(db, actor, text, audience, _now(), scheduled_at=at)
+        b = await workflow.submit(db, actor, b.id, _now())
+        print(f"tin số {b.id}: {STATUS_VI[b.status]}")
+        return 0
+
+    return _run(go)
+
+
+def cmd_dry_run(args) -> int:
+    from bot.broadcasts.audience import dry_run, unknown_codes
+
+    audience = _audience(args)
+
+    async def go(settings, db):
+        async with db.transaction() as session:
+            unknown = await unknown_codes(session, audience)
+            if unknown:
+                print(f"lỗi: không có mã: {', '.join(unknown)}", file=sys.stderr)
+                return 1
+            lines = await dry_run(session, audience)
+        print(f"{'thôn':<24} {'kênh':<10} {'loại':<8} {'sẽ gửi':>7} {'đã dừng nhận':>13}")
+        for line in lines:
+            print(f"{line.hamlet or '(chưa chọn thôn)':<24} {line.channel:<10} {line.kind:<8} {line.to_send:>7} {line.opted_out:>13}")
+        print(f"tổng: sẽ gửi {sum(l.to_send for l in lines)}, bỏ qua (đã dừng nhận) {sum(l.opted_out for l in lines)}")
+        return 0
+
+    return _run(go)
+
+
+def _transition(name: str):
+    def cmd(args) -> int:
+        from bot.broadcasts import workflow
+
+        async def go(settings, db):
+            actor = _actor(settings, args.as_)
+            b = await getattr(workflow, name)(db, actor, args.id, _now())
+            print(f"tin số {b.id}: {STATUS_VI[b.status]}")
+            return 0
+
+        return _run(go)
+
+    return cmd
+
+
+def cmd_list(args) -> int:
+    from storage import broadcasts as repo
+
+    async def go(settings, db):
+        async with db.transaction() as session:
+            rows = await repo.list_recent(session, args.limit)
+            for b in rows:
+                totals = await repo.totals(session, b.id)
+                first = b.text.splitlines()[0][:50]
+                done = totals.get("sent", 0)
+                print(f"{b.id:>5}  {STATUS_VI.get(b.status, b.status):<12} {done:>6}/{sum(totals.values()):<6} {b.author:<20} {first}")
+        return 0
+
+    return _run(go)
+
+
+def cmd_report(args) -> int:
+    from storage import broadcasts as repo
+
+    async def go(settings, db):
+        async with db.transaction() as session:
+            b = await repo.get(session, args.id)
+            if b is None:
+                print(f"lỗi: không có tin số {args.id}", file=sys.stderr)
+                return 1
+            rows = await repo.report(session, args.id)
+            unknown = [d for d in await repo.deliveries(session, args.id) if d.status == "unknown"]
+        print(f"tin số {b.id}: {STATUS_VI.get(b.status, b.status)}; tạo bởi {b.author}, duyệt bởi {b.approver or '-'}")
+        table: dict[tuple, dict[str, int]] = {}
+        for hamlet, channel, kind, status, n in rows:
+            table.setdefault((hamlet or "-", channel, kind), {})[status] = n
+        cols = ("sent", "failed", "blocked", "no_window", "opted_out", "unknown", "pending", "cancelled")
+        print(f"{'thôn':<20} {'kênh':<10} {'loại':<8} " + " ".join(f"{c:>9}" for c in cols))
+        for (hamlet, channel, kind), counts in sorted(table.items()):
+            print(f"{hamlet:<20} {channel:<10} {kind:<8} " + " ".join(f"{counts.get(c, 0) + (counts.get('sending', 0) if c == 'pending' else 0):>9}" for c in cols))
+        if unknown:
+            print("không rõ đã tới hay chưa (không gửi lại):")
+            for d in unknown:
+                print(f"  {d.channel} {d.kind} {d.chat_id} ({d.hamlet_code or '-'})")
+        return 0
+
+    return _run(go)
+
+
+def cmd_send(args) -> int:
+    from bot.broadcasts.runner import run
+    from bot.cli import _settings
+
+    settings = _settings()
+    if not settings.telegram_token:
+        print("cảnh báo: chưa có CCCD_TELEGRAM_TOKEN: tin tới Telegram sẽ bị đánh dấu thất bại", file=sys.stderr)
+    asyncio.run(run(settings, until_idle=args.until_done))
+    return 0
+
+
+def _audience_args(p) -> None:
+    p.add_argument("--scope", choices=("all", "communes", "hamlets"), default="all", help="tất cả, theo xã, hoặc theo thôn")
+    p.add_argument("--codes", help="mã xã hoặc mã thôn, cách nhau bằng dấu phẩy")
+    p.add_argument("--kinds", default="group,private", help="group (nhóm thôn), private (người đăng ký), hoặc cả hai")
+    p.add_argument("--channels", help="telegram, zalo_oa, zalo_bot (bỏ trống: mọi kênh)")
+
+
+def register_cli(subparsers) -> None:
+    bc = subparsers.add_parser("broadcast", help="tin thông báo tới nhóm thôn và người đăng ký")
+    sub = bc.add_subparsers(dest="broadcast_command", required=True)
+
+    create = sub.add_parser("create", help="soạn và nộp một tin (chờ duyệt nếu xã yêu cầu)")
+    create.add_argument("--as", dest="as_", required=True, help="người soạn, dạng kênh:mã (trong CCCD_TEAM hoặc CCCD_OFFICERS)")
+    group = create.add_mutually_exclusive_group(required=True)
+    group.add_argument("--text", help="nội dung tin")
+    group.add_argument("--file", help="tệp UTF-8 chứa nội dung tin")
+    create.add_argument("--at", help="thời điểm gửi, ISO có múi giờ (bỏ trống: gửi ngay khi được duyệt)")
+    _audience_args(create)
+    create.set_defaults(func=cmd_create)
+
+    dry = sub.add_parser("dry-run", help="đếm người nhận theo thôn và kênh, không gửi gì")
+    _audience_args(dry)
+    dry.set_defaults(func=cmd_dry_run)
+
+    for name, help_ in (("approve", "duyệt một tin (cán bộ, không phải người soạn)"), ("pause", "tạm dừng gửi"), ("resume", "gửi tiếp"), ("cancel", "huỷ tin")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("id", type=int)
+        p.add_argument("--as", dest="as_", required=True, help="người thực hiện, dạng kênh:mã")
+        p.set_defaults(func=_transition(name))
+
+    ls = sub.add_parser("list", help="các tin gần đây")
+    ls.add_argument("--limit", type=int, default=30)
+    ls.set_defaults(func=cmd_list)
+
+    rep = sub.add_parser("report", help="báo cáo gửi theo thôn và kênh")
+    rep.add_argument("id", type=int)
+    rep.set_defaults(func=cmd_report)
+
+    send = sub.add_parser("send", help="chạy bộ gửi tin (mỗi hệ thống chỉ một bộ chạy cùng lúc)")
+    send.add_argument("--until-done", action="store_true", help="dừng khi không còn gì để gửi")
+    send.set_defaults(func=cmd_send)

@@ -1,0 +1,92 @@
+"""Opt-out from broadcasts: `/dung` or a typed "dừng", "hủy đăng ký", "không nhận tin nữa" (from
+anywhere, whatever flow the person is in), and back in with `/batdau`.
+
+Pure: `step` returns an Outcome (replies and an OptOutChanged event) or None; the service applies the
+event to users.opted_out.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from bot.conversation import Context, Flow, Outcome, State
+from bot.messages import Incoming, Reply
+
+CONTENT = Path(__file__).resolve().parent.parent / "content" / "broadcasts.yaml"
+_COMMAND = re.compile(r"^/(dung|batdau)(?:@\S+)?\s*$")
+_SPACES = re.compile(r"\s+")
+_TRAILING = re.compile(r"[\s.!?,;:…]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutChanged:
+    opted_out: bool
+
+
+@dataclass(frozen=True)
+class BroadcastContent:
+    messages: dict[str, str]
+    phrases: frozenset[str]
+    plain: frozenset[str]
+
+    def msg(self, key: str, **values) -> str:
+        return self.messages[key].format(**values).strip()
+
+
+REQUIRED = ("optout_done", "optout_already", "optin_done", "optin_already", "bc_refused", "bc_private_only")
+
+
+def _norm(text: str) -> str:
+    text = unicodedata.normalize("NFC", text or "").lower().strip()
+    return _TRAILING.sub("", _SPACES.sub(" ", text))
+
+
+@lru_cache(maxsize=4)
+def load(path: Path = CONTENT) -> BroadcastContent:
+    """Load and check the broadcast content; raise ValueError naming what is wrong."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    messages = {str(k): str(v) for k, v in (raw.get("messages") or {}).items()}
+    missing = [k for k in REQUIRED if not messages.get(k, "").strip()]
+    if missing:
+        raise ValueError(f"{path.name}: missing message(s): {', '.join(missing)}")
+    for key, text in messages.items():
+        # One form of address: "anh/chị", never "bạn".
+        if re.search(r"\bbạn\b", text, re.I):
+            raise ValueError(f"{path.name}: {key}: address the resident as anh/chị, not bạn")
+    phrases = frozenset(_norm(p) for p in raw.get("optout_phrases") or ())
+    plain = frozenset(_norm(p) for p in raw.get("optout_plain") or ())
+    if not phrases or any(not p.isascii() for p in plain):
+        raise ValueError(f"{path.name}: optout_phrases must be given and optout_plain must be without diacritics")
+    return BroadcastContent(messages, phrases, plain)
+
+
+def wants(text: str, content: BroadcastContent | None = None) -> bool | None:
+    """True to opt out, False to opt back in, None if the message is about something else."""
+    content = content or load()
+    key = _norm(text)
+    command = _COMMAND.match(key)
+    if command:
+        return command.group(1) == "dung"
+    if key in content.phrases:
+        return True
+    # Without diacritics only: "dung" is taken as "dừng", while "đúng" (right) keeps its marks.
+    return True if key.isascii() and key in content.plain else None
+
+
+def step(state: State, msg: Incoming, ctx: Context, text: str, opted_out: bool) -> Outcome | None:
+    """Opt out or back in, overriding any flow; None when the message is not about it."""
+    choice = wants(text)
+    if choice is None:
+        return None
+    content = load()
+    if choice:
+        key = "optout_already" if opted_out else "optout_done"
+    else:
+        key = "optin_done" if opted_out else "optin_already"
+    return Outcome(state.evolve(flow=Flow.IDLE), (Reply(content.msg(key)),), (OptOutChanged(choice),))

@@ -1,0 +1,399 @@
+"""The broadcast sender: one per deployment (a lease in the database), claiming due deliveries in batches.
+
+Policy for a delivery in flight when the sender dies (SIGKILL, power cut): its row stays `sending`; the
+next holder of the lease marks it `unknown` and does NOT send it again. The platform may or may not
+have shown the message, and neither Telegram nor Zalo offers an idempotency key to ask; a second copy
+in a hamlet group is seen by everyone and cannot be taken back on Zalo, while a missing one is listed
+in the delivery report (status `unknown`) for the team to follow up. At most `concurrency` rows can be
+in that state per crash, because a row is marked `sending` (committed) only just before its call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
+
+from bot.broadcasts.adapters import Adapter, Result, SendResult
+from bot.broadcasts.audience import resolve
+from bot.broadcasts.model import Audience, parts_for
+from bot.broadcasts.pacing import ChannelPacer
+from bot.broadcasts.quiet import QuietHours
+from storage import broadcasts as repo
+from storage import leases, people
+from storage.broadcasts import BroadcastStatus, DeliveryStatus
+from storage.db import Database
+from storage.models import BroadcastDelivery, Chat
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "broadcast-sender"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone; everything is stored in UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    batch: int = 100
+    concurrency: int = 8
+    # A dead sender's lease is taken over after this; it must exceed the longest per-chat spacing, so
+    # that a successor cannot message a group sooner than the spacing after its predecessor did.
+    lease_ttl: float = 10.0
+    max_attempts: int = 5  # failed calls (5xx, timeouts) before a delivery is given up
+    backoff_base: float = 2.0
+    backoff_cap: float = 300.0
+    idle_poll: float = 1.0
+
+
+class Sender:
+    def __init__(
+        self,
+        db: Database,
+        adapters: dict[str, Adapter],
+        pacers: dict[str, ChannelPacer],
+        *,
+        config: SenderConfig = SenderConfig(),
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+        holder: str | None = None,
+    ):
+        self.db = db
+        self.adapters = adapters
+        self.pacers = pacers
+        self.config = config
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._holding = False
+        self._valid_until = 0.0
+        self._parts: dict[tuple[int, str], list[str]] = {}
+        self._quiet: dict[str | None, QuietHours] = {}
+        self._quiet_loaded = time.monotonic()
+        self._in_flight: set[tuple[str, str]] = set()
+        self.recovered_unknown = 0
+
+    # ---------------------------------------------------------------- lease
+
+    async def hold_lease(self) -> bool:
+        """Take or renew the sender lease; on taking it, settle what a previous holder left."""
+        started = time.monotonic()
+        now = self.clock()
+        async with self.db.transaction() as session:
+            ok = await leases.acquire(session, LEASE_NAME, self.holder, now, timedelta(seconds=self.config.lease_ttl))
+            if ok and not self._holding:
+                self.recovered_unknown += await repo.recover(session, now)
+        if ok:
+            # Keep a margin: stop sending well before another process may take over.
+            self._valid_until = started + self.config.lease_ttl * 0.6
+        self._holding = ok
+        return ok
+
+    def lease_valid(self) -> bool:
+        return self._holding and time.monotonic() < self._valid_until
+
+    async def release(self) -> None:
+        async with self.db.transaction() as session:
+            await repo.release_claims(session, self.holder, self.clock())
+            await leases.release(session, LEASE_NAME, self.holder, self.clock())
+        self._holding = False
+
+    # ---------------------------------------------------------------- running
+
+    async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> None:
+        """Send until `stop` is set (or, with `until_idle`, until nothing is left to send).
+
+        Workers take deliveries from a queue that is refilled as it runs low, so one slow call (a
+        timeout) holds up one worker, never a whole batch.
+        """
+        renewer = asyncio.create_task(self._renew(stop))
+        queue: asyncio.Queue = asyncio.Queue()
+        busy = [0]
+
+        async def worker() -> None:
+            while True:
+                d = await queue.get()
+                busy[0] += 1
+                try:
+                    await self._deliver(d)
+                except Exception:
+                    log.exception("broadcast sender: delivery %s", d.id)
+                finally:
+                    busy[0] -= 1
+                    queue.task_done()
+
+        workers = [asyncio.create_task(worker()) for _ in range(self.config.concurrency)]
+        last_finish = 0.0
+        try:
+            while not stop.is_set():
+                if not self.lease_valid() and not await self.hold_lease():
+                    await _wait(stop, self.config.lease_ttl / 3)
+                    continue
+                if queue.qsize() >= self.config.concurrency:
+                    await _wait(stop, 0.02)
+                    continue
+                await self.start_due()
+                batch = await self._claim()
+                for d in batch:
+                    queue.put_nowait(d)
+                if time.monotonic() - last_finish > 1.0 or (not batch and not busy[0] and queue.empty()):
+                    await self.finish_done()
+                    last_finish = time.monotonic()
+                    if last_finish - self._quiet_loaded > 60:
+                        self._quiet.clear()  # a commune's quiet hours may have been changed
+                        self._quiet_loaded = last_finish
+                if batch:
+                    continue
+                if not busy[0] and queue.empty():
+                    if until_idle and not await self._anything_open():
+                        return
+                    await _wait(stop, self.config.idle_poll)
+                else:
+                    await _wait(stop, 0.05)
+        finally:
+            for task in (renewer, *workers):
+                task.cancel()
+            await asyncio.gather(renewer, *workers, return_exceptions=True)
+            if self._holding:
+                await self.release()
+
+    async def _renew(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(self.config.lease_ttl / 4)
+            if self._holding:
+                try:
+                    await self.hold_lease()
+                except Exception:  # a database hiccup: the lease runs out and sending stops by itself
+                    log.exception("broadcast sender: could not renew the lease")
+
+    async def _anything_open(self) -> bool:
+        async with self.db.transaction() as session:
+            if await repo.due_to_start(session, datetime.max.replace(tzinfo=timezone.utc)):
+                return True
+            for broadcast_id in await repo.sending_broadcast_ids(session):
+                if await repo.open_count(session, broadcast_id):
+                    return True
+        return False
+
+    async def run_once(self) -> int:
+        """One pass: start due broadcasts, send one claimed batch, close finished broadcasts. Returns calls made."""
+        if not self.lease_valid() and not await self.hold_lease():
+            return 0
+        await self.start_due()
+        batch = await self._claim()
+        queue: asyncio.Queue = asyncio.Queue()
+        for d in batch:
+            queue.put_nowait(d)
+        calls = [0]
+
+        async def worker() -> None:
+            while not queue.empty():
+                d = queue.get_nowait()
+                try:
+                    made = await self._deliver(d)
+                    calls[0] += made
+                except Exception:
+                    log.exception("broadcast sender: delivery %s", d.id)
+
+        await asyncio.gather(*(worker() for _ in range(min(self.config.concurrency, len(batch)) or 1)))
+        async with self.db.transaction() as session:
+            await repo.release_claims(session, self.holder, self.clock())
+        await self.finish_done()
+        return calls[0]
+
+    async def _claim(self) -> list[BroadcastDelivery]:
+        """Claim a batch of due deliveries; settle at once those whose person has opted out since."""
+        now = self.clock()
+        async with self.db.transaction() as session:
+            batch = await repo.claim_due(session, self.holder, now, self.config.batch, skip_locked=not self.db.is_sqlite)
+            opted = {}
+            for channel in {d.channel for d in batch}:
+                ids = [d.chat_id for d in batch if d.channel == channel and d.kind == "private"]
+                opted[channel] = await repo.is_opted_out(session, channel, ids)
+            for d in batch:
+                if d.kind == "private" and d.chat_id in opted.get(d.channel, ()):
+                    await repo.settle(session, d.id, self.holder, now, status=DeliveryStatus.OPTED_OUT)
+            batch = [d for d in batch if not (d.kind == "private" and d.chat_id in opted.get(d.channel, ()))]
+            for commune in {d.commune_code for d in batch} - set(self._quiet):
+                p = await repo.policy(session, commune)
+                self._quiet[commune] = QuietHours(p.quiet_start, p.quiet_end, p.timezone)
+            for broadcast_id in {d.broadcast_id for d in batch}:
+                if any(key[0] == broadcast_id for key in self._parts):
+                    continue
+                b = await repo.get(session, broadcast_id)
+                for channel in {d.channel for d in batch if d.broadcast_id == broadcast_id}:
+                    self._parts[(broadcast_id, channel)] = parts_for(channel, b.text if b else "")
+        for d in batch:
+            if (d.broadcast_id, d.channel) not in self._parts:
+                async with self.db.transaction() as session:
+                    b = await repo.get(session, d.broadcast_id)
+                self._parts[(d.broadcast_id, d.channel)] = parts_for(d.channel, b.text if b else "")
+        return batch
+
+    async def start_due(self) -> None:
+        """Scheduled broadcasts whose time has come: one delivery row per recipient, then `sending`."""
+        now = self.clock()
+        async with self.db.transaction() as session:
+            due = [b.id for b in await repo.due_to_start(session, now)]
+        for broadcast_id in due:
+            async with self.db.transaction() as session:
+                b = await repo.get(session, broadcast_id, lock=True)
+                if b is None or b.status != BroadcastStatus.SCHEDULED:
+                    continue
+                recipients = await resolve(session, Audience.from_dict(b.audience))
+                count = await repo.add_deliveries(session, b.id, recipients, now)
+                b.status = BroadcastStatus.SENDING
+                b.started_at = b.updated_at = now
+            log.info("broadcast %s: started, %d recipient(s)", broadcast_id, count)
+
+    async def finish_done(self) -> None:
+        now = self.clock()
+        async with self.db.transaction() as session:
+            for broadcast_id in await repo.sending_broadcast_ids(session):
+                if await repo.open_count(session, broadcast_id) == 0:
+                    b = await repo.get(session, broadcast_id, lock=True)
+                    if b is not None and b.status == BroadcastStatus.SENDING:
+                        b.status = BroadcastStatus.DONE
+                        b.finished_at = b.updated_at = now
+                        log.info("broadcast %s: done", broadcast_id)
+
+    # ---------------------------------------------------------------- one delivery
+
+    async def _defer(self, d: BroadcastDelivery, until: datetime, **values) -> None:
+        async with self.db.transaction() as session:
+            await repo.settle(session, d.id, self.holder, self.clock(), next_attempt_at=until, **values)
+
+    async def _deliver(self, d: BroadcastDelivery) -> int:
+        now = self.clock()
+        resume = self._quiet.get(d.commune_code, QuietHours()).resume_at(now)
+        if resume is not None:
+            await self._defer(d, resume)
+            return 0
+        pacer = self.pacers[d.channel]
+        adapter = self.adapters.get(d.channel)
+        if adapter is None:
+            async with self.db.transaction() as session:
+                await repo.settle(session, d.id, self.holder, now, status=DeliveryStatus.FAILED, last_error=f"channel {d.channel} is not configured")
+            return 0
+        chat = (d.channel, d.chat_id)
+        wait = pacer.chat_wait(d.chat_id, d.kind)
+        if wait > 0 or chat in self._in_flight:
+            await self._defer(d, now + timedelta(seconds=max(wait, pacer.rules.spacing(d.kind))))
+            return 0
+        self._in_flight.add(chat)
+        try:
+            await pacer.acquire()
+            if not self.lease_valid():
+                # Give the row back; if another sender has taken over, its recovery already has.
+                await self._defer(d, now)
+                return 0
+            try:
+                async with self.db.transaction() as session:
+                    if not await repo.mark_sending(session, d.id, self.holder, self.clock()):
+                        # Paused or cancelled since the claim: give the row back untouched.
+                        await repo.settle(session, d.id, self.holder, self.clock())
+                        return 0
+            except OperationalError:
+                # Nothing was sent and nothing written: try the row again a little later.
+                log.warning("broadcast sender: could not mark delivery %s; retrying later", d.id)
+                try:
+                    await self._defer(d, now + timedelta(seconds=2))
+                except OperationalError:
+                    pass  # still claimed: released at the next clean stop or by a successor's recovery
+                return 0
+            parts = self._parts[(d.broadcast_id, d.channel)]
+            pacer.note_send(d.chat_id)
+            try:
+                outcome = await adapter.send_text(d.chat_id, d.kind, parts[d.parts_sent])
+            except Exception as exc:  # an adapter bug must not leave the row `sending`
+                log.exception("broadcast sender: adapter %s", d.channel)
+                outcome = SendResult(Result.TRANSIENT, error=f"{type(exc).__name__}: {exc}")
+            await self._settle(d, outcome, len(parts))
+            return 1
+        finally:
+            self._in_flight.discard(chat)
+
+    def backoff(self, failures: int) -> float:
+        """Exponential backoff with jitter: base * 2^(n-1), capped, times a random 0.5-1.5."""
+        delay = min(self.config.backoff_cap, self.config.backoff_base * 2 ** max(0, failures - 1))
+        return delay * (0.5 + self.rng.random())
+
+    async def _settle(self, d: BroadcastDelivery, outcome: SendResult, total_parts: int) -> None:
+        now = self.clock()
+        pacer = self.pacers[d.channel]
+        attempts = d.attempts + 1
+        values: dict = {"status": DeliveryStatus.PENDING}
+        r = outcome.result
+        if r is Result.SENT:
+            parts_sent = d.parts_sent + 1
+            values.update(parts_sent=parts_sent, platform_message_id=outcome.message_id, last_error=None)
+            if parts_sent >= total_parts:
+                values["status"] = DeliveryStatus.SENT
+            else:
+                values["next_attempt_at"] = now + timedelta(seconds=pacer.rules.spacing(d.kind))
+        elif r is Result.RETRY_AFTER:
+            pacer.pause(outcome.retry_after)
+            # Flood control is about our pace, not this message: it does not count as a failed attempt.
+            values.update(attempts=attempts - 1, next_attempt_at=now + timedelta(seconds=outcome.retry_after), last_error=outcome.error)
+        elif r is Result.TRANSIENT:
+            failures = attempts - d.parts_sent
+            if failures >= self.config.max_attempts:
+                values.update(status=DeliveryStatus.FAILED, last_error=f"gave up after {failures} attempts: {outcome.error}")
+            else:
+                values.update(next_attempt_at=now + timedelta(seconds=self.backoff(failures)), last_error=outcome.error)
+        elif r is Result.MIGRATED and outcome.new_chat_id:
+            values.update(chat_id=outcome.new_chat_id, attempts=attempts - 1, next_attempt_at=now, last_error=outcome.error)
+        elif r in (Result.BLOCKED, Result.NO_WINDOW):
+            values.update(status=DeliveryStatus.BLOCKED if r is Result.BLOCKED else DeliveryStatus.NO_WINDOW, last_error=outcome.error)
+        elif r is Result.AMBIGUOUS:
+            values.update(status=DeliveryStatus.UNKNOWN, last_error=outcome.error)
+        else:
+            values.update(status=DeliveryStatus.FAILED, last_error=outcome.error)
+        for attempt in range(8):
+            try:
+                await self._write_outcome(d, r, outcome, now, values)
+                return
+            except OperationalError as exc:
+                # The outcome is known: keep trying to record it (SQLite busy, a PostgreSQL failover)
+                # rather than leave the row `sending`, which would turn it into an `unknown`.
+                log.warning("broadcast sender: recording delivery %s failed (%s); retrying", d.id, exc.__class__.__name__)
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+        log.error("broadcast sender: could not record delivery %s; it will be reported unknown", d.id)
+
+    async def _write_outcome(self, d: BroadcastDelivery, r: Result, outcome: SendResult, now: datetime, values: dict) -> None:
+        async with self.db.transaction() as session:
+            await repo.settle(session, d.id, self.holder, now, **values)
+            if r in (Result.BLOCKED, Result.NO_WINDOW):
+                # Skipped next time: the audience leaves inactive chats and people out.
+                if d.kind == "group":
+                    await people.set_chat_active(session, d.channel, d.chat_id, False)
+                else:
+                    await people.set_user_active(session, d.channel, d.chat_id, False)
+                    await people.set_chat_active(session, d.channel, d.chat_id, False)
+            if r is Result.MIGRATED and outcome.new_chat_id:
+                await session.execute(
+                    update(Chat).where(Chat.channel == d.channel, Chat.external_id == d.chat_id).values(external_id=outcome.new_chat_id)
+                )
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
