@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.channels.zalo_oa import register_cli as register_zalo_oa_cli
 
     register_zalo_oa_cli(sub)
+    from bot.web.cli import register_cli as register_officers_cli
+
+    register_officers_cli(sub)
     return parser
 
 
