@@ -204,7 +204,7 @@ def cmd_serve(args) -> int:
     app = create_app(settings, catalog)
     for status in app[CHANNELS].values():
         print(f"channel {status.name}: {status.detail}", flush=True)
-    print(f"listening on http://{host}:{port} (health: /healthz)", flush=True)
+    print(f"listening on http://{host}:{port} (health: /healthz, dashboard: /admin/)", flush=True)
     web.run_app(app, host=host, port=port, print=None)
     return 0
 

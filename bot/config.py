@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     zalo_oa_webhook_path: str = "/zalo/oa/webhook"
     zalo_oa_redirect_uri: str | None = None
 
+    # Officers' dashboard (/admin): the key of its session cookies (Fernet, 32 url-safe base64 bytes;
+    # generated and kept in the database when unset), and whether cookies need HTTPS (behind a TLS proxy).
+    web_secret: str | None = None
+    web_secure_cookies: bool = False
+
     # Comma-separated "channel:user_id" pairs allowed to link groups to hamlets.
     officers: str = ""
 
