@@ -19,9 +19,22 @@ MAX_PASSWORD = 200
 LOCK_AFTER = 5  # failed logins in a row
 LOCK_FOR = timedelta(minutes=15)
 
-_hasher = PasswordHasher()
-# Verified when the username is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("not a password of anyone")
+_hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 "low memory") defaults
+_dummy_hash: str | None = None
+
+
+def use_hasher(hasher: PasswordHasher) -> None:
+    """Use other argon2 parameters (tests use cheap ones; stored hashes keep their own)."""
+    global _hasher, _dummy_hash
+    _hasher, _dummy_hash = hasher, None
+
+
+def _dummy() -> str:
+    """Verified when the username is unknown, so a wrong name costs as long as a wrong password."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash("not a password of anyone")
+    return _dummy_hash
 
 
 class AccountError(ValueError):
@@ -93,7 +106,7 @@ async def authenticate(session: AsyncSession, username: str, password: str, now:
     account = await get(session, username) if USERNAME_RE.match(username or "") else None
     if account is None:
         try:
-            _hasher.verify(_DUMMY_HASH, password or "-")
+            _hasher.verify(_dummy(), password or "-")
         except VerificationError:
             pass
         return None, "bad"

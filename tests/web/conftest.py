@@ -28,6 +28,16 @@ CHANGES = web.AppKey("registry_changes", list)
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 
+@pytest.fixture(autouse=True)
+def cheap_password_hashing():
+    """argon2 at its defaults takes about a second on this shared machine; the tests need not."""
+    from argon2 import PasswordHasher
+
+    accounts.use_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    yield
+    accounts.use_hasher(PasswordHasher())
+
+
 @pytest.fixture
 def dash_clock() -> FrozenClock:
     return FrozenClock(datetime(2026, 11, 20, 3, 0, tzinfo=timezone.utc))
