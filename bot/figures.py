@@ -226,7 +226,7 @@ class Funnel:
     hamlets: list[FunnelHamlet] = field(default_factory=list)
 
 
-async def funnel(session: AsyncSession, period: Period, commune: str | None, catalog: Catalog) -> Funnel:
+async def funnel(session: AsyncSession, period: Period, commune: str | None, catalog: Catalog, per_hamlet: bool = True) -> Funnel:
     s, e = period.start, period.end
     reached = {what: n for what, n in await stats.distinct_counts(session, s, e, commune, "step:", ("what",), prefix=True)}
     stuck = {name: n for name, n in await stats.event_counts(session, s, e, commune, "stuck")}
@@ -238,12 +238,14 @@ async def funnel(session: AsyncSession, period: Period, commune: str | None, cat
     for i, st in enumerate(steps):
         after = steps[i + 1].people if i + 1 < len(steps) else submitted
         st.stopped = max(st.people - after, 0)
-    per_hamlet: dict[str, dict[str, int]] = defaultdict(dict)
+    if not per_hamlet:
+        return Funnel(steps, submitted)
+    by_hamlet: dict[str, dict[str, int]] = defaultdict(dict)
     for what, code, n in await stats.distinct_counts(session, s, e, commune, "step:", ("what", "hamlet_code"), prefix=True):
-        per_hamlet[code][what] = n
+        by_hamlet[code][what] = n
     done = dict(await stats.distinct_counts(session, s, e, commune, f"outcome:{SUBMITTED}", ("hamlet_code",)))
     hamlets = [
-        FunnelHamlet(code, name, [per_hamlet[code].get(f"step:{st.slug}", 0) for st in steps], done.get(code, 0))
+        FunnelHamlet(code, name, [by_hamlet[code].get(f"step:{st.slug}", 0) for st in steps], done.get(code, 0))
         for code, name, _ in await registry.hamlets_in(session, commune)
     ]
     return Funnel(steps, submitted, hamlets)
@@ -334,6 +336,6 @@ async def report(session: AsyncSession, period: Period, commune: str | None, cat
         generated_at=now,
         overview=await overview(session, period, commune),
         hamlets=await hamlet_rows(session, period, commune, catalog, sort="name"),
-        funnel=await funnel(session, period, commune, catalog),
+        funnel=await funnel(session, period, commune, catalog, per_hamlet=False),
         topics=await topics(session, period, commune, catalog),
     )

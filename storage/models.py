@@ -72,7 +72,7 @@ class QueryLog(Base):
         Index("ix_query_log_created_at", "created_at"),
         Index("ix_query_log_user_ref", "user_ref"),
         # The dashboard lists a period's unanswered questions.
-        Index("ix_query_log_outcome_created_at", "outcome", "created_at"),
+        Index("ix_query_log_outcome_hamlet_created_at", "outcome", "hamlet_code", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

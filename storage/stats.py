@@ -130,13 +130,16 @@ def _write_pending(sync: Session) -> None:
     events = [dict(zip(e_keys, k), n=n) for k, n in sorted(pending.events.items()) if n]
     seen = [dict(zip(s_keys, k)) for k in sorted(pending.seen)]
     pending.clear()
-    for table, keys, rows in ((StatQueryDaily, q_keys, queries), (StatEventDaily, e_keys, events)):
+    # Core statements on the transaction's connection: the ORM's bulk path costs more than the SQL.
+    conn = sync.connection()
+    for model, keys, rows in ((StatQueryDaily, q_keys, queries), (StatEventDaily, e_keys, events)):
         if rows:
+            table = model.__table__
             stmt = insert(table)
-            stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={"n": table.n + stmt.excluded.n})
-            sync.execute(stmt, rows)
+            stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={"n": table.c.n + stmt.excluded.n})
+            conn.execute(stmt, rows)
     if seen:
-        sync.execute(insert(StatSeenDaily).on_conflict_do_nothing(index_elements=list(s_keys)), seen)
+        conn.execute(insert(StatSeenDaily.__table__).on_conflict_do_nothing(index_elements=list(s_keys)), seen)
 
 
 def rebuild_statements(dialect: str) -> list[str]:

@@ -110,8 +110,7 @@ async def security_headers(request: web.Request, handler):
     )
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
-    if request.path != f"{PREFIX}/static" and not request.path.startswith(f"{PREFIX}/static/"):
-        response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("Cache-Control", "no-store")
     return response
 
 

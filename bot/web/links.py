@@ -46,8 +46,12 @@ def web_chat(settings: Settings, code: str) -> HamletLink | None:
     return HamletLink("web", "Trò chuyện trên web", f"/?h={quote(code)}")
 
 
-def qr_svg(data: str) -> str:
-    """A QR code as an SVG data URI (drawn here, nothing fetched)."""
+def qr_svg(data: str) -> bytes:
+    """A QR code as an SVG image (drawn here, nothing fetched)."""
+    import io
+
     import segno
 
-    return segno.make(data, error="m").svg_data_uri(scale=3, border=2)
+    out = io.BytesIO()
+    segno.make(data, error="m").save(out, kind="svg", scale=4, border=2, xmldecl=False)
+    return out.getvalue()

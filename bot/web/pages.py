@@ -277,10 +277,24 @@ async def registry_page(request, session, f: Filters) -> dict:
         "rows": rows,
         "groups": groups,
         "links": lambda code: links.hamlet_links(cfg.settings, code),
-        "qr": links.qr_svg,
         "message": request.query.get("msg"),
         "error": request.query.get("err"),
     }
+
+
+@roles(*EVERYONE)
+async def hamlet_qr(request: web.Request) -> web.Response:
+    """The QR code of one of a hamlet's links (loaded only when the officer opens it)."""
+    cfg = request.app[CONFIG]
+    code, kind = request.match_info["code"], request.match_info["kind"]
+    async with cfg.db.transaction() as session:
+        if not await _hamlet_in_scope(session, request[VIEWER], code):
+            raise web.HTTPNotFound()
+    link = next((x for x in links.hamlet_links(cfg.settings, code) if x.kind == kind and x.qr), None)
+    if link is None:
+        raise web.HTTPNotFound()
+    url = link.url if "://" in link.url else f"{request.scheme}://{request.host}{link.url}"
+    return web.Response(body=links.qr_svg(url), content_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"})
 
 
 async def _hamlet_in_scope(session, viewer: auth.Viewer, code: str) -> bool:
@@ -367,4 +381,5 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/proposals/{id}", proposal_close)
     r.add_get("/registry", registry_page, name="registry")
     r.add_post("/registry/{action}", registry_change)
+    r.add_get("/registry/{code}/qr/{kind}.svg", hamlet_qr)
     r.add_get("/export/report.{fmt}", export)

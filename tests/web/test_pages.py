@@ -121,7 +121,11 @@ async def test_hamlet_crud_and_links(client, sign_in, dashboard):
     await sign_in("officer")
     html = await (await client.get(f"{PREFIX}/registry")).text()
     assert "https://t.me/cccd_test_bot?start=h_ngoctrao_tdp01" in html
-    assert 'href="/?h=ngoctrao_tdp01"' in html and 'src="data:image/svg+xml' in html
+    assert 'href="/?h=ngoctrao_tdp01"' in html
+    qr = re.search(r'src="(/admin/registry/ngoctrao_tdp01/qr/telegram.svg)"', html).group(1)
+    resp = await client.get(qr)
+    assert resp.status == 200 and resp.content_type == "image/svg+xml" and b"<svg" in await resp.read()
+    assert (await client.get("/admin/registry/camthach_01/qr/web.svg")).status == 404, "another commune's hamlet"
     token = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
     resp = await client.post(f"{PREFIX}/registry/add", data={"csrf": token, "code": "tdp_moi", "name": "Tổ dân phố <Mới>"})
     assert resp.status == 200 and "Đã thêm thôn." in await resp.text()

@@ -77,7 +77,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_unanswered_marks_group_key", "unanswered_marks", ["group_key"])
-    op.create_index("ix_query_log_outcome_created_at", "query_log", ["outcome", "created_at"])
+    op.create_index("ix_query_log_outcome_hamlet_created_at", "query_log", ["outcome", "hamlet_code", "created_at"])
     # The statistics of everything logged before this revision.
     from storage.stats import rebuild_statements
 
@@ -86,7 +86,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_query_log_outcome_created_at", table_name="query_log")
+    op.drop_index("ix_query_log_outcome_hamlet_created_at", table_name="query_log")
     op.drop_index("ix_unanswered_marks_group_key", table_name="unanswered_marks")
     op.drop_table("unanswered_marks")
     op.drop_table("web_accounts")
