@@ -14,3 +14,9 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
   touch "$stamp"
 fi
+# The dashboard's end-to-end test drives Debian's Chromium (browser downloads are blocked): install it for tests.
+if [ "${1:-run}" = test ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=$([ "$(id -u)" = 0 ] || command -v sudo || true)
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null \
+    || echo "warning: could not install chromium; the browser test will fail in CI" >&2
+fi

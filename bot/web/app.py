@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlencode
 
 import aiohttp_jinja2
 import jinja2
@@ -69,7 +70,7 @@ async def access_middleware(request: web.Request, handler):
         session.invalidate()
         if api_path(request.path) or request.method != "GET":
             return web.json_response({"error": "login required"}, status=401)
-        raise web.HTTPFound(f"{PREFIX}/login?next={request.rel_url.path_qs if request.path.startswith(PREFIX) else ''}")
+        raise web.HTTPFound(f"{PREFIX}/login?{urlencode({'next': request.rel_url.path_qs})}")
     if account.role not in allowed:
         return forbidden(request, "role")
     if request.method == "POST" and not await auth.csrf_ok(request):

@@ -131,3 +131,17 @@ async def test_only_admins_close_proposals(client, sign_in):
     token = await csrf_of(client, f"{PREFIX}/")
     resp = await client.post(f"{PREFIX}/proposals/1", data={"csrf": token, "decision": "accepted"})
     assert resp.status == 403
+
+
+async def test_login_returns_to_the_page_asked_for(client):
+    resp = await client.get(f"{PREFIX}/hamlets?month=2026-11&commune=ngoc_trao&sort=messages", allow_redirects=False)
+    target = resp.headers["Location"]
+    token = await csrf_of(client, target)
+    page = await (await client.get(target)).text()
+    assert 'name="next" value="/admin/hamlets?month=2026-11&amp;commune=ngoc_trao&amp;sort=messages"' in page
+    resp = await client.post(
+        f"{PREFIX}/login",
+        data={"username": "admin", "password": PASSWORD, "csrf": token, "next": "/admin/hamlets?month=2026-11&commune=ngoc_trao&sort=messages"},
+        allow_redirects=False,
+    )
+    assert resp.headers["Location"] == "/admin/hamlets?month=2026-11&commune=ngoc_trao&sort=messages"
