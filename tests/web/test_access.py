@@ -145,3 +145,20 @@ async def test_login_returns_to_the_page_asked_for(client):
         allow_redirects=False,
     )
     assert resp.headers["Location"] == "/admin/hamlets?month=2026-11&commune=ngoc_trao&sort=messages"
+
+
+async def test_two_server_processes_share_the_session_key(client, database, catalog):
+    """The key is kept in the database, so a session opened on one process is valid on another."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.config import Settings
+    from bot.web.app import DashboardConfig, create_dashboard
+
+    resp = await login(client, "admin")
+    cookie = resp.cookies["cccd_admin"].value
+    other = web.Application()
+    other.add_subapp(PREFIX, create_dashboard(DashboardConfig(db=database, settings=Settings(_env_file=None), catalog=lambda: catalog)))
+    async with TestClient(TestServer(other)) as second:
+        second.session.cookie_jar.update_cookies({"cccd_admin": cookie})
+        assert (await second.get(f"{PREFIX}/", allow_redirects=False)).status == 200
