@@ -291,11 +291,23 @@ class UnansweredGroup:
     status: str | None = None  # handled / proposed, when an editor decided
 
 
+# Grouping compares each wording with every group so far: the most frequent wordings are grouped, the long
+# tail of one-off wordings (counted in the page's total all the same) is left out to keep the page fast.
+GROUPED_WORDINGS = 500
+
+
+async def low_confidence_total(session: AsyncSession, period: Period, commune: str | None) -> int:
+    rows = await stats.query_counts(session, period.start, period.end, commune, ("outcome",))
+    return sum(n for outcome, n in rows if outcome in logs.LOW_CONFIDENCE_OUTCOMES)
+
+
 async def unanswered(session: AsyncSession, period: Period, commune: str | None, limit: int = 100) -> list[UnansweredGroup]:
     """The period's low-confidence questions (already masked when logged), near-duplicates grouped."""
     from bot.unanswered import group_questions, question_key
 
-    rows = await logs.low_confidence_by_text(session, stats.day_start_utc(period.start), stats.day_start_utc(period.end), commune)
+    rows = await logs.low_confidence_by_text(
+        session, stats.day_start_utc(period.start), stats.day_start_utc(period.end), commune, limit=GROUPED_WORDINGS
+    )
     names = {code: name for code, name, _ in await registry.hamlets_in(session, commune)}
     by_text: dict[str, list] = defaultdict(list)
     for text, hamlet, n, last in rows:

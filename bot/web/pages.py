@@ -213,7 +213,7 @@ async def unanswered(request, session, f: Filters) -> dict:
         "hidden": len(groups) - len(shown_groups),
         "show_all": show_all,
         "texts_visible": viewer.sees_texts_of(f.commune),
-        "total": sum(g.count for g in groups),
+        "total": await figures.low_confidence_total(session, f.period, f.commune),
         "topic_choices": sorted((t.id, t.title) for t in catalog.topics.values()),
     }
 

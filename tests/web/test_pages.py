@@ -75,6 +75,7 @@ async def test_topics_page_with_trend(client, sign_in, catalog):
 async def test_unanswered_grouped_then_marked_handled_and_proposed(client, sign_in, catalog):
     await sign_in("officer")
     html = await (await client.get(f"{PREFIX}/unanswered?{NOV}")).text()
+    assert "<p>3 câu hỏi chưa trả lời được hoặc phải đưa lựa chọn" in html
     rows = cells(html, "unanswered")[1:]
     assert rows[0][0] == "2" and UNANSWERED_A in rows[0][1] and UNANSWERED_B in rows[0][1] and rows[0][2] == "Tổ dân phố 2"
     token = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
