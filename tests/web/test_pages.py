@@ -173,3 +173,10 @@ async def test_bad_month_is_reported(client, sign_in):
     html = await (await client.get(f"{PREFIX}/?month=2026-13")).text()
     assert "tháng phải có dạng YYYY-MM" in html
     assert (await client.get(f"{PREFIX}/export/report.xlsx?month=abc")).status == 400
+
+
+async def test_a_chosen_range_of_days(client, sign_in):
+    await sign_in("officer")
+    html = await (await client.get(f"{PREFIX}/?from=2026-11-03&to=2026-11-05")).text()
+    assert "03/11/2026 – 05/11/2026" in html and 'id="messages">7<' in html
+    assert len(re.findall(r'data-day="', html)) == 3
