@@ -13,6 +13,7 @@ in a fixed order, so two transactions touching the same counters never wait on e
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -62,8 +63,15 @@ def _pending(session: AsyncSession | Session) -> _Pending:
     if pending is None:
         pending = sync.info[PENDING_KEY] = _Pending()
         event.listen(sync, "before_commit", _write_pending)
-        event.listen(sync, "after_rollback", lambda s: pending.clear())
+        event.listen(sync, "after_soft_rollback", functools.partial(_rolled_back, pending))
     return pending
+
+
+def _rolled_back(pending: _Pending, _session, transaction) -> None:
+    # Only the whole transaction's end drops the increments: a savepoint rolled back inside it
+    # (a duplicate delivery, say) leaves the outer transaction's rows, and their counts, in place.
+    if transaction.parent is None:
+        pending.clear()
 
 
 def note_query(session: AsyncSession, fields: dict) -> None:

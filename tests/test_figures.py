@@ -124,3 +124,21 @@ def test_period_parsing():
     for bad in ("2026-13", "26-11", "", "2026-11-01"):
         with pytest.raises(ValueError):
             Period.month(bad)
+
+
+async def test_a_savepoint_rolled_back_inside_keeps_the_counts(seeded):
+    from sqlalchemy.exc import IntegrityError
+
+    from storage.models import Commune
+
+    async with seeded.transaction() as s:
+        await logs.add_query(
+            s, created_at=datetime(2026, 11, 9, tzinfo=timezone.utc), channel="telegram", chat_type="private",
+            chat_ref="z", hamlet_code="ngoctrao_tdp05", user_ref="z", text="x", topic=None, score=0, outcome="answered", handling_ms=0,
+        )
+        with pytest.raises(IntegrityError):
+            async with s.begin_nested():
+                s.add(Commune(code=COMMUNE, name="again"))
+                await s.flush()
+    async with seeded.transaction() as s:
+        assert (await overview(s, NOV, COMMUNE)).messages == 13
