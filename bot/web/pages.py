@@ -30,6 +30,7 @@ NAV = (
     ("registry", "Thôn và nhóm"),
 )
 MAX_VARIANTS = 50
+CHART_ROWS = 60
 MAX_FIELD = 1000
 
 
@@ -174,7 +175,8 @@ async def hamlets(request, session, f: Filters) -> dict:
     sort = request.query.get("sort", "people")
     sort = sort if sort in HAMLET_SORTS else "people"
     rows = await figures.hamlet_rows(session, f.period, f.commune, cfg.catalog(), sort=sort)
-    return {"rows": rows, "sort": sort, "bars": [(r.name, r.people) for r in rows]}
+    # The chart follows the table's order; past CHART_ROWS hamlets (all communes at once) it stops.
+    return {"rows": rows, "sort": sort, "bars": [(r.name, r.people) for r in rows[:CHART_ROWS]], "chart_rows": CHART_ROWS}
 
 
 @roles(*EVERYONE)
