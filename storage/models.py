@@ -138,6 +138,8 @@ class StatQueryDaily(Base):
     """Messages per day, hamlet, channel, chat type, outcome and topic."""
 
     __tablename__ = "stat_query_daily"
+    # A commune's pages read its hamlets' rows of a period: hamlet first, then day.
+    __table_args__ = (Index("ix_stat_query_daily_hamlet_day", "hamlet_code", "day"),)
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     hamlet_code: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -152,6 +154,7 @@ class StatEventDaily(Base):
     """Guide events per day, hamlet and channel: kind 'step', 'outcome' or 'stuck', with the step or value."""
 
     __tablename__ = "stat_event_daily"
+    __table_args__ = (Index("ix_stat_event_daily_hamlet_day", "hamlet_code", "day"),)
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     hamlet_code: Mapped[str] = mapped_column(String(40), primary_key=True)

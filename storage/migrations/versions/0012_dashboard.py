@@ -38,6 +38,8 @@ def upgrade() -> None:
         sa.Column("n", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("day", "hamlet_code", "channel", "kind", "name"),
     )
+    op.create_index("ix_stat_query_daily_hamlet_day", "stat_query_daily", ["hamlet_code", "day"])
+    op.create_index("ix_stat_event_daily_hamlet_day", "stat_event_daily", ["hamlet_code", "day"])
     op.create_table(
         "stat_seen_daily",
         sa.Column("what", sa.String(60), nullable=False),
@@ -92,5 +94,7 @@ def downgrade() -> None:
     op.drop_table("web_accounts")
     op.drop_index("ix_stat_seen_daily_what_day", table_name="stat_seen_daily")
     op.drop_table("stat_seen_daily")
+    op.drop_index("ix_stat_event_daily_hamlet_day", table_name="stat_event_daily")
     op.drop_table("stat_event_daily")
+    op.drop_index("ix_stat_query_daily_hamlet_day", table_name="stat_query_daily")
     op.drop_table("stat_query_daily")
