@@ -386,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_broadcast_cli(sub)
 
     register_zalo_oa_cli(sub)
+    from bot.web.cli import register_cli as register_officers_cli
+
+    register_officers_cli(sub)
     return parser
 
 

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     # The link that opens a chat with the bot on Zalo (printed as a QR code on posters), e.g. https://zalo.me/123
     zalo_url: str | None = None
 
+    # Officers' dashboard (/admin): the key of its session cookies (Fernet, 32 url-safe base64 bytes;
+    # generated and kept in the database when unset), and whether cookies need HTTPS (behind a TLS proxy).
+    web_secret: str | None = None
+    web_secure_cookies: bool = False
+
     # Comma-separated "channel:user_id" pairs allowed to link groups to hamlets.
     officers: str = ""
     # Comma-separated "channel:user_id:COMMUNE_CODE" digital-tech team members allowed to broadcast to

@@ -210,4 +210,16 @@ def create_app(settings: Settings, catalog: Catalog, db: Database | None = None)
     setup_reload(app)
     setup_retention(app)
     setup_channels(app)
+    setup_dashboard(app)
     return app
+
+
+def setup_dashboard(app: web.Application) -> None:
+    """The officers' dashboard at /admin, on the same database and content as the chat."""
+    from bot.web.app import PREFIX, DashboardConfig, create_dashboard
+
+    service = app[SERVICE]
+    config = DashboardConfig(
+        db=app[DATABASE], settings=app[SETTINGS], catalog=lambda: service.catalog, on_registry_change=service.forget_hamlets
+    )
+    app.add_subapp(PREFIX, create_dashboard(config))

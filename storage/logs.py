@@ -7,17 +7,20 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import GuideEvent, QueryLog
+from storage import stats
+from storage.models import GuideEvent, Hamlet, QueryLog
 
 LOW_CONFIDENCE_OUTCOMES = ("unanswered", "choices", "asked_back")
 
 
 async def add_query(session: AsyncSession, **fields) -> None:
     session.add(QueryLog(**fields))
+    stats.note_query(session, fields)
 
 
 async def add_guide_event(session: AsyncSession, **fields) -> None:
     session.add(GuideEvent(**fields))
+    stats.note_guide_event(session, fields)
 
 
 async def mark_unanswered(session: AsyncSession, user_ref: str, text: str) -> None:
@@ -31,6 +34,7 @@ async def mark_unanswered(session: AsyncSession, user_ref: str, text: str) -> No
         )
     ).scalar_one_or_none()
     if row is not None:
+        stats.note_outcome_change(session, row, "unanswered")
         row.outcome = "unanswered"
 
 
@@ -45,6 +49,7 @@ async def forget(session: AsyncSession, user_ref: str, private_chat_ref: str | N
         )
     await session.execute(update(QueryLog).where(QueryLog.user_ref == user_ref).values(text=None, user_ref=None))
     await session.execute(update(GuideEvent).where(GuideEvent.user_ref == user_ref).values(user_ref=None))
+    await stats.forget(session, user_ref)
 
 
 async def low_confidence_texts(session: AsyncSession, since: datetime | None = None) -> list[tuple[str, str]]:
@@ -71,3 +76,25 @@ async def last_group_hamlet(session: AsyncSession, user_ref: str) -> str | None:
             .limit(1)
         )
     ).scalar_one_or_none()
+
+
+async def low_confidence_by_text(
+    session: AsyncSession, start: datetime, end: datetime, commune: str | None, limit: int = 3000
+) -> list[tuple[str, str | None, int, datetime]]:
+    """(text, hamlet code, count, last time) of the period's low-confidence queries, most frequent first."""
+    query = (
+        select(QueryLog.text, QueryLog.hamlet_code, func.count(), func.max(QueryLog.created_at))
+        .where(
+            QueryLog.outcome.in_(LOW_CONFIDENCE_OUTCOMES),
+            QueryLog.created_at >= start,
+            QueryLog.created_at < end,
+            QueryLog.text.is_not(None),
+            ~QueryLog.text.startswith("["),
+        )
+        .group_by(QueryLog.text, QueryLog.hamlet_code)
+        .order_by(func.count().desc())
+        .limit(limit)
+    )
+    if commune:
+        query = query.where(QueryLog.hamlet_code.in_(select(Hamlet.code).where(Hamlet.commune_code == commune)))
+    return [(t, h, int(n), last) for t, h, n, last in (await session.execute(query)).all()]

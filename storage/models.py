@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, true
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -68,7 +68,12 @@ class ConversationState(Base):
 
 class QueryLog(Base):
     __tablename__ = "query_log"
-    __table_args__ = (Index("ix_query_log_created_at", "created_at"), Index("ix_query_log_user_ref", "user_ref"))
+    __table_args__ = (
+        Index("ix_query_log_created_at", "created_at"),
+        Index("ix_query_log_user_ref", "user_ref"),
+        # The dashboard lists a period's unanswered questions.
+        Index("ix_query_log_outcome_hamlet_created_at", "outcome", "hamlet_code", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -210,3 +215,86 @@ class Lease(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Bumped at each takeover: a holder that lost its lease sees the change and stops.
     epoch: Mapped[int] = mapped_column(Integer, default=1)
+
+
+# Pre-aggregated statistics, kept up to date in the same transaction as each logged row
+# (storage/stats.py). Day is the Vietnamese calendar day (UTC+7); hamlet_code '' means none.
+
+
+class StatQueryDaily(Base):
+    """Messages per day, hamlet, channel, chat type, outcome and topic."""
+
+    __tablename__ = "stat_query_daily"
+    # A commune's pages read its hamlets' rows of a period: hamlet first, then day.
+    __table_args__ = (Index("ix_stat_query_daily_hamlet_day", "hamlet_code", "day"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    hamlet_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    chat_type: Mapped[str] = mapped_column(String(10), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(20), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StatEventDaily(Base):
+    """Guide events per day, hamlet and channel: kind 'step', 'outcome' or 'stuck', with the step or value."""
+
+    __tablename__ = "stat_event_daily"
+    __table_args__ = (Index("ix_stat_event_daily_hamlet_day", "hamlet_code", "day"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    hamlet_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StatSeenDaily(Base):
+    """Who was seen doing what on a day, so distinct people can be counted over any period.
+
+    `what` is 'person', 'group', 'step:<slug>' or 'outcome:<value>'; `ref` the pseudonym.
+    """
+
+    __tablename__ = "stat_seen_daily"
+    __table_args__ = (Index("ix_stat_seen_daily_what_day", "what", "day"),)
+
+    what: Mapped[str] = mapped_column(String(60), primary_key=True)
+    hamlet_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class WebAccount(Base):
+    """A person who may open the officers' dashboard."""
+
+    __tablename__ = "web_accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(10))
+    commune_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class UnansweredMark(Base):
+    """An editor's decision on a group of unanswered questions: handled, or proposed as examples of a topic."""
+
+    __tablename__ = "unanswered_marks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_key: Mapped[str] = mapped_column(String(255), index=True)
+    commune_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    status: Mapped[str] = mapped_column(String(10))  # handled | proposed | accepted | rejected
+    topic: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    texts: Mapped[list] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)

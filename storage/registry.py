@@ -7,10 +7,10 @@ import io
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Commune, Hamlet
+from storage.models import Chat, Commune, Hamlet, User
 
 CSV_COLUMNS = ("commune_code", "commune_name", "hamlet_code", "hamlet_name")
 CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -97,3 +97,80 @@ async def list_hamlets(session: AsyncSession) -> list[tuple[str, str, str]]:
         select(Hamlet.code, Hamlet.name, Commune.name).join(Commune, Hamlet.commune_code == Commune.code).order_by(Hamlet.code)
     )
     return [tuple(r) for r in result.all()]
+
+
+async def communes(session: AsyncSession) -> list[tuple[str, str]]:
+    """(code, name) of every commune, by name."""
+    return [tuple(r) for r in (await session.execute(select(Commune.code, Commune.name).order_by(Commune.name, Commune.code))).all()]
+
+
+async def hamlets_in(session: AsyncSession, commune: str | None) -> list[tuple[str, str, str]]:
+    """(code, name, commune code) of the hamlets of a commune (or of all), by commune and name."""
+    query = select(Hamlet.code, Hamlet.name, Hamlet.commune_code).order_by(Hamlet.commune_code, Hamlet.name, Hamlet.code)
+    if commune:
+        query = query.where(Hamlet.commune_code == commune)
+    rows = [tuple(r) for r in (await session.execute(query)).all()]
+    # "Tổ dân phố 2" before "Tổ dân phố 10", as people count them.
+    return sorted(rows, key=lambda r: (r[2], natural_key(r[1]), r[0]))
+
+
+def natural_key(name: str) -> str:
+    return re.sub(r"\d+", lambda m: m.group().zfill(8), name.lower())
+
+
+class RegistryError(ValueError):
+    """A change to the registry that cannot be made; the message says why (in Vietnamese)."""
+
+
+def _check_name(name: str) -> str:
+    name = " ".join((name or "").split())
+    if not name or len(name) > 200:
+        raise RegistryError("tên phải có 1-200 ký tự")
+    return name
+
+
+async def add_hamlet(session: AsyncSession, commune: str, code: str, name: str) -> None:
+    if not CODE_RE.match(code or ""):
+        raise RegistryError("mã thôn gồm 1-40 ký tự A-Z a-z 0-9 _ -")
+    if await session.get(Commune, commune) is None:
+        raise RegistryError("không có xã/phường này")
+    existing = (await session.execute(select(Hamlet).where(func.lower(Hamlet.code) == code.lower()))).scalar_one_or_none()
+    if existing is not None:
+        raise RegistryError(f"mã thôn '{code}' đã có")
+    session.add(Hamlet(code=code, name=_check_name(name), commune_code=commune))
+    await session.flush()
+
+
+async def rename_hamlet(session: AsyncSession, code: str, name: str) -> Hamlet:
+    hamlet = await session.get(Hamlet, code)
+    if hamlet is None:
+        raise RegistryError("không có thôn này")
+    hamlet.name = _check_name(name)
+    return hamlet
+
+
+async def remove_hamlet(session: AsyncSession, code: str) -> Hamlet:
+    """Remove a hamlet; its people and groups keep their history but lose the link (ON DELETE SET NULL)."""
+    hamlet = await session.get(Hamlet, code)
+    if hamlet is None:
+        raise RegistryError("không có thôn này")
+    await session.execute(update(Chat).where(Chat.hamlet_code == code).values(hamlet_code=None))
+    await session.execute(update(User).where(User.hamlet_code == code).values(hamlet_code=None))
+    await session.delete(hamlet)
+    await session.flush()
+    return hamlet
+
+
+async def groups_by_hamlet(session: AsyncSession, commune: str | None) -> dict[str, list[tuple[str, str | None, bool]]]:
+    """hamlet code -> [(channel, title, active)] of the group chats linked to it."""
+    query = (
+        select(Chat.hamlet_code, Chat.channel, Chat.title, Chat.active)
+        .where(Chat.type == "group", Chat.hamlet_code.is_not(None))
+        .order_by(Chat.channel, Chat.title)
+    )
+    if commune:
+        query = query.where(Chat.hamlet_code.in_(select(Hamlet.code).where(Hamlet.commune_code == commune)))
+    out: dict[str, list] = {}
+    for code, channel, title, active in (await session.execute(query)).all():
+        out.setdefault(code, []).append((channel, title, bool(active)))
+    return out

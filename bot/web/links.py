@@ -1,0 +1,57 @@
+"""Each hamlet's links (chat entry points, printable material), shown on its row in the dashboard.
+
+Other features add theirs with `register`: a maker takes the settings and the hamlet code and returns
+a HamletLink or None (when not configured). Rows show them in order, in a cell of class "hamlet-links".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from bot.config import Settings
+
+
+@dataclass(frozen=True)
+class HamletLink:
+    kind: str  # a stable slug: "telegram", "web", "poster", ...
+    label: str  # Vietnamese, shown on the button
+    url: str
+    qr: bool = True  # whether a QR code of it helps (a chat entry does; a PDF download does not)
+
+
+LinkMaker = Callable[[Settings, str], HamletLink | None]
+_MAKERS: list[LinkMaker] = []
+
+
+def register(maker: LinkMaker) -> LinkMaker:
+    _MAKERS.append(maker)
+    return maker
+
+
+def hamlet_links(settings: Settings, code: str) -> list[HamletLink]:
+    return [link for make in _MAKERS if (link := make(settings, code)) is not None]
+
+
+@register
+def telegram(settings: Settings, code: str) -> HamletLink | None:
+    if not settings.telegram_bot_username:
+        return None
+    return HamletLink("telegram", "Telegram", f"https://t.me/{quote(settings.telegram_bot_username)}?start=h_{quote(code)}")
+
+
+@register
+def web_chat(settings: Settings, code: str) -> HamletLink | None:
+    return HamletLink("web", "Trò chuyện trên web", f"/?h={quote(code)}")
+
+
+def qr_svg(data: str) -> bytes:
+    """A QR code as an SVG image (drawn here, nothing fetched)."""
+    import io
+
+    import segno
+
+    out = io.BytesIO()
+    segno.make(data, error="m").save(out, kind="svg", scale=4, border=2, xmldecl=False)
+    return out.getvalue()

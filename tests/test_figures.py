@@ -1,0 +1,144 @@
+"""The officers' figures on a hand-counted history, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import select
+
+from bot.figures import Period, funnel, hamlet_rows, overview, shown, topics, unanswered
+from storage import logs, stats
+from storage.models import StatEventDaily, StatQueryDaily, StatSeenDaily
+from tests.web.fixture import COMMUNE, OTHER, UNANSWERED_A, UNANSWERED_B, seed
+
+NOV = Period.month("2026-11")
+
+
+@pytest.fixture
+async def seeded(database):
+    await seed(database)
+    return database
+
+
+async def test_overview_counts_by_hand(seeded):
+    async with seeded.transaction() as s:
+        o = await overview(s, NOV, COMMUNE)
+        everywhere = await overview(s, NOV, None)
+        other = await overview(s, NOV, OTHER)
+    assert (o.messages, o.people, o.groups) == (12, 8, 1)
+    assert (o.answered, o.choices, o.unanswered, o.questions) == (7, 1, 2, 10)
+    by_channel = {c.channel: (c.messages, c.people) for c in o.channels}
+    assert by_channel == {"telegram": (8, 6), "zalo_bot": (4, 2)}
+    per_day = dict(o.per_day)
+    assert per_day[datetime(2026, 11, 1).date()] == 1, "18:00 UTC on 31 October is 1 November in Vietnam"
+    assert per_day[datetime(2026, 11, 3).date()] == 5
+    assert len(o.per_day) == 30 and sum(per_day.values()) == 12
+    assert (other.messages, other.people) == (1, 1)
+    assert everywhere.messages == 13
+
+
+async def test_hamlet_rows_inactive_first_and_counts(seeded, catalog):
+    async with seeded.transaction() as s:
+        rows = await hamlet_rows(s, NOV, COMMUNE, catalog, sort="people")
+    assert len(rows) == 10
+    assert [r.active for r in rows] == [False] * 8 + [True, True], "hamlets with no activity come first"
+    t1, t2 = rows[-2], rows[-1]
+    assert t1.code == "ngoctrao_tdp01" and (t1.people, t1.messages, t1.started, t1.reached_last, t1.submitted, t1.unanswered) == (6, 8, 6, 2, 1, 0)
+    assert t2.code == "ngoctrao_tdp02" and (t2.people, t2.messages, t2.unanswered) == (2, 4, 2)
+    assert [shown(n) for n in (t1.people, t1.reached_last, t1.submitted, t2.people, 0)] == [6, "< 5", "< 5", "< 5", 0]
+
+
+async def test_funnel_counts_by_hand(seeded, catalog):
+    async with seeded.transaction() as s:
+        f = await funnel(s, NOV, COMMUNE, catalog)
+    assert [st.people for st in f.steps] == [6, 5, 2, 2, 2, 2, 2, 2, 2]
+    assert [st.stopped for st in f.steps] == [1, 3, 0, 0, 0, 0, 0, 0, 1]
+    assert [st.stuck for st in f.steps] == [0, 2, 0, 0, 0, 0, 0, 0, 0]
+    assert f.submitted == 1
+    t1 = next(h for h in f.hamlets if h.code == "ngoctrao_tdp01")
+    assert t1.steps == [6, 5, 2, 2, 2, 2, 2, 2, 2] and t1.submitted == 1
+
+
+async def test_topics_with_trend(seeded, catalog):
+    async with seeded.transaction() as s:
+        rows = await topics(s, NOV, COMMUNE, catalog)
+    assert [(r.topic, r.count, r.previous) for r in rows] == [("le_phi", 7, 1)]
+    assert rows[0].change == 6.0
+    assert rows[0].title == catalog.topics["le_phi"].title
+
+
+async def test_unanswered_grouped_with_hamlet(seeded):
+    async with seeded.transaction() as s:
+        groups = await unanswered(s, NOV, COMMUNE)
+    assert [g.count for g in groups] == [2, 1], "unanswered and low-confidence (offered choices) questions"
+    assert groups[1].text == "mất thẻ thì sao"
+    assert groups[0].count == 2 and set(groups[0].variants) == {UNANSWERED_A, UNANSWERED_B}
+    assert groups[0].hamlets == ["Tổ dân phố 2"]
+
+
+async def _snapshot(db):
+    async with db.transaction() as s:
+        out = []
+        for model in (StatQueryDaily, StatEventDaily, StatSeenDaily):
+            rows = (await s.execute(select(model.__table__))).all()
+            out.append(sorted(tuple(r) for r in rows))
+        return out
+
+
+async def test_rebuild_from_the_log_gives_the_same_statistics(seeded):
+    live = await _snapshot(seeded)
+    assert all(live)
+    async with seeded.transaction() as s:
+        await stats.rebuild(s)
+    assert await _snapshot(seeded) == live
+
+
+async def test_outcome_change_and_forgetting_keep_counts(seeded):
+    async with seeded.transaction() as s:
+        await logs.mark_unanswered(s, "v2", "mất thẻ thì sao")
+    async with seeded.transaction() as s:
+        await logs.forget(s, "u1")
+    async with seeded.transaction() as s:
+        o = await overview(s, NOV, COMMUNE)
+        refs = set((await s.execute(select(StatSeenDaily.ref))).scalars())
+    assert (o.choices, o.unanswered, o.people) == (0, 3, 8)
+    assert "u1" not in refs
+
+
+async def test_a_rolled_back_transaction_counts_nothing(seeded):
+    with pytest.raises(RuntimeError):
+        async with seeded.transaction() as s:
+            await logs.add_query(
+                s, created_at=datetime(2026, 11, 9, tzinfo=timezone.utc), channel="telegram", chat_type="private",
+                chat_ref="z", hamlet_code="ngoctrao_tdp05", user_ref="z", text="x", topic=None, score=0, outcome="answered", handling_ms=0,
+            )
+            raise RuntimeError("handler failed")
+    async with seeded.transaction() as s:
+        assert (await overview(s, NOV, COMMUNE)).messages == 12
+
+
+def test_period_parsing():
+    assert (NOV.start.isoformat(), NOV.last.isoformat(), NOV.label) == ("2026-11-01", "2026-11-30", "tháng 11/2026")
+    assert Period.month("2026-01").previous() == Period.month("2025-12")
+    for bad in ("2026-13", "26-11", "", "2026-11-01"):
+        with pytest.raises(ValueError):
+            Period.month(bad)
+
+
+async def test_a_savepoint_rolled_back_inside_keeps_the_counts(seeded):
+    from sqlalchemy.exc import IntegrityError
+
+    from storage.models import Commune
+
+    async with seeded.transaction() as s:
+        await logs.add_query(
+            s, created_at=datetime(2026, 11, 9, tzinfo=timezone.utc), channel="telegram", chat_type="private",
+            chat_ref="z", hamlet_code="ngoctrao_tdp05", user_ref="z", text="x", topic=None, score=0, outcome="answered", handling_ms=0,
+        )
+        with pytest.raises(IntegrityError):
+            async with s.begin_nested():
+                s.add(Commune(code=COMMUNE, name="again"))
+                await s.flush()
+    async with seeded.transaction() as s:
+        assert (await overview(s, NOV, COMMUNE)).messages == 13
