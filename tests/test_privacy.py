@@ -174,7 +174,7 @@ async def test_healthz_tells_strangers_only_up_or_down(db_url, catalog):
         wrong = await client.get("/healthz", headers={**relayed, "Authorization": "Bearer nope"})
         assert await wrong.json() == {"ok": True}
         with_token = await (await client.get("/healthz", headers={**relayed, "Authorization": "Bearer tok-123"})).json()
-        assert set(with_token["channels"]) == {"telegram", "zalo_bot", "zalo_oa"}
+        assert set(with_token["channels"]) == {"telegram", "zalo_bot", "zalo_oa", "web"}
         assert "channels" in await (await client.get("/healthz")).json(), "loopback sees details"
         await app[SERVICE].db.close()
         # The database goes away: strangers learn that it is down, not why.
