@@ -196,10 +196,10 @@ def setup_channels(app: web.Application) -> None:
         except ModuleNotFoundError as exc:
             if exc.name != module_name:
                 raise
-            app[CHANNELS][short] = ChannelStatus(short, False, "off: not built in this version")
+            app[CHANNELS][short] = ChannelStatus(short, False, "tắt: không có trong phiên bản này")
             continue
         reason = module.setup(app)
-        detail = f"off: {reason.removeprefix('off: ')}" if reason else "on"
+        detail = f"tắt: {reason}" if reason else "bật"
         app[CHANNELS][short] = ChannelStatus(short, reason is None, detail)
 
 

@@ -23,8 +23,8 @@ async def test_healthz_and_channels_off_without_credentials(db_url, catalog):
         assert body["ok"] is True
         assert set(body["channels"]) == {"telegram", "zalo_bot", "zalo_oa", "web"}
     assert not any(status.on for status in app[CHANNELS].values())
-    assert all(status.detail.startswith("off: ") for status in app[CHANNELS].values())
-    assert not any("off: off" in status.detail for status in app[CHANNELS].values())
+    assert all(status.detail.startswith("tắt: ") for status in app[CHANNELS].values())
+    assert not any("tắt: tắt" in status.detail for status in app[CHANNELS].values())
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -220,7 +220,7 @@ async def test_serve_mounts_the_web_chat_only_when_turned_on(db_url, catalog):
     off = create_app(Settings(_env_file=None, database_url=db_url), catalog)
     async with TestClient(TestServer(off)) as client:
         assert (await client.get("/")).status == 404
-        assert (await (await client.get("/healthz")).json())["channels"]["web"] == "off: CCCD_WEB_CHAT is not set"
+        assert (await (await client.get("/healthz")).json())["channels"]["web"] == "tắt: chưa đặt CCCD_WEB_CHAT=1"
     on = create_app(Settings(_env_file=None, database_url=db_url, web_chat=True), catalog)
     async with TestClient(TestServer(on)) as client:
         assert (await client.get("/")).status == 200
@@ -240,7 +240,7 @@ async def test_broken_web_texts_turn_only_the_web_chat_off(db_url, catalog, tmp_
     (content / "web.yaml").write_text("messages:\n  send: 'Gửi {x}'\n", encoding="utf-8")
     app = create_app(Settings(_env_file=None, database_url=db_url, web_chat=True, content_dir=content), catalog)
     detail = app[CHANNELS]["web"].detail
-    assert detail.startswith("off: content error in web.yaml"), detail
+    assert detail.startswith("tắt: lỗi nội dung trong web.yaml"), detail
 
 
 def test_token_buckets_refill_and_forget_idle_keys():

@@ -274,11 +274,11 @@ class TelegramChannel:
             if not done:
                 self._set_status(False, "error: Telegram refused the webhook address (see the log)")
             else:
-                self._set_status(True, f"on: webhook at {webhook_path(self.webhook_url)} as @{self.username}")
+                self._set_status(True, f"bật: webhook tại {webhook_path(self.webhook_url)}, bot @{self.username}")
             self.ready.set()
             return
         await self._persist("deleteWebhook", lambda: self.bot.delete_webhook(drop_pending_updates=False))
-        self._set_status(True, f"on: long polling as @{self.username}")
+        self._set_status(True, f"bật: long polling, bot @{self.username}")
         self.ready.set()
         await self._poll()
 
@@ -756,7 +756,7 @@ def setup(app: web.Application) -> str | None:
     settings = app[SETTINGS]
     token = settings.telegram_token
     if not token:
-        return "CCCD_TELEGRAM_TOKEN is not set"
+        return "chưa đặt CCCD_TELEGRAM_TOKEN"
     if ":" not in token or any(ch.isspace() for ch in token):
         return "CCCD_TELEGRAM_TOKEN does not look like a token from BotFather (<digits>:<secret>)"
     secret = settings.telegram_webhook_secret

@@ -199,7 +199,7 @@ class ZaloBotChannel:
         self.officers = settings.officer_ids()
         self.me: dict[str, Any] = {}
         self.mode = "webhook" if self.webhook_url else "polling"
-        self.detail = f"on ({self.mode})"
+        self.detail = f"bật ({self.mode})"
         self._http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
@@ -251,12 +251,12 @@ class ZaloBotChannel:
         group_note += problem
         if self.webhook_url:
             if await self._set_webhook():
-                self.detail = f"on: webhook {self.webhook_url} (long polling off), bot {name}, {group_note}"
+                self.detail = f"bật: webhook {self.webhook_url} (không long polling), bot {name}, {group_note}"
             else:
                 self.detail = f"error: setWebhook {self.webhook_url} refused, no updates will arrive (see the log); {group_note}"
         else:
             await self._delete_webhook()
-            self.detail = f"on: long polling (webhook deleted), bot {name}, {group_note}"
+            self.detail = f"bật: long polling (đã xóa webhook), bot {name}, {group_note}"
         if self.status is not None:
             self.status.detail = self.detail
             self.status.on = not self.detail.startswith("error")
@@ -453,7 +453,7 @@ def setup(app: web.Application) -> str | None:
 
     settings: Settings = app[SETTINGS]
     if not settings.zalo_bot_token:
-        return "off: CCCD_ZALO_BOT_TOKEN is not set"
+        return "chưa đặt CCCD_ZALO_BOT_TOKEN"
     channel = ZaloBotChannel(app[SERVICE], settings)
     app[ZALO_BOT] = channel
     if channel.webhook_url:

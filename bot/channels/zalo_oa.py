@@ -455,7 +455,7 @@ class ZaloOAChannel:
             except OAError as exc:
                 log.error("zalo_oa: %s", exc)
                 if not introduced and not warned:
-                    self._set_detail(f"on: webhook {self.settings.zalo_oa_webhook_path}; no usable token ({exc.message})")
+                    self._set_detail(f"bật: webhook {self.settings.zalo_oa_webhook_path}; chưa có token dùng được ({exc.message})")
                     warned = True
             except Exception:
                 log.exception("zalo_oa: token check failed")
@@ -471,7 +471,7 @@ class ZaloOAChannel:
             self.oa_id = _id(info.get("oa_id"))
         except OAError as exc:
             log.warning("zalo_oa: could not read the OA's name (%s); group messages starting with @ count as mentions", exc)
-        self._set_detail(f"on: webhook {self.settings.zalo_oa_webhook_path}, OA {self.oa_name or '?'}")
+        self._set_detail(f"bật: webhook {self.settings.zalo_oa_webhook_path}, OA {self.oa_name or '?'}")
 
     def _set_detail(self, detail: str) -> None:
         if self.status is not None:
@@ -760,7 +760,7 @@ def setup(app: web.Application) -> str | None:
     settings: Settings = app[SETTINGS]
     missing = [name for name, value in (("CCCD_ZALO_OA_APP_ID", settings.zalo_oa_app_id), ("CCCD_ZALO_OA_SECRET_KEY", settings.zalo_oa_secret_key)) if not value]
     if missing:
-        return f"off: {' and '.join(missing)} not set"
+        return f"chưa đặt {', '.join(missing)}"
     if not settings.zalo_oa_app_secret:
         log.warning("zalo_oa: CCCD_ZALO_OA_APP_SECRET is not set: tokens cannot be refreshed")
     channel = ZaloOAChannel(app[SERVICE], settings)

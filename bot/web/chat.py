@@ -320,12 +320,12 @@ def setup(app: web.Application) -> str | None:
     """Serve the web chat when CCCD_WEB_CHAT is on; return why it is off otherwise."""
     settings = app[SETTINGS]
     if not settings.web_chat:
-        return "CCCD_WEB_CHAT is not set"
+        return "chưa đặt CCCD_WEB_CHAT=1"
     try:
         chat = build(settings, app[SERVICE])
     except TextsError as exc:
         # The other channels still run; the reason shows at start and on /healthz.
         log.error("web chat is off: %s", exc)
-        return f"content error in {exc}".splitlines()[0]
+        return f"lỗi nội dung trong {exc}".splitlines()[0]
     add_routes(app, chat)
     return None

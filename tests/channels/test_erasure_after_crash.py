@@ -64,7 +64,7 @@ class Server:
                 try:
                     async with http.get(self.url + "/healthz") as resp:
                         body = await resp.json()
-                        if body.get("channels", {}).get("telegram", "").startswith("on"):
+                        if body.get("channels", {}).get("telegram", "").startswith("bật"):
                             return
                 except aiohttp.ClientError:
                     pass
