@@ -158,10 +158,10 @@ def _read_yaml(path: Path, problems: list[Problem]) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        problems.append(Problem(path.name, "-", f"cannot be read: {exc}".replace("\n", " ")))
+        problems.append(Problem(path.name, "-", f"không đọc được: {exc}".replace("\n", " ")))
         return {}
     if not isinstance(data, dict):
-        problems.append(Problem(path.name, "-", "must be a mapping at the top level"))
+        problems.append(Problem(path.name, "-", "cấp ngoài cùng phải là các cặp khóa: giá trị"))
         return {}
     return data
 
@@ -174,15 +174,15 @@ def _load_topics(directory: Path, problems: list[Problem]) -> dict[str, Topic]:
     topics: dict[str, Topic] = {}
     files = sorted(p for p in directory.glob("faq_*.yaml") if p.name != LONG_EXAMPLES_FILE)
     if not files:
-        problems.append(Problem("faq_*.yaml", "-", "no FAQ file found"))
+        problems.append(Problem("faq_*.yaml", "-", "không tìm thấy tệp FAQ nào"))
     for path in files:
         entries = _read_yaml(path, problems).get("topics")
         if not isinstance(entries, list):
-            problems.append(Problem(path.name, "-", "needs a list under 'topics'"))
+            problems.append(Problem(path.name, "-", "cần một danh sách dưới 'topics'"))
             continue
         for n, raw in enumerate(entries, 1):
             if not isinstance(raw, dict):
-                problems.append(Problem(path.name, f"#{n}", "entry must be a mapping"))
+                problems.append(Problem(path.name, f"#{n}", "mục phải gồm các cặp khóa: giá trị"))
                 continue
             tid = _text(raw.get("id")) or f"#{n}"
             examples = tuple(_text(e) for e in raw.get("examples") or () if isinstance(e, str))
@@ -202,10 +202,10 @@ def _load_topics(directory: Path, problems: list[Problem]) -> dict[str, Topic]:
                 more=_text(raw.get("more")),
             )
             if tid in topics:
-                problems.append(Problem(path.name, tid, f"duplicate id (also in {topics[tid].file})"))
+                problems.append(Problem(path.name, tid, f"id bị trùng (đã có trong {topics[tid].file})"))
                 continue
             if "needs_review" not in raw:
-                problems.append(Problem(path.name, tid, "needs_review must be given (true or false)"))
+                problems.append(Problem(path.name, tid, "phải ghi needs_review (true hoặc false)"))
             topics[tid] = topic
     return topics
 
@@ -218,16 +218,16 @@ def _add_long_examples(directory: Path, topics: dict[str, Topic], problems: list
     name = path.name
     raw = _read_yaml(path, problems).get("examples")
     if not isinstance(raw, dict):
-        problems.append(Problem(name, "examples", "must map topic ids to lists of questions"))
+        problems.append(Problem(name, "examples", "phải ghép mỗi id mục với một danh sách câu hỏi"))
         return topics
     out = dict(topics)
     for tid, examples in raw.items():
         tid = str(tid)
         if tid not in topics:
-            problems.append(Problem(name, tid, "unknown topic id"))
+            problems.append(Problem(name, tid, "không có mục nào có id này"))
             continue
         if not isinstance(examples, list) or not all(isinstance(e, str) and e.strip() for e in examples):
-            problems.append(Problem(name, tid, "must be a list of non-empty questions"))
+            problems.append(Problem(name, tid, "phải là danh sách câu hỏi, không câu nào để trống"))
             continue
         topic = topics[tid]
         seen = {fold_key(e) for e in topic.examples}
@@ -235,16 +235,16 @@ def _add_long_examples(directory: Path, topics: dict[str, Topic], problems: list
         for example in (" ".join(e.split()) for e in examples):
             key = fold_key(example)
             if key in seen:
-                problems.append(Problem(name, tid, f"repeats an example: '{example[:60]}'"))
+                problems.append(Problem(name, tid, f"lặp lại một câu ví dụ: '{example[:60]}'"))
                 continue
             seen.add(key)
             if len(example.split()) < MIN_LONG_WORDS:
-                problems.append(Problem(name, tid, f"is not long ({len(example.split())} words, at least {MIN_LONG_WORDS}): '{example[:60]}'"))
+                problems.append(Problem(name, tid, f"chưa đủ dài ({len(example.split())} từ, cần ít nhất {MIN_LONG_WORDS}): '{example[:60]}'"))
             long.append(example)
         out[tid] = replace(topic, examples=topic.examples + tuple(long), long_examples=tuple(long))
     for tid, topic in out.items():
         if len(topic.long_examples) < MIN_LONG_EXAMPLES:
-            problems.append(Problem(name, tid, f"{len(topic.long_examples)} long examples (at least {MIN_LONG_EXAMPLES})"))
+            problems.append(Problem(name, tid, f"có {len(topic.long_examples)} câu ví dụ dài (cần ít nhất {MIN_LONG_EXAMPLES})"))
     return out
 
 
@@ -253,30 +253,30 @@ def _check_topic(t: Topic, problems: list[Problem]) -> None:
         problems.append(Problem(t.file, t.id, message))
 
     if not t.id.replace("_", "").isalnum() or not t.id.isascii() or t.id != t.id.lower():
-        bad("id must be lower-case ASCII letters, digits and _")
+        bad("id chỉ được gồm chữ thường ASCII, chữ số và _")
     if not t.title:
-        bad("title is empty")
+        bad("title đang trống")
     elif len(t.title) > MAX_TITLE:
-        bad(f"title is {len(t.title)} characters (max {MAX_TITLE})")
+        bad(f"title dài {len(t.title)} ký tự (tối đa {MAX_TITLE})")
     if not t.lead:
-        bad("answer is empty")
+        bad("answer đang trống")
     elif len(t.lead) > MAX_ANSWER:
-        bad(f"answer is {len(t.lead)} characters (max {MAX_ANSWER})")
+        bad(f"answer dài {len(t.lead)} ký tự (tối đa {MAX_ANSWER})")
     if not t.source:
-        bad("source is empty")
+        bad("source đang trống")
     if any(not e for e in t.examples):
-        bad("an example is empty")
+        bad("có một câu ví dụ để trống")
     if len(t.examples) < MIN_EXAMPLES:
-        bad(f"{len(t.examples)} examples (at least {MIN_EXAMPLES})")
+        bad(f"có {len(t.examples)} câu ví dụ (cần ít nhất {MIN_EXAMPLES})")
     if t.examples and not any(has_diacritics(e) for e in t.examples):
-        bad("no example with diacritics")
+        bad("không có câu ví dụ nào có dấu")
     if t.examples and all(has_diacritics(e) for e in t.examples):
-        bad("no example without diacritics")
+        bad("không có câu ví dụ nào không dấu")
     if len(t.more) > MAX_ANSWER:
-        bad(f"more is {len(t.more)} characters (max {MAX_ANSWER})")
+        bad(f"more dài {len(t.more)} ký tự (tối đa {MAX_ANSWER})")
     if t.needs_review:
         if not t.review_note:
-            bad("needs_review is set but review_note is empty")
+            bad("needs_review là true nhưng review_note đang trống")
         if not t.caveat:
             bad("needs_review là true nhưng thiếu caveat: ghi cho người dân điều gì chưa chắc và nên hỏi ai")
     elif t.caveat:
@@ -320,7 +320,7 @@ def _load_steps(directory: Path, problems: list[Problem]) -> tuple[Step, ...]:
     seen: set[str] = set()
     for n, raw in enumerate(data.get("steps") or (), 1):
         if not isinstance(raw, dict):
-            problems.append(Problem("steps.yaml", f"#{n}", "step must be a mapping"))
+            problems.append(Problem("steps.yaml", f"#{n}", "bước phải gồm các cặp khóa: giá trị"))
             continue
         slug = _text(raw.get("slug")) or f"#{n}"
         step = Step(
@@ -337,28 +337,28 @@ def _load_steps(directory: Path, problems: list[Problem]) -> tuple[Step, ...]:
             note=_text(raw.get("note")),
         )
         if slug in seen:
-            problems.append(Problem("steps.yaml", slug, "duplicate slug"))
+            problems.append(Problem("steps.yaml", slug, "slug bị trùng"))
         seen.add(slug)
         for name in ("title", "text", "topic"):
             if not getattr(step, name):
-                problems.append(Problem("steps.yaml", slug, f"{name} is empty"))
+                problems.append(Problem("steps.yaml", slug, f"{name} đang trống"))
         if any(not p.label for p in step.problems):
-            problems.append(Problem("steps.yaml", slug, "a problem has an empty label"))
+            problems.append(Problem("steps.yaml", slug, "có một mục problems để trống label"))
         if any(not p.topic for p in step.problems):
-            problems.append(Problem("steps.yaml", slug, "a problem has no topic"))
+            problems.append(Problem("steps.yaml", slug, "có một mục problems thiếu topic"))
         steps.append(step)
     if len(steps) != 9:
-        problems.append(Problem("steps.yaml", "-", f"{len(steps)} steps (the guide has 9)"))
+        problems.append(Problem("steps.yaml", "-", f"có {len(steps)} bước (hướng dẫn có 9 bước)"))
     return tuple(steps)
 
 
 def _phrases(value: Any, where: str, problems: list[Problem], file: str = "matching.yaml") -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        problems.append(Problem(file, where, "must be a list of non-empty phrases"))
+        problems.append(Problem(file, where, "phải là danh sách cụm từ, không cụm nào để trống"))
         return ()
     for phrase in value:
         if fold(phrase) != phrase or phrase != " ".join(phrase.split()):
-            problems.append(Problem(file, where, f"phrase '{phrase}' must be folded (lower case, no diacritics)"))
+            problems.append(Problem(file, where, f"cụm từ '{phrase}' phải viết thường, không dấu"))
     return tuple(value)
 
 
@@ -366,20 +366,20 @@ def _load_services(directory: Path, groups: list[str] | tuple[str, ...], problem
     """Read services.yaml: one entry, with a name and where it is done, for every neighbour group."""
     raw = _read_yaml(directory / "services.yaml", problems).get("services") or {}
     if not isinstance(raw, dict):
-        problems.append(Problem("services.yaml", "services", "must map neighbour service groups to {name, where}"))
+        problems.append(Problem("services.yaml", "services", "phải ghép mỗi nhóm dịch vụ lân cận với {name, where}"))
         raw = {}
     services: dict[str, Service] = {}
     for key, entry in raw.items():
         entry = entry if isinstance(entry, dict) else {}
         service = Service(_text(entry.get("name")), _text(entry.get("where")))
         if not service.name or not service.where:
-            problems.append(Problem("services.yaml", str(key), "needs a name and a where"))
+            problems.append(Problem("services.yaml", str(key), "cần có name và where"))
         if str(key) not in groups:
-            problems.append(Problem("services.yaml", str(key), "is not a group of neighbour_services in matching.yaml"))
+            problems.append(Problem("services.yaml", str(key), "không phải một nhóm trong neighbour_services của matching.yaml"))
         services[str(key)] = service
     for group in groups:
         if group not in services:
-            problems.append(Problem("services.yaml", group, "missing: say where this neighbouring service is done"))
+            problems.append(Problem("services.yaml", group, "còn thiếu: ghi nơi làm dịch vụ lân cận này"))
     return services
 
 
@@ -387,15 +387,15 @@ def _load_matching(directory: Path, problems: list[Problem]) -> MatchingData:
     data = _read_yaml(directory / "matching.yaml", problems)
     services = data.get("neighbour_services") or {}
     if not isinstance(services, dict) or not services:
-        problems.append(Problem("matching.yaml", "neighbour_services", "must map service names to phrase lists"))
+        problems.append(Problem("matching.yaml", "neighbour_services", "phải ghép mỗi tên dịch vụ với một danh sách cụm từ"))
         services = {}
     endings = data.get("question_endings") or {}
     if not isinstance(endings, dict):
-        problems.append(Problem("matching.yaml", "question_endings", "must hold 'words' and 'particles'"))
+        problems.append(Problem("matching.yaml", "question_endings", "phải có 'words' và 'particles'"))
         endings = {}
     ask_back = data.get("ask_back") or {}
     if not isinstance(ask_back, dict):
-        problems.append(Problem("matching.yaml", "ask_back", "must map subjects to topic id lists"))
+        problems.append(Problem("matching.yaml", "ask_back", "phải ghép mỗi chủ đề với một danh sách id mục"))
         ask_back = {}
     return MatchingData(
         neighbour_services={str(k): _phrases(v, f"neighbour_services.{k}", problems) for k, v in services.items()},
@@ -420,29 +420,29 @@ def _load_synonyms(directory: Path, problems: list[Problem]) -> dict[str, tuple[
         return {}
     raw = raw.get("synonyms")
     if not isinstance(raw, dict):
-        problems.append(Problem(path.name, "synonyms", "must map canonical phrases to lists of variants"))
+        problems.append(Problem(path.name, "synonyms", "phải ghép mỗi cụm từ chuẩn với một danh sách cách viết khác"))
         return {}
     synonyms: dict[str, tuple[str, ...]] = {}
     owner: dict[str, str] = {}
     for key, variants in raw.items():
         if not isinstance(key, str):
-            problems.append(Problem(path.name, f"synonyms.{key}", "the canonical phrase must be text (quote it)"))
+            problems.append(Problem(path.name, f"synonyms.{key}", "cụm từ chuẩn phải là chữ (đặt trong dấu nháy)"))
             continue
         canonical = _phrases([key], f"synonyms.{key}", problems, path.name)
         phrases = _phrases(variants, f"synonyms.{key}", problems, path.name)
         if isinstance(variants, list) and not variants:
-            problems.append(Problem(path.name, f"synonyms.{key}", "lists no variant"))
+            problems.append(Problem(path.name, f"synonyms.{key}", "không có cách viết khác nào"))
         if not canonical:
             continue
         for variant in phrases:
             if variant in owner:
-                problems.append(Problem(path.name, f"synonyms.{key}", f"variant '{variant}' is also listed under '{owner[variant]}'"))
+                problems.append(Problem(path.name, f"synonyms.{key}", f"cách viết '{variant}' đã có dưới '{owner[variant]}'"))
             owner[variant] = canonical[0]
         synonyms[canonical[0]] = phrases
     for variant, key in owner.items():
         # A variant that is itself a canonical phrase would chain one rewrite into another.
         if variant in synonyms:
-            problems.append(Problem(path.name, f"synonyms.{key}", f"variant '{variant}' is a canonical phrase too"))
+            problems.append(Problem(path.name, f"synonyms.{key}", f"cách viết '{variant}' cũng là một cụm từ chuẩn"))
     return synonyms
 
 
@@ -452,7 +452,7 @@ def _check_synonyms_readable(synonyms: dict[str, tuple[str, ...]], abbreviations
         for phrase in (key, *variants):
             seen = " ".join(normalize(phrase, abbreviations).folded)
             if seen != phrase:
-                problems.append(Problem("synonyms.yaml", f"synonyms.{key}", f"phrase '{phrase}' is read as '{seen}': write it that way"))
+                problems.append(Problem("synonyms.yaml", f"synonyms.{key}", f"cụm từ '{phrase}' được đọc thành '{seen}': hãy viết như vậy"))
 
 
 KEYWORD_KINDS = ("menu", "greeting", "guide", "next", "back", "skip", "thanks", "goodbye", "ack", "how_to", "greeting_kin")
@@ -463,18 +463,18 @@ ANSWER_GROUPS = (("outcome_yes", "outcome_not_yet", "outcome_problem"), ("confir
 
 def _load_kinds(raw: Any, section: str, kinds: tuple[str, ...], problems: list[Problem]) -> dict[str, frozenset[str]]:
     if not isinstance(raw, dict):
-        problems.append(Problem("keywords.yaml", section, "must map kinds to phrase lists"))
+        problems.append(Problem("keywords.yaml", section, "phải ghép mỗi loại với một danh sách cụm từ"))
         raw = {}
     keywords: dict[str, frozenset[str]] = {}
     owner: dict[str, str] = {}
     for kind in kinds:
         if kind not in raw:
-            problems.append(Problem("keywords.yaml", kind, "is missing"))
+            problems.append(Problem("keywords.yaml", kind, "còn thiếu"))
             continue
         phrases = frozenset(_phrases(raw[kind], kind, problems, "keywords.yaml"))
         for phrase in phrases:
             if phrase in owner:
-                problems.append(Problem("keywords.yaml", kind, f"'{phrase}' is also under {owner[phrase]}"))
+                problems.append(Problem("keywords.yaml", kind, f"'{phrase}' đã có dưới {owner[phrase]}"))
             owner[phrase] = kind
         keywords[kind] = phrases
     return keywords
@@ -491,7 +491,7 @@ def _load_keywords(directory: Path, problems: list[Problem]) -> dict[str, frozen
     keywords["particles"] = frozenset(_phrases(particles, "particles", problems, "keywords.yaml")) if particles else frozenset()
     topics = data.get("guide_topics") or []
     if not isinstance(topics, list):
-        problems.append(Problem("keywords.yaml", "guide_topics", "must be a list of topic ids"))
+        problems.append(Problem("keywords.yaml", "guide_topics", "phải là danh sách id mục"))
         topics = []
     keywords["guide_topics"] = frozenset(str(t) for t in topics)
     return keywords
@@ -531,12 +531,12 @@ def _check_placeholders(key: str, text: str, problems: list[Problem]) -> None:
     try:
         used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
     except ValueError as exc:
-        problems.append(Problem("messages.yaml", key, f"bad braces: {exc} (write {{{{ and }}}} for literal braces)"))
+        problems.append(Problem("messages.yaml", key, f"dấu ngoặc nhọn sai: {exc} (muốn in dấu ngoặc thì viết {{{{ và }}}})"))
         return
     unknown = sorted(used - allowed)
     if unknown:
-        known = ", ".join("{" + f + "}" for f in sorted(allowed)) or "none"
-        problems.append(Problem("messages.yaml", key, f"unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)} (allowed: {known})"))
+        known = ", ".join("{" + f + "}" for f in sorted(allowed)) or "không có"
+        problems.append(Problem("messages.yaml", key, f"chỗ điền không có: {', '.join('{' + u + '}' for u in unknown)} (được dùng: {known})"))
 
 
 def load_catalog(directory: Path | None = None) -> Catalog:
@@ -547,11 +547,11 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     messages = {str(k): _text(v) for k, v in raw_messages.items()} if isinstance(raw_messages, dict) else {}
     for key, text in messages.items():
         if not text:
-            problems.append(Problem("messages.yaml", key, "text is empty"))
+            problems.append(Problem("messages.yaml", key, "nội dung đang trống"))
         _check_placeholders(key, text, problems)
     for key in REQUIRED_MESSAGES:
         if key not in messages:
-            problems.append(Problem("messages.yaml", key, "required message is missing"))
+            problems.append(Problem("messages.yaml", key, "thiếu tin nhắn bắt buộc"))
     steps = _load_steps(directory, problems)
     steps_intro = _text(_read_yaml(directory / "steps.yaml", []).get("intro"))
     topics = _load_topics(directory, problems)
@@ -569,26 +569,26 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     for topic in topics.values():
         for other in topic.see_also:
             if other not in topics:
-                problems.append(Problem(topic.file, topic.id, f"see_also links to unknown topic '{other}'"))
+                problems.append(Problem(topic.file, topic.id, f"see_also trỏ tới mục không có: '{other}'"))
     for step in steps:
         for tid in [step.topic, *(p.topic for p in step.problems)]:
             if tid and tid not in topics:
-                problems.append(Problem("steps.yaml", step.slug, f"links to unknown topic '{tid}'"))
+                problems.append(Problem("steps.yaml", step.slug, f"trỏ tới mục không có: '{tid}'"))
     contract = tuple(_read_yaml(directory / "topics_contract.yaml", problems).get("topics") or ())
     for tid in contract:
         if tid not in topics:
-            problems.append(Problem("faq_*.yaml", tid, "contract topic id is missing"))
+            problems.append(Problem("faq_*.yaml", tid, "thiếu id mục đã cam kết trong topics_contract.yaml"))
     matching = _load_matching(directory, problems)
     keywords = _load_keywords(directory, problems)
     for tid in keywords.get("guide_topics", ()):
         if tid not in topics:
-            problems.append(Problem("keywords.yaml", "guide_topics", f"links to unknown topic '{tid}'"))
+            problems.append(Problem("keywords.yaml", "guide_topics", f"trỏ tới mục không có: '{tid}'"))
     for subject, topic_ids in matching.ask_back.items():
         if subject not in matching.our_subjects:
-            problems.append(Problem("matching.yaml", f"ask_back.{subject}", "is not one of our_subjects"))
+            problems.append(Problem("matching.yaml", f"ask_back.{subject}", "không nằm trong our_subjects"))
         for tid in topic_ids:
             if tid not in topics:
-                problems.append(Problem("matching.yaml", f"ask_back.{subject}", f"links to unknown topic '{tid}'"))
+                problems.append(Problem("matching.yaml", f"ask_back.{subject}", f"trỏ tới mục không có: '{tid}'"))
     raw_abbr = _read_yaml(directory / "abbreviations.yaml", problems).get("abbreviations") or {}
     abbreviations = {str(k).lower(): str(v).lower() for k, v in raw_abbr.items() if v}
     _check_synonyms_readable(matching.synonyms, abbreviations, problems)

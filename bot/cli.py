@@ -61,20 +61,20 @@ def cmd_content_check(args) -> int:
     for problem in problems:
         print(problem)
     if problems:
-        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        print(f"{len(problems)} lỗi", file=sys.stderr)
         return 1
     review = [t.id for t in catalog.topics.values() if t.needs_review]
     steps_review = [s for s in catalog.steps if s.review_note]
     print(
-        f"content OK: {len(catalog.steps)} steps, {len(catalog.topics)} topics "
-        f"({sum(len(t.examples) for t in catalog.topics.values())} examples), "
-        f"{len(catalog.messages)} messages, {len(review)} topics and {len(steps_review)} steps marked for review"
+        f"nội dung ổn: {len(catalog.steps)} bước, {len(catalog.topics)} mục hỏi đáp "
+        f"({sum(len(t.examples) for t in catalog.topics.values())} câu ví dụ), "
+        f"{len(catalog.messages)} tin nhắn; cần xem lại {len(review)} mục và {len(steps_review)} bước"
     )
     if args.review:
         for step in steps_review:
-            print(f"review: step {catalog.step_number(step.slug)} {step.slug}: {step.review_note}")
+            print(f"cần xem lại: bước {catalog.step_number(step.slug)} {step.slug}: {step.review_note}")
         for tid in review:
-            print(f"review: {tid}: {catalog.topics[tid].review_note}")
+            print(f"cần xem lại: {tid}: {catalog.topics[tid].review_note}")
     return 0
 
 

@@ -64,7 +64,7 @@ def test_missing_contract_topic(content):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         data["topics"] = [t for t in data["topics"] if t["id"] != "le_phi"]
         path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    assert any("le_phi: contract topic id is missing" in p for p in problems(content))
+    assert any("le_phi: thiếu id mục đã cam kết trong topics_contract.yaml" in p for p in problems(content))
 
 
 def test_duplicate_id(content):
@@ -72,35 +72,35 @@ def test_duplicate_id(content):
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["topics"].append(dict(data["topics"][0]))
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    assert any(f"{data['topics'][0]['id']}: duplicate id" in p for p in problems(content))
+    assert any(f"{data['topics'][0]['id']}: id bị trùng" in p for p in problems(content))
 
 
 def test_answer_too_long(content):
     edit_topic(content, "le_phi", answer="dài " * 600)
-    assert any("le_phi: answer is" in p and "max 2000" in p for p in problems(content))
+    assert any("le_phi: answer dài" in p and "tối đa 2000" in p for p in problems(content))
 
 
 def test_empty_answer_and_title(content):
     edit_topic(content, "mat_the", answer="  ", title="")
     found = problems(content)
-    assert any("mat_the: answer is empty" in p for p in found)
-    assert any("mat_the: title is empty" in p for p in found)
+    assert any("mat_the: answer đang trống" in p for p in found)
+    assert any("mat_the: title đang trống" in p for p in found)
 
 
 def test_too_few_examples(content):
     edit_topic(content, "ma_otp", examples=["mã otp không về", "ma otp khong ve"])
-    assert any("ma_otp: 2 examples (at least 6)" in p for p in problems(content))
+    assert any("ma_otp: có 2 câu ví dụ (cần ít nhất 6)" in p for p in problems(content))
 
 
 def test_examples_need_both_forms(content):
     edit_topic(content, "ma_otp", examples=[f"ma otp khong ve {i}" for i in range(6)])
-    assert any("ma_otp: no example with diacritics" in p for p in problems(content))
+    assert any("ma_otp: không có câu ví dụ nào có dấu" in p for p in problems(content))
 
 
 def test_review_needs_note_and_caveat(content):
     edit_topic(content, "thong_tin_khong_khop", needs_review=True, review_note=None, caveat=None)
     found = problems(content)
-    assert any("thong_tin_khong_khop: needs_review is set but review_note is empty" in p for p in found)
+    assert any("thong_tin_khong_khop: needs_review là true nhưng review_note đang trống" in p for p in found)
     assert any("thong_tin_khong_khop: needs_review là true nhưng thiếu caveat" in p for p in found)
 
 
@@ -197,7 +197,7 @@ def test_steps_say_which_letter_they_follow_and_what_changed(catalog):
 
 def test_needs_review_must_be_explicit(content):
     edit_topic(content, "ma_otp", needs_review=None)
-    assert any("ma_otp: needs_review must be given" in p for p in problems(content))
+    assert any("ma_otp: phải ghi needs_review" in p for p in problems(content))
 
 
 def test_broken_links(content):
@@ -206,8 +206,8 @@ def test_broken_links(content):
     steps["steps"][2]["problems"][0]["topic"] = "cung_khong_co"
     (content / "steps.yaml").write_text(yaml.safe_dump(steps, allow_unicode=True), encoding="utf-8")
     found = problems(content)
-    assert any("ma_otp: see_also links to unknown topic 'khong_co'" in p for p in found)
-    assert any("steps.yaml: nop_truc_tuyen: links to unknown topic 'cung_khong_co'" in p for p in found)
+    assert any("ma_otp: see_also trỏ tới mục không có: 'khong_co'" in p for p in found)
+    assert any("steps.yaml: nop_truc_tuyen: trỏ tới mục không có: 'cung_khong_co'" in p for p in found)
 
 
 def test_steps_count_and_duplicate_slug(content):
@@ -216,8 +216,8 @@ def test_steps_count_and_duplicate_slug(content):
     steps["steps"].pop()
     (content / "steps.yaml").write_text(yaml.safe_dump(steps, allow_unicode=True), encoding="utf-8")
     found = problems(content)
-    assert any("steps.yaml: tao_tai_khoan: duplicate slug" in p for p in found)
-    assert any("8 steps (the guide has 9)" in p for p in found)
+    assert any("steps.yaml: tao_tai_khoan: slug bị trùng" in p for p in found)
+    assert any("có 8 bước (hướng dẫn có 9 bước)" in p for p in found)
 
 
 def test_empty_message_and_missing_required(content):
@@ -226,23 +226,23 @@ def test_empty_message_and_missing_required(content):
     del data["messages"]["faq_unknown"]
     (content / "messages.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     found = problems(content)
-    assert "messages.yaml: welcome: text is empty" in found
-    assert "messages.yaml: faq_unknown: required message is missing" in found
+    assert "messages.yaml: welcome: nội dung đang trống" in found
+    assert "messages.yaml: faq_unknown: thiếu tin nhắn bắt buộc" in found
 
 
 def test_unreadable_yaml_is_reported_not_raised(content):
     (content / "faq_card.yaml").write_text("topics: [unclosed", encoding="utf-8")
     (content / "faq_procedure.yaml").write_bytes(b"\xff\xfe\x00binary")
     found = problems(content)
-    assert any(p.startswith("faq_card.yaml: -: cannot be read") for p in found)
-    assert any(p.startswith("faq_procedure.yaml: -: cannot be read") for p in found)
+    assert any(p.startswith("faq_card.yaml: -: không đọc được") for p in found)
+    assert any(p.startswith("faq_procedure.yaml: -: không đọc được") for p in found)
 
 
 def test_load_valid_catalog_refuses_invalid_content(content):
     edit_topic(content, "le_phi", answer="")
     with pytest.raises(ContentError) as err:
         load_valid_catalog(content)
-    assert "le_phi: answer is empty" in str(err.value)
+    assert "le_phi: answer đang trống" in str(err.value)
 
 
 def test_matching_phrases_must_be_folded_and_links_resolve(content):
@@ -252,9 +252,9 @@ def test_matching_phrases_must_be_folded_and_links_resolve(content):
     data["ask_back"]["xe may"] = ["le_phi"]
     (content / "matching.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     found = problems(content)
-    assert "matching.yaml: neighbour_services.passports: phrase 'hộ chiếu' must be folded (lower case, no diacritics)" in found
-    assert "matching.yaml: ask_back.vneid: links to unknown topic 'khong_co'" in found
-    assert "matching.yaml: ask_back.xe may: is not one of our_subjects" in found
+    assert "matching.yaml: neighbour_services.passports: cụm từ 'hộ chiếu' phải viết thường, không dấu" in found
+    assert "matching.yaml: ask_back.vneid: trỏ tới mục không có: 'khong_co'" in found
+    assert "matching.yaml: ask_back.xe may: không nằm trong our_subjects" in found
 
 
 def test_synonyms_must_be_folded_listed_once_and_never_chain(content):
@@ -267,10 +267,10 @@ def test_synonyms_must_be_folded_listed_once_and_never_chain(content):
         encoding="utf-8",
     )
     found = problems(content)
-    assert "synonyms.yaml: synonyms.quen: phrase 'Không nhớ' must be folded (lower case, no diacritics)" in found
-    assert "synonyms.yaml: synonyms.mat the: variant 'khong nho' is also listed under 'quen'" in found
-    assert "synonyms.yaml: synonyms.mat the: variant 'roi the' is a canonical phrase too" in found
-    assert "synonyms.yaml: synonyms.bao lau: must be a list of non-empty phrases" in found
+    assert "synonyms.yaml: synonyms.quen: cụm từ 'Không nhớ' phải viết thường, không dấu" in found
+    assert "synonyms.yaml: synonyms.mat the: cách viết 'khong nho' đã có dưới 'quen'" in found
+    assert "synonyms.yaml: synonyms.mat the: cách viết 'roi the' cũng là một cụm từ chuẩn" in found
+    assert "synonyms.yaml: synonyms.bao lau: phải là danh sách cụm từ, không cụm nào để trống" in found
 
 
 def test_synonyms_must_be_readable_by_the_matcher(content):
@@ -279,15 +279,15 @@ def test_synonyms_must_be_readable_by_the_matcher(content):
         encoding="utf-8",
     )
     found = problems(content)
-    assert "synonyms.yaml: synonyms.quen mat khau: phrase 'ko nho mat khau' is read as 'khong nho mat khau': write it that way" in found
-    assert "synonyms.yaml: synonyms.trang web: phrase 'web-site' is read as 'web site': write it that way" in found
-    assert "synonyms.yaml: synonyms.True: the canonical phrase must be text (quote it)" in found
-    assert "synonyms.yaml: synonyms.bao lau: lists no variant" in found
+    assert "synonyms.yaml: synonyms.quen mat khau: cụm từ 'ko nho mat khau' được đọc thành 'khong nho mat khau': hãy viết như vậy" in found
+    assert "synonyms.yaml: synonyms.trang web: cụm từ 'web-site' được đọc thành 'web site': hãy viết như vậy" in found
+    assert "synonyms.yaml: synonyms.True: cụm từ chuẩn phải là chữ (đặt trong dấu nháy)" in found
+    assert "synonyms.yaml: synonyms.bao lau: không có cách viết khác nào" in found
 
 
 def test_a_synonyms_file_without_its_mapping_is_reported(content):
     (content / "synonyms.yaml").write_text("synonym:\n  quen: [khong nho]\n", encoding="utf-8")
-    assert "synonyms.yaml: synonyms: must map canonical phrases to lists of variants" in problems(content)
+    assert "synonyms.yaml: synonyms: phải ghép mỗi cụm từ chuẩn với một danh sách cách viết khác" in problems(content)
 
 
 def test_synonyms_file_is_optional(content):
@@ -303,9 +303,9 @@ def test_keywords_are_folded_unique_and_complete(content):
     del data["keywords"]["greeting"]
     (content / "keywords.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     found = problems(content)
-    assert "keywords.yaml: next: 'menu' is also under menu" in found
-    assert "keywords.yaml: back: phrase 'Quay lại' must be folded (lower case, no diacritics)" in found
-    assert "keywords.yaml: greeting: is missing" in found
+    assert "keywords.yaml: next: 'menu' đã có dưới menu" in found
+    assert "keywords.yaml: back: cụm từ 'Quay lại' phải viết thường, không dấu" in found
+    assert "keywords.yaml: greeting: còn thiếu" in found
 
 
 def test_answers_are_unique_within_their_question_only(content):
@@ -315,8 +315,8 @@ def test_answers_are_unique_within_their_question_only(content):
     del data["answers"]["restart"]
     (content / "keywords.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     found = problems(content)
-    assert "keywords.yaml: outcome_not_yet: 'roi' is also under outcome_yes" in found
-    assert "keywords.yaml: restart: is missing" in found
+    assert "keywords.yaml: outcome_not_yet: 'roi' đã có dưới outcome_yes" in found
+    assert "keywords.yaml: restart: còn thiếu" in found
     assert not any("ack" in p for p in found)
 
 
@@ -327,9 +327,9 @@ def test_every_neighbouring_service_says_where_it_is_done(content):
     data["services"]["spaceships"] = {"name": "tàu vũ trụ", "where": "không ở đây"}
     (content / "services.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     found = problems(content)
-    assert "services.yaml: passports: missing: say where this neighbouring service is done" in found
-    assert "services.yaml: vehicles: needs a name and a where" in found
-    assert "services.yaml: spaceships: is not a group of neighbour_services in matching.yaml" in found
+    assert "services.yaml: passports: còn thiếu: ghi nơi làm dịch vụ lân cận này" in found
+    assert "services.yaml: vehicles: cần có name và where" in found
+    assert "services.yaml: spaceships: không phải một nhóm trong neighbour_services của matching.yaml" in found
 
 
 def edit_messages(content: Path, **changes) -> None:
@@ -346,15 +346,15 @@ def edit_messages(content: Path, **changes) -> None:
 def test_every_message_the_bot_sends_must_be_present(content):
     edit_messages(content, too_long=None, outcome_thanks_problem=None)
     found = problems(content)
-    assert "messages.yaml: too_long: required message is missing" in found
-    assert "messages.yaml: outcome_thanks_problem: required message is missing" in found
+    assert "messages.yaml: too_long: thiếu tin nhắn bắt buộc" in found
+    assert "messages.yaml: outcome_thanks_problem: thiếu tin nhắn bắt buộc" in found
 
 
 def test_message_placeholders_must_be_known(content):
     edit_messages(content, welcome="Chào {ten}!", hamlet_set="Đã ghi nhận: {hamlet", step_header="Bước {k}/{n}: {title}")
     found = problems(content)
-    assert any(p.startswith("messages.yaml: welcome: unknown placeholder(s) {ten}") for p in found)
-    assert any(p.startswith("messages.yaml: hamlet_set: bad braces") for p in found)
+    assert any(p.startswith("messages.yaml: welcome: chỗ điền không có: {ten}") for p in found)
+    assert any(p.startswith("messages.yaml: hamlet_set: dấu ngoặc nhọn sai") for p in found)
     assert not any("step_header" in p for p in found)
 
 
@@ -363,7 +363,7 @@ def test_step_problem_without_topic(content):
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["steps"][0]["problems"][0].pop("topic")
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    assert f"steps.yaml: {data['steps'][0]['slug']}: a problem has no topic" in problems(content)
+    assert f"steps.yaml: {data['steps'][0]['slug']}: có một mục problems thiếu topic" in problems(content)
 
 
 def test_every_message_id_in_the_code_is_checked():
@@ -401,7 +401,7 @@ def test_long_examples_are_added_to_their_topics(catalog):
 
 def test_long_examples_name_known_topics(content):
     edit_long_examples(content, lambda ex: ex.update({"khong_co_chu_de": ex["mat_the"]}))
-    assert any("khong_co_chu_de: unknown topic id" in p for p in problems(content))
+    assert any("khong_co_chu_de: không có mục nào có id này" in p for p in problems(content))
 
 
 def test_long_examples_must_be_long_and_enough(content):
@@ -411,12 +411,12 @@ def test_long_examples_must_be_long_and_enough(content):
 
     edit_long_examples(content, change)
     found = problems(content)
-    assert any("le_phi: is not long" in p for p in found)
-    assert any("mat_the: 0 long examples" in p for p in found)
+    assert any("le_phi: chưa đủ dài" in p for p in found)
+    assert any("mat_the: có 0 câu ví dụ dài" in p for p in found)
 
 
 def test_long_examples_do_not_repeat_short_ones(content):
     catalog = load_valid_catalog()
     short = catalog.topics["le_phi"].examples[0]
     edit_long_examples(content, lambda ex: ex["le_phi"].append(short.upper()))
-    assert any("le_phi: repeats an example" in p for p in problems(content))
+    assert any("le_phi: lặp lại một câu ví dụ" in p for p in problems(content))

@@ -27,10 +27,10 @@ def run(args, tmp_path, stdin="", **env_extra):
 def test_content_check_passes_on_shipped_content(tmp_path):
     result = run(["content", "check"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "content OK: 9 steps" in result.stdout
+    assert "nội dung ổn: 9 bước" in result.stdout
     review = run(["content", "check", "--review"], tmp_path)
-    assert "review: step 4 tim_thu_tuc:" in review.stdout and "review: step 1 tao_tai_khoan:" in review.stdout
-    assert "review: nhan_the_tai_nha:" in review.stdout and "review: le_phi:" not in review.stdout
+    assert "cần xem lại: bước 4 tim_thu_tuc:" in review.stdout and "cần xem lại: bước 1 tao_tai_khoan:" in review.stdout
+    assert "cần xem lại: nhan_the_tai_nha:" in review.stdout and "cần xem lại: le_phi:" not in review.stdout
 
 
 def test_content_check_and_chat_refuse_broken_content(tmp_path):
@@ -39,10 +39,10 @@ def test_content_check_and_chat_refuse_broken_content(tmp_path):
     (broken / "steps.yaml").write_text("steps: []\n", encoding="utf-8")
     check = run(["content", "check"], tmp_path, CCCD_CONTENT_DIR=str(broken))
     assert check.returncode == 1
-    assert "steps.yaml: -: 0 steps (the guide has 9)" in check.stdout
+    assert "steps.yaml: -: có 0 bước (hướng dẫn có 9 bước)" in check.stdout
     chat = run(["chat"], tmp_path, stdin="/start\n", CCCD_CONTENT_DIR=str(broken))
     assert chat.returncode == 1
-    assert "steps.yaml: -: 0 steps (the guide has 9)" in chat.stderr and "bot không khởi động" in chat.stderr
+    assert "steps.yaml: -: có 0 bước (hướng dẫn có 9 bước)" in chat.stderr and "bot không khởi động" in chat.stderr
 
 
 def test_content_check_refuses_another_address_a_bare_source_and_a_long_first_message(tmp_path):

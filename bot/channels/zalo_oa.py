@@ -868,13 +868,13 @@ def cmd_authorize(args) -> int:
 
 def register_cli(subparsers) -> None:
     """Add `zalo-oa authorize [--code CODE]` to the `cccd-bot` command line."""
-    oa = subparsers.add_parser("zalo-oa", help="Zalo Official Account commands")
+    oa = subparsers.add_parser("zalo-oa", help="các lệnh cho Zalo Official Account (OA)")
     oa_sub = oa.add_subparsers(dest="zalo_oa_command", required=True)
     auth = oa_sub.add_parser(
         "authorize",
-        help="print the consent URL; then store the tokens with --code CODE",
-        description="Connect the Official Account: run once without --code to get the consent URL, "
-        "then again with the code Zalo gives back.",
+        help="in địa chỉ xin cấp quyền; sau đó lưu token bằng --code CODE",
+        description="Kết nối Official Account: chạy một lần không có --code để lấy địa chỉ xin cấp quyền, "
+        "rồi chạy lại với mã Zalo trả về.",
     )
-    auth.add_argument("--code", help="the authorization code from the callback URL")
+    auth.add_argument("--code", help="mã cấp quyền (code) trong địa chỉ callback")
     auth.set_defaults(func=cmd_authorize)
