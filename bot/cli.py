@@ -189,9 +189,8 @@ def cmd_ask(args) -> int:
     return 0
 
 
-def cmd_faq_unanswered(args) -> int:
-    from bot.unanswered import group_questions
-    from storage import logs
+def in_database(fn):
+    """Run `fn(session)` in one transaction on the configured, checked and migrated database."""
     from storage.db import Database
 
     settings = _database_settings()
@@ -201,11 +200,18 @@ def cmd_faq_unanswered(args) -> int:
         try:
             await db.migrate()
             async with db.transaction() as session:
-                return await logs.low_confidence_texts(session)
+                return await fn(session)
         finally:
             await db.close()
 
-    rows = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def cmd_faq_unanswered(args) -> int:
+    from bot.unanswered import group_questions
+    from storage import logs
+
+    rows = in_database(logs.low_confidence_texts)
     groups = group_questions([t for t, _ in rows])[: args.limit]
     if args.json:
         for g in groups:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import sys
 from datetime import datetime, timezone
@@ -11,21 +10,9 @@ from pathlib import Path
 
 def _run(fn):
     """Run `fn(session)` in one transaction on the configured (migrated) database."""
-    from bot.cli import _settings
-    from storage.db import Database
+    from bot.cli import in_database
 
-    settings = _settings()
-
-    async def main():
-        db = Database(settings.database_url)
-        try:
-            await db.migrate()
-            async with db.transaction() as session:
-                return await fn(session)
-        finally:
-            await db.close()
-
-    return asyncio.run(main())
+    return in_database(fn)
 
 
 def _read_password(confirm: bool = True) -> str:
