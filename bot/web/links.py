@@ -46,6 +46,12 @@ def web_chat(settings: Settings, code: str) -> HamletLink | None:
     return HamletLink("web", "Trò chuyện trên web", f"/?h={quote(code)}")
 
 
+@register
+def poster(settings: Settings, code: str) -> HamletLink | None:
+    # The dashboard serves it (bot/web/pages.py), behind the officers' login.
+    return HamletLink("poster", "Áp phích (PDF)", f"/admin/registry/{quote(code)}/poster.pdf", qr=False)
+
+
 def qr_svg(data: str) -> bytes:
     """A QR code as an SVG image (drawn here, nothing fetched)."""
     import io

@@ -299,6 +299,36 @@ async def hamlet_qr(request: web.Request) -> web.Response:
     return web.Response(body=links.qr_svg(url), content_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"})
 
 
+@roles(*EVERYONE)
+async def hamlet_poster(request: web.Request) -> web.Response:
+    """The hamlet's A4 poster (bot/posters.py), for the officers and teams of its commune."""
+    import asyncio
+
+    from bot.hamlets import Hamlet
+    from bot.posters import PosterError, make_poster
+    from bot.web.texts import TextsError, load_texts
+
+    cfg = request.app[CONFIG]
+    code = request.match_info["code"]
+    async with cfg.db.transaction() as session:
+        if not await _hamlet_in_scope(session, request[VIEWER], code):
+            raise web.HTTPNotFound()
+        found = next((row for row in await registry.list_hamlets(session) if row[0] == code), None)
+    if found is None:
+        raise web.HTTPNotFound()
+    try:
+        texts = load_texts(cfg.settings.content_dir)
+        # Drawing takes a moment of CPU: keep the event loop (and the chat channels) answering.
+        body = await asyncio.to_thread(make_poster, Hamlet(*found), cfg.catalog(), texts, cfg.settings)
+    except (PosterError, TextsError) as exc:
+        raise web.HTTPConflict(text=f"Không in được áp phích: {exc}") from None
+    return web.Response(
+        body=body,
+        content_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="ap-phich-{code}.pdf"', "Cache-Control": "no-store"},
+    )
+
+
 async def _hamlet_in_scope(session, viewer: auth.Viewer, code: str) -> bool:
     rows = await registry.hamlets_in(session, viewer.commune)
     return any(c == code for c, _, _ in rows)
@@ -384,4 +414,5 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/registry", registry_page, name="registry")
     r.add_post("/registry/{action}", registry_change)
     r.add_get("/registry/{code}/qr/{kind}.svg", hamlet_qr)
+    r.add_get("/registry/{code}/poster.pdf", hamlet_poster)
     r.add_get("/export/report.{fmt}", export)

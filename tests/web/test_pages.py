@@ -180,3 +180,18 @@ async def test_a_chosen_range_of_days(client, sign_in):
     html = await (await client.get(f"{PREFIX}/?from=2026-11-03&to=2026-11-05")).text()
     assert "03/11/2026 – 05/11/2026" in html and 'id="messages">7<' in html
     assert len(re.findall(r'data-day="', html)) == 3
+
+
+async def test_each_hamlet_row_offers_its_poster(client, sign_in):
+    await sign_in("officer")
+    html = await (await client.get(f"{PREFIX}/registry")).text()
+    assert 'href="/admin/registry/ngoctrao_tdp01/poster.pdf"' in html
+    resp = await client.get(f"{PREFIX}/registry/ngoctrao_tdp01/poster.pdf")
+    assert resp.status == 200 and resp.content_type == "application/pdf"
+    assert (await resp.read()).startswith(b"%PDF")
+    assert (await client.get(f"{PREFIX}/registry/camthach_01/poster.pdf")).status == 404, "another commune's hamlet"
+
+
+async def test_the_poster_needs_a_session(client):
+    resp = await client.get(f"{PREFIX}/registry/ngoctrao_tdp01/poster.pdf", allow_redirects=False)
+    assert resp.status in (302, 303, 401)
