@@ -184,8 +184,15 @@ async def handle_poster(request):
         body = await poster_for_code(service, hamlet.code, texts)
     except (PosterError, TextsError) as exc:
         raise web.HTTPConflict(text=f"Không in được áp phích: {exc}") from None
+    return poster_response(body, hamlet.code)
+
+
+def poster_response(body: bytes, code: str):
+    """The poster as a PDF download (aiohttp response), named after the hamlet."""
+    from aiohttp import web
+
     return web.Response(
         body=body,
         content_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="ap-phich-{hamlet.code}.pdf"', "Cache-Control": "no-store"},
+        headers={"Content-Disposition": f'attachment; filename="ap-phich-{code}.pdf"', "Cache-Control": "no-store"},
     )

@@ -305,7 +305,7 @@ async def hamlet_poster(request: web.Request) -> web.Response:
     import asyncio
 
     from bot.hamlets import Hamlet
-    from bot.posters import PosterError, make_poster
+    from bot.posters import PosterError, make_poster, poster_response
     from bot.web.texts import TextsError, load_texts
 
     cfg = request.app[CONFIG]
@@ -322,11 +322,7 @@ async def hamlet_poster(request: web.Request) -> web.Response:
         body = await asyncio.to_thread(make_poster, Hamlet(*found), cfg.catalog(), texts, cfg.settings)
     except (PosterError, TextsError) as exc:
         raise web.HTTPConflict(text=f"Không in được áp phích: {exc}") from None
-    return web.Response(
-        body=body,
-        content_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="ap-phich-{code}.pdf"', "Cache-Control": "no-store"},
-    )
+    return poster_response(body, code)
 
 
 async def _hamlet_in_scope(session, viewer: auth.Viewer, code: str) -> bool:
