@@ -46,6 +46,20 @@ class Settings(BaseSettings):
     zalo_oa_webhook_path: str = "/zalo/oa/webhook"
     zalo_oa_redirect_uri: str | None = None
 
+    # The pipeline's sender: one process holds its lease (see docs/pipeline.md).
+    instance_name: str | None = None  # default: <host name>:<port>
+    sender_lease_seconds: float = Field(default=10.0, gt=0.5, le=600)
+    sender_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    sender_concurrency: int = Field(default=64, ge=1, le=1000)
+    sender_drain_seconds: float = Field(default=5.0, ge=0, le=120)
+    sender_max_lag_seconds: float = Field(default=120.0, gt=0)
+    # Overall messages per second for replies, per channel (0: no pacing beyond the platform's 429s).
+    telegram_send_rate: float = Field(default=0.0, ge=0)
+    zalo_bot_send_rate: float = Field(default=0.0, ge=0)
+    zalo_oa_send_rate: float = Field(default=0.0, ge=0)
+    # "text" or "json" (one JSON object a line, never message texts).
+    log_format: str = "text"
+
     # Comma-separated "channel:user_id" pairs allowed to link groups to hamlets.
     officers: str = ""
 
@@ -65,6 +79,14 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"CCCD_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        fmt = value.strip().lower()
+        if fmt not in ("text", "json"):
+            raise ValueError("CCCD_LOG_FORMAT must be text or json")
+        return fmt
 
     def officer_ids(self) -> set[tuple[str, str]]:
         """Return the (channel, user id) pairs of registered officers."""

@@ -30,7 +30,7 @@ from bot.hamlets import Hamlet, HamletDirectory
 from bot.masking import mask
 from bot.matcher import Matcher
 from bot.messages import ChatType, Incoming, Reply
-from storage import conversations, logs, people, registry
+from storage import conversations, deliveries, logs, people, registry
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -89,39 +89,48 @@ class ChatService:
         self._valid_steps = frozenset(catalog.step_index)
 
     async def handle(self, msg: Incoming) -> list[Reply]:
-        """Process one message in order with others of its chat; return the replies to send."""
+        """Process one message in its own locked transaction; return the replies to send (console, tests)."""
         if msg.chat_type is ChatType.GROUP and not msg.addressed:
             return []
-        started = time.perf_counter()
         try:
             # Nothing is awaited before the lock: messages of a chat queue on it in arrival order.
             async with self.db.locked(f"{msg.channel}:{msg.chat_id}", write=True) as session:
-                hamlets = await self.hamlets(session)
-                now = self.clock()
-                key = msg.key
-                state = State.from_dict(await conversations.load_state(session, key), self._valid_steps)
-                user = await people.touch_user(session, msg.channel, msg.sender_id, now)
-                chat = await people.touch_chat(session, msg.channel, msg.chat_id, msg.chat_type.value, now)
-                ctx = Context(
-                    catalog=self.catalog,
-                    matcher=self.matcher,
-                    hamlets=hamlets,
-                    now=now,
-                    user_hamlet=user.hamlet_code,
-                    is_officer=msg.sender_is_admin or (msg.channel, msg.sender_id) in self.officers,
-                )
-                outcome = step(state, msg, ctx)
-                if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):
-                    log.info(
-                        "refused input on %s: payload=%r, %d characters",
-                        msg.channel,
-                        mask((msg.payload or "")[:64]),
-                        len(msg.text),
-                    )
-                await self._record(session, msg, outcome, user, chat, now, started)
+                return await self.handle_in(session, msg)
         except Exception:
             log.exception("failed to handle a message on %s", msg.channel)
             return [Reply(self.catalog.msg("error"))]
+
+    async def handle_in(self, session: AsyncSession, msg: Incoming, started: float | None = None) -> list[Reply]:
+        """Step the core inside the caller's transaction (which holds the chat's lock) and record it all.
+
+        Errors propagate: the caller's transaction is rolled back, so nothing half-done is stored.
+        """
+        if msg.chat_type is ChatType.GROUP and not msg.addressed:
+            return []
+        started = time.perf_counter() if started is None else started
+        hamlets = await self.hamlets(session)
+        now = self.clock()
+        key = msg.key
+        state = State.from_dict(await conversations.load_state(session, key), self._valid_steps)
+        user = await people.touch_user(session, msg.channel, msg.sender_id, now)
+        chat = await people.touch_chat(session, msg.channel, msg.chat_id, msg.chat_type.value, now)
+        ctx = Context(
+            catalog=self.catalog,
+            matcher=self.matcher,
+            hamlets=hamlets,
+            now=now,
+            user_hamlet=user.hamlet_code,
+            is_officer=msg.sender_is_admin or (msg.channel, msg.sender_id) in self.officers,
+        )
+        outcome = step(state, msg, ctx)
+        if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):
+            log.info(
+                "refused input on %s: payload=%r, %d characters",
+                msg.channel,
+                mask((msg.payload or "")[:64]),
+                len(msg.text),
+            )
+        await self._record(session, msg, outcome, user, chat, now, started)
         return list(outcome.replies)
 
     async def _record(self, session, msg: Incoming, outcome: Outcome, user, chat, now, started) -> None:
@@ -140,6 +149,8 @@ class ChatService:
             # A private chat's id is the person's own id on most platforms: it goes with them.
             private = msg.chat_type is ChatType.PRIVATE
             await conversations.delete_states_of_user(session, msg.channel, msg.sender_id)
+            # Replies still waiting to be sent to them go too (the answer to this request comes after).
+            await deliveries.delete_pending_of_user(session, msg.channel, msg.sender_id)
             await logs.forget(session, user_ref, chat_ref if private else None)
             await people.delete_user(session, msg.channel, msg.sender_id)
             if private:
