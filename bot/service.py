@@ -111,15 +111,16 @@ class ChatService:
         hamlets = await self.hamlets(session)
         now = self.clock()
         key = msg.key
-        state = State.from_dict(await conversations.load_state(session, key), self._valid_steps)
-        user = await people.touch_user(session, msg.channel, msg.sender_id, now)
-        chat = await people.touch_chat(session, msg.channel, msg.chat_id, msg.chat_type.value, now)
+        # One statement each: the state, and the user and chat rows (created on first contact).
+        state = State.from_dict(await conversations.read_state(session, key), self._valid_steps)
+        user_hamlet = await people.seen_user(session, msg.channel, msg.sender_id, now)
+        chat_hamlet = await people.seen_chat(session, msg.channel, msg.chat_id, msg.chat_type.value, now)
         ctx = Context(
             catalog=self.catalog,
             matcher=self.matcher,
             hamlets=hamlets,
             now=now,
-            user_hamlet=user.hamlet_code,
+            user_hamlet=user_hamlet,
             is_officer=msg.sender_is_admin or (msg.channel, msg.sender_id) in self.officers,
         )
         outcome = step(state, msg, ctx)
@@ -130,20 +131,21 @@ class ChatService:
                 mask((msg.payload or "")[:64]),
                 len(msg.text),
             )
-        await self._record(session, msg, outcome, user, chat, now, started)
+        await self._record(session, msg, outcome, user_hamlet, chat_hamlet, now, started)
         return list(outcome.replies)
 
-    async def _record(self, session, msg: Incoming, outcome: Outcome, user, chat, now, started) -> None:
+    async def _record(self, session, msg: Incoming, outcome: Outcome, user_hamlet, chat_hamlet, now, started) -> None:
         """Apply the core's events to the store and save the new state."""
         user_ref: str | None = self.pseudonym(msg.channel, msg.sender_id)
         forget = any(isinstance(e, ForgetUser) for e in outcome.events)
         for event in outcome.events:
             if isinstance(event, UserHamletChosen):
-                user.hamlet_code = event.hamlet
+                user_hamlet = event.hamlet
+                await people.set_user_hamlet(session, msg.channel, msg.sender_id, event.hamlet)
             elif isinstance(event, ChatHamletLinked):
-                chat.hamlet_code = event.hamlet
-        await session.flush()
-        hamlet = chat.hamlet_code if msg.chat_type is ChatType.GROUP else user.hamlet_code
+                chat_hamlet = event.hamlet
+                await people.set_chat_hamlet(session, msg.channel, msg.chat_id, event.hamlet)
+        hamlet = chat_hamlet if msg.chat_type is ChatType.GROUP else user_hamlet
         chat_ref: str | None = self.pseudonym(msg.channel, msg.chat_id)
         if forget:
             # A private chat's id is the person's own id on most platforms: it goes with them.
@@ -186,4 +188,4 @@ class ChatService:
             elif isinstance(event, UnansweredRecorded) and user_ref:
                 await logs.mark_unanswered(session, user_ref, event.text)
         if not forget:
-            await conversations.save_state(session, msg.key, outcome.state.to_dict(), now)
+            await conversations.write_state(session, msg.key, outcome.state.to_dict(), now)
