@@ -312,6 +312,7 @@ async def db_counts(target: Target) -> tuple[float, float]:
 @dataclass
 class Window:
     latencies: list[float] = field(default_factory=list)
+    webhook: list[float] = field(default_factory=list)
     errors: collections.Counter = field(default_factory=collections.Counter)
     done: int = 0
 
@@ -329,6 +330,8 @@ async def one_update(http, target: Target, api: FakeBotApi, people: People, chat
                 status = resp.status
         except aiohttp.ClientError as exc:
             status = type(exc).__name__
+        if win is not None:
+            win.webhook.append(time.perf_counter() - t0)
         if status != 200:
             api.waiters.pop(chat, None)
             if win is not None:
@@ -431,6 +434,7 @@ def summarize(target: Target, win: Window, elapsed: float, cpu: float, statement
         "updates_per_s": round(win.done / elapsed, 1),
         "p50_ms": round(pct(win.latencies, 50) * 1000, 1),
         "p99_ms": round(pct(win.latencies, 99) * 1000, 1),
+        "webhook_p50_ms": round(pct(win.webhook, 50) * 1000, 1),
         "cpu_ms_per_update": round(cpu / done * 1000, 2),
         "errors": dict(win.errors),
         "rss_mb": [round(x, 1) for x in target.rss_mb()],

@@ -117,6 +117,34 @@ async def due(session: AsyncSession, now: datetime, limit: int = 500) -> list[Ou
     return [Outgoing(*row) for row in (await session.execute(stmt)).all()]
 
 
+async def due_keys(session: AsyncSession, now: datetime, limit: int = 500) -> list[tuple[int, str, str]]:
+    """(id, channel, chat_id) of pending calls whose time has come, oldest first: cheap to scan again."""
+    stmt = (
+        select(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.chat_id)
+        .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now)
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    return [tuple(row) for row in (await session.execute(stmt)).all()]
+
+
+async def load(session: AsyncSession, ids: Sequence[int]) -> list[Outgoing]:
+    """The pending calls with these ids, oldest first (ended ones are left out)."""
+    stmt = (
+        select(
+            OutboxMessage.id,
+            OutboxMessage.channel,
+            OutboxMessage.chat_id,
+            OutboxMessage.call,
+            OutboxMessage.attempts,
+            OutboxMessage.created_at,
+        )
+        .where(OutboxMessage.id.in_(list(ids)), OutboxMessage.status == PENDING)
+        .order_by(OutboxMessage.id)
+    )
+    return [Outgoing(*row) for row in (await session.execute(stmt)).all()]
+
+
 async def mark_sent(session: AsyncSession, ids: Iterable[int], now: datetime) -> None:
     """Record calls the platform accepted; their content is dropped."""
     ids = sorted(set(ids))

@@ -180,6 +180,7 @@ class TelegramChannel:
         self.ready = asyncio.Event()
         self.status: Any = None
         self._runner: asyncio.Task | None = None
+        self._side_calls: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -205,6 +206,7 @@ class TelegramChannel:
 
     async def close(self) -> None:
         """Close the Bot API clients."""
+        await asyncio.gather(*self._side_calls, return_exceptions=True)
         try:
             await self.application.shutdown()
             for request in self._requests:
@@ -556,11 +558,17 @@ class TelegramChannel:
             return False
         return member.status in _ADMINS
 
-    async def _on_callback(self, update: Update, query: CallbackQuery) -> Work | None:
+    async def _answer_callback(self, query_id: str) -> None:
         try:
-            await self.bot.answer_callback_query(query.id)
+            await self.bot.answer_callback_query(query_id)
         except TelegramError as exc:  # too old, or the network: the press is handled all the same
             log.debug("telegram: answerCallbackQuery failed: %s", self._safe(exc))
+
+    async def _on_callback(self, update: Update, query: CallbackQuery) -> Work | None:
+        # Stops the button's spinner; the press is handled meanwhile, not after a round trip to Telegram.
+        task = asyncio.get_running_loop().create_task(self._answer_callback(query.id))
+        self._side_calls.add(task)
+        task.add_done_callback(self._side_calls.discard)
         message = query.message
         if message is None or not query.data:
             return None

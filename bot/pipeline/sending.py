@@ -4,7 +4,7 @@ One process holds the sender lease at a time (a row in `leases`, renewed every t
 live); when it dies, another takes over once the lease expires, and a restarted process with the same
 instance name takes it back at once. The holder fetches due rows in batches (oldest first), queues them
 per chat, and serves each chat in its own task, one call after another, so a chat's messages keep their
-order while chats do not wait for each other. Marks of sent rows are written in batches (group commit).
+order while chats do not wait for each other. A chat's next call waits until the previous one is recorded as sent;
 
 A call ends only when the platform accepted it (`Sent`) or refused it for good (`Refused`, recorded with
 its reason). `Retry` waits as long as the platform asked (429 `retry_after`; a per-app limit pauses the
@@ -149,6 +149,7 @@ class Sender:
         self.clock = clock
         self.sleep = sleep
         self.listen = listen
+        self.coalesce = 0.005
         self.transports: dict[str, Transport] = {}
         self.pacers: dict[str, Pacer] = {}
         self.holding = False
@@ -156,7 +157,8 @@ class Sender:
         self.on_result: Callable[[str, str, datetime], None] | None = None  # (channel, outcome, created_at)
         self._renewed_at = float("-inf")
         self._wake = asyncio.Event()
-        self._marking = asyncio.Event()
+        self._flushing = False
+        self._mark_waiters: dict[int, asyncio.Future] = {}
         self._fetch_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(concurrency)
         self._chats: dict[tuple[str, str], collections.deque[Outgoing]] = {}
@@ -178,7 +180,7 @@ class Sender:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._background = [loop.create_task(self._run(), name="sender"), loop.create_task(self._mark_forever(), name="sender-marks")]
+        self._background = [loop.create_task(self._run(), name="sender")]
         if self.listen and not self.db.is_sqlite:
             self._background.append(loop.create_task(self._listen(), name="sender-listen"))
 
@@ -229,6 +231,8 @@ class Sender:
                 await self.sleep(min(self.poll * failures, 5.0))
             if more:
                 continue
+            # Wakes that come together (a burst of commits) are served by one scan.
+            await asyncio.sleep(self.coalesce)
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll)
             except asyncio.TimeoutError:
@@ -264,13 +268,17 @@ class Sender:
             task.cancel()
 
     async def dispatch_due(self) -> int:
-        """Fetch due rows and queue the new ones behind their chat; return how many rows were due."""
+        """Fetch due rows and queue the new ones behind their chat; return how many rows were due.
+
+        The scan reads ids only; the calls themselves are loaded for the rows not already queued here,
+        so a backlog is not decoded again at every wake.
+        """
         async with self._fetch_lock:
             async with self.db.transaction() as session:
-                rows = await deliveries.due(session, self.clock(), self.batch)
+                keys = await deliveries.due_keys(session, self.clock(), self.batch)
+                fresh = [id_ for id_, _channel, _chat in keys if id_ not in self._claimed]
+                rows = await deliveries.load(session, fresh) if fresh else []
             for row in rows:
-                if row.id in self._claimed:
-                    continue
                 self._claimed.add(row.id)
                 key = (row.channel, row.chat_id)
                 queue = self._chats.get(key)
@@ -280,7 +288,7 @@ class Sender:
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
                 queue.append(row)
-        return len(rows)
+        return len(keys)
 
     async def drain(self) -> None:
         """Deliver everything due now (tests, `idle`): returns when nothing is queued, in flight or unrecorded."""
@@ -339,8 +347,9 @@ class Sender:
                 result = Retry(reason=type(exc).__name__)
             if isinstance(result, Sent):
                 self._count(row, "sent")
-                self._to_mark.append(row.id)
-                self._marking.set()
+                # The chat's next call waits until this one is recorded, so a kill can repeat at most the
+                # one call in flight; chats recording at the same moment share one statement.
+                await self._record_sent(row.id)
                 return False
             if isinstance(result, Moved):
                 old, row.chat_id = row.chat_id, result.chat_id
@@ -400,18 +409,25 @@ class Sender:
 
     # -- records -----------------------------------------------------------------------------------
 
-    async def _mark_forever(self) -> None:
-        while True:
-            await self._marking.wait()
-            self._marking.clear()
+    async def _record_sent(self, id_: int) -> None:
+        """Record a sent call (group commit: the first waiter writes for everyone waiting)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._mark_waiters[id_] = waiter
+        self._to_mark.append(id_)
+        if not self._flushing:
+            self._flushing = True
             try:
-                await self._flush()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("sender: cannot record sent messages yet (%s)", type(exc).__name__)
-                await self.sleep(0.5)
-                self._marking.set()
+                while self._to_mark:
+                    try:
+                        await self._flush()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        log.warning("sender: cannot record sent messages yet (%s)", type(exc).__name__)
+                        await asyncio.sleep(0.5)
+            finally:
+                self._flushing = False
+        await waiter
 
     async def _flush(self) -> None:
         """Record the sent calls in one statement; fetching waits, so a sent row is never fetched as due."""
@@ -426,6 +442,10 @@ class Sender:
                 self._to_mark = ids + self._to_mark
                 raise
             self._claimed.difference_update(ids)
+            for id_ in ids:
+                waiter = self._mark_waiters.pop(id_, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
 
     async def _housekeeping(self) -> None:
         mono = time.monotonic()
