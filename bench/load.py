@@ -486,7 +486,7 @@ async def trial(kind: str, args, db_url: str, api: FakeBotApi, people: People, l
             raw = profile_dir / f"py-spy-{args.db}.txt"
             spy = subprocess.Popen(
                 [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid", str(target.procs[0].pid), "--format", "raw", "-o", str(raw),
-                 "--duration", str(int(args.warmup + args.duration)), "--rate", "200", "--nonblocking"],
+                 "--duration", str(int(args.warmup + args.duration)), "--rate", "200", "--nonblocking", "--gil"],
                 stdout=log, stderr=subprocess.STDOUT,
             )
         if args.open_rate:
