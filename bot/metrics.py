@@ -40,7 +40,7 @@ class Metrics:
         self.sender_holding = Gauge("cccd_sender_lease_held", "1 when this process holds the sender lease", registry=r)
         r.register(DatabaseCounts())
 
-    def watch(self, pipeline, sender) -> None:
+    def watch(self, pipeline, sender, service=None) -> None:
         """Feed the counters from the pipeline's and the sender's hooks."""
 
         def handled(channel: str, outcome: str, seconds: float) -> None:
@@ -56,6 +56,8 @@ class Metrics:
 
         pipeline.on_handled = handled
         sender.on_result = delivered
+        if service is not None:
+            service.on_query = lambda outcome: self.faq.labels(outcome).inc()
         self._sender = sender
 
     def outbox(self, pending: int, lag: float) -> None:

@@ -155,7 +155,7 @@ def setup_core(
     app[SENDER] = sender
     # A web-only process leaves sending to the sender process (woken by NOTIFY on PostgreSQL).
     app[PIPELINE] = Pipeline(service, sender if role != "web" else None)
-    app[METRICS].watch(app[PIPELINE], sender)
+    app[METRICS].watch(app[PIPELINE], sender, service)
     app[CHANNELS] = {}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

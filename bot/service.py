@@ -60,6 +60,8 @@ class ChatService:
         self.clock = clock
         self.officers = self.settings.officer_ids()
         self._hamlets: HamletDirectory | None = None
+        # Told how each query was handled (answered, choices, unanswered...): the FAQ metrics.
+        self.on_query: Callable[[str], None] | None = None
         self._valid_steps = frozenset(catalog.step_index)
 
     def pseudonym(self, channel: str, external_id: str) -> str:
@@ -162,6 +164,8 @@ class ChatService:
             hamlet = None
         for event in outcome.events:
             if isinstance(event, QueryHandled):
+                if self.on_query is not None:
+                    self.on_query(event.outcome)
                 text = mask(f"[{msg.payload}]" if msg.payload else clean_text(msg.text))[:MAX_LOGGED_TEXT]
                 await logs.add_query(
                     session,
