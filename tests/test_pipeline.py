@@ -211,9 +211,8 @@ async def test_erasure_deletes_what_still_waits_for_the_person(database):
 # -- migrations -------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # several processes need PostgreSQL
 async def test_processes_started_together_on_an_empty_database_migrate_once(db_url):
-    if db_url.startswith("sqlite"):
-        pytest.skip("several processes on one database need PostgreSQL")
     code = "import sys; from storage.migrate import upgrade_sync; upgrade_sync(sys.argv[1])"
     procs = [
         await asyncio.create_subprocess_exec(sys.executable, "-c", code, db_url, stderr=asyncio.subprocess.PIPE)
