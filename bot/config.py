@@ -63,6 +63,20 @@ class Settings(BaseSettings):
     # The link that opens a chat with the bot on Zalo (printed as a QR code on posters), e.g. https://zalo.me/123
     zalo_url: str | None = None
 
+    # The pipeline's sender: one process holds its lease (see docs/pipeline.md).
+    instance_name: str | None = None  # default: <host name>:<port>
+    sender_lease_seconds: float = Field(default=10.0, gt=0.5, le=600)
+    sender_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    sender_concurrency: int = Field(default=64, ge=1, le=1000)
+    sender_drain_seconds: float = Field(default=5.0, ge=0, le=120)
+    sender_max_lag_seconds: float = Field(default=120.0, gt=0)
+    # Overall messages per second for replies, per channel (0: no pacing beyond the platform's 429s).
+    telegram_send_rate: float = Field(default=0.0, ge=0)
+    zalo_bot_send_rate: float = Field(default=0.0, ge=0)
+    zalo_oa_send_rate: float = Field(default=0.0, ge=0)
+    # "text" or "json" (one JSON object a line, never message texts).
+    log_format: str = "text"
+
     # Comma-separated "channel:user_id" pairs allowed to link groups to hamlets.
     officers: str = ""
     # Comma-separated "channel:user_id:COMMUNE_CODE" digital-tech team members allowed to broadcast to
@@ -106,6 +120,7 @@ class Settings(BaseSettings):
             raise ValueError(f"CCCD_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         return level
 
+<<<<<<< HEAD
     def team_members(self) -> dict[tuple[str, str], set[str]]:
         """Return (channel, user id) -> the commune codes the team member may broadcast to ("*": all)."""
         members: dict[tuple[str, str], set[str]] = {}
@@ -114,6 +129,15 @@ class Settings(BaseSettings):
             if len(parts) == 3 and all(parts):
                 members.setdefault((parts[0], parts[1]), set()).add(parts[2])
         return members
+=======
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        fmt = value.strip().lower()
+        if fmt not in ("text", "json"):
+            raise ValueError("CCCD_LOG_FORMAT must be text or json")
+        return fmt
+>>>>>>> wip/pipeline
 
     def officer_ids(self) -> set[tuple[str, str]]:
         """Return the (channel, user id) pairs of registered officers."""
