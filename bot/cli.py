@@ -297,32 +297,24 @@ def cmd_serve(args) -> int:
     catalog = _catalog_or_exit(settings)
     host = args.host or settings.host
     port = args.port or settings.port
-<<<<<<< HEAD
+    if args.port:
+        settings.port = args.port  # names this instance for the sender lease (<host>:<port>)
+    if settings.database_url.startswith("sqlite") and args.role != "all":
+        print(say("error", message=say("role_needs_postgres")), file=sys.stderr)
+        return 2
     check_port(host, port)
     check_database(settings.database_url)
-    app = create_app(settings, catalog)
+    app = create_app(settings, catalog, role=args.role)
     for status in app[CHANNELS].values():
         print(say("serve_channel", name=status.name, detail=status.detail), flush=True)
-    print(say("serve_listening", host=host, port=port), flush=True)
+    print(say("serve_listening", role=args.role, host=host, port=port), flush=True)
     try:
-        web.run_app(app, host=host, port=port, print=None)
+        web.run_app(app, host=host, port=port, print=None, access_log=None)
     except OSError as exc:
         # Taken between the check and the start by another program.
         if exc.errno is None:
             raise
         raise port_error(exc, host, port) from None
-=======
-    if args.port:
-        settings.port = args.port  # names this instance for the sender lease (<host>:<port>)
-    if settings.database_url.startswith("sqlite") and args.role != "all":
-        print("error: --role web/sender needs PostgreSQL (CCCD_DATABASE_URL=postgresql+asyncpg://...)", file=sys.stderr)
-        return 2
-    app = create_app(settings, catalog, role=args.role)
-    for status in app[CHANNELS].values():
-        print(f"channel {status.name}: {status.detail}", flush=True)
-    print(f"role {args.role}: listening on http://{host}:{port} (health: /healthz, /readyz, /metrics)", flush=True)
-    web.run_app(app, host=host, port=port, print=None, access_log=None)
->>>>>>> wip/pipeline
     return 0
 
 
@@ -379,21 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--log", metavar="TỆP", help=say("help_chat_log"))
     chat.set_defaults(func=cmd_chat)
 
-<<<<<<< HEAD
     serve = sub.add_parser("serve", help=say("help_serve"), description=say("help_serve"))
     serve.add_argument("--host", help=say("help_serve_host"))
     serve.add_argument("--port", type=int, help=say("help_serve_port"))
-=======
-    serve = sub.add_parser("serve", help="run the server with every configured channel")
-    serve.add_argument("--host", help="address to listen on (CCCD_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (CCCD_PORT, default 8080)")
-    serve.add_argument(
-        "--role",
-        choices=("all", "web", "sender"),
-        default="all",
-        help="web: receive only; sender: deliver the outbox only; all: both (default)",
-    )
->>>>>>> wip/pipeline
+    serve.add_argument("--role", choices=("all", "web", "sender"), default="all", help=say("help_serve_role"))
     serve.set_defaults(func=cmd_serve)
 
     ask = sub.add_parser("ask", help=say("help_ask"), description=say("help_ask"))
@@ -443,18 +424,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-<<<<<<< HEAD
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format=LOG_FORMAT)
-=======
     handler = logging.StreamHandler()
     handler.setFormatter(_formatter())
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler])
-    if not args.verbose:
-        # CCCD_LOG_LEVEL applies to the bot's own loggers; libraries stay at warnings.
-        level = _settings().log_level
-        for name in ("bot", "storage"):
-            logging.getLogger(name).setLevel(level)
->>>>>>> wip/pipeline
     try:
         if not args.verbose:
             # CCCD_LOG_LEVEL applies to the bot's own loggers; libraries stay at warnings.

@@ -120,7 +120,6 @@ class Settings(BaseSettings):
             raise ValueError(f"CCCD_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         return level
 
-<<<<<<< HEAD
     def team_members(self) -> dict[tuple[str, str], set[str]]:
         """Return (channel, user id) -> the commune codes the team member may broadcast to ("*": all)."""
         members: dict[tuple[str, str], set[str]] = {}
@@ -129,7 +128,6 @@ class Settings(BaseSettings):
             if len(parts) == 3 and all(parts):
                 members.setdefault((parts[0], parts[1]), set()).add(parts[2])
         return members
-=======
     @field_validator("log_format")
     @classmethod
     def _known_format(cls, value: str) -> str:
@@ -137,7 +135,6 @@ class Settings(BaseSettings):
         if fmt not in ("text", "json"):
             raise ValueError("CCCD_LOG_FORMAT must be text or json")
         return fmt
->>>>>>> wip/pipeline
 
     def officer_ids(self) -> set[tuple[str, str]]:
         """Return the (channel, user id) pairs of registered officers."""

@@ -13,17 +13,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from aiohttp import web
+from sqlalchemy import text
 
 from bot.catalog import Catalog, load_catalog
 from bot.config import Settings
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline, Sender, is_unavailable
 from bot.service import ChatService
-<<<<<<< HEAD
 from storage import erasure
-=======
 from storage import deliveries
->>>>>>> wip/pipeline
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -87,7 +85,6 @@ def may_see_details(request: web.Request, token: str | None) -> bool:
 
 
 async def healthz(request: web.Request) -> web.Response:
-<<<<<<< HEAD
     """Up or down for anyone; the database error and each channel's state only for the operator."""
     db = request.app[DATABASE]
     details = may_see_details(request, request.app[SETTINGS].healthz_token)
@@ -106,13 +103,7 @@ async def healthz(request: web.Request) -> web.Response:
         return web.json_response(body, status=503)
     if not details:
         return web.json_response({"ok": True})
-    return web.json_response({"ok": True, "channels": channels})
-=======
-    """The process is up (a liveness probe: never touches the database)."""
-    channels = {name: status.detail for name, status in request.app[CHANNELS].items()}
     return web.json_response({"ok": True, "role": request.app[ROLE], "channels": channels})
-
-
 async def readyz(request: web.Request) -> web.Response:
     """Ready to take traffic: database reachable, migrations applied, and the sender not falling behind."""
     app = request.app
@@ -162,7 +153,6 @@ async def metrics(request: web.Request) -> web.Response:
 def default_instance(settings: Settings) -> str:
     """The sender lease holder's name: stable for a host and port, so a restarted process takes its lease back at once."""
     return settings.instance_name or f"{socket.gethostname()}:{settings.port}"
->>>>>>> wip/pipeline
 
 
 # Erasure tombstones outlive any delivery that could still arrive (platforms stop retrying within days).
@@ -270,11 +260,8 @@ def setup_core(
 
     async def migrate(_app: web.Application) -> None:
         await db.migrate()
-<<<<<<< HEAD
         await _app[SERVICE].load_salt()
-=======
         _app[READY]["migrated"] = True
->>>>>>> wip/pipeline
 
     async def close(_app: web.Application) -> None:
         await db.close()

@@ -197,8 +197,7 @@ class ChatService:
             await deliveries.delete_pending_of_user(session, msg.channel, msg.sender_id)
             await logs.forget(session, user_ref, chat_ref if private else None)
             await people.delete_user(session, msg.channel, msg.sender_id)
-            # What they sent and is not handled yet goes too, and nothing sent before now brings them back.
-            await erasure.retire_deliveries(session, msg.channel, msg.sender_id)
+            # Nothing they sent before now brings them back (a redelivery by the platform is dropped).
             await erasure.record(session, self.erasure_ref(msg.channel, msg.sender_id), now)
             if private:
                 await people.delete_chat(session, msg.channel, msg.chat_id)

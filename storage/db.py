@@ -36,17 +36,12 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False):
         self.url = url
         ensure_sqlite_dir(url)
-<<<<<<< HEAD
-        kwargs = {"pool_pre_ping": True} if url.startswith("postgresql") else {}
-        # Errors never carry the values of a statement: they are what people typed (names, numbers).
-        self.engine: AsyncEngine = create_async_engine(url, echo=echo, hide_parameters=True, **kwargs)
-=======
         # No pool_pre_ping: it costs a round trip per checkout. A connection the server dropped fails its
         # first statement; SQLAlchemy then discards the pool's stale connections, and the pipeline
         # retries once or answers "try again" (see bot/pipeline/receiving.py).
         kwargs = {"pool_size": 10, "max_overflow": 20} if url.startswith("postgresql") else {}
-        self.engine: AsyncEngine = create_async_engine(url, echo=echo, **kwargs)
->>>>>>> wip/pipeline
+        # Errors never carry the values of a statement: they are what people typed (names, numbers).
+        self.engine: AsyncEngine = create_async_engine(url, echo=echo, hide_parameters=True, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(self.engine.sync_engine, "before_cursor_execute", _count_statement)

@@ -166,7 +166,7 @@ async def test_a_delivery_is_taken_once_even_by_two_processes_at_the_same_moment
         assert sorted(results) == [False] * 5 + [True]
         rows = await outbox(service.db)
         assert len(rows) == 1
-        assert rows[0].call["text"].startswith("Bạn cần gì?") and rows[0].user_id == "u1"
+        assert rows[0].call["text"].startswith("Anh/chị cần gì?") and rows[0].user_id == "u1"
         assert await inbox_keys(service.db, "fake") == ["k1"]
     finally:
         await other_db.close()
@@ -185,7 +185,7 @@ async def test_a_failure_before_the_commit_leaves_nothing_and_the_retry_is_handl
     assert await inbox_keys(service.db, "fake") == [] and await outbox(service.db) == []
     service.handle_in = real
     assert await pipeline.receive(work("k2", "chat-2", "/menu"))
-    assert [r.call["text"][:11] for r in await outbox(service.db)] == ["Bạn cần gì?"]
+    assert [r.call["text"][:15] for r in await outbox(service.db)] == ["Anh/chị cần gì?"]
 
 
 async def test_a_bug_in_handling_rolls_everything_back_and_says_sorry_once(service, catalog):

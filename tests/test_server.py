@@ -49,7 +49,6 @@ async def test_reload_picks_up_an_added_example_and_refuses_broken_content(db_ur
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-<<<<<<< HEAD
 @pytest.mark.parametrize("channel", ["telegram", "zalo_bot"])
 async def test_healthz_reports_a_channel_that_cannot_reach_its_platform(db_url, catalog, channel):
     import asyncio
@@ -75,7 +74,6 @@ async def test_healthz_reports_a_channel_that_cannot_reach_its_platform(db_url, 
         assert resp.status == 503 and body["ok"] is False
         assert f"127.0.0.1:{closed}" in body["failing"][channel] and "không kết nối được" in body["failing"][channel]
         assert list(body["failing"]) == [channel]
-=======
 async def test_readyz_and_metrics(db_url, catalog):
     app = create_app(Settings(_env_file=None, database_url=db_url), catalog, instance="t")
     async with TestClient(TestServer(app)) as client:
@@ -87,4 +85,3 @@ async def test_readyz_and_metrics(db_url, catalog):
     assert 'cccd_faq_decisions_total{outcome="command"} 1.0' in metrics
     for name in ("cccd_outbox_pending", "cccd_sender_lag_seconds", "cccd_db_statements_total", "cccd_end_to_end_seconds"):
         assert name in metrics
->>>>>>> wip/pipeline

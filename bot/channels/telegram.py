@@ -56,13 +56,9 @@ from telegram.error import (
 from telegram.ext import Application, ApplicationBuilder
 from telegram.request import HTTPXRequest
 
-<<<<<<< HEAD
 from bot.channels import webhook_input
-from bot.channels.common import DeliveryLedger, OrderedWork, run_with_server, secret_matches
-from bot.channels.webhook_input import BOOL, ID, INT, STR
-=======
 from bot.channels.common import run_with_server, secret_matches
->>>>>>> wip/pipeline
+from bot.channels.webhook_input import BOOL, ID, INT, STR
 from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Choice, Incoming, Reply
 from bot.pipeline import Moved, Pacer, Pipeline, Refused, Result, Retry, Sent, Unavailable, Work
@@ -386,13 +382,10 @@ class TelegramChannel:
                 await self.sleep(delay)
                 continue
             failures = 0
-<<<<<<< HEAD
             self._reached(True)
-=======
             if not updates:
                 continue
             works = []
->>>>>>> wip/pipeline
             for update in updates:
                 try:
                     work = await self.interpret(update)
@@ -440,36 +433,21 @@ class TelegramChannel:
             log.warning("telegram webhook: wrong or missing secret token (from %s)", request.remote)
             return web.Response(status=403, text="forbidden")
         try:
-<<<<<<< HEAD
             data = webhook_input.parse_json(await webhook_input.read_body(request))
             webhook_input.check(data, UPDATE_FIELDS, "update")
         except webhook_input.BadInput as exc:
             log.warning("telegram webhook: refused a body (%s)", exc)
             return webhook_input.bad_request(exc)
         update_id = data["update_id"]
-        try:
-            update = Update.de_json(data, self.bot)
-        except Exception as exc:  # no traceback: the update is someone's message
-            log.warning("telegram webhook: update %s cannot be read (%s); ignored", update_id, type(exc).__name__)
-=======
-            data = json.loads(await request.read())
-        except ValueError:
-            log.warning("telegram webhook: the body is not JSON")
-            return web.Response(status=400, text="body must be JSON")
-        update_id = data.get("update_id") if isinstance(data, dict) else None
-        if not isinstance(update_id, int) or isinstance(update_id, bool):
-            log.warning("telegram webhook: the body is not an update (no integer update_id)")
-            return web.Response(status=400, text="not an update")
         if not self.ready.is_set():
             return web.Response(status=503, text="not ready")
         try:
             update = Update.de_json(data, self.bot)
             work = await self.interpret(update)
-        except Exception:
-            log.warning("telegram webhook: update %s cannot be handled; ignored", update_id, exc_info=True)
+        except Exception as exc:  # no traceback: the update is someone's message
+            log.warning("telegram webhook: update %s cannot be handled (%s); ignored", update_id, type(exc).__name__)
             return web.Response(status=200)
         if work is None:
->>>>>>> wip/pipeline
             return web.Response(status=200)
         try:
             await self.pipeline.receive(work)

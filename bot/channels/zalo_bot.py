@@ -22,21 +22,9 @@ from urllib.parse import urlparse
 import aiohttp
 from aiohttp import web
 
-<<<<<<< HEAD
-from bot.channels.common import (
-    DeliveryLedger,
-    OrderedWork,
-    announce,
-    epoch_time,
-    remove_mention,
-    run_with_server,
-    secret_matches,
-)
 from bot.channels import webhook_input
-from bot.channels.webhook_input import ID, NUMBER, STR
-=======
 from bot.channels.common import announce, epoch_time, remove_mention, run_with_server, secret_matches
->>>>>>> wip/pipeline
+from bot.channels.webhook_input import ID, NUMBER, STR
 from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Incoming, Reply
 from bot.pipeline import Pacer, Pipeline, Refused, Result, Retry, Sent, Unavailable, Work
@@ -361,12 +349,11 @@ class ZaloBotChannel:
                 await self.sleep(delay)
 
     async def handle_webhook(self, request: web.Request) -> web.Response:
-        """Check the secret header, answer at once, and process the update in the background."""
+        """Check the secret header and the body, then hand the update to the pipeline (one transaction)."""
         given = request.headers.get(SECRET_HEADER, "")
         if not secret_matches(given, self.secret):
             return web.json_response({"ok": False, "description": "forbidden"}, status=403)
         try:
-<<<<<<< HEAD
             body = webhook_input.parse_json(await webhook_input.read_body(request))
             update = body.get("result", body) if isinstance(body, dict) else None
             if isinstance(update, dict):
@@ -374,22 +361,14 @@ class ZaloBotChannel:
         except webhook_input.BadInput as exc:
             log.warning("zalo_bot webhook: refused a body (%s)", exc)
             return web.json_response({"ok": False, "description": str(exc)}, status=400)
-        if isinstance(update, dict):
-            await self.accept(update)
-=======
-            body = await request.json(loads=json.loads)
-        except ValueError:
-            return web.json_response({"ok": False, "description": "bad json"}, status=400)
         if not self.ready.is_set():
             return web.json_response({"ok": False, "description": "not ready"}, status=503)
-        update = body.get("result", body) if isinstance(body, dict) else None
         work = self.interpret(update) if isinstance(update, dict) else None
         if work is not None:
             try:
                 await self.pipeline.receive(work)
             except Unavailable:
                 return web.json_response({"ok": False, "description": "database unavailable, try again"}, status=503)
->>>>>>> wip/pipeline
         return web.json_response({"ok": True})
 
     def interpret(self, update: dict[str, Any]) -> Work | None:

@@ -497,12 +497,7 @@ class ZaloOAChannel:
     # -- receiving -------------------------------------------------------------------------------
 
     async def handle_webhook(self, request: web.Request) -> web.Response:
-<<<<<<< HEAD
-        """Verify (before parsing), deduplicate, answer at once; the event is processed in the background."""
-=======
-        """Verify, then take and handle the event at once; 503 while not ready (Zalo retries)."""
-        raw = await request.read()
->>>>>>> wip/pipeline
+        """Verify (before parsing), then take and handle the event at once; 503 while not ready (Zalo retries)."""
         try:
             raw = await webhook_input.read_body(request)
         except webhook_input.BadInput as exc:
@@ -512,7 +507,6 @@ class ZaloOAChannel:
         stamp = next((ts for ts in webhook_input.raw_timestamps(raw) if self.verify_stamp(raw, ts, header)), None)
         if stamp is None:
             return web.json_response({"error": 403, "message": "bad signature"}, status=403)
-<<<<<<< HEAD
         try:
             body = webhook_input.parse_json(raw)
             webhook_input.check(body, EVENT_FIELDS, "event")
@@ -525,8 +519,6 @@ class ZaloOAChannel:
         if abs(age) > self.settings.zalo_oa_max_event_age:
             log.warning("zalo_oa webhook: refused a signed event %d s old (a replay?)", int(age))
             return web.json_response({"error": 403, "message": "event too old"}, status=403)
-        await self.accept(body, raw)
-=======
         if not self.ready.is_set():
             return web.json_response({"error": 503, "message": "not ready"}, status=503)
         work = await self.interpret(body, raw)
@@ -535,7 +527,6 @@ class ZaloOAChannel:
                 await self.pipeline.receive(work)
             except Unavailable:
                 return web.json_response({"error": 503, "message": "database unavailable, try again"}, status=503)
->>>>>>> wip/pipeline
         return web.json_response({"error": 0, "message": "ok"})
 
     def verify_stamp(self, raw: bytes, timestamp: str, header: str) -> bool:
@@ -567,8 +558,12 @@ class ZaloOAChannel:
             return None
         if name in ("follow", "unfollow"):
             follows = name == "follow"
+            sent = epoch_time(event.get("timestamp"), self.clock)
+            await self.service.load_salt()  # the erasure check below needs it; cached after the first time
 
             async def apply(session) -> None:
+                if await self.service.erased_after(session, CHANNEL, chat, sent):
+                    return  # a follow from before the person's erasure must not bring them back
                 if follows:
                     await people.touch_user(session, CHANNEL, chat, self.clock())
                 else:
@@ -641,41 +636,6 @@ class ZaloOAChannel:
             sender_is_admin=(CHANNEL, sender) in self.officers,
         )
 
-<<<<<<< HEAD
-    async def process(self, event: dict[str, Any]) -> None:
-        name = str(event.get("event_name") or "")
-        if name in ("follow", "unfollow"):
-            await self._follow(event, name == "follow")
-            return
-        incoming = self.parse(event)
-        if incoming is not None:
-            if incoming.chat_type is ChatType.GROUP and not incoming.addressed:
-                return  # not for us: neither answered nor logged
-            # Debug only: lets an operator read a person's id (for CCCD_OFFICERS) with `cccd-bot -v serve`.
-            log.debug("zalo_oa: text from user %s in %s chat %s", incoming.sender_id, incoming.chat_type.value, incoming.chat_id)
-            replies = await self.service.handle(incoming)
-            await self.send(incoming.chat_id, incoming.chat_type, replies)
-            return
-        if name.startswith("user_send_") and not name.startswith("user_send_group_"):
-            user = _id(event.get("sender"))
-            if user:  # an image, sticker, voice...: a polite word in private, nothing in groups
-                await self.send(user, ChatType.PRIVATE, [Reply(self.service.catalog.msg("not_text"))])
-
-    async def _follow(self, event: dict[str, Any], follows: bool) -> None:
-        user = _id(event.get("follower")) or _id(event.get("sender"))
-        if not user:
-            return
-        await self.service.load_salt()
-        async with self.service.db.transaction() as session:
-            if await self.service.erased_after(session, CHANNEL, user, epoch_time(event.get("timestamp"), self.clock)):
-                return  # a follow from before the person's erasure must not bring them back
-            if follows:
-                await people.touch_user(session, CHANNEL, user, self.clock())
-            else:
-                await people.set_user_active(session, CHANNEL, user, False)
-
-=======
->>>>>>> wip/pipeline
     # -- sending ---------------------------------------------------------------------------------
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None, *, retries: bool = True) -> dict[str, Any]:

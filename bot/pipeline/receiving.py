@@ -91,6 +91,8 @@ class Pipeline:
     async def _receive(self, work: Work, started: float) -> bool:
         for attempt in (1, 2):
             try:
+                # The erasure check needs the pseudonym salt: loaded once, outside the chat's lock.
+                await self.service.load_salt()
                 return await self._transaction(work, started)
             except Exception as exc:
                 if is_unavailable(exc):
