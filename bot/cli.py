@@ -25,6 +25,30 @@ def _database_settings():
     return settings
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message (our messages never carry what people wrote)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+def _formatter() -> logging.Formatter:
+    """CCCD_LOG_FORMAT=json gives JSON lines; anything unreadable falls back to text."""
+    import os
+
+    if os.environ.get("CCCD_LOG_FORMAT", "").strip().lower() == "json":
+        return JsonFormatter()
+    return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def _catalog_or_exit(settings) -> Catalog:
     catalog = load_catalog(settings.content_dir)
     if catalog.problems:
@@ -279,14 +303,19 @@ def cmd_serve(args) -> int:
     catalog = _catalog_or_exit(settings)
     host = args.host or settings.host
     port = args.port or settings.port
+    if args.port:
+        settings.port = args.port  # names this instance for the sender lease (<host>:<port>)
+    if settings.database_url.startswith("sqlite") and args.role != "all":
+        print(say("error", message=say("role_needs_postgres")), file=sys.stderr)
+        return 2
     check_port(host, port)
     check_database(settings.database_url)
-    app = create_app(settings, catalog)
+    app = create_app(settings, catalog, role=args.role)
     for status in app[CHANNELS].values():
         print(say("serve_channel", name=status.name, detail=status.detail), flush=True)
-    print(say("serve_listening", host=host, port=port), flush=True)
+    print(say("serve_listening", role=args.role, host=host, port=port), flush=True)
     try:
-        web.run_app(app, host=host, port=port, print=None)
+        web.run_app(app, host=host, port=port, print=None, access_log=None)
     except OSError as exc:
         # Taken between the check and the start by another program.
         if exc.errno is None:
@@ -351,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help=say("help_serve"), description=say("help_serve"))
     serve.add_argument("--host", help=say("help_serve_host"))
     serve.add_argument("--port", type=int, help=say("help_serve_port"))
+    serve.add_argument("--role", choices=("all", "web", "sender"), default="all", help=say("help_serve_role"))
     serve.set_defaults(func=cmd_serve)
 
     ask = sub.add_parser("ask", help=say("help_ask"), description=say("help_ask"))
@@ -403,7 +433,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format=LOG_FORMAT)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_formatter())
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler])
     try:
         if not args.verbose:
             # CCCD_LOG_LEVEL applies to the bot's own loggers; libraries stay at warnings.

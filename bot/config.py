@@ -67,6 +67,19 @@ class Settings(BaseSettings):
     # generated and kept in the database when unset), and whether cookies need HTTPS (behind a TLS proxy).
     web_secret: str | None = None
     web_secure_cookies: bool = False
+    # The pipeline's sender: one process holds its lease (see docs/pipeline.md).
+    instance_name: str | None = None  # default: <host name>:<port>
+    sender_lease_seconds: float = Field(default=10.0, gt=0.5, le=600)
+    sender_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    sender_concurrency: int = Field(default=64, ge=1, le=1000)
+    sender_drain_seconds: float = Field(default=5.0, ge=0, le=120)
+    sender_max_lag_seconds: float = Field(default=120.0, gt=0)
+    # Overall messages per second for replies, per channel (0: no pacing beyond the platform's 429s).
+    telegram_send_rate: float = Field(default=0.0, ge=0)
+    zalo_bot_send_rate: float = Field(default=0.0, ge=0)
+    zalo_oa_send_rate: float = Field(default=0.0, ge=0)
+    # "text" or "json" (one JSON object a line, never message texts).
+    log_format: str = "text"
 
     # Comma-separated "channel:user_id" pairs allowed to link groups to hamlets.
     officers: str = ""
@@ -119,6 +132,13 @@ class Settings(BaseSettings):
             if len(parts) == 3 and all(parts):
                 members.setdefault((parts[0], parts[1]), set()).add(parts[2])
         return members
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        fmt = value.strip().lower()
+        if fmt not in ("text", "json"):
+            raise ValueError("CCCD_LOG_FORMAT must be text or json")
+        return fmt
 
     def officer_ids(self) -> set[tuple[str, str]]:
         """Return the (channel, user id) pairs of registered officers."""

@@ -1,4 +1,4 @@
-"""The aiohttp application that carries every configured channel, plus /healthz."""
+"""The aiohttp application that carries every configured channel, the pipeline, /healthz, /readyz and /metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import importlib
 import ipaddress
 import logging
 import signal
+import socket
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -16,8 +17,11 @@ from sqlalchemy import text
 
 from bot.catalog import Catalog, load_catalog
 from bot.config import Settings
+from bot.metrics import Metrics
+from bot.pipeline import Pipeline, Sender, is_unavailable
 from bot.service import ChatService
 from storage import erasure
+from storage import deliveries
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -26,6 +30,12 @@ SETTINGS = web.AppKey("settings", Settings)
 SERVICE = web.AppKey("service", ChatService)
 DATABASE = web.AppKey("database", Database)
 CHANNELS = web.AppKey("channels", dict)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+SENDER = web.AppKey("sender", Sender)
+METRICS = web.AppKey("metrics", Metrics)
+ROLE = web.AppKey("role", str)
+READY = web.AppKey("ready", dict)
+ROLES = ("all", "web", "sender")
 
 # Each module exposes `setup(app) -> str | None`: it wires its routes and start-up/clean-up
 # hooks when its credentials are configured, and returns why it is off otherwise.
@@ -93,7 +103,56 @@ async def healthz(request: web.Request) -> web.Response:
         return web.json_response(body, status=503)
     if not details:
         return web.json_response({"ok": True})
-    return web.json_response({"ok": True, "channels": channels})
+    return web.json_response({"ok": True, "role": request.app[ROLE], "channels": channels})
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to take traffic: database reachable, migrations applied, and the sender not falling behind."""
+    app = request.app
+    settings = app[SETTINGS]
+    body: dict = {"role": app[ROLE], "migrated": app[READY].get("migrated", False)}
+    ok = body["migrated"]
+    try:
+        async with asyncio.timeout(2):
+            async with app[DATABASE].transaction() as session:
+                pending, oldest = await deliveries.depth(session)
+        body["database"] = "ok"
+        lag = (app[SERVICE].clock() - _aware(oldest)).total_seconds() if oldest is not None else 0.0
+        body.update(outbox_pending=pending, sender_lag_seconds=round(max(lag, 0.0), 3))
+        app[METRICS].outbox(pending, max(lag, 0.0))
+        if lag > settings.sender_max_lag_seconds:
+            ok = False
+            body["sender"] = f"behind by {lag:.0f} s"
+    except Exception as exc:  # the probe must answer, whatever broke
+        ok = False
+        body["database"] = type(exc).__name__ if is_unavailable(exc) else f"error: {type(exc).__name__}"
+    sender = app[SENDER]
+    body["sender_here"] = sender.holding
+    body["ok"] = ok
+    return web.json_response(body, status=200 if ok else 503)
+
+
+def _aware(when):
+    from datetime import timezone
+
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    try:
+        async with asyncio.timeout(2):
+            async with app[DATABASE].transaction() as session:
+                pending, oldest = await deliveries.depth(session)
+        lag = (app[SERVICE].clock() - _aware(oldest)).total_seconds() if oldest is not None else 0.0
+        app[METRICS].outbox(pending, max(lag, 0.0))
+    except Exception:
+        pass
+    body, content_type = app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def default_instance(settings: Settings) -> str:
+    """The sender lease holder's name: stable for a host and port, so a restarted process takes its lease back at once."""
+    return settings.instance_name or f"{socket.gethostname()}:{settings.port}"
 
 
 # Erasure tombstones outlive any delivery that could still arrive (platforms stop retrying within days).
@@ -170,22 +229,60 @@ def setup_reload(app: web.Application) -> None:
     app.on_cleanup.append(remove)
 
 
-def setup_core(app: web.Application, settings: Settings, catalog: Catalog, db: Database) -> None:
+def setup_core(
+    app: web.Application, settings: Settings, catalog: Catalog, db: Database, *, role: str = "all", instance: str | None = None
+) -> None:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
     app[SETTINGS] = settings
     app[DATABASE] = db
-    app[SERVICE] = ChatService(db, catalog, settings)
+    app[ROLE] = role
+    app[READY] = {}
+    service = ChatService(db, catalog, settings)
+    app[SERVICE] = service
+    app[METRICS] = Metrics()
+    sender = Sender(
+        db,
+        holder=instance or default_instance(settings),
+        lease_ttl=settings.sender_lease_seconds,
+        poll=settings.sender_poll_seconds,
+        concurrency=settings.sender_concurrency,
+        clock=service.clock,
+    )
+    app[SENDER] = sender
+    # A web-only process leaves sending to the sender process (woken by NOTIFY on PostgreSQL).
+    app[PIPELINE] = Pipeline(service, sender if role != "web" else None)
+    app[METRICS].watch(app[PIPELINE], sender, service)
     app[CHANNELS] = {}
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
 
     async def migrate(_app: web.Application) -> None:
         await db.migrate()
         await _app[SERVICE].load_salt()
+        _app[READY]["migrated"] = True
 
     async def close(_app: web.Application) -> None:
         await db.close()
 
     app.on_startup.insert(0, migrate)
     app.on_cleanup.append(close)
+
+
+def setup_sender(app: web.Application) -> None:
+    """Start the sender after the channels (it sends through them); stop it after they stopped
+    receiving and before they close their clients."""
+
+    async def start_sender(_app: web.Application) -> None:
+        if _app[ROLE] != "web":
+            await _app[SENDER].start()
+
+    async def stop_sender(_app: web.Application) -> None:
+        await _app[SENDER].stop(_app[SETTINGS].sender_drain_seconds)
+
+    app.on_startup.append(start_sender)
+    app.on_shutdown.append(stop_sender)
 
 
 def setup_channels(app: web.Application) -> None:
@@ -203,14 +300,22 @@ def setup_channels(app: web.Application) -> None:
         app[CHANNELS][short] = ChannelStatus(short, reason is None, detail)
 
 
-def create_app(settings: Settings, catalog: Catalog, db: Database | None = None) -> web.Application:
-    """Build the application: the core, then every channel whose credentials are set."""
+def create_app(
+    settings: Settings,
+    catalog: Catalog,
+    db: Database | None = None,
+    *,
+    role: str = "all",
+    instance: str | None = None,
+) -> web.Application:
+    """Build the application: the core and the pipeline, then every channel whose credentials are set."""
     app = web.Application(client_max_size=1024 * 1024)
-    setup_core(app, settings, catalog, db or Database(settings.database_url))
+    setup_core(app, settings, catalog, db or Database(settings.database_url), role=role, instance=instance)
     setup_reload(app)
     setup_retention(app)
     setup_channels(app)
     setup_dashboard(app)
+    setup_sender(app)
     return app
 
 

@@ -32,7 +32,7 @@ from bot.masking import mask
 from bot.matcher import Matcher
 from bot.messages import ChatType, Incoming, Reply
 from bot.privacy import erasure_ref, load_salt, pseudonym
-from storage import conversations, erasure, logs, people, registry
+from storage import conversations, deliveries, erasure, logs, people, registry
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,8 @@ class ChatService:
         self.clock = clock
         self.officers = self.settings.officer_ids()
         self._hamlets: HamletDirectory | None = None
+        # Told how each query was handled (answered, choices, unanswered...): the FAQ metrics.
+        self.on_query: Callable[[str], None] | None = None
         self._valid_steps = frozenset(catalog.step_index)
         self._salt: str | None = self.settings.pseudonym_salt or None
         self._salt_lock = asyncio.Lock()
@@ -112,77 +114,90 @@ class ChatService:
         self._valid_steps = frozenset(catalog.step_index)
 
     async def handle(self, msg: Incoming) -> list[Reply]:
-        """Process one message in order with others of its chat; return the replies to send."""
+        """Process one message in its own locked transaction; return the replies to send (console, tests)."""
         if msg.chat_type is ChatType.GROUP and not msg.addressed:
             return []
-        started = time.perf_counter()
         try:
             if self._salt is None:  # once per process; the server loads it at start
                 await self.load_salt()
             # Nothing else is awaited before the lock: messages of a chat queue on it in arrival order.
             async with self.db.locked(f"{msg.channel}:{msg.chat_id}", write=True) as session:
-                if await self.erased_after(session, msg.channel, msg.sender_id, msg.time):
-                    # Sent before the person's /xoa, delivered or recovered after it: no row, no reply.
-                    log.info("%s: a message sent before its sender's erasure was dropped", msg.channel)
-                    return []
-                hamlets = await self.hamlets(session)
-                now = self.clock()
-                key = msg.key
-                state = State.from_dict(await conversations.load_state(session, key), self._valid_steps)
-                user = await people.touch_user(session, msg.channel, msg.sender_id, now)
-                chat = await people.touch_chat(session, msg.channel, msg.chat_id, msg.chat_type.value, now)
-                if msg.chat_type is ChatType.GROUP:
-                    chat_hamlet = chat.hamlet_code
-                elif user.hamlet_code is None:
-                    chat_hamlet = await logs.last_group_hamlet(session, self.pseudonym(msg.channel, msg.sender_id))
-                else:
-                    chat_hamlet = None
-                ctx = Context(
-                    catalog=self.catalog,
-                    matcher=self.matcher,
-                    hamlets=hamlets,
-                    now=now,
-                    user_hamlet=user.hamlet_code,
-                    is_officer=msg.sender_is_admin or (msg.channel, msg.sender_id) in self.officers,
-                    chat_hamlet=chat_hamlet,
-                    opted_out=bool(user.opted_out),
-                )
-                outcome = step(state, msg, ctx)
-                if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):
-                    log.info(
-                        "refused input on %s: payload=%r, %d characters",
-                        msg.channel,
-                        mask(msg.payload or "")[:64],
-                        len(msg.text),
-                    )
-                await self._record(session, msg, outcome, user, chat, now, started)
+                return await self.handle_in(session, msg)
         except Exception:
             log.exception("failed to handle a message on %s", msg.channel)
             return [Reply(self.catalog.msg("error"))]
+
+    async def handle_in(self, session: AsyncSession, msg: Incoming, started: float | None = None) -> list[Reply]:
+        """Step the core inside the caller's transaction (which holds the chat's lock) and record it all.
+
+        Errors propagate: the caller's transaction is rolled back, so nothing half-done is stored.
+        """
+        if msg.chat_type is ChatType.GROUP and not msg.addressed:
+            return []
+        started = time.perf_counter() if started is None else started
+        if await self.erased_after(session, msg.channel, msg.sender_id, msg.time):
+            # Sent before the person's /xoa, delivered or recovered after it: no row, no reply.
+            log.info("%s: a message sent before its sender's erasure was dropped", msg.channel)
+            return []
+        hamlets = await self.hamlets(session)
+        now = self.clock()
+        key = msg.key
+        # One statement each: the state, and the user and chat rows (created on first contact).
+        state = State.from_dict(await conversations.read_state(session, key), self._valid_steps)
+        user_hamlet, opted_out = await people.seen_user(session, msg.channel, msg.sender_id, now)
+        chat_hamlet = await people.seen_chat(session, msg.channel, msg.chat_id, msg.chat_type.value, now)
+        if msg.chat_type is ChatType.GROUP:
+            offered_hamlet = chat_hamlet
+        elif user_hamlet is None:
+            # In private, the hamlet of the group the person last wrote in is offered instead of the list.
+            offered_hamlet = await logs.last_group_hamlet(session, self.pseudonym(msg.channel, msg.sender_id))
+        else:
+            offered_hamlet = None
+        ctx = Context(
+            catalog=self.catalog,
+            matcher=self.matcher,
+            hamlets=hamlets,
+            now=now,
+            user_hamlet=user_hamlet,
+            is_officer=msg.sender_is_admin or (msg.channel, msg.sender_id) in self.officers,
+            chat_hamlet=offered_hamlet,
+            opted_out=opted_out,
+        )
+        outcome = step(state, msg, ctx)
+        if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):
+            log.info(
+                "refused input on %s: payload=%r, %d characters",
+                msg.channel,
+                mask((msg.payload or "")[:64]),
+                len(msg.text),
+            )
+        await self._record(session, msg, outcome, user_hamlet, chat_hamlet, now, started)
         return list(outcome.replies)
 
-    async def _record(self, session, msg: Incoming, outcome: Outcome, user, chat, now, started) -> None:
+    async def _record(self, session, msg: Incoming, outcome: Outcome, user_hamlet, chat_hamlet, now, started) -> None:
         """Apply the core's events to the store and save the new state."""
         user_ref: str | None = self.pseudonym(msg.channel, msg.sender_id)
         forget = any(isinstance(e, ForgetUser) for e in outcome.events)
         for event in outcome.events:
             if isinstance(event, UserHamletChosen):
-                user.hamlet_code = event.hamlet
+                user_hamlet = event.hamlet
+                await people.set_user_hamlet(session, msg.channel, msg.sender_id, event.hamlet)
             elif isinstance(event, ChatHamletLinked):
-                chat.hamlet_code = event.hamlet
+                chat_hamlet = event.hamlet
+                await people.set_chat_hamlet(session, msg.channel, msg.chat_id, event.hamlet)
             elif isinstance(event, OptOutChanged):
-                user.opted_out = event.opted_out
-        await session.flush()
-        hamlet = chat.hamlet_code if msg.chat_type is ChatType.GROUP else user.hamlet_code
+                await people.set_user_opted_out(session, msg.channel, msg.sender_id, event.opted_out)
+        hamlet = chat_hamlet if msg.chat_type is ChatType.GROUP else user_hamlet
         chat_ref: str | None = self.pseudonym(msg.channel, msg.chat_id)
         if forget:
             # A private chat's id is the person's own id on most platforms: it goes with them.
             private = msg.chat_type is ChatType.PRIVATE
             await conversations.delete_states_of_user(session, msg.channel, msg.sender_id)
+            # Replies still waiting to be sent to them go too (the answer to this request comes after).
+            await deliveries.delete_pending_of_user(session, msg.channel, msg.sender_id)
             await logs.forget(session, user_ref, chat_ref if private else None)
             await people.delete_user(session, msg.channel, msg.sender_id)
-            # What they sent and is not handled yet goes too, and nothing sent before now brings them back.
-            await erasure.retire_deliveries(session, msg.channel, msg.sender_id)
+            # Nothing they sent before now brings them back (a redelivery by the platform is dropped).
             await erasure.record(session, self.erasure_ref(msg.channel, msg.sender_id), now)
             if private:
                 await people.delete_chat(session, msg.channel, msg.chat_id)
@@ -191,6 +206,8 @@ class ChatService:
             hamlet = None
         for event in outcome.events:
             if isinstance(event, QueryHandled):
+                if self.on_query is not None:
+                    self.on_query(event.outcome)
                 text = mask(f"[{msg.payload}]" if msg.payload else clean_text(msg.text))[:MAX_LOGGED_TEXT]
                 await logs.add_query(
                     session,
@@ -219,4 +236,4 @@ class ChatService:
         if not forget:
             # The core masks what it keeps of a question; masking again here makes it a rule of the store.
             state = outcome.state.evolve(pending=mask(outcome.state.pending)) if outcome.state.pending else outcome.state
-            await conversations.save_state(session, msg.key, state.to_dict(), now)
+            await conversations.write_state(session, msg.key, state.to_dict(), now)

@@ -14,6 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from storage.migrate import ensure_sqlite_dir, upgrade
 
 
+# Statements and transactions this process sent (for /metrics and the load benchmark's per-update counts).
+STATS = {"statements": 0, "transactions": 0}
+
+
+def _count_statement(*_args) -> None:
+    STATS["statements"] += 1
+
+
+def _count_transaction(*_args) -> None:
+    STATS["transactions"] += 1
+
+
 def _advisory_key(key: str) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
 
@@ -24,13 +36,21 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False):
         self.url = url
         ensure_sqlite_dir(url)
-        kwargs = {"pool_pre_ping": True} if url.startswith("postgresql") else {}
+        # No pool_pre_ping: it costs a round trip per checkout. A connection the server dropped fails its
+        # first statement; SQLAlchemy then discards the pool's stale connections, and the pipeline
+        # retries once or answers "try again" (see bot/pipeline/receiving.py).
+        kwargs = {"pool_size": 10, "max_overflow": 20} if url.startswith("postgresql") else {}
         # Errors never carry the values of a statement: they are what people typed (names, numbers).
         self.engine: AsyncEngine = create_async_engine(url, echo=echo, hide_parameters=True, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(self.engine.sync_engine, "before_cursor_execute", _count_statement)
+        event.listen(self.engine.sync_engine, "begin", _count_transaction)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+        # SQLite has one writer: this process's writers queue here rather than in SQLite's busy handler,
+        # which sleeps in growing steps (up to 100 ms) and turns contention into seconds of latency.
+        self._writer = asyncio.Lock()
 
     @property
     def is_sqlite(self) -> bool:
@@ -49,6 +69,17 @@ class Database:
             yield session
 
     @asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncSession]:
+        """A transaction that writes: on SQLite it waits for this process's other writers first."""
+        if not self.is_sqlite:
+            async with self.transaction() as session:
+                yield session
+            return
+        async with self._writer:
+            async with self.transaction() as session:
+                yield session
+
+    @asynccontextmanager
     async def locked(self, key: str, *, write: bool = False) -> AsyncIterator[AsyncSession]:
         """Yield a transaction holding the lock of `key` in this process and, on PostgreSQL, across processes.
 
@@ -61,7 +92,7 @@ class Database:
             lock = asyncio.Lock()
             self._locks[key] = lock
         async with lock:
-            async with self.transaction() as session:
+            async with self.writing() if write else self.transaction() as session:
                 if self.is_sqlite and write:
                     # SQLite has no advisory lock, and its transactions begin at the first write:
                     # a no-op write takes the database's write lock now, before anything is read,

@@ -1,142 +1,252 @@
-"""Deliveries taken from the platforms, kept with their payload until handled.
+"""The pipeline's tables: inbox keys (each delivery taken once), the outbox of platform calls, and leases.
 
-A delivery is claimed once (retries and duplicates are dropped) and, until its processing has ended,
-its row keeps the payload and `done` false. Rows left unfinished by a crash or a shutdown are taken
-again by recovery; a delivery that keeps failing that way is given up after a few attempts.
+Everything here is one statement (one round trip) per call, written with SQLAlchemy Core: these run for
+every message, and the ORM's unit of work would double their cost.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ProcessedUpdate
-
-log = logging.getLogger(__name__)
+from storage.models import InboxEntry, Lease, OutboxMessage
 
 KEY_LENGTH = 128
+PENDING, SENT, REFUSED = "pending", "sent", "refused"
+ENDED = (SENT, REFUSED)
 
 
-def _key(update_key: str) -> str:
-    return update_key[:KEY_LENGTH]
+def _insert(session: AsyncSession, table):
+    """The dialect's INSERT, which knows ON CONFLICT (PostgreSQL and SQLite both do)."""
+    if session.bind.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
-async def claim(
-    session: AsyncSession, channel: str, update_key: str, now: datetime, payload: dict[str, Any] | None = None
-) -> bool:
-    """Record a delivery (unfinished when it has a payload); return False when it was already recorded (by any process)."""
-    row = ProcessedUpdate(
-        channel=channel, update_key=_key(update_key), created_at=now, payload=payload, done=payload is None, attempts=0
+# -- inbox ----------------------------------------------------------------------------------------
+
+
+async def take(session: AsyncSession, channel: str, update_key: str, now: datetime) -> bool:
+    """Record a delivery's key; False when any process recorded it before (a retry or a duplicate)."""
+    stmt = (
+        _insert(session, InboxEntry)
+        .values(channel=channel, update_key=update_key[:KEY_LENGTH], received_at=now)
+        .on_conflict_do_nothing(index_elements=["channel", "update_key"])
+        .returning(InboxEntry.update_key)
     )
-    try:
-        async with session.begin_nested():
-            session.add(row)
-            await session.flush()
-    except IntegrityError:
-        return False
-    return True
+    return (await session.execute(stmt)).first() is not None
 
 
-async def finish(session: AsyncSession, channel: str, update_key: str) -> None:
-    """Mark a delivery handled and drop its payload."""
-    await session.execute(
-        update(ProcessedUpdate)
-        .where(ProcessedUpdate.channel == channel, ProcessedUpdate.update_key == _key(update_key))
-        .values(done=True, payload=None)
-        .execution_options(synchronize_session=False)
-    )
+async def taken(session: AsyncSession, channel: str, update_key: str) -> bool:
+    """Whether a delivery's key is recorded."""
+    stmt = select(InboxEntry.update_key).where(InboxEntry.channel == channel, InboxEntry.update_key == update_key[:KEY_LENGTH])
+    return (await session.execute(stmt)).first() is not None
 
 
-async def renew(session: AsyncSession, channel: str, update_keys: Iterable[str], now: datetime) -> None:
-    """Move the time of unfinished deliveries still queued in this process to `now`, so recovery leaves them alone."""
-    keys = sorted({_key(k) for k in update_keys})
-    for start in range(0, len(keys), 500):
-        await session.execute(
-            update(ProcessedUpdate)
-            .where(
-                ProcessedUpdate.channel == channel,
-                ProcessedUpdate.update_key.in_(keys[start : start + 500]),
-                ProcessedUpdate.done.is_(False),
-            )
-            .values(created_at=now)
-            .execution_options(synchronize_session=False)
-        )
+async def prune_inbox(session: AsyncSession, now: datetime, keep: timedelta = timedelta(days=7)) -> None:
+    """Forget keys older than `keep`: platforms stop redelivering long before."""
+    await session.execute(delete(InboxEntry).where(InboxEntry.received_at < now - keep))
 
 
-async def take_unfinished(
+# -- outbox ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outgoing:
+    """A pending outbox row as the sender holds it."""
+
+    id: int
+    channel: str
+    chat_id: str
+    call: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+async def enqueue(
     session: AsyncSession,
     channel: str,
+    chat_id: str,
+    calls: Sequence[dict[str, Any]],
     now: datetime,
-    older_than: timedelta,
     *,
-    max_attempts: int = 3,
-    limit: int = 100,
-) -> list[tuple[str, dict[str, Any]]]:
-    """Take the unfinished deliveries of `channel` older than `older_than`; return (key, payload) pairs.
+    user_id: str | None = None,
+    kind: str = "reply",
+) -> None:
+    """Add platform calls for one chat, in order (one multi-row INSERT)."""
+    if not calls:
+        return
+    rows = [
+        {
+            "channel": channel,
+            "chat_id": chat_id,
+            "user_id": user_id,
+            "kind": kind,
+            "call": call,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for call in calls
+    ]
+    await session.execute(insert(OutboxMessage), rows)
 
-    One UPDATE moves their time to `now` and counts the attempt, so a second process (or a second
-    call) does not take them again until they are `older_than` once more. Deliveries already taken
-    `max_attempts` times are given up: marked done, logged, not returned.
-    """
-    cutoff = now - older_than
-    stale = and_(
-        ProcessedUpdate.channel == channel,
-        ProcessedUpdate.done.is_(False),
-        ProcessedUpdate.created_at < cutoff,
-    )
-    # Rows another taker holds are skipped here too (PostgreSQL), so that a concurrent taker never
-    # waits for this transaction; they are given up by whoever holds them, or next round.
-    exhausted = await session.execute(
-        select(ProcessedUpdate.update_key)
-        .where(stale, ProcessedUpdate.attempts >= max_attempts)
-        .with_for_update(skip_locked=True)
-    )
-    exhausted_keys = list(exhausted.scalars().all())
-    if exhausted_keys:
-        given_up = await session.execute(
-            update(ProcessedUpdate)
-            .where(ProcessedUpdate.channel == channel, ProcessedUpdate.update_key.in_(exhausted_keys))
-            .values(done=True, payload=None)
-            .returning(ProcessedUpdate.update_key, ProcessedUpdate.attempts)
-            .execution_options(synchronize_session=False)
+
+async def due(session: AsyncSession, now: datetime, limit: int = 500) -> list[Outgoing]:
+    """Pending calls whose time has come, oldest first."""
+    stmt = (
+        select(
+            OutboxMessage.id,
+            OutboxMessage.channel,
+            OutboxMessage.chat_id,
+            OutboxMessage.call,
+            OutboxMessage.attempts,
+            OutboxMessage.created_at,
         )
-        for key, attempts in given_up.all():
-            log.error("%s: delivery %s was never handled after %d recoveries; given up", channel, key, attempts)
-    candidates = await session.execute(
-        select(ProcessedUpdate.update_key)
-        .where(stale, ProcessedUpdate.attempts < max_attempts)
-        .order_by(ProcessedUpdate.created_at, ProcessedUpdate.update_key)
+        .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now)
+        .order_by(OutboxMessage.id)
         .limit(limit)
-        # A concurrent taker (PostgreSQL) skips the rows locked here and takes the next ones, instead
-        # of picking the same rows, finding them taken, and leaving the rest for the next round.
-        # SQLite ignores this: its writers are already serialised.
-        .with_for_update(skip_locked=True)
     )
-    order = {key: i for i, key in enumerate(candidates.scalars().all())}
-    if not order:
-        return []
-    taken = await session.execute(
-        update(ProcessedUpdate)
-        # The conditions are repeated on the row itself, defensively: the rows are locked by the
-        # SELECT above on PostgreSQL, but SQLite takes no row locks.
-        .where(stale, ProcessedUpdate.attempts < max_attempts, ProcessedUpdate.update_key.in_(list(order)))
-        .values(created_at=now, attempts=ProcessedUpdate.attempts + 1)
-        .returning(ProcessedUpdate.update_key, ProcessedUpdate.payload)
-        .execution_options(synchronize_session=False)
-    )
-    rows = [(key, payload) for key, payload in taken.all() if payload is not None]
-    # Oldest first, so that the deliveries of one chat are queued again in the order they came.
-    return sorted(rows, key=lambda row: order[row[0]])
+    return [Outgoing(*row) for row in (await session.execute(stmt)).all()]
 
 
-async def prune(session: AsyncSession, now: datetime, keep: timedelta = timedelta(days=7)) -> None:
-    """Forget handled deliveries older than `keep` (platforms stop retrying long before)."""
+async def due_keys(session: AsyncSession, now: datetime, limit: int = 500) -> list[tuple[int, str, str]]:
+    """(id, channel, chat_id) of pending calls whose time has come, oldest first: cheap to scan again."""
+    stmt = (
+        select(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.chat_id)
+        .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now)
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    return [tuple(row) for row in (await session.execute(stmt)).all()]
+
+
+async def load(session: AsyncSession, ids: Sequence[int]) -> list[Outgoing]:
+    """The pending calls with these ids, oldest first (ended ones are left out)."""
+    stmt = (
+        select(
+            OutboxMessage.id,
+            OutboxMessage.channel,
+            OutboxMessage.chat_id,
+            OutboxMessage.call,
+            OutboxMessage.attempts,
+            OutboxMessage.created_at,
+        )
+        .where(OutboxMessage.id.in_(list(ids)), OutboxMessage.status == PENDING)
+        .order_by(OutboxMessage.id)
+    )
+    return [Outgoing(*row) for row in (await session.execute(stmt)).all()]
+
+
+async def mark_sent(session: AsyncSession, ids: Iterable[int], now: datetime) -> None:
+    """Record calls the platform accepted; their content is dropped."""
+    ids = sorted(set(ids))
+    for start in range(0, len(ids), 500):
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids[start : start + 500]), OutboxMessage.status == PENDING)
+            .values(status=SENT, ended_at=now, call=None)
+        )
+
+
+async def mark_refused(session: AsyncSession, ids: Iterable[int], reason: str, now: datetime) -> None:
+    """Record calls the platform refused for good (blocked, chat gone, bad request)."""
     await session.execute(
-        delete(ProcessedUpdate).where(ProcessedUpdate.created_at < now - keep, ProcessedUpdate.done.is_(True))
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(sorted(set(ids))), OutboxMessage.status == PENDING)
+        .values(status=REFUSED, ended_at=now, last_error=reason[:200], call=None)
     )
+
+
+async def refuse_chat(session: AsyncSession, channel: str, chat_id: str, reason: str, now: datetime) -> int:
+    """Refuse every pending call of a chat that cannot be reached; return how many."""
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.channel == channel, OutboxMessage.chat_id == chat_id, OutboxMessage.status == PENDING)
+        .values(status=REFUSED, ended_at=now, last_error=reason[:200], call=None)
+    )
+    return result.rowcount or 0
+
+
+async def note_attempt(session: AsyncSession, id_: int, attempts: int, next_at: datetime, error: str) -> None:
+    """Record a failed attempt that will be retried at `next_at`."""
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == id_, OutboxMessage.status == PENDING)
+        .values(attempts=attempts, next_attempt_at=next_at, last_error=error[:200])
+    )
+
+
+async def move_chat(session: AsyncSession, channel: str, old_id: str, new_id: str) -> None:
+    """Point the pending calls of a chat at its new id (a Telegram group that became a supergroup)."""
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.channel == channel, OutboxMessage.chat_id == old_id, OutboxMessage.status == PENDING)
+        .values(chat_id=new_id)
+    )
+
+
+async def delete_pending_of_user(session: AsyncSession, channel: str, user_id: str) -> int:
+    """Erasure: delete what is still waiting to be sent to (or in answer to) a person."""
+    result = await session.execute(
+        delete(OutboxMessage).where(
+            OutboxMessage.channel == channel, OutboxMessage.user_id == user_id, OutboxMessage.status == PENDING
+        )
+    )
+    return result.rowcount or 0
+
+
+async def depth(session: AsyncSession) -> tuple[int, datetime | None]:
+    """How many calls are pending, and since when the oldest waits."""
+    row = (
+        await session.execute(
+            select(func.count(), func.min(OutboxMessage.created_at)).where(OutboxMessage.status == PENDING)
+        )
+    ).one()
+    return int(row[0]), row[1]
+
+
+async def counts(session: AsyncSession) -> dict[str, int]:
+    """Outbox rows by status."""
+    rows = (await session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status))).all()
+    return {status: int(n) for status, n in rows}
+
+
+async def prune_outbox(session: AsyncSession, now: datetime, keep: timedelta = timedelta(days=2)) -> None:
+    """Delete ended calls older than `keep` (their content was dropped when they ended)."""
+    await session.execute(
+        delete(OutboxMessage).where(OutboxMessage.status.in_(ENDED), OutboxMessage.ended_at < now - keep)
+    )
+
+
+# -- leases ---------------------------------------------------------------------------------------
+
+
+async def hold_lease(session: AsyncSession, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+    """Take or renew lease `name` for `holder` unless another holder's lease is still valid."""
+    stmt = _insert(session, Lease).values(name=name, holder=holder, expires_at=now + ttl)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["name"],
+        set_={"holder": holder, "expires_at": now + ttl},
+        where=(Lease.holder == holder) | (Lease.expires_at < now),
+    ).returning(Lease.holder)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def release_lease(session: AsyncSession, name: str, holder: str) -> None:
+    await session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
+
+
+async def lease_holder(session: AsyncSession, name: str, now: datetime) -> str | None:
+    row = (await session.execute(select(Lease.holder, Lease.expires_at).where(Lease.name == name))).first()
+    if row is None:
+        return None
+    expires = row[1] if row[1].tzinfo else row[1].replace(tzinfo=now.tzinfo)
+    return row[0] if expires >= now else None

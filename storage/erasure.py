@@ -1,25 +1,20 @@
-"""Erasure that sticks: tombstones of erased people, their unhandled deliveries, and retention.
+"""Erasure that sticks: tombstones of erased people, and retention.
 
-`/xoa` deletes a person's rows (storage.people, storage.conversations, storage.logs). What this module
-adds is what makes it last: the person's deliveries not yet handled lose their payload (the platform id
-stays, so a redelivery is still recognised as a duplicate), and a tombstone says when the person was
-erased, so that a message they sent before — redelivered, or recovered after a crash — is dropped
-instead of creating them again.
+`/xoa` deletes a person's rows (storage.people, storage.conversations, storage.logs, the outbox rows
+still waiting for them). What this module adds is what makes it last: a tombstone says when the person
+was erased, so that a message they sent before — redelivered by the platform after a crash — is dropped
+instead of creating them again. The inbox never holds an update's payload (docs/pipeline.md), so there
+is nothing of theirs left to retire there.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Erasure, ProcessedUpdate, QueryLog
-
-# Keys under which the platforms put a person in an update (Telegram: from, chat; Zalo Bot: from, chat;
-# Zalo OA: sender, follower, user_id_by_app).
-_PERSON_KEYS = ("from", "sender", "follower", "chat", "user")
+from storage.models import Erasure, QueryLog
 
 
 def aware(value: datetime) -> datetime:
@@ -41,47 +36,6 @@ async def erased_at(session: AsyncSession, person_ref: str) -> datetime | None:
     """When the person was erased, or None."""
     row = await session.get(Erasure, person_ref, populate_existing=True)
     return aware(row.erased_at) if row is not None else None
-
-
-def mentions(payload: Any, external_id: str, depth: int = 0) -> bool:
-    """Whether a stored update names this person as its sender or chat (any platform's shape)."""
-    if depth > 8:
-        return False
-    if isinstance(payload, dict):
-        for key, value in payload.items():
-            if key in _PERSON_KEYS:
-                if isinstance(value, dict) and str(value.get("id", "")) == external_id:
-                    return True
-                if not isinstance(value, (dict, list)) and str(value) == external_id:
-                    return True
-            if isinstance(value, (dict, list)) and mentions(value, external_id, depth + 1):
-                return True
-    elif isinstance(payload, list):
-        return any(mentions(item, external_id, depth + 1) for item in payload)
-    return False
-
-
-async def retire_deliveries(session: AsyncSession, channel: str, external_id: str) -> int:
-    """Drop the payload of the person's deliveries not yet handled and mark them handled; return how many.
-
-    The platform id of each stays, so that a redelivery is still dropped as a duplicate.
-    """
-    rows = (
-        await session.execute(
-            select(ProcessedUpdate.update_key, ProcessedUpdate.payload).where(
-                ProcessedUpdate.channel == channel, ProcessedUpdate.done.is_(False)
-            )
-        )
-    ).all()
-    keys = [key for key, payload in rows if payload is not None and mentions(payload, external_id)]
-    for start in range(0, len(keys), 500):
-        await session.execute(
-            update(ProcessedUpdate)
-            .where(ProcessedUpdate.channel == channel, ProcessedUpdate.update_key.in_(keys[start : start + 500]))
-            .values(done=True, payload=None)
-            .execution_options(synchronize_session=False)
-        )
-    return len(keys)
 
 
 async def prune_tombstones(session: AsyncSession, before: datetime) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, true
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -103,20 +103,48 @@ class GuideEvent(Base):
     value: Mapped[str | None] = mapped_column(String(40))
 
 
-class ProcessedUpdate(Base):
-    """Platform deliveries taken, so retries are processed once; kept with their payload until handled."""
+class InboxEntry(Base):
+    """A platform delivery taken once: the key a retry or a second process would deliver again.
 
-    __tablename__ = "processed_updates"
+    The row is written in the same transaction as everything its handling changed, so a delivery is
+    either handled (and its key stored) or not stored at all (and the platform delivers it again).
+    Only the key is kept: no names, no texts.
+    """
+
+    __tablename__ = "inbox"
 
     channel: Mapped[str] = mapped_column(String(20), primary_key=True)
     update_key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    # The delivery as received, kept until it has been handled so that a crash cannot lose it.
-    payload: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    # Rows from before durable deliveries were all handled: the server default is true.
-    done: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
-    # How many times recovery has taken the delivery again (a poison message is given up).
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class OutboxMessage(Base):
+    """One platform call to make (a reply, later a broadcast), committed with the state that produced it.
+
+    The sender makes the calls of one chat in `id` order and records how each ended.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_chat", "channel", "chat_id", "status"),
+        Index("ix_outbox_user", "channel", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    # The person the message answers (None for a group announcement): erasure deletes their pending rows.
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20), default="reply")
+    # The channel's rendered call (method and parameters, without the chat id); emptied once ended.
+    call: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class KeyValue(Base):
@@ -206,12 +234,13 @@ class BroadcastPolicy(Base):
 
 
 class Lease(Base):
-    """A named lease: exactly one live holder (a sender process); another takes over once it expires."""
+    """A named lease: exactly one live holder (the reply sender, the broadcast sender); another takes over
+    once it expires."""
 
     __tablename__ = "leases"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(64))
+    holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Bumped at each takeover: a holder that lost its lease sees the change and stops.
     epoch: Mapped[int] = mapped_column(Integer, default=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.masking import mask
@@ -87,3 +88,49 @@ async def delete_chat(session: AsyncSession, channel: str, external_id: str) -> 
     if chat is not None:
         await session.delete(chat)
         await session.flush()
+
+
+# -- one statement each, for every message (see bot/service.py) -------------------------------------
+
+
+def _insert(session: AsyncSession, table):
+    return (postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+async def seen_user(session: AsyncSession, channel: str, external_id: str, now: datetime) -> tuple[str | None, bool]:
+    """Create the user on first contact, else mark them active and seen now; return their hamlet and opt-out."""
+    stmt = _insert(session, User).values(
+        channel=channel, external_id=external_id, hamlet_code=None, opted_out=False, active=True, created_at=now, last_seen_at=now
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["channel", "external_id"], set_={"last_seen_at": now, "active": True}
+    ).returning(User.hamlet_code, User.opted_out)
+    hamlet, opted_out = (await session.execute(stmt)).one()
+    return hamlet, bool(opted_out)
+
+
+async def seen_chat(session: AsyncSession, channel: str, external_id: str, chat_type: str, now: datetime) -> str | None:
+    """Create the chat on first contact, else note it was active now; return its hamlet."""
+    stmt = _insert(session, Chat).values(
+        channel=channel, external_id=external_id, type=chat_type, title=None, hamlet_code=None, active=True, created_at=now, updated_at=now
+    )
+    stmt = stmt.on_conflict_do_update(index_elements=["channel", "external_id"], set_={"updated_at": now}).returning(Chat.hamlet_code)
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def set_user_hamlet(session: AsyncSession, channel: str, external_id: str, hamlet: str | None) -> None:
+    await session.execute(
+        update(User).where(User.channel == channel, User.external_id == external_id).values(hamlet_code=hamlet)
+    )
+
+
+async def set_chat_hamlet(session: AsyncSession, channel: str, external_id: str, hamlet: str | None) -> None:
+    await session.execute(
+        update(Chat).where(Chat.channel == channel, Chat.external_id == external_id).values(hamlet_code=hamlet)
+    )
+
+
+async def set_user_opted_out(session: AsyncSession, channel: str, external_id: str, opted_out: bool) -> None:
+    await session.execute(
+        update(User).where(User.channel == channel, User.external_id == external_id).values(opted_out=opted_out)
+    )

@@ -15,10 +15,10 @@ from bot.messages import ChatType, Incoming
 from bot.privacy import KV_SALT, LEGACY_SALT
 from bot.server import SERVICE, apply_retention, create_app
 from bot.service import ChatService
-from storage import kv
+from storage import deliveries, kv
 from storage.db import Database
-from storage.models import ConversationState, Erasure, QueryLog, User
-from tests.fakes.deliveries import delivery, leave_unfinished
+from storage.models import ConversationState, Erasure, InboxEntry, QueryLog, User
+from tests.fakes.deliveries import outbox
 
 
 def msg(clock, text="", *, user="u1", at=None, chat=None, chat_type=ChatType.PRIVATE):
@@ -58,18 +58,18 @@ async def test_a_message_sent_before_the_erasure_never_brings_the_person_back(se
     assert replies and await count(service.db, User) == 1
 
 
-async def test_erasure_retires_the_persons_unhandled_deliveries_only(service, clock):
-    mine = {"update_id": 1, "message": {"chat": {"id": "u1"}, "from": {"id": "u1"}, "text": "sdt 0912345678"}}
-    theirs = {"update_id": 2, "message": {"chat": {"id": "u2"}, "from": {"id": "u2"}, "text": "mất thẻ"}}
-    oa = {"event_name": "user_send_text", "sender": {"id": "u1"}, "message": {"text": "cccd 001089012345"}}
-    await leave_unfinished(service.db, "console", "k1", mine)
-    await leave_unfinished(service.db, "console", "k2", theirs)
-    await leave_unfinished(service.db, "zalo_oa", "k3", oa)  # another channel's u1 is another person
+async def test_erasure_drops_the_replies_still_waiting_for_the_person_only(service, clock):
+    now = clock()
+    async with service.db.transaction() as session:
+        await deliveries.enqueue(session, "console", "u1", [{"text": "Bước 3/9 cho u1"}], now, user_id="u1")
+        await deliveries.enqueue(session, "console", "u2", [{"text": "Bước 2/9 cho u2"}], now, user_id="u2")
+        await deliveries.enqueue(session, "zalo_oa", "u1", [{"text": "OA u1"}], now, user_id="u1")  # another channel's u1
     await erase(service, clock)
-    gone = await delivery(service.db, "console", "k1")
-    assert gone.done and gone.payload is None, "the key stays (a redelivery is a duplicate), the text goes"
-    assert (await delivery(service.db, "console", "k2")).payload == theirs
-    assert (await delivery(service.db, "zalo_oa", "k3")).payload == oa
+    left = [(row.channel, row.user_id, row.call.get("text")) for row in await outbox(service.db)]
+    assert ("console", "u1", "Bước 3/9 cho u1") not in left, "what still waited for the person goes"
+    assert ("console", "u2", "Bước 2/9 cho u2") in left and ("zalo_oa", "u1", "OA u1") in left
+    # The inbox keeps platform ids only: nothing the person wrote is in it.
+    assert set(InboxEntry.__table__.columns.keys()) == {"channel", "update_key", "received_at"}
 
 
 async def test_the_tombstone_names_nobody(service, clock):

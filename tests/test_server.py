@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.catalog import CONTENT_DIR
 from bot.config import Settings
+from bot.messages import ChatType, Incoming
 from bot.server import CHANNELS, SERVICE, create_app, reload_content
 
 
@@ -73,3 +74,14 @@ async def test_healthz_reports_a_channel_that_cannot_reach_its_platform(db_url, 
         assert resp.status == 503 and body["ok"] is False
         assert f"127.0.0.1:{closed}" in body["failing"][channel] and "không kết nối được" in body["failing"][channel]
         assert list(body["failing"]) == [channel]
+async def test_readyz_and_metrics(db_url, catalog):
+    app = create_app(Settings(_env_file=None, database_url=db_url), catalog, instance="t")
+    async with TestClient(TestServer(app)) as client:
+        ready = await client.get("/readyz")
+        body = await ready.json()
+        assert ready.status == 200 and body["migrated"] and body["database"] == "ok" and body["outbox_pending"] == 0
+        await app[SERVICE].handle(Incoming("console", "c1", ChatType.PRIVATE, "u1", "Lan", "/menu", app[SERVICE].clock()))
+        metrics = await (await client.get("/metrics")).text()
+    assert 'cccd_faq_decisions_total{outcome="command"} 1.0' in metrics
+    for name in ("cccd_outbox_pending", "cccd_sender_lag_seconds", "cccd_db_statements_total", "cccd_end_to_end_seconds"):
+        assert name in metrics

@@ -4,12 +4,13 @@ python-telegram-bot (v22) is used for what it is good at: the HTTP calls, the ty
 errors of the Bot API. The conversation itself stays in the core, whose state lives in the database,
 so that several processes and the Zalo channels share the same flows.
 
-Updates arrive by webhook (a route on the server's aiohttp application) or by long polling. Each
-update is checked, recorded by update_id in the database (Telegram redelivers, and several processes
-may run), and queued behind the earlier updates of its chat: the webhook answers at once and the
-updates of one chat are handled in order. Replies are rendered for Telegram and sent as plain text
-(no parse_mode: nothing a person types can break a message) with inline keyboards whose callback
-data are the core's short payloads.
+Updates arrive by webhook (a route on the server's aiohttp application) or by long polling. The
+channel checks and parses each update into a `Work` for the pipeline (bot/pipeline/), which takes it
+once by update_id, handles it and stores the rendered replies in the outbox in one transaction; the
+webhook answers 200 after that commit, non-2xx when the database is away (Telegram retries), and the
+long poll confirms an offset only after its updates were committed. The pipeline's sender makes the
+calls through `deliver`, one Bot API call each. Replies are plain text (no parse_mode: nothing a
+person types can break a message) with inline keyboards whose callback data are the core's payloads.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import (
     BotCommand,
     BotCommandScopeAllChatAdministrators,
@@ -55,14 +57,15 @@ from telegram.ext import Application, ApplicationBuilder
 from telegram.request import HTTPXRequest
 
 from bot.channels import webhook_input
-from bot.channels.common import DeliveryLedger, OrderedWork, run_with_server, secret_matches
+from bot.channels.common import run_with_server, secret_matches
 from bot.channels.webhook_input import BOOL, ID, INT, STR
 from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Choice, Incoming, Reply
+from bot.pipeline import Moved, Pacer, Pipeline, Refused, Result, Retry, Sent, Unavailable, Work
 from bot.render import render, split_text
-from bot.server import SERVICE, SETTINGS
+from bot.server import PIPELINE, SERVICE, SETTINGS
 from bot.service import ChatService
-from storage import conversations, kv, people
+from storage import conversations, deliveries, kv, people
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +77,9 @@ SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 KV_SECRET = "telegram.webhook_secret"
 ALLOWED_UPDATES = ("message", "callback_query", "my_chat_member")
 MAX_CALLBACK_BYTES = 64
-# Waits between retries of one call after network errors (about three minutes in all).
+# Waits between retries of a set-up call (getMe, setWebhook, commands) after network errors.
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 30.0, 60.0, 60.0)
 MAX_FLOOD_WAITS = 5
-DRAIN_SECONDS = 20.0
-PRUNE_EVERY = timedelta(hours=6)
 
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]+))?(?:\s+(.*))?$", re.S)
 _PRESENT = {ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER}
@@ -168,19 +169,24 @@ class TelegramChannel:
         service: ChatService,
         settings: Settings,
         *,
+        pipeline: Pipeline | None = None,
+        receive: bool = True,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         backoff: Sequence[float] = BACKOFF,
         poll_timeout: int = 30,
     ):
         if not settings.telegram_token:
             raise ValueError("CCCD_TELEGRAM_TOKEN is not set")
+        self.name = CHANNEL
         self.service = service
+        self.pipeline = pipeline or Pipeline(service)
+        # False in a sender-only process: it delivers the outbox but neither polls nor serves the webhook.
+        self.receive = receive
         self.settings = settings
         # Waits (flood control, network back-off) go through `sleep`, so tests need not wait.
         self.sleep = sleep
         self.backoff = tuple(backoff) or (1.0,)
         self.poll_timeout = poll_timeout
-        self.drain_seconds = DRAIN_SECONDS
         self.webhook_url = settings.telegram_webhook_url or None
         self.mode = "webhook" if self.webhook_url else "polling"
         # Kept to close them ourselves: Application.shutdown skips them when getMe never succeeded.
@@ -197,10 +203,8 @@ class TelegramChannel:
         self.secret: str | None = None
         self.ready = asyncio.Event()
         self.status: Any = None
-        # Updates wait for getMe: addressing in groups needs the bot's id and username.
-        self.work = OrderedWork(CHANNEL, gate=self.ready)
-        self.ledger = DeliveryLedger(service.db, CHANNEL, clock=service.clock, prune_every=PRUNE_EVERY)
         self._runner: asyncio.Task | None = None
+        self._side_calls: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -213,12 +217,20 @@ class TelegramChannel:
     async def wait_ready(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self.ready.wait(), timeout)
 
+    def pacer(self) -> Pacer:
+        """Replies are paced only when CCCD_TELEGRAM_SEND_RATE is set; flood control pauses the channel anyway."""
+        return Pacer(self.settings.telegram_send_rate or None)
+
     async def stop(self) -> None:
-        """Stop receiving, finish the updates already queued (within a bound), close the clients."""
+        """Stop receiving (the sender still delivers through this channel until `close`)."""
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
-        await self.work.close(self.drain_seconds)
+            self._runner = None
+
+    async def close(self) -> None:
+        """Close the Bot API clients."""
+        await asyncio.gather(*self._side_calls, return_exceptions=True)
         try:
             await self.application.shutdown()
             for request in self._requests:
@@ -227,8 +239,8 @@ class TelegramChannel:
             log.warning("telegram: error while closing the Bot API clients", exc_info=True)
 
     async def idle(self) -> None:
-        """Wait until every queued update has been handled."""
-        await self.work.drain()
+        """Wait until received updates are handled and their replies delivered."""
+        await self.pipeline.idle()
 
     def _set_status(self, on: bool, detail: str) -> None:
         if self.status is not None:
@@ -264,6 +276,10 @@ class TelegramChannel:
         self.bot_id = self.bot.id
         self.username = self.bot.username or self.username
         await self._register_commands()
+        if self.mode == "webhook" and not self.receive:
+            self._set_status(True, f"on: sending as @{self.username} (this process does not receive)")
+            self.ready.set()
+            return
         if self.mode == "webhook":
             done = await self._persist(
                 "setWebhook",
@@ -280,7 +296,8 @@ class TelegramChannel:
         await self._persist("deleteWebhook", lambda: self.bot.delete_webhook(drop_pending_updates=False))
         self._set_status(True, f"bật: long polling, bot @{self.username}")
         self.ready.set()
-        await self._poll()
+        if self.receive:
+            await self._poll()
 
     async def _persist(self, what: str, make: Callable[[], Awaitable[Any]]) -> bool:
         """Call until it succeeds; False on an error that retrying cannot fix."""
@@ -366,14 +383,25 @@ class TelegramChannel:
                 continue
             failures = 0
             self._reached(True)
+            if not updates:
+                continue
+            works = []
             for update in updates:
                 try:
-                    await self.accept(update)
+                    work = await self.interpret(update)
                 except Exception:
-                    log.exception("telegram: cannot record update %s; it will be fetched again", update.update_id)
-                    await self.sleep(self.backoff[0])
-                    break
-                offset = update.update_id + 1
+                    log.exception("telegram: update %s cannot be handled; skipped", update.update_id)
+                    continue
+                if work is not None:
+                    works.append(work)
+            try:
+                await self.pipeline.receive_all(works)
+            except Exception as exc:
+                # Nothing confirmed: the updates come again and those already committed are skipped.
+                log.warning("telegram: cannot handle updates now (%s); fetching them again", type(exc).__name__)
+                await self.sleep(self.backoff[0])
+                continue
+            offset = updates[-1].update_id + 1
 
     async def _fetch_readable(self, offset: int | None) -> tuple[list[Update], int | None]:
         """Fetch pending updates without parsing them all at once; log and skip the unreadable."""
@@ -411,95 +439,96 @@ class TelegramChannel:
             log.warning("telegram webhook: refused a body (%s)", exc)
             return webhook_input.bad_request(exc)
         update_id = data["update_id"]
+        if not self.ready.is_set():
+            return web.Response(status=503, text="not ready")
         try:
             update = Update.de_json(data, self.bot)
+            work = await self.interpret(update)
         except Exception as exc:  # no traceback: the update is someone's message
-            log.warning("telegram webhook: update %s cannot be read (%s); ignored", update_id, type(exc).__name__)
+            log.warning("telegram webhook: update %s cannot be handled (%s); ignored", update_id, type(exc).__name__)
+            return web.Response(status=200)
+        if work is None:
             return web.Response(status=200)
         try:
-            await self.accept(update, data)
+            await self.pipeline.receive(work)
+        except Unavailable:
+            # Not 200: Telegram delivers the update again once the database is back.
+            return web.Response(status=503, text="database unavailable, try again")
         except Exception:
-            log.exception("telegram webhook: cannot record update %s; Telegram will deliver it again", update_id)
+            log.exception("telegram webhook: cannot handle update %s; Telegram will deliver it again", update_id)
             return web.Response(status=500, text="try again")
         return web.Response(status=200)
 
-    async def accept(self, update: Update, raw: dict[str, Any] | None = None) -> bool:
-        """Record an update (once, across processes) and queue it behind its chat; False if skipped.
-
-        The update is recorded with its JSON (`raw`, as received, or rebuilt from the update) until
-        it has been handled, so that an update cut short by a crash is handled after all (`resubmit`).
-        """
-        key = self._chat_key(update)
-        if key is None:
-            log.debug("telegram: update %s is of a kind the bot does not handle", update.update_id)
-            return False
-        delivery = f"{self.bot_key}:{update.update_id}"
-        payload = raw if isinstance(raw, dict) else update.to_dict()
-        if not await self.ledger.claim(delivery, payload):
-            log.info("telegram: update %s was already handled; skipped", update.update_id)
-            return False
-        self.work.submit(key, self.ledger.finishing(delivery, lambda: self._process(update)))
-        return True
-
-    async def resubmit(self, delivery: str, payload: dict[str, Any]) -> bool:
-        """Queue again an update recorded but never handled (recovery); False when it cannot be rebuilt."""
-        update = Update.de_json(payload, self.bot)
-        key = self._chat_key(update) if update is not None else None
-        if key is None:
-            return False
-        self.work.submit(key, self.ledger.finishing(delivery, lambda: self._process(update)))
-        return True
-
-    @staticmethod
-    def _chat_key(update: Update) -> str | None:
+    async def interpret(self, update: Update) -> Work | None:
+        """What the pipeline should do with an update; None for updates the bot leaves alone."""
         if update.my_chat_member is not None:
-            return str(update.my_chat_member.chat.id)
+            return self._on_membership(update, update.my_chat_member)
         if update.callback_query is not None:
-            message = update.callback_query.message
-            return str(message.chat.id) if message is not None else None
+            return await self._on_callback(update, update.callback_query)
         if update.message is not None:
-            return str(update.message.chat.id)
+            return await self._on_message(update, update.message)
+        log.debug("telegram: update %s is of a kind the bot does not handle", update.update_id)
         return None
 
-    async def _process(self, update: Update) -> None:
-        if update.my_chat_member is not None:
-            await self._on_membership(update.my_chat_member)
-        elif update.callback_query is not None:
-            await self._on_callback(update.callback_query)
-        elif update.message is not None:
-            await self._on_message(update.message)
+    def _work(
+        self,
+        update: Update,
+        chat_id: int | str,
+        *,
+        incoming: Incoming | None = None,
+        replies: Sequence[Reply] = (),
+        apply: Callable[[AsyncSession], Awaitable[None]] | None = None,
+        reply_to: int | None = None,
+        thread_id: int | None = None,
+        user_id: int | str | None = None,
+    ) -> Work:
+        return Work(
+            channel=CHANNEL,
+            key=f"{self.bot_key}:{update.update_id}",
+            chat_id=str(chat_id),
+            render=lambda replies: self.render_calls(replies, reply_to=reply_to, thread_id=thread_id),
+            incoming=incoming,
+            replies=tuple(replies),
+            apply=apply,
+            user_id=str(user_id) if user_id is not None else None,
+        )
 
     # ------------------------------------------------------------------ handling
 
-    async def _on_message(self, message: Message) -> None:
+    async def _on_message(self, update: Update, message: Message) -> Work | None:
         chat = message.chat
         if chat.type == chat.CHANNEL:
-            return
+            return None
         if message.migrate_to_chat_id:
-            await self.migrate_chat(chat.id, message.migrate_to_chat_id)
-            return
+            old, new = chat.id, message.migrate_to_chat_id
+            return self._work(update, chat.id, apply=lambda session: self._migrate_in(session, old, new))
         if message.migrate_from_chat_id:
-            await self.migrate_chat(message.migrate_from_chat_id, chat.id)
-            return
+            old, new = message.migrate_from_chat_id, chat.id
+            return self._work(update, chat.id, apply=lambda session: self._migrate_in(session, old, new))
         sender = message.from_user
         if sender is None:
-            return
+            return None
         anonymous_admin = message.sender_chat is not None and message.sender_chat.id == chat.id
         if sender.is_bot and not anonymous_admin:
-            return
+            return None
         private = chat.type == chat.PRIVATE
         text = message.text or message.caption or ""
         addressed, text = self._addressing(message, text)
         if not private and not addressed:
-            return  # not for us: neither answered nor logged
+            return None  # not for us: neither answered nor logged
         thread_id = message.message_thread_id if message.is_topic_message else None
         reply_to = None if private else message.message_id
         if not text:
             if message.effective_attachment is not None:
-                await self.send_replies(
-                    chat.id, [Reply(self.service.catalog.msg("not_text"))], reply_to=reply_to, thread_id=thread_id
+                return self._work(
+                    update,
+                    chat.id,
+                    replies=[Reply(self.service.catalog.msg("not_text"))],
+                    reply_to=reply_to,
+                    thread_id=thread_id,
+                    user_id=sender.id,
                 )
-            return
+            return None
         is_admin = False
         command = _COMMAND.match(text)
         if command and not private:
@@ -521,8 +550,7 @@ class TelegramChannel:
             message_id=str(message.message_id),
             sender_is_admin=is_admin,
         )
-        replies = await self.service.handle(incoming)
-        await self.send_replies(chat.id, replies, reply_to=reply_to, thread_id=thread_id)
+        return self._work(update, chat.id, incoming=incoming, reply_to=reply_to, thread_id=thread_id, user_id=sender.id)
 
     def _addressing(self, message: Message, text: str) -> tuple[bool, str]:
         """Whether a message is meant for the bot (always in private), and its text without @mention."""
@@ -565,17 +593,23 @@ class TelegramChannel:
             return False
         return member.status in _ADMINS
 
-    async def _on_callback(self, query: CallbackQuery) -> None:
+    async def _answer_callback(self, query_id: str) -> None:
         try:
-            await self.bot.answer_callback_query(query.id)
+            await self.bot.answer_callback_query(query_id)
         except TelegramError as exc:  # too old, or the network: the press is handled all the same
             log.debug("telegram: answerCallbackQuery failed: %s", self._safe(exc))
+
+    async def _on_callback(self, update: Update, query: CallbackQuery) -> Work | None:
+        # Stops the button's spinner; the press is handled meanwhile, not after a round trip to Telegram.
+        task = asyncio.get_running_loop().create_task(self._answer_callback(query.id))
+        self._side_calls.add(task)
+        task.add_done_callback(self._side_calls.discard)
         message = query.message
         if message is None or not query.data:
-            return
+            return None
         chat = message.chat
         if chat.type == chat.CHANNEL:
-            return
+            return None
         private = chat.type == chat.PRIVATE
         incoming = Incoming(
             channel=CHANNEL,
@@ -591,52 +625,61 @@ class TelegramChannel:
             addressed=True,
             message_id=str(message.message_id),
         )
-        replies = await self.service.handle(incoming)
         thread_id = message.message_thread_id if getattr(message, "is_topic_message", False) else None
-        await self.send_replies(chat.id, replies, thread_id=thread_id)
+        return self._work(update, chat.id, incoming=incoming, thread_id=thread_id, user_id=query.from_user.id)
 
-    async def _on_membership(self, change: ChatMemberUpdated) -> None:
+    def _on_membership(self, update: Update, change: ChatMemberUpdated) -> Work | None:
         """The bot was added to or removed from a chat (or blocked, or unblocked, in private)."""
         chat = change.chat
         if chat.type == chat.CHANNEL:
-            return
+            return None
         member = change.new_chat_member
         if self.bot_id is not None and member.user.id != self.bot_id:
-            return
+            return None
         present = member.status in _PRESENT or (
             member.status == ChatMemberStatus.RESTRICTED and bool(getattr(member, "is_member", False))
         )
         private = chat.type == chat.PRIVATE
         kind = ChatType.PRIVATE if private else ChatType.GROUP
-        async with self.service.db.locked(f"{CHANNEL}:{chat.id}") as session:
+
+        async def apply(session: AsyncSession) -> None:
             row = await people.touch_chat(session, CHANNEL, str(chat.id), kind.value, self.service.clock(), title=chat.title)
             row.active = present
             if private:
                 await people.set_user_active(session, CHANNEL, str(chat.id), present)
-        log.info("telegram: bot %s %s chat %s", "added to" if present else "removed from", chat.type, chat.id)
+            log.info("telegram: bot %s %s chat %s", "added to" if present else "removed from", chat.type, chat.id)
+
+        return self._work(update, chat.id, apply=apply)
 
     async def migrate_chat(self, old_id: int | str, new_id: int | str) -> None:
         """A group became a supergroup: move its row (and hamlet) and its conversations to the new id."""
+        if str(old_id) == str(new_id):
+            return
+        async with self.service.db.locked(f"{CHANNEL}:{new_id}") as session:
+            await self._migrate_in(session, old_id, new_id)
+
+    async def _migrate_in(self, session: AsyncSession, old_id: int | str, new_id: int | str) -> None:
+        """Move a chat's row (and hamlet), conversations and pending replies to its new id, in `session`."""
         old, new = str(old_id), str(new_id)
         if old == new:
             return
-        async with self.service.db.locked(f"{CHANNEL}:{new}") as session:
-            old_chat = await people.get_chat(session, CHANNEL, old)
-            if old_chat is not None:
-                new_chat = await people.get_chat(session, CHANNEL, new)
-                if new_chat is None:
-                    old_chat.external_id = new
-                    old_chat.updated_at = self.service.clock()
-                else:
-                    new_chat.hamlet_code = new_chat.hamlet_code or old_chat.hamlet_code
-                    new_chat.title = new_chat.title or old_chat.title
-                    old_chat.active = False
-                await session.flush()
-            try:
-                async with session.begin_nested():
-                    await conversations.rename_chat(session, CHANNEL, old, new)
-            except IntegrityError:
-                log.warning("telegram: conversations of chat %s could not all move to %s", old, new)
+        old_chat = await people.get_chat(session, CHANNEL, old)
+        if old_chat is not None:
+            new_chat = await people.get_chat(session, CHANNEL, new)
+            if new_chat is None:
+                old_chat.external_id = new
+                old_chat.updated_at = self.service.clock()
+            else:
+                new_chat.hamlet_code = new_chat.hamlet_code or old_chat.hamlet_code
+                new_chat.title = new_chat.title or old_chat.title
+                old_chat.active = False
+            await session.flush()
+        try:
+            async with session.begin_nested():
+                await conversations.rename_chat(session, CHANNEL, old, new)
+        except IntegrityError:
+            log.warning("telegram: conversations of chat %s could not all move to %s", old, new)
+        await deliveries.move_chat(session, CHANNEL, old, new)
         log.info("telegram: group %s became supergroup %s; its hamlet and conversations moved", old, new)
 
     async def _mark_inactive(self, chat_id: int) -> None:
@@ -667,65 +710,72 @@ class TelegramChannel:
             rows.append([InlineKeyboardButton(choice.label, callback_data=choice.payload)])
         return InlineKeyboardMarkup(rows) if rows else None
 
-    async def send_replies(
-        self,
-        chat_id: int | str,
-        replies: Sequence[Reply],
-        *,
-        reply_to: int | None = None,
-        thread_id: int | None = None,
-    ) -> bool:
-        """Send the core's replies in order; False when the chat cannot be reached (the rest is dropped)."""
-        target: int | None = int(chat_id)
+    def render_calls(
+        self, replies: Sequence[Reply], *, reply_to: int | None = None, thread_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The Bot API calls that show `replies`, in order, as stored in the outbox (JSON, no chat id)."""
         hint = self.service.catalog.messages.get("choices_hint", "")
-        first = True
+        calls: list[dict[str, Any]] = []
         for reply in replies:
             rendered = render(reply, CAPABILITIES, hint)
             markup = self.keyboard(rendered.buttons)
             if rendered.image:
-                target = await self._deliver(
-                    target, lambda cid, image=rendered.image: self.bot.send_photo(cid, image, message_thread_id=thread_id)
-                )
-                if target is None:
-                    return False
+                calls.append({"m": "sendPhoto", "photo": rendered.image, "thread": thread_id})
             texts = fit_utf16(rendered.texts)
             for index, text in enumerate(texts):
+                call: dict[str, Any] = {"m": "sendMessage", "text": text, "thread": thread_id}
+                if index == len(texts) - 1 and markup is not None:
+                    call["markup"] = markup.to_dict()
+                if reply_to is not None and not any(c["m"] == "sendMessage" for c in calls):
+                    call["reply_to"] = reply_to
+                calls.append(call)
+        return calls
+
+    async def send_replies(
+        self, chat_id: int | str, replies: Sequence[Reply], *, reply_to: int | None = None, thread_id: int | None = None
+    ) -> None:
+        """Queue replies that answer no update (e.g. an announcement) in the outbox."""
+        calls = self.render_calls(replies, reply_to=reply_to, thread_id=thread_id)
+        await self.pipeline.enqueue(CHANNEL, str(chat_id), calls)
+
+    async def deliver(self, chat_id: str, call: dict[str, Any]) -> Result:
+        """Make one Bot API call of the outbox and say how it ended (the pipeline's sender retries)."""
+        await self.ready.wait()
+        target = int(chat_id)
+        thread_id = call.get("thread")
+        try:
+            if call.get("m") == "sendPhoto":
+                await self.bot.send_photo(target, call["photo"], message_thread_id=thread_id)
+            else:
                 options: dict[str, Any] = {
                     "link_preview_options": LinkPreviewOptions(is_disabled=True),
                     "message_thread_id": thread_id,
                 }
-                if index == len(texts) - 1 and markup is not None:
-                    options["reply_markup"] = markup
-                if first and reply_to is not None:
-                    options["reply_parameters"] = ReplyParameters(reply_to, allow_sending_without_reply=True)
-                target = await self._deliver(
-                    target, lambda cid, text=text, options=options: self.bot.send_message(cid, text, **options)
-                )
-                if target is None:
-                    return False
-                first = False
-        return True
-
-    async def _deliver(self, chat_id: int, send: Callable[[int], Awaitable[Any]]) -> int | None:
-        """Send one message; return the chat id it went to (it changes on migration) or None."""
-        for _ in range(3):
-            try:
-                await self._call(lambda cid=chat_id: send(cid))
-                return chat_id
-            except ChatMigrated as exc:
-                await self.migrate_chat(chat_id, exc.new_chat_id)
-                chat_id = int(exc.new_chat_id)
-            except Forbidden as exc:
-                log.info("telegram: chat %s blocked or removed the bot (%s); marked inactive", chat_id, self._safe(exc))
-                await self._mark_inactive(chat_id)
-                return None
-            except TelegramError as exc:
-                log.error("telegram: a message to chat %s was not delivered: %s", chat_id, self._safe(exc))
-                return None
-        return None
+                if call.get("markup"):
+                    options["reply_markup"] = InlineKeyboardMarkup.de_json(call["markup"], self.bot)
+                if call.get("reply_to"):
+                    options["reply_parameters"] = ReplyParameters(call["reply_to"], allow_sending_without_reply=True)
+                await self.bot.send_message(target, call["text"], **options)
+            return Sent()
+        except RetryAfter as exc:
+            return Retry("flood control", retry_seconds(exc))
+        except ChatMigrated as exc:
+            await self.migrate_chat(target, exc.new_chat_id)
+            return Moved(str(exc.new_chat_id))
+        except Forbidden as exc:
+            log.info("telegram: chat %s blocked or removed the bot (%s); marked inactive", target, self._safe(exc))
+            await self._mark_inactive(target)
+            return Refused(f"forbidden: {self._safe(exc)}", whole_chat=True)
+        except InvalidToken as exc:  # configuration, not the message: keep it until the token is fixed
+            return Retry(f"token refused: {self._safe(exc)}")
+        except BadRequest as exc:
+            gone = "chat not found" in str(exc).lower()
+            return Refused(f"bad request: {self._safe(exc)}", whole_chat=gone)
+        except TelegramError as exc:  # NetworkError, TimedOut, 5xx answers
+            return Retry(self._safe(exc) or type(exc).__name__)
 
     async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
-        """Make one Bot API call, waiting out flood control and retrying network errors, boundedly."""
+        """Make one set-up call (not a reply), waiting out flood control and retrying network errors, boundedly."""
         network = flood = 0
         while True:
             try:
@@ -772,9 +822,11 @@ def setup(app: web.Application) -> str | None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("telegram").setLevel(max(logging.getLogger("telegram").getEffectiveLevel(), logging.INFO))
 
-    channel = TelegramChannel(app[SERVICE], settings)
+    from bot.server import ROLE
+
+    channel = TelegramChannel(app[SERVICE], settings, pipeline=app[PIPELINE], receive=app[ROLE] != "sender")
     app[TELEGRAM] = channel
-    if channel.mode == "webhook":
+    if channel.mode == "webhook" and channel.receive:
         app.router.add_post(webhook_path(channel.webhook_url or ""), channel.handle_webhook)
     run_with_server(app, CHANNEL, channel)
     return None

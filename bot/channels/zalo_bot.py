@@ -4,6 +4,9 @@ Calls go to `<base><TOKEN>/<method>` with JSON bodies and answer `{ok, result, d
 HTTP 200 with `ok:false` is a failure. The channel long-polls `getUpdates` unless
 `CCCD_ZALO_BOT_WEBHOOK_URL` is set, in which case it registers that webhook and serves it here. The platform
 has no buttons and no editing: choices are numbered lines, and the typed number presses them.
+
+Updates become `Work` for the pipeline (bot/pipeline/: taken once by message_id, handled in one transaction);
+the pipeline's sender makes the outbox's calls through `deliver`, one Bot API call each.
 """
 
 from __future__ import annotations
@@ -19,19 +22,12 @@ from urllib.parse import urlparse
 import aiohttp
 from aiohttp import web
 
-from bot.channels.common import (
-    DeliveryLedger,
-    OrderedWork,
-    announce,
-    epoch_time,
-    remove_mention,
-    run_with_server,
-    secret_matches,
-)
 from bot.channels import webhook_input
+from bot.channels.common import announce, epoch_time, remove_mention, run_with_server, secret_matches
 from bot.channels.webhook_input import ID, NUMBER, STR
 from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Incoming, Reply
+from bot.pipeline import Pacer, Pipeline, Refused, Result, Retry, Sent, Unavailable, Work
 from bot.render import render
 
 if TYPE_CHECKING:  # kept out of imports: the command line loads this module to build its parser
@@ -60,8 +56,10 @@ NOTHING_NEW = 408
 RATE_LIMITED = 429
 NETWORK = -1  # ours: the API could not be reached at all (nothing was sent)
 UNKNOWN = 0  # ours: no answer (timeout, broken connection): the call may have gone through
-# Codes after which retrying the same call cannot help.
+# Codes after which retrying the same set-up call cannot help.
 FATAL_CODES = frozenset({400, 401, 403, 404})
+# Codes that end a message for good (the request itself is wrong, or the chat does not exist).
+REFUSING_CODES = frozenset({400, 404})
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -109,7 +107,7 @@ class ZaloBotApi:
         attempt = 0
         while True:
             try:
-                return await self._call_once(method, payload or {}, timeout)
+                return await self.call_once(method, payload or {}, timeout)
             except ZaloBotError as exc:
                 # A server error refused the call before doing it, like a rate limit: worth another try.
                 retryable = exc.code in (RATE_LIMITED, NETWORK) or 500 <= exc.code < 600
@@ -122,7 +120,8 @@ class ZaloBotApi:
                 log.warning("zalo_bot: %s failed (%s); retrying in %.1fs (%d/%d)", method, exc.description, delay, attempt, len(self.retry_delays))
                 await self.sleep(delay)
 
-    async def _call_once(self, method: str, payload: dict[str, Any], timeout: float) -> Any:
+    async def call_once(self, method: str, payload: dict[str, Any], timeout: float = 15.0) -> Any:
+        """Call `method` once; return its `result` or raise ZaloBotError."""
         if self.http is None:
             raise RuntimeError("ZaloBotApi has no HTTP session (the channel is not started)")
         try:
@@ -180,6 +179,8 @@ class ZaloBotChannel:
         service: ChatService,
         settings: Settings,
         *,
+        pipeline: Pipeline | None = None,
+        receive: bool = True,
         poll_timeout: float = 30.0,
         error_delays: Sequence[float] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
         retry_delays: Sequence[float] = (1.0, 2.0, 4.0, 8.0),
@@ -187,7 +188,10 @@ class ZaloBotChannel:
     ):
         if not settings.zalo_bot_token:
             raise ValueError("CCCD_ZALO_BOT_TOKEN is not set")
+        self.name = CHANNEL
         self.service = service
+        self.pipeline = pipeline or Pipeline(service)
+        self.receive = receive
         self.settings = settings
         self.api = ZaloBotApi(settings.zalo_bot_token, settings.zalo_bot_base_url, retry_delays=retry_delays, sleep=sleep)
         self.poll_timeout = poll_timeout
@@ -203,12 +207,9 @@ class ZaloBotChannel:
         self._http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
+        # Set once getMe answered: group mentions are stripped by the bot's name.
         self.ready = asyncio.Event()
-        # Updates wait for getMe: group mentions are stripped by the bot's name.
-        self.work = OrderedWork(CHANNEL, gate=self.ready)
-        # At shutdown, queued updates get this long to finish; the rest are recovered at the next start.
-        self.drain_seconds = 10.0
-        self.ledger = DeliveryLedger(service.db, CHANNEL, clock=service.clock)
+        self._held: list[Work] = []
         # The server's ChannelStatus of this channel, updated with the mode once known (shown at /healthz).
         self.status: Any = None
 
@@ -221,12 +222,21 @@ class ZaloBotChannel:
         self.api.http = self._http
         self._spawn(self._bootstrap())
 
+    def pacer(self) -> Pacer:
+        return Pacer(self.settings.zalo_bot_send_rate or None)
+
+    async def idle(self) -> None:
+        """Wait until received updates are handled and their replies delivered."""
+        await self.pipeline.idle()
+
     async def stop(self) -> None:
+        """Stop receiving (the sender still delivers through this channel until `close`)."""
         self._stopping = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.work.close(self.drain_seconds)
+
+    async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -249,7 +259,9 @@ class ZaloBotChannel:
         group_note = {True: "groups allowed", False: "groups off for this bot (can_join_groups=false)"}.get(groups, "groups unknown")
         name = self.me.get("account_name") or self.me.get("display_name") or "?"
         group_note += problem
-        if self.webhook_url:
+        if not self.receive:
+            self.detail = f"on: sending as bot {name} (this process does not receive), {group_note}"
+        elif self.webhook_url:
             if await self._set_webhook():
                 self.detail = f"bật: webhook {self.webhook_url} (không long polling), bot {name}, {group_note}"
             else:
@@ -262,7 +274,7 @@ class ZaloBotChannel:
             self.status.on = not self.detail.startswith("error")
         announce(f"channel {CHANNEL}: {self.detail}")
         self.ready.set()
-        if not self.webhook_url:
+        if not self.webhook_url and self.receive:
             await self.poll_forever()
 
     def _reached(self, exc: BaseException | None) -> None:
@@ -296,6 +308,8 @@ class ZaloBotChannel:
 
     async def poll_once(self) -> int:
         """Long-poll once; return how many updates were accepted. Raises on errors other than 408."""
+        if self._held:
+            await self._receive([])
         try:
             result = await self.api.call("getUpdates", {"timeout": int(self.poll_timeout)}, timeout=self.poll_timeout + 10)
         except ZaloBotError as exc:
@@ -303,11 +317,20 @@ class ZaloBotChannel:
                 return 0
             raise
         updates = result if isinstance(result, list) else [result] if isinstance(result, dict) else []
-        accepted = 0
-        for update in updates:
-            if isinstance(update, dict) and await self.accept(update):
-                accepted += 1
-        return accepted
+        works = [work for update in updates if isinstance(update, dict) and (work := self.interpret(update)) is not None]
+        await self._receive(works)
+        return len(works)
+
+    async def _receive(self, works: list[Work]) -> None:
+        """Hand updates to the pipeline; while the database is away keep them here (getUpdates has no
+        offset: the platform will not send them again) and try again before the next poll."""
+        self._held.extend(works)
+        held, self._held = self._held, []
+        try:
+            await self.pipeline.receive_all(held)
+        except Exception:
+            self._held = held + self._held  # those already taken are skipped as duplicates next time
+            raise
 
     async def poll_forever(self) -> None:
         failures = 0
@@ -326,7 +349,7 @@ class ZaloBotChannel:
                 await self.sleep(delay)
 
     async def handle_webhook(self, request: web.Request) -> web.Response:
-        """Check the secret header, answer at once, and process the update in the background."""
+        """Check the secret header and the body, then hand the update to the pipeline (one transaction)."""
         given = request.headers.get(SECRET_HEADER, "")
         if not secret_matches(given, self.secret):
             return web.json_response({"ok": False, "description": "forbidden"}, status=403)
@@ -338,38 +361,43 @@ class ZaloBotChannel:
         except webhook_input.BadInput as exc:
             log.warning("zalo_bot webhook: refused a body (%s)", exc)
             return web.json_response({"ok": False, "description": str(exc)}, status=400)
-        if isinstance(update, dict):
-            await self.accept(update)
+        if not self.ready.is_set():
+            return web.json_response({"ok": False, "description": "not ready"}, status=503)
+        work = self.interpret(update) if isinstance(update, dict) else None
+        if work is not None:
+            try:
+                await self.pipeline.receive(work)
+            except Unavailable:
+                return web.json_response({"ok": False, "description": "database unavailable, try again"}, status=503)
         return web.json_response({"ok": True})
 
-    async def accept(self, update: dict[str, Any]) -> bool:
-        """Deduplicate an update by message_id and queue it for its chat; False when dropped."""
+    def interpret(self, update: dict[str, Any]) -> Work | None:
+        """What the pipeline should do with an update (deduplicated by message_id); None to leave it."""
         message = update.get("message")
         if not isinstance(message, dict):
-            return False
+            return None
         chat = message.get("chat") if isinstance(message.get("chat"), dict) else {}
         chat_id = chat.get("id")
         if chat_id in (None, ""):
-            return False
+            return None
         message_id = message.get("message_id")
         key = str(message_id) if message_id not in (None, "") else "h:" + hashlib.sha256(
             json.dumps(update, sort_keys=True, ensure_ascii=False).encode()
         ).hexdigest()[:40]
-        if not await self.ledger.claim(key, update):
-            log.debug("zalo_bot: duplicate delivery %s dropped", key)
-            return False
-        self.work.submit(str(chat_id), self.ledger.finishing(key, lambda: self.process(update)))
-        return True
-
-    async def resubmit(self, key: str, update: dict[str, Any]) -> bool:
-        """Queue again an update recorded but never handled (recovery); False when it has no chat."""
-        message = update.get("message") if isinstance(update, dict) else None
-        chat = message.get("chat") if isinstance(message, dict) and isinstance(message.get("chat"), dict) else {}
-        chat_id = chat.get("id")
-        if chat_id in (None, ""):
-            return False
-        self.work.submit(str(chat_id), self.ledger.finishing(key, lambda: self.process(update)))
-        return True
+        incoming = self.parse(update)
+        event = str(update.get("event_name") or "")
+        # Without an event name, a message that carries text is taken as text.
+        is_text = event == TEXT_EVENT or (not event and bool(message.get("text")))
+        work = Work(CHANNEL, key, str(chat_id), render=self.render_calls, user_id=incoming.sender_id)
+        if not is_text:
+            if incoming.chat_type is not ChatType.PRIVATE:
+                return None
+            work.replies = (Reply(self.service.catalog.msg("not_text")),)
+            return work
+        # Debug only: lets an operator read a person's id (for CCCD_OFFICERS) with `cccd-bot -v serve`.
+        log.debug("zalo_bot: text from user %s in %s chat %s", incoming.sender_id, incoming.chat_type.value, incoming.chat_id)
+        work.incoming = incoming
+        return work
 
     def parse(self, update: dict[str, Any]) -> Incoming | None:
         """Turn a text update into an Incoming; None for anything else."""
@@ -402,46 +430,39 @@ class ZaloBotChannel:
             sender_is_admin=(CHANNEL, sender_id) in self.officers,
         )
 
-    async def process(self, update: dict[str, Any]) -> None:
-        """Handle one accepted update: text goes to the core; other kinds get a polite word in private."""
-        event = str(update.get("event_name") or "")
-        incoming = self.parse(update)
-        if incoming is None:
-            return
-        # Without an event name, a message that carries text is taken as text.
-        is_text = event == TEXT_EVENT or (not event and bool(update["message"].get("text")))
-        if not is_text:
-            if incoming.chat_type is ChatType.PRIVATE:
-                await self.send(incoming.chat_id, [Reply(self.service.catalog.msg("not_text"))])
-            return
-        # Debug only: lets an operator read a person's id (for CCCD_OFFICERS) with `cccd-bot -v serve`.
-        log.debug("zalo_bot: text from user %s in %s chat %s", incoming.sender_id, incoming.chat_type.value, incoming.chat_id)
-        replies = await self.service.handle(incoming)
-        await self.send(incoming.chat_id, replies)
-
     # -- sending ---------------------------------------------------------------------------------
 
-    async def send(self, chat_id: str, replies: list[Reply]) -> int:
-        """Send replies as text chunks of at most 2,000 characters; return how many messages went out."""
+    def render_calls(self, replies: list[Reply]) -> list[dict[str, Any]]:
+        """The Bot API calls that show `replies`: text chunks of at most 2,000 characters, photos by URL."""
         hint = self.service.catalog.msg("choices_hint")
-        sent = 0
+        calls: list[dict[str, Any]] = []
         for reply in replies:
             rendered = render(reply, CAPABILITIES, hint)
             if rendered.image:
-                try:
-                    await self.api.call("sendPhoto", {"chat_id": chat_id, "photo": rendered.image})
-                    sent += 1
-                except ZaloBotError as exc:
-                    log.warning("zalo_bot: sendPhoto to %s failed: %s", chat_id, exc)
-            for text in rendered.texts:
-                try:
-                    await self.api.call("sendMessage", {"chat_id": chat_id, "text": text})
-                    sent += 1
-                except ZaloBotError as exc:
-                    log.error("zalo_bot: sendMessage to %s failed: %s", chat_id, exc)
-                    if exc.code in (401, 403):
-                        return sent
-        return sent
+                calls.append({"m": "sendPhoto", "photo": rendered.image})
+            calls.extend({"m": "sendMessage", "text": text} for text in rendered.texts)
+        return calls
+
+    async def send(self, chat_id: str, replies: list[Reply]) -> None:
+        """Queue replies that answer no update (e.g. an announcement) in the outbox."""
+        await self.pipeline.enqueue(CHANNEL, chat_id, self.render_calls(replies))
+
+    async def deliver(self, chat_id: str, call: dict[str, Any]) -> Result:
+        """Make one call of the outbox and say how it ended (the pipeline's sender retries)."""
+        await self.ready.wait()
+        method = call.get("m", "sendMessage")
+        body = {"chat_id": chat_id, "photo": call["photo"]} if method == "sendPhoto" else {"chat_id": chat_id, "text": call["text"]}
+        try:
+            await self.api.call_once(method, body)
+            return Sent()
+        except ZaloBotError as exc:
+            if exc.code == RATE_LIMITED:
+                return Retry("rate limited", exc.retry_after)
+            if exc.code in REFUSING_CODES:
+                log.error("zalo_bot: %s to %s refused: %s", method, chat_id, exc)
+                return Refused(f"error {exc.code}: {exc.description}"[:200])
+            # 5xx, 403 ("internal server error" on this platform), 401 (the token: configuration), the network.
+            return Retry(f"error {exc.code}: {exc.description}"[:200])
 
 
 ZALO_BOT = web.AppKey("zalo_bot", ZaloBotChannel)
@@ -454,9 +475,11 @@ def setup(app: web.Application) -> str | None:
     settings: Settings = app[SETTINGS]
     if not settings.zalo_bot_token:
         return "chưa đặt CCCD_ZALO_BOT_TOKEN"
-    channel = ZaloBotChannel(app[SERVICE], settings)
+    from bot.server import PIPELINE, ROLE
+
+    channel = ZaloBotChannel(app[SERVICE], settings, pipeline=app[PIPELINE], receive=app[ROLE] != "sender")
     app[ZALO_BOT] = channel
-    if channel.webhook_url:
+    if channel.webhook_url and channel.receive:
         app.router.add_post(channel.webhook_path, channel.handle_webhook)
     run_with_server(app, CHANNEL, channel)
     return None

@@ -5,7 +5,11 @@ Receiving: Zalo POSTs events to `CCCD_ZALO_OA_WEBHOOK_PATH` (default /zalo/oa/we
 Unsigned or badly signed requests get 403. Good ones are deduplicated by `message.msg_id` in the database,
 answered 200 at once, and processed afterwards in order per chat.
 
-Sending: `POST /v3.0/oa/message/cs` (1:1) and `POST /v3.0/oa/group/message` (groups), header `access_token`;
+Events become `Work` for the pipeline (bot/pipeline/: taken once, handled in one transaction with the
+replies stored in the outbox); the webhook answers 200 after that commit, 503 while the database is away.
+
+Sending (by the pipeline's sender, through `deliver`, one message each):
+`POST /v3.0/oa/message/cs` (1:1) and `POST /v3.0/oa/group/message` (groups), header `access_token`;
 success is HTTP 200 and `error == 0`. In 1:1 up to 5 choices are buttons (template attachment, type
 `oa.query.hide` with payload `#cccd:<payload>`, which comes back as `user_send_text`); otherwise, and
 always in groups, choices are numbered lines.
@@ -39,8 +43,6 @@ import aiohttp
 from aiohttp import web
 
 from bot.channels.common import (
-    DeliveryLedger,
-    OrderedWork,
     announce,
     epoch_time,
     remove_mention,
@@ -52,6 +54,7 @@ from bot.channels import webhook_input
 from bot.channels.webhook_input import ID, STR
 from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Choice, Incoming, Reply
+from bot.pipeline import Pacer, Pipeline, Refused, Result, Retry, Sent, Unavailable, Work
 from bot.render import render
 from storage import kv, people
 
@@ -85,6 +88,8 @@ NOT_FOLLOWER = -213
 NO_INTERACTION = -230
 NO_INTERACTION_2 = -232
 RATE_LIMIT = -32
+# The person or group cannot be reached by this OA (blocked, no interaction, group disabled, OA removed).
+UNREACHABLE = frozenset({-213, -217, -227, -230, -232, -234, -244, -237, -403})
 TOKEN_ERRORS = frozenset({INVALID_TOKEN, EXPIRED_TOKEN})
 WINDOW_ERRORS = frozenset({NO_INTERACTION, NO_INTERACTION_2})
 NO_TOKEN = -1000  # ours: no token stored or configured
@@ -396,13 +401,18 @@ class ZaloOAChannel:
         service: ChatService,
         settings: Settings,
         *,
+        pipeline: Pipeline | None = None,
+        receive: bool = True,
         retry_delays: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
         keeper_interval: float = 600.0,
         refresh_margin: timedelta = timedelta(hours=1),
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], datetime] = utcnow,
     ):
+        self.name = CHANNEL
         self.service = service
+        self.pipeline = pipeline or Pipeline(service)
+        self.receive = receive
         self.settings = settings
         self.api_base = settings.zalo_oa_api_base.rstrip("/")
         self.retry_delays = tuple(retry_delays)
@@ -411,17 +421,14 @@ class ZaloOAChannel:
         self.clock = clock
         self.tokens = TokenStore(service.db, settings, clock=clock, refresh_margin=refresh_margin, sleep=sleep)
         self.officers = settings.officer_ids()
-        self.ledger = DeliveryLedger(service.db, CHANNEL, clock=clock)
         self.oa_name: str | None = None
         self.oa_id: str | None = None
         # Replies that could not be delivered, by reason (window_closed, not_follower, failed).
         self.undeliverable: collections.Counter[str] = collections.Counter()
         self.status: Any = None
-        self.ready = asyncio.Event()  # set once the first token check (and getoa) is done
-        # Events wait for getoa: whether a group message mentions the OA depends on its name.
-        self.work = OrderedWork(CHANNEL, gate=self.ready)
-        # At shutdown, queued events get this long to finish; the rest are recovered at the next start.
-        self.drain_seconds = 10.0
+        # Set once the first token check (and getoa) is done: whether a group message mentions the OA
+        # depends on its name.
+        self.ready = asyncio.Event()
         self._http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task] = set()
 
@@ -434,11 +441,20 @@ class ZaloOAChannel:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def pacer(self) -> Pacer:
+        return Pacer(self.settings.zalo_oa_send_rate or None)
+
+    async def idle(self) -> None:
+        """Wait until received events are handled and their replies delivered."""
+        await self.pipeline.idle()
+
     async def stop(self) -> None:
+        """Stop the token keeper (the sender still delivers through this channel until `close`)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.work.close(self.drain_seconds)
+
+    async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -481,7 +497,7 @@ class ZaloOAChannel:
     # -- receiving -------------------------------------------------------------------------------
 
     async def handle_webhook(self, request: web.Request) -> web.Response:
-        """Verify (before parsing), deduplicate, answer at once; the event is processed in the background."""
+        """Verify (before parsing), then take and handle the event at once; 503 while not ready (Zalo retries)."""
         try:
             raw = await webhook_input.read_body(request)
         except webhook_input.BadInput as exc:
@@ -503,7 +519,14 @@ class ZaloOAChannel:
         if abs(age) > self.settings.zalo_oa_max_event_age:
             log.warning("zalo_oa webhook: refused a signed event %d s old (a replay?)", int(age))
             return web.json_response({"error": 403, "message": "event too old"}, status=403)
-        await self.accept(body, raw)
+        if not self.ready.is_set():
+            return web.json_response({"error": 503, "message": "not ready"}, status=503)
+        work = await self.interpret(body, raw)
+        if work is not None:
+            try:
+                await self.pipeline.receive(work)
+            except Unavailable:
+                return web.json_response({"error": 503, "message": "database unavailable, try again"}, status=503)
         return web.json_response({"error": 0, "message": "ok"})
 
     def verify_stamp(self, raw: bytes, timestamp: str, header: str) -> bool:
@@ -524,26 +547,47 @@ class ZaloOAChannel:
             return f"e:{event.get('event_name')}:{follower}:{event['timestamp']}"
         return "h:" + hashlib.sha256(raw).hexdigest()[:40]
 
-    async def accept(self, event: dict[str, Any], raw: bytes = b"") -> bool:
-        """Deduplicate an event and queue it for its chat; False when dropped."""
+    async def interpret(self, event: dict[str, Any], raw: bytes = b"") -> Work | None:
+        """What the pipeline should do with an event (deduplicated by msg_id); None to leave it."""
         name = str(event.get("event_name") or "")
         if not name.startswith(("user_send_", "follow", "unfollow")):
-            return False  # echoes of our own sends (oa_send_*), reads, reactions...
+            return None  # echoes of our own sends (oa_send_*), reads, reactions...
         key = self._delivery_key(event, raw or json.dumps(event).encode())
-        if not await self.ledger.claim(key, event):
-            log.debug("zalo_oa: duplicate delivery dropped")
-            return False
-        chat = self._chat_of(event) or "-"
-        self.work.submit(chat, self.ledger.finishing(key, lambda: self.process(event)))
-        return True
+        chat = self._chat_of(event)
+        if chat is None:
+            return None
+        if name in ("follow", "unfollow"):
+            follows = name == "follow"
+            sent = epoch_time(event.get("timestamp"), self.clock)
+            await self.service.load_salt()  # the erasure check below needs it; cached after the first time
 
-    async def resubmit(self, key: str, event: dict[str, Any]) -> bool:
-        """Queue again an event recorded but never handled (recovery); False when it is not an event."""
-        if not isinstance(event, dict):
-            return False
-        chat = self._chat_of(event) or "-"
-        self.work.submit(chat, self.ledger.finishing(key, lambda: self.process(event)))
-        return True
+            async def apply(session) -> None:
+                if await self.service.erased_after(session, CHANNEL, chat, sent):
+                    return  # a follow from before the person's erasure must not bring them back
+                if follows:
+                    await people.touch_user(session, CHANNEL, chat, self.clock())
+                else:
+                    await people.set_user_active(session, CHANNEL, chat, False)
+
+            return Work(CHANNEL, key, chat, apply=apply)
+        incoming = self.parse(event)
+        if incoming is not None:
+            if incoming.chat_type is ChatType.GROUP and not incoming.addressed:
+                return None  # not for us: neither answered nor logged
+            # Debug only: lets an operator read a person's id (for CCCD_OFFICERS) with `cccd-bot -v serve`.
+            log.debug("zalo_oa: text from user %s in %s chat %s", incoming.sender_id, incoming.chat_type.value, incoming.chat_id)
+            chat_type = incoming.chat_type
+            return Work(
+                CHANNEL, key, incoming.chat_id, render=lambda replies: self.render_calls(chat_type, replies),
+                incoming=incoming, user_id=incoming.sender_id,
+            )
+        if name.startswith("user_send_") and not name.startswith("user_send_group_"):
+            # An image, sticker, voice...: a polite word in private, nothing in groups.
+            return Work(
+                CHANNEL, key, chat, render=lambda replies: self.render_calls(ChatType.PRIVATE, replies),
+                replies=(Reply(self.service.catalog.msg("not_text")),), user_id=chat,
+            )
+        return None
 
     @staticmethod
     def _chat_of(event: dict[str, Any]) -> str | None:
@@ -592,43 +636,12 @@ class ZaloOAChannel:
             sender_is_admin=(CHANNEL, sender) in self.officers,
         )
 
-    async def process(self, event: dict[str, Any]) -> None:
-        name = str(event.get("event_name") or "")
-        if name in ("follow", "unfollow"):
-            await self._follow(event, name == "follow")
-            return
-        incoming = self.parse(event)
-        if incoming is not None:
-            if incoming.chat_type is ChatType.GROUP and not incoming.addressed:
-                return  # not for us: neither answered nor logged
-            # Debug only: lets an operator read a person's id (for CCCD_OFFICERS) with `cccd-bot -v serve`.
-            log.debug("zalo_oa: text from user %s in %s chat %s", incoming.sender_id, incoming.chat_type.value, incoming.chat_id)
-            replies = await self.service.handle(incoming)
-            await self.send(incoming.chat_id, incoming.chat_type, replies)
-            return
-        if name.startswith("user_send_") and not name.startswith("user_send_group_"):
-            user = _id(event.get("sender"))
-            if user:  # an image, sticker, voice...: a polite word in private, nothing in groups
-                await self.send(user, ChatType.PRIVATE, [Reply(self.service.catalog.msg("not_text"))])
-
-    async def _follow(self, event: dict[str, Any], follows: bool) -> None:
-        user = _id(event.get("follower")) or _id(event.get("sender"))
-        if not user:
-            return
-        await self.service.load_salt()
-        async with self.service.db.transaction() as session:
-            if await self.service.erased_after(session, CHANNEL, user, epoch_time(event.get("timestamp"), self.clock)):
-                return  # a follow from before the person's erasure must not bring them back
-            if follows:
-                await people.touch_user(session, CHANNEL, user, self.clock())
-            else:
-                await people.set_user_active(session, CHANNEL, user, False)
-
     # -- sending ---------------------------------------------------------------------------------
 
-    async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def call(self, method: str, path: str, body: dict[str, Any] | None = None, *, retries: bool = True) -> dict[str, Any]:
         """Call the OA API with the current token: refresh once and retry once on -216/-220, back off on
-        -32/429/5xx (bounded by `retry_delays`); return the answer or raise OAError."""
+        -32/429/5xx (bounded by `retry_delays`, unless `retries` is off: the sender retries replies itself);
+        return the answer or raise OAError."""
         if self._http is None:
             raise RuntimeError("the Zalo OA channel is not started")
         token = await self.tokens.access_token()
@@ -641,7 +654,7 @@ class ZaloOAChannel:
                 code = -1 if status == 200 else status  # success needs HTTP 200 *and* error == 0
             if status == 200 and code == 0:
                 return data
-            if (status == 429 or code == RATE_LIMIT or status >= 500 or code == NETWORK) and attempt < len(self.retry_delays):
+            if retries and (status == 429 or code == RATE_LIMIT or status >= 500 or code == NETWORK) and attempt < len(self.retry_delays):
                 delay = self.retry_delays[attempt]
                 attempt += 1
                 log.warning("zalo_oa: %s %s: error %s; retrying in %.1fs (%d/%d)", method, path, code, delay, attempt, len(self.retry_delays))
@@ -674,8 +687,46 @@ class ZaloOAChannel:
             data = {}
         return status, data if isinstance(data, dict) else {}
 
-    async def send_text(self, chat_id: str, chat_type: ChatType, text: str, buttons: Sequence[Choice] = ()) -> str:
-        """Send one message; return SENT, WINDOW_CLOSED, NOT_A_FOLLOWER or FAILED."""
+    def render_calls(self, chat_type: ChatType, replies: Sequence[Reply]) -> list[dict[str, Any]]:
+        """The OA calls that show `replies` in a chat of `chat_type` (buttons in private, numbered lines in groups)."""
+        caps = GROUP_CAPS if chat_type is ChatType.GROUP else PRIVATE_CAPS
+        hint = self.service.catalog.msg("choices_hint")
+        calls: list[dict[str, Any]] = []
+        for reply in replies:
+            rendered = render(reply, caps, hint)
+            if rendered.image and chat_type is ChatType.PRIVATE:
+                calls.append({"m": "image", "type": chat_type.value, "url": rendered.image})
+            last = len(rendered.texts) - 1
+            for i, text in enumerate(rendered.texts):
+                call: dict[str, Any] = {"m": "text", "type": chat_type.value, "text": text}
+                if i == last and rendered.buttons:
+                    call["buttons"] = [[b.label, b.payload] for b in rendered.buttons]
+                calls.append(call)
+        return calls
+
+    async def send(self, chat_id: str, chat_type: ChatType, replies: list[Reply]) -> None:
+        """Queue replies that answer no event (e.g. an announcement) in the outbox."""
+        await self.pipeline.enqueue(CHANNEL, chat_id, self.render_calls(chat_type, replies))
+
+    async def deliver(self, chat_id: str, call: dict[str, Any]) -> Result:
+        """Make one call of the outbox and say how it ended (the pipeline's sender retries)."""
+        await self.ready.wait()
+        chat_type = ChatType(call.get("type", ChatType.PRIVATE.value))
+        if call.get("m") == "image":
+            body = {
+                "recipient": {"user_id": chat_id},
+                "message": {"attachment": {"type": "template", "payload": {"template_type": "media", "elements": [{"media_type": "image", "url": call["url"]}]}}},
+            }
+            try:
+                await self.call("POST", CS_PATH, body, retries=False)
+                return Sent()
+            except OAError as exc:
+                return await self._failed(chat_id, chat_type, exc)
+        buttons = [Choice(label, payload) for label, payload in call.get("buttons") or ()]
+        return await self.send_text(chat_id, chat_type, call["text"], buttons)
+
+    async def send_text(self, chat_id: str, chat_type: ChatType, text: str, buttons: Sequence[Choice] = ()) -> Result:
+        """Send one message once; say how it ended."""
         message: dict[str, Any] = {"text": text}
         if buttons:
             message["attachment"] = {
@@ -692,62 +743,47 @@ class ZaloOAChannel:
         else:
             path, body = CS_PATH, {"recipient": {"user_id": chat_id}, "message": message}
         try:
-            await self.call("POST", path, body)
-            return SENT
+            await self.call("POST", path, body, retries=False)
+            return Sent()
         except OAError as exc:
-            if buttons and exc.status == 200 and exc.code not in NOT_ABOUT_THE_MESSAGE:
+            if buttons and exc.status == 200 and exc.code not in NOT_ABOUT_THE_MESSAGE and exc.code not in UNREACHABLE:
                 # The template itself was refused (plan, permission, format): numbered lines instead.
                 log.warning("zalo_oa: buttons refused (%s); sending numbered choices", exc)
-                result = SENT
+                result: Result = Sent()
                 for chunk in render(Reply(text, tuple(buttons)), GROUP_CAPS, self.service.catalog.msg("choices_hint")).texts:
                     result = await self.send_text(chat_id, chat_type, chunk)
-                    if result != SENT:
+                    if not isinstance(result, Sent):
                         break
                 return result
-            return await self._undelivered(chat_id, chat_type, exc)
+            return await self._failed(chat_id, chat_type, exc)
 
-    async def _undelivered(self, chat_id: str, chat_type: ChatType, exc: OAError) -> str:
-        if exc.code in WINDOW_ERRORS or exc.code == NOT_FOLLOWER:
+    async def _failed(self, chat_id: str, chat_type: ChatType, exc: OAError) -> Result:
+        """Classify a failed call: retry what time fixes, refuse (and record) what it does not."""
+        if exc.code in UNREACHABLE:
             result = WINDOW_CLOSED if exc.code in WINDOW_ERRORS else NOT_A_FOLLOWER
-            log.warning("zalo_oa: %s %s cannot be reached (%s, error %s); not retried", chat_type.value, chat_id, result, exc.code)
-            if chat_type is ChatType.PRIVATE:
-                async with self.service.db.transaction() as session:
+            log.warning("zalo_oa: %s %s cannot be reached (error %s); not retried", chat_type.value, chat_id, exc.code)
+            async with self.service.db.transaction() as session:
+                if chat_type is ChatType.PRIVATE:
                     await people.set_user_active(session, CHANNEL, chat_id, False)
-            else:
-                async with self.service.db.transaction() as session:
+                else:
                     await people.set_chat_active(session, CHANNEL, chat_id, False)
-        else:
-            result = FAILED
-            log.error("zalo_oa: sending to %s %s failed: %s", chat_type.value, chat_id, exc)
-        self.undeliverable[result] += 1
-        return result
-
-    async def send(self, chat_id: str, chat_type: ChatType, replies: list[Reply]) -> list[str]:
-        """Send the core's replies; stop at the first chat that cannot be reached. Return each result."""
-        caps = GROUP_CAPS if chat_type is ChatType.GROUP else PRIVATE_CAPS
-        hint = self.service.catalog.msg("choices_hint")
-        results: list[str] = []
-        for reply in replies:
-            rendered = render(reply, caps, hint)
-            if rendered.image and chat_type is ChatType.PRIVATE:
-                await self._send_image(chat_id, rendered.image)
-            last = len(rendered.texts) - 1
-            for i, text in enumerate(rendered.texts):
-                result = await self.send_text(chat_id, chat_type, text, rendered.buttons if i == last else ())
-                results.append(result)
-                if result in (WINDOW_CLOSED, NOT_A_FOLLOWER):
-                    return results
-        return results
-
-    async def _send_image(self, user_id: str, url: str) -> None:
-        body = {
-            "recipient": {"user_id": user_id},
-            "message": {"attachment": {"type": "template", "payload": {"template_type": "media", "elements": [{"media_type": "image", "url": url}]}}},
-        }
-        try:
-            await self.call("POST", CS_PATH, body)
-        except OAError as exc:
-            log.warning("zalo_oa: image to %s not sent: %s", user_id, exc)
+            self.undeliverable[result] += 1
+            return Refused(f"{result}: error {exc.code}", whole_chat=True)
+        transient = (
+            exc.code in (RATE_LIMIT, NETWORK, FAILED_UNKNOWN, NO_TOKEN, -1)
+            or exc.code in TOKEN_ERRORS
+            or exc.status == 429
+            or exc.status >= 500
+            or exc.status == 0
+        )
+        if transient:
+            # A timeout may have delivered: sending again risks a duplicate, dropping risks a loss; we resend.
+            # The rate limit is per app (≈ 4,000 requests a minute): it pauses every chat of the channel.
+            limited = exc.code == RATE_LIMIT or exc.status == 429
+            return Retry(f"error {exc.code}: {exc.message}"[:200], channel_wide=limited)
+        log.error("zalo_oa: sending to %s %s failed: %s", chat_type.value, chat_id, exc)
+        self.undeliverable[FAILED] += 1
+        return Refused(f"error {exc.code}: {exc.message}"[:200])
 
 
 ZALO_OA = web.AppKey("zalo_oa", ZaloOAChannel)
@@ -763,9 +799,12 @@ def setup(app: web.Application) -> str | None:
         return f"chưa đặt {', '.join(missing)}"
     if not settings.zalo_oa_app_secret:
         log.warning("zalo_oa: CCCD_ZALO_OA_APP_SECRET is not set: tokens cannot be refreshed")
-    channel = ZaloOAChannel(app[SERVICE], settings)
+    from bot.server import PIPELINE, ROLE
+
+    channel = ZaloOAChannel(app[SERVICE], settings, pipeline=app[PIPELINE], receive=app[ROLE] != "sender")
     app[ZALO_OA] = channel
-    app.router.add_post(settings.zalo_oa_webhook_path, channel.handle_webhook)
+    if channel.receive:
+        app.router.add_post(settings.zalo_oa_webhook_path, channel.handle_webhook)
     run_with_server(app, CHANNEL, channel)
     return None
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage.models import Base
 
 config = context.config
+# Processes started together on an empty database migrate one after another: the first upgrades,
+# the others wait for its commit, then find the schema current (alembic reads the version after the lock).
+MIGRATION_LOCK = 0x63636364_6D696772  # "cccdmigr"
 target_metadata = Base.metadata
 
 
@@ -21,6 +25,8 @@ def _run(connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 

@@ -20,7 +20,7 @@ from bot.channels.zalo_bot import SECRET_HEADER as ZB_SECRET_HEADER, ZALO_BOT
 from bot.channels.zalo_oa import SIGNATURE_HEADER, ZALO_OA
 from bot.config import Settings
 from bot.server import create_app
-from storage.models import Chat, ProcessedUpdate
+from storage.models import Chat, InboxEntry
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.zalo_api import FakeZaloBot, FakeZaloOA, bot_update, oa_event
 
@@ -173,9 +173,9 @@ async def test_zalo_bot_refuses_hostile_bodies_cleanly(tmp_path, caplog):
             nul = json.loads(json.dumps(good))
             nul["message"]["text"] = "a\u0000b"
             assert await post(json.dumps({"ok": True, "result": nul}).encode()) == 400
-            await channel.work.drain()
+            await channel.idle()
             assert await post(json.dumps({"ok": True, "result": good}).encode()) == 200
-            await channel.work.drain()
+            await channel.idle()
     finally:
         await fake.close()
     assert no_tracebacks(caplog) == []
@@ -232,7 +232,7 @@ async def test_zalo_oa_checks_the_signature_before_parsing_and_refuses_stale_eve
             old = oa_event("user_send_text", sender="user-1", recipient="oa-1", text="/menu", timestamp=str(int((time.time() - 90 * 86400) * 1000)))
             raw = json.dumps(old).encode()
             assert await post(raw, sign(raw, fake.app_id, "oa-secret", old["timestamp"])) == 403
-            await channel.work.drain()
+            await channel.idle()
             assert fake.delivered("user-1") == []
             # A fresh one is answered.
             fresh = oa_event("user_send_text", sender="user-1", recipient="oa-1", text="/menu")
@@ -240,7 +240,7 @@ async def test_zalo_oa_checks_the_signature_before_parsing_and_refuses_stale_eve
             assert await post(raw, sign(raw, fake.app_id, "oa-secret", fresh["timestamp"])) == 200
             await fake.wait_delivered(1, "user-1")
             async with channel.service.db.transaction() as session:
-                assert len((await session.execute(select(ProcessedUpdate))).all()) == 1
+                assert len((await session.execute(select(InboxEntry))).all()) == 1
     finally:
         await fake.close()
     assert no_tracebacks(caplog) == []

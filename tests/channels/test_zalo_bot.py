@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
 from bot.catalog import load_valid_catalog
-from bot.channels.common import recover_once
 from bot.channels.zalo_bot import SECRET_HEADER, ZALO_BOT, ZaloBotChannel
 from bot.config import Settings
-from bot.server import CHANNELS, create_app
+from bot.server import CHANNELS, SENDER, SETTINGS, create_app
 from storage.db import Database
 from tests.fakes.database import ClosingDatabase
-from tests.fakes.deliveries import delivery, leave_unfinished
+from tests.fakes.deliveries import inbox_keys, leave_pending, outbox
 from tests.fakes.raw_http import raw_post
 from tests.fakes.zalo_api import FakeZaloBot, bot_update
 
 TOKEN = "1234567890:test-secret"
+INSTANCES = itertools.count()
 HINT = "Trả lời bằng số, ví dụ 1."
 
 
@@ -53,10 +53,11 @@ def make_settings(fake: FakeZaloBot, db_url: str, **extra) -> Settings:
 @asynccontextmanager
 async def running(settings: Settings, catalog):
     """The bot's aiohttp application, started on 127.0.0.1 with tiny delays."""
-    app = create_app(settings, catalog, Database(settings.database_url))
+    app = create_app(settings, catalog, Database(settings.database_url), instance=f"test-{next(INSTANCES)}")
     channel = app[ZALO_BOT]
     channel.error_delays = (0.01, 0.02)
     channel.api.retry_delays = (0.01, 0.01, 0.01)
+    app[SENDER].backoff = (0.01, 0.02)
     channel.poll_timeout = 1
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -114,7 +115,7 @@ async def test_non_text_gets_a_polite_word_in_private_and_nothing_in_groups(fake
         assert texts == [catalog.msg("not_text")]
         fake.push(bot_update(None, event="message.unsupported.received", chat_id="user-2"))
         await fake.wait_sent(1, "user-2")
-        await channel.work.drain()
+        await channel.idle()
         assert fake.sent("group-1") == []
 
 
@@ -126,7 +127,7 @@ async def test_duplicate_deliveries_are_processed_once(fake, db_path, catalog):
         fake.push(bot_update("/menu", message_id="after"))
         await fake.wait_sent(3, "user-1")
         await fake.wait_until(lambda: fake.updates.empty())
-        await channel.work.drain()
+        await channel.idle()
         texts = fake.sent("user-1")
         assert len(texts) == 3  # welcome + menu once, then the menu again
         assert texts[0].startswith("Chào")
@@ -196,13 +197,13 @@ async def test_webhook_mode_registers_the_webhook_and_checks_the_secret(fake, db
             for headers in ({}, {SECRET_HEADER: "wrong"}, {SECRET_HEADER: "s3cret-token-12"}):
                 async with http.post(url, json=body, headers=headers) as resp:
                     assert resp.status == 403
-            await channel.work.drain()
+            await channel.idle()
             assert fake.sent() == []
             for _ in range(2):  # Zalo retries: the same delivery twice
                 async with http.post(url, json=body, headers={SECRET_HEADER: "s3cret-token-123"}) as resp:
                     assert resp.status == 200
         texts = await fake.wait_sent(2, "user-1")
-        await channel.work.drain()
+        await channel.idle()
         assert len(fake.sent()) == 2 and texts[0].startswith("Chào")
 
 
@@ -257,7 +258,7 @@ async def test_undecodable_secret_header_is_refused_not_an_error(fake, db_path, 
         body = json.dumps({"ok": True, "result": bot_update("/menu")}).encode()
         headers = [(b"Content-Type", b"application/json"), (SECRET_HEADER.encode(), b"\xffs3cret-token-123")]
         assert await raw_post(server.host, server.port, "/zb", headers, body) == 403
-        await channel.work.drain()
+        await channel.idle()
         assert fake.sent() == []
 
 
@@ -275,9 +276,9 @@ async def test_shutdown_finishes_queued_updates_before_closing_the_database(fake
     async def begin_shutdown(_app) -> None:
         release.set()
 
-    channel.api.sleep = held_sleep
+    app[SENDER].sleep = held_sleep
     app.on_shutdown.insert(0, begin_shutdown)
-    db.watch = lambda: channel.work.busy
+    db.watch = lambda: app[SENDER].busy
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     await asyncio.wait_for(channel.ready.wait(), 5)
@@ -296,18 +297,18 @@ async def test_shutdown_finishes_queued_updates_before_closing_the_database(fake
 # -- durable deliveries ----------------------------------------------------------------------------
 
 
-async def test_an_update_cut_short_by_shutdown_is_answered_once_after_a_restart(fake, db_path, catalog):
+async def test_a_reply_cut_short_by_shutdown_is_delivered_once_after_a_restart(fake, db_path, catalog):
     settings = make_settings(fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zb", zalo_bot_webhook_secret="s3cret-token-123")
     app = create_app(settings, catalog, Database(db_path))
-    channel = app[ZALO_BOT]
-    channel.drain_seconds = 0  # shutdown does not wait: the update is cut short, as by a crash
+    app[SETTINGS].sender_drain_seconds = 0  # shutdown does not wait: the reply is cut short, as by a crash
     held = asyncio.Event()
 
     async def held_sleep(seconds: float) -> None:  # the rate-limit wait outlives the process
         held.set()
         await asyncio.Event().wait()
 
-    channel.api.sleep = held_sleep
+    app[SENDER].sleep = held_sleep
+    channel = app[ZALO_BOT]
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     await asyncio.wait_for(channel.ready.wait(), 5)
@@ -321,32 +322,28 @@ async def test_an_update_cut_short_by_shutdown_is_answered_once_after_a_restart(
     assert fake.sent("user-1") == []
 
     async with running(make_settings(fake, db_path), catalog) as (app, _server, channel):
-        channel.ledger.recover_after = timedelta(0)
-        await recover_once(channel)  # (or the first round at start takes it: either way, once)
-        texts = await fake.wait_sent(1, "user-1")
-        await channel.work.drain()
-        assert await recover_once(channel) == 0  # finished: never again
+        texts = await fake.wait_sent(1, "user-1")  # the outbox row, sent by the new process
+        await channel.idle()
         fake.push(update)  # and a late duplicate is still dropped
         fake.push(bot_update("/menu", message_id="after"))
         await fake.wait_sent(2, "user-1")
         await fake.wait_until(lambda: fake.updates.empty())
-        await channel.work.drain()
+        await channel.idle()
         assert len(fake.sent("user-1")) == 2
         assert texts[0].startswith("Anh/chị cần gì?")
-        row = await delivery(channel.service.db, "zalo_bot", "cut-1")
-        assert row.done and row.payload is None and row.attempts == 1
+        rows = await outbox(channel.service.db)
+        assert [(r.status, r.attempts) for r in rows] == [("sent", 1), ("sent", 0)]
+        assert sorted(await inbox_keys(channel.service.db, "zalo_bot")) == ["after", "cut-1"]
 
 
-async def test_an_unfinished_update_left_by_a_crash_is_recovered_at_start(fake, db_path, catalog):
+async def test_replies_left_pending_by_a_crash_are_sent_at_start_in_order(fake, db_path, catalog):
     db = Database(db_path)
     await db.migrate()
-    await leave_unfinished(db, "zalo_bot", "lost-1", bot_update("/start", message_id="lost-1"))
+    calls = [{"m": "sendMessage", "text": f"tin {i}"} for i in range(5)]
+    await leave_pending(db, "zalo_bot", "user-1", calls, key="lost-1")
     await db.close()
     async with running(make_settings(fake, db_path), catalog) as (_app, _server, channel):
-        texts = await fake.wait_sent(2, "user-1")  # recovered once the channel is ready
-        assert texts[0].startswith("Chào")
-        await channel.work.drain()
-        channel.ledger.recover_after = timedelta(0)
-        assert await recover_once(channel) == 0
-        assert len(fake.sent("user-1")) == 2
-        assert (await delivery(channel.service.db, "zalo_bot", "lost-1")).done
+        texts = await fake.wait_sent(5, "user-1")
+        assert texts == [f"tin {i}" for i in range(5)]
+        await channel.idle()
+        assert [r.status for r in await outbox(channel.service.db)] == ["sent"] * 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import re
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
@@ -15,7 +16,6 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from bot.catalog import load_valid_catalog
-from bot.channels.common import recover_once
 from bot.channels.zalo_oa import (
     BUTTON_PREFIX,
     SIGNATURE_HEADER,
@@ -28,16 +28,17 @@ from bot.channels.zalo_oa import (
     register_cli,
 )
 from bot.config import Settings
-from bot.server import CHANNELS, create_app
+from bot.server import CHANNELS, SENDER, SETTINGS, create_app
 from storage import kv
 from storage.db import Database
 from storage.models import User
 from tests.fakes.database import ClosingDatabase
-from tests.fakes.deliveries import delivery, leave_unfinished
+from tests.fakes.deliveries import inbox_keys, leave_pending, outbox
 from tests.fakes.raw_http import raw_post
 from tests.fakes.zalo_api import FakeZaloOA, oa_event, sign_oa
 
 SECRET_KEY = "oa-secret-key"
+INSTANCES = itertools.count()
 HINT = "Trả lời bằng số, ví dụ 1."
 
 
@@ -82,9 +83,10 @@ def make_settings(fake: FakeZaloOA, sqlite_url: str, *, tokens: bool = True, **e
 
 @asynccontextmanager
 async def running(settings: Settings, catalog):
-    app = create_app(settings, catalog, Database(settings.database_url))
+    app = create_app(settings, catalog, Database(settings.database_url), instance=f"test-{next(INSTANCES)}")
     channel = app[ZALO_OA]
     channel.retry_delays = (0.01, 0.01, 0.01)
+    app[SENDER].backoff = (0.01, 0.02)
     channel.tokens.wait_delays = (0.05, 0.1, 0.2, 0.4)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -182,7 +184,7 @@ async def test_group_question_needs_a_mention_or_a_command(fake, sqlite_url, cat
         assert bot.channel.oa_name == "Công an xã"
         question = "mất căn cước làm lại thế nào"
         assert await bot.post(oa_event("user_send_group_text", sender="u5", recipient="group-1", text=question)) == 200
-        await bot.channel.work.drain()
+        await bot.channel.idle()
         assert fake.delivered("group-1") == []
 
         (answer,) = await say(bot, fake, f"@Công an xã {question}", 1, user="u5", group="group-1")
@@ -209,16 +211,16 @@ async def test_non_text_gets_a_polite_word_in_private_and_nothing_in_groups(fake
         assert await bot.post(oa_event("user_send_sticker", sender="u6")) == 200
         (reply,) = await fake.wait_delivered(1, "u6")
         assert reply["text"] == catalog.msg("not_text")
-        await bot.channel.work.drain()
+        await bot.channel.idle()
         assert fake.delivered("group-1") == []
 
 
 async def test_follow_and_unfollow_are_recorded(fake, sqlite_url, catalog):
     async with running(make_settings(fake, sqlite_url), catalog) as bot:
         assert await bot.post(oa_event("follow", sender="u8")) == 200
-        await bot.channel.work.drain()
+        await bot.channel.idle()
         assert await bot.post(oa_event("unfollow", sender="u8")) == 200
-        await bot.channel.work.drain()
+        await bot.channel.idle()
         async with bot.channel.service.db.transaction() as session:
             user = (await session.execute(select(User).where(User.channel == "zalo_oa", User.external_id == "u8"))).scalar_one()
         assert user.active is False
@@ -252,7 +254,7 @@ async def test_signature_is_checked_on_the_raw_body(fake, sqlite_url, catalog):
         assert await bot.post(event, signature=good, raw=altered) == 403  # body altered after signing
         reformatted = raw.replace(b", ", b",")  # same JSON, other bytes: the hash is over the bytes
         assert await bot.post(event, signature=good, raw=reformatted) == 403
-        await bot.channel.work.drain()
+        await bot.channel.idle()
         assert fake.delivered() == []
         assert await bot.post(event, signature=good, raw=raw) == 200
         sent = await fake.wait_delivered(2, "u1")
@@ -266,7 +268,7 @@ async def test_duplicate_deliveries_are_processed_once(fake, sqlite_url, catalog
         statuses = await asyncio.gather(bot.post(first), bot.post(first), bot.post(retry))
         assert statuses == [200, 200, 200]
         await fake.wait_delivered(2, "u1")
-        await bot.channel.work.drain()
+        await bot.channel.idle()
         assert len(fake.delivered("u1")) == 2  # one welcome, one menu
 
 
@@ -305,14 +307,14 @@ async def test_the_seven_day_window_is_recorded_and_never_retried(fake, sqlite_u
         fake.close_window("u9", -230)
         assert await bot.post(oa_event("user_send_text", sender="u9", text="/start")) == 200
         await fake.wait_until(lambda: fake.calls_to("/v3.0/oa/message/cs"))
-        await bot.channel.work.drain()
+        await bot.channel.idle()
         calls = fake.calls_to("/v3.0/oa/message/cs")
         assert [c.answer["error"] for c in calls] == [-230]  # once: no retry, the menu not attempted
         assert bot.channel.undeliverable["window_closed"] == 1
         fake.close_window("u10", -213)
         assert await bot.post(oa_event("user_send_text", sender="u10", text="/menu")) == 200
         await fake.wait_until(lambda: len(fake.calls_to("/v3.0/oa/message/cs")) == 2)
-        await bot.channel.work.drain()
+        await bot.channel.idle()
         assert bot.channel.undeliverable["not_follower"] == 1
         async with bot.channel.service.db.transaction() as session:
             users = {u.external_id: u.active for u in (await session.execute(select(User))).scalars()}
@@ -338,13 +340,13 @@ async def test_expired_token_is_refreshed_once_and_the_message_retried(fake, sql
         assert {c.headers["access_token"] for c in cs[1:]} == {pair.access_token}
 
 
-async def test_invalid_token_after_refresh_is_not_retried_again(fake, sqlite_url, catalog):
+async def test_invalid_token_after_refresh_is_not_refreshed_again_and_the_reply_waits(fake, sqlite_url, catalog):
     async with running(make_settings(fake, sqlite_url), catalog) as bot:
         fake.fail("/v3.0/oa/message/cs", -216, "Access token is invalid", times=2)
-        (menu,) = await say(bot, fake, "/start", 1)  # the welcome is lost after one refresh and one retry
-        assert menu["text"].startswith("Anh/chị cần gì?")
+        welcome, menu = await say(bot, fake, "/start", 2)  # refreshed once, then retried later: nothing lost
+        assert welcome["text"].startswith("Chào") and menu["text"].startswith("Anh/chị cần gì?")
         assert len(fake.refresh_calls()) == 1
-        assert [c.answer["error"] for c in fake.calls_to("/v3.0/oa/message/cs")] == [-216, -216, 0]
+        assert [c.answer["error"] for c in fake.calls_to("/v3.0/oa/message/cs")] == [-216, -216, 0, 0]
 
 
 async def test_token_is_refreshed_ahead_of_expiry(fake, sqlite_url, catalog):
@@ -436,13 +438,23 @@ async def test_new_tokens_in_the_environment_replace_the_stored_pair(fake, db):
         assert fake.refresh_calls()[-1].body["refresh_token"] == only_refresh.zalo_oa_refresh_token
 
 
-async def test_without_any_token_the_channel_says_so(fake, sqlite_url, catalog):
+async def test_without_any_token_the_channel_says_so_and_replies_wait_for_one(fake, sqlite_url, catalog):
     async with running(make_settings(fake, sqlite_url, tokens=False), catalog) as bot:
         assert "authorize" in bot.app[CHANNELS]["zalo_oa"].detail
         assert await bot.post(oa_event("user_send_text", sender="u1", text="/start")) == 200
-        await bot.channel.work.drain()
+        db = bot.channel.service.db
+        for _ in range(200):
+            rows = await outbox(db)
+            if rows and rows[0].attempts >= 2:
+                break
+            await asyncio.sleep(0.02)
+        assert [r.status for r in rows] == ["pending", "pending"] and rows[0].attempts >= 2
         assert fake.delivered() == []
-        assert bot.channel.undeliverable["failed"] == 2
+        access, refresh = fake.issue_pair()  # the operator runs `cccd-bot zalo-oa authorize`
+        await bot.channel.tokens.replace(TokenPair(access, refresh, datetime.now(timezone.utc) + timedelta(hours=20)))
+        sent = await fake.wait_delivered(2, "u1")
+        assert sent[0]["text"].startswith("Chào")
+        assert bot.channel.undeliverable["failed"] == 0
 
 
 async def test_channel_is_off_without_app_id_and_secret_key(sqlite_url, catalog):
@@ -513,7 +525,7 @@ async def test_undecodable_signature_header_is_refused_not_an_error(fake, sqlite
         raw, good = sign_oa(oa_event("user_send_text", sender="u1", text="/menu"), secret_key=SECRET_KEY)
         headers = [(b"Content-Type", b"application/json"), (SIGNATURE_HEADER.encode(), b"mac=\xff" + good[5:].encode())]
         assert await raw_post(bot.server.host, bot.server.port, "/zalo/oa/webhook", headers, raw) == 403
-        await bot.channel.work.drain()
+        await bot.channel.idle()
         assert fake.delivered() == []
 
 
@@ -530,9 +542,9 @@ async def test_shutdown_finishes_queued_events_before_closing_the_database(fake,
     async def begin_shutdown(_app) -> None:
         release.set()
 
-    channel.sleep = held_sleep
+    app[SENDER].sleep = held_sleep
     app.on_shutdown.insert(0, begin_shutdown)
-    db.watch = lambda: channel.work.busy
+    db.watch = lambda: app[SENDER].busy
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     await asyncio.wait_for(channel.ready.wait(), 5)
@@ -550,17 +562,17 @@ async def test_shutdown_finishes_queued_events_before_closing_the_database(fake,
 # -- durable deliveries ----------------------------------------------------------------------------
 
 
-async def test_an_event_cut_short_by_shutdown_is_answered_once_after_a_restart(fake, sqlite_url, catalog):
-    app = create_app(make_settings(fake, sqlite_url), catalog, Database(sqlite_url))
+async def test_a_reply_cut_short_by_shutdown_is_delivered_once_after_a_restart(fake, sqlite_url, catalog):
+    app = create_app(make_settings(fake, sqlite_url), catalog, Database(sqlite_url), instance="first")
+    app[SETTINGS].sender_drain_seconds = 0  # shutdown does not wait: the reply is cut short, as by a crash
     channel = app[ZALO_OA]
-    channel.drain_seconds = 0  # shutdown does not wait: the event is cut short, as by a crash
     held = asyncio.Event()
 
     async def held_sleep(seconds: float) -> None:  # the rate-limit wait outlives the process
         held.set()
         await asyncio.Event().wait()
 
-    channel.sleep = held_sleep
+    app[SENDER].sleep = held_sleep
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     await asyncio.wait_for(channel.ready.wait(), 5)
@@ -573,26 +585,20 @@ async def test_an_event_cut_short_by_shutdown_is_answered_once_after_a_restart(f
     assert fake.texts("u1") == []
 
     async with running(make_settings(fake, sqlite_url), catalog) as bot:
-        bot.channel.ledger.recover_after = timedelta(0)
-        await recover_once(bot.channel)  # (or the first round at start takes it: either way, once)
         await fake.wait_delivered(1, "u1")
-        await bot.channel.work.drain()
-        assert await recover_once(bot.channel) == 0  # finished: never again
+        await bot.channel.idle()
         assert await bot.post(event) == 200  # a late duplicate is still dropped
-        await bot.channel.work.drain()
+        await bot.channel.idle()
         assert len(fake.texts("u1")) == 1 and fake.texts("u1")[0].startswith("Anh/chị cần gì?")
-        row = await delivery(bot.channel.service.db, "zalo_oa", "m:cut-1")
-        assert row.done and row.payload is None and row.attempts == 1
+        assert [(r.status, r.attempts) for r in await outbox(bot.channel.service.db)] == [("sent", 1)]
+        assert await inbox_keys(bot.channel.service.db, "zalo_oa") == ["m:cut-1"]
 
 
-async def test_an_unfinished_event_left_by_a_crash_is_recovered_at_start(fake, db, sqlite_url, catalog):
-    event = oa_event("user_send_text", sender="u1", text="/start", msg_id="lost-1")
-    await leave_unfinished(db, "zalo_oa", "m:lost-1", event)
+async def test_replies_left_pending_by_a_crash_are_sent_at_start(fake, db, sqlite_url, catalog):
+    calls = [{"m": "text", "type": "private", "text": "một"}, {"m": "text", "type": "private", "text": "hai"}]
+    await leave_pending(db, "zalo_oa", "u1", calls, key="m:lost-1")
     async with running(make_settings(fake, sqlite_url), catalog) as bot:
-        sent = await fake.wait_delivered(2, "u1")  # recovered once the channel is ready
-        assert sent[0]["text"].startswith("Chào")
-        await bot.channel.work.drain()
-        bot.channel.ledger.recover_after = timedelta(0)
-        assert await recover_once(bot.channel) == 0
-        assert len(fake.delivered("u1")) == 2
-        assert (await delivery(db, "zalo_oa", "m:lost-1")).done
+        sent = await fake.wait_delivered(2, "u1")
+        assert [m["text"] for m in sent] == ["một", "hai"]
+        await bot.channel.idle()
+        assert [r.status for r in await outbox(db)] == ["sent", "sent"]

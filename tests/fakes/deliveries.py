@@ -1,4 +1,4 @@
-"""Deliveries as a crashed process leaves them: recorded with their payload, never finished."""
+"""The pipeline's tables as a crashed process leaves them, and how tests read them."""
 
 from __future__ import annotations
 
@@ -7,29 +7,28 @@ from typing import Any
 
 from sqlalchemy import select
 
-from storage.models import ProcessedUpdate
+from storage import deliveries
+from storage.models import InboxEntry, OutboxMessage
 
 
-async def leave_unfinished(db, channel: str, key: str, payload: dict[str, Any], *, age: timedelta = timedelta(hours=1)) -> None:
-    """Insert the row a process that crashed before handling `payload` would have left."""
+async def leave_pending(db, channel: str, chat_id: str, calls: list[dict[str, Any]], *, key: str | None = None) -> None:
+    """Commit what a process that crashed after handling (before sending) leaves: the key and the pending calls."""
+    now = datetime.now(timezone.utc) - timedelta(seconds=5)
     async with db.transaction() as session:
-        session.add(
-            ProcessedUpdate(
-                channel=channel,
-                update_key=key,
-                created_at=datetime.now(timezone.utc) - age,
-                payload=payload,
-                done=False,
-                attempts=0,
-            )
-        )
+        if key is not None:
+            assert await deliveries.take(session, channel, key, now)
+        await deliveries.enqueue(session, channel, chat_id, calls, now)
 
 
-async def delivery(db, channel: str, key: str) -> ProcessedUpdate | None:
-    """The row of one delivery, or None."""
+async def outbox(db, channel: str | None = None) -> list[OutboxMessage]:
+    """Every outbox row, oldest first."""
+    query = select(OutboxMessage).order_by(OutboxMessage.id)
+    if channel is not None:
+        query = query.where(OutboxMessage.channel == channel)
     async with db.transaction() as session:
-        return (
-            await session.execute(
-                select(ProcessedUpdate).where(ProcessedUpdate.channel == channel, ProcessedUpdate.update_key == key)
-            )
-        ).scalar_one_or_none()
+        return list((await session.execute(query)).scalars().all())
+
+
+async def inbox_keys(db, channel: str) -> list[str]:
+    async with db.transaction() as session:
+        return list((await session.execute(select(InboxEntry.update_key).where(InboxEntry.channel == channel))).scalars().all())

@@ -66,7 +66,7 @@ def upgrade() -> None:
     op.create_table(
         "leases",
         sa.Column("name", sa.String(64), primary_key=True),
-        sa.Column("holder", sa.String(64), nullable=False),
+        sa.Column("holder", sa.String(128), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("epoch", sa.Integer(), nullable=False),
     )

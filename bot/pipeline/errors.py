@@ -1,0 +1,23 @@
+"""Telling a database that is away (retry later) from a bug (retrying cannot help)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, TimeoutError as PoolTimeout
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when `exc` says the database cannot be reached now (down, restarting, connection lost)."""
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout, OSError, asyncio.TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        # asyncpg's "the database system is starting up / shutting down" and lost connections.
+        name = type(exc.orig).__name__ if exc.orig is not None else ""
+        return name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "AdminShutdownError", "ConnectionFailureError"} or (
+            "connection" in str(exc.orig).lower() and "closed" in str(exc.orig).lower()
+        )
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and isinstance(cause, (OSError, ConnectionError))

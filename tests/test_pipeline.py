@@ -1,0 +1,246 @@
+"""The message pipeline: a delivery taken once and handled in one transaction; the outbox delivered per
+chat in order, retried until the platform takes it, ended only by a refusal; one sender at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import text
+
+from bot.messages import ChatType, Incoming, Reply
+from bot.pipeline import Pipeline, Refused, Retry, Sender, Sent, Unavailable, Work
+from storage import deliveries
+from storage.db import Database
+from storage.migrate import upgrade
+from tests.fakes.deliveries import inbox_keys, outbox
+
+
+class FakePlatform:
+    """A transport that records what it delivered; scripted answers per chat, then Sent."""
+
+    def __init__(self) -> None:
+        self.delivered: list[tuple[str, str]] = []
+        self.script: dict[str, list] = {}
+        self.gates: dict[str, asyncio.Event] = {}
+        self.calls = 0
+
+    async def deliver(self, chat_id: str, call: dict):
+        self.calls += 1
+        gate = self.gates.get(chat_id)
+        if gate is not None:
+            await gate.wait()
+        answers = self.script.get(chat_id)
+        if answers:
+            return answers.pop(0)
+        self.delivered.append((chat_id, call["text"]))
+        return Sent()
+
+
+async def no_wait(_seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+def make_sender(db, platform, holder="a", **kw) -> Sender:
+    sender = Sender(db, holder=holder, sleep=no_wait, jitter=0, listen=False, **kw)
+    sender.register("fake", platform)
+    return sender
+
+
+async def queue(db, chat: str, *texts: str, user: str | None = None) -> None:
+    async with db.transaction() as session:
+        await deliveries.enqueue(
+            session, "fake", chat, [{"text": t} for t in texts], datetime.now(timezone.utc), user_id=user
+        )
+
+
+def incoming(chat: str, text: str, user: str = "u1") -> Incoming:
+    return Incoming("fake", chat, ChatType.PRIVATE, user, "Lan", text, datetime.now(timezone.utc))
+
+
+def work(key: str, chat: str, text: str) -> Work:
+    return Work("fake", key, chat, render=lambda replies: [{"text": r.text} for r in replies], incoming=incoming(chat, text), user_id="u1")
+
+
+# -- the sender -------------------------------------------------------------------------------------
+
+
+async def test_each_chats_calls_go_out_in_order_and_a_held_chat_does_not_hold_the_others(database):
+    platform = FakePlatform()
+    platform.gates["slow"] = asyncio.Event()
+    sender = make_sender(database, platform)
+    await queue(database, "slow", "s1", "s2")
+    await queue(database, "fast", "f1", "f2", "f3")
+    await queue(database, "slow", "s3")
+    drained = asyncio.create_task(sender.drain())
+    for _ in range(100):
+        if len(platform.delivered) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert platform.delivered == [("fast", "f1"), ("fast", "f2"), ("fast", "f3")]
+    platform.gates["slow"].set()
+    await drained
+    assert [t for c, t in platform.delivered if c == "slow"] == ["s1", "s2", "s3"]
+    assert {r.status for r in await outbox(database)} == {"sent"}
+    assert all(r.call is None for r in await outbox(database))  # nothing of the text is kept once sent
+
+
+async def test_rate_limits_and_outages_are_retried_for_as_long_as_it_takes(database):
+    platform = FakePlatform()
+    platform.script["c"] = [Retry("429", after=30)] + [Retry("502")] * 20
+    sleeps: list[float] = []
+
+    async def record(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    sender = make_sender(database, platform, backoff=(1.0, 2.0, 60.0))
+    sender.sleep = record
+    await queue(database, "c", "một", "hai")
+    await sender.drain()
+    assert platform.delivered == [("c", "một"), ("c", "hai")]
+    assert sleeps == [30.0, 1.0, 2.0] + [60.0] * 18  # as asked, then backing off, never giving up
+    rows = await outbox(database)
+    assert [(r.status, r.attempts) for r in rows] == [("sent", 21), ("sent", 0)]
+
+
+async def test_a_refusal_ends_a_call_and_a_gone_chat_ends_its_pending_calls(database):
+    platform = FakePlatform()
+    platform.script["bad"] = [Refused("bad request")]
+    platform.script["blocked"] = [Refused("forbidden", whole_chat=True)]
+    sender = make_sender(database, platform)
+    await queue(database, "bad", "x", "y")
+    await queue(database, "blocked", "p", "q", "r")
+    await sender.drain()
+    assert platform.delivered == [("bad", "y")]
+    rows = {(r.chat_id, r.status, r.last_error) for r in await outbox(database)}
+    assert rows == {
+        ("bad", "refused", "bad request"),
+        ("bad", "sent", None),
+        ("blocked", "refused", "forbidden"),
+    }
+    assert platform.calls == 3  # nothing more was tried on the blocked chat
+
+
+async def test_one_sender_at_a_time_and_takeover_when_the_holder_dies(db_url):
+    db_a, db_b = Database(db_url), Database(db_url)
+    await db_a.migrate()
+    platform = FakePlatform()
+    a = make_sender(db_a, platform, holder="a", lease_ttl=1.0)
+    b = make_sender(db_b, platform, holder="b", lease_ttl=1.0)
+    try:
+        assert await a.keep_lease()
+        assert not await b.keep_lease()
+        await queue(db_a, "c", "1", "2")
+        await b.drain()  # not the holder: sends nothing
+        assert platform.delivered == []
+        await a.drain()
+        assert platform.delivered == [("c", "1"), ("c", "2")]
+        await queue(db_a, "c", "3")
+        # a dies without giving the lease up: b takes over once it expires
+        await asyncio.sleep(1.1)
+        assert await b.keep_lease()
+        await b.drain()
+        assert platform.delivered == [("c", "1"), ("c", "2"), ("c", "3")]
+        assert not await a.keep_lease()  # a (back from the dead) finds it taken
+        # and a restarted process under the same name takes its lease back at once
+        again = make_sender(db_b, platform, holder="b", lease_ttl=1.0)
+        assert await again.keep_lease()
+    finally:
+        await db_a.close()
+        await db_b.close()
+
+
+# -- receiving --------------------------------------------------------------------------------------
+
+
+async def test_a_delivery_is_taken_once_even_by_two_processes_at_the_same_moment(db_url, service, catalog, settings, clock):
+    from bot.service import ChatService
+
+    other_db = Database(db_url)
+    try:
+        other = ChatService(other_db, catalog, settings, clock=clock)
+        pipelines = [Pipeline(service), Pipeline(other)]
+        results = await asyncio.gather(*(p.receive(work("k1", "chat-1", "/menu")) for p in pipelines for _ in range(3)))
+        assert sorted(results) == [False] * 5 + [True]
+        rows = await outbox(service.db)
+        assert len(rows) == 1
+        assert rows[0].call["text"].startswith("Anh/chị cần gì?") and rows[0].user_id == "u1"
+        assert await inbox_keys(service.db, "fake") == ["k1"]
+    finally:
+        await other_db.close()
+
+
+async def test_a_failure_before_the_commit_leaves_nothing_and_the_retry_is_handled(service):
+    pipeline = Pipeline(service)
+    real = service.handle_in
+
+    async def away(*args, **kwargs):
+        raise OSError("connection reset by the database")
+
+    service.handle_in = away
+    with pytest.raises(Unavailable):
+        await pipeline.receive(work("k2", "chat-2", "/menu"))
+    assert await inbox_keys(service.db, "fake") == [] and await outbox(service.db) == []
+    service.handle_in = real
+    assert await pipeline.receive(work("k2", "chat-2", "/menu"))
+    assert [r.call["text"][:15] for r in await outbox(service.db)] == ["Anh/chị cần gì?"]
+
+
+async def test_a_bug_in_handling_rolls_everything_back_and_says_sorry_once(service, catalog):
+    pipeline = Pipeline(service)
+
+    async def bug(*args, **kwargs):
+        raise ValueError("a bug")
+
+    service.handle_in = bug
+    assert await pipeline.receive(work("k3", "chat-3", "/menu"))
+    assert not await pipeline.receive(work("k3", "chat-3", "/menu"))  # the platform's retry changes nothing
+    assert [r.call["text"] for r in await outbox(service.db)] == [catalog.msg("error")]
+
+
+async def test_erasure_deletes_what_still_waits_for_the_person(database):
+    await queue(database, "chat-9", "a", "b", user="person-9")
+    await queue(database, "chat-8", "c", user="person-8")
+    async with database.transaction() as session:
+        assert await deliveries.delete_pending_of_user(session, "fake", "person-9") == 2
+    assert [r.user_id for r in await outbox(database)] == ["person-8"]
+
+
+# -- migrations -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # several processes need PostgreSQL
+async def test_processes_started_together_on_an_empty_database_migrate_once(db_url):
+    code = "import sys; from storage.migrate import upgrade_sync; upgrade_sync(sys.argv[1])"
+    procs = [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", code, db_url, stderr=asyncio.subprocess.PIPE)
+        for _ in range(3)
+    ]
+    results = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 60)
+    assert [p.returncode for p in procs] == [0, 0, 0], [err.decode()[-500:] for _out, err in results]
+    db = Database(db_url)
+    try:
+        async with db.transaction() as session:
+            versions = (await session.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+        assert versions == ["0011"]
+    finally:
+        await db.close()
+
+
+async def test_keys_recorded_before_the_pipeline_are_kept(db_url):
+    await upgrade(db_url, "0002")
+    db = Database(db_url)
+    try:
+        async with db.transaction() as session:
+            await session.execute(
+                text(
+                    "INSERT INTO processed_updates (channel, update_key, created_at, done) "
+                    "VALUES ('fake', 'old', '2026-01-01 00:00:00', true)"
+                )
+            )
+        await db.migrate()
+        assert await inbox_keys(db, "fake") == ["old"]
+    finally:
+        await db.close()
