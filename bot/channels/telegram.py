@@ -277,7 +277,7 @@ class TelegramChannel:
         self.username = self.bot.username or self.username
         await self._register_commands()
         if self.mode == "webhook" and not self.receive:
-            self._set_status(True, f"on: sending as @{self.username} (this process does not receive)")
+            self._set_status(True, f"bật: chỉ gửi, bot @{self.username} (tiến trình này không nhận tin)")
             self.ready.set()
             return
         if self.mode == "webhook":

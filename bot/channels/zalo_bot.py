@@ -260,7 +260,7 @@ class ZaloBotChannel:
         name = self.me.get("account_name") or self.me.get("display_name") or "?"
         group_note += problem
         if not self.receive:
-            self.detail = f"on: sending as bot {name} (this process does not receive), {group_note}"
+            self.detail = f"bật: chỉ gửi, bot {name} (tiến trình này không nhận tin), {group_note}"
         elif self.webhook_url:
             if await self._set_webhook():
                 self.detail = f"bật: webhook {self.webhook_url} (không long polling), bot {name}, {group_note}"
