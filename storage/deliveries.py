@@ -99,24 +99,6 @@ async def enqueue(
     await session.execute(insert(OutboxMessage), rows)
 
 
-async def due(session: AsyncSession, now: datetime, limit: int = 500) -> list[Outgoing]:
-    """Pending calls whose time has come, oldest first."""
-    stmt = (
-        select(
-            OutboxMessage.id,
-            OutboxMessage.channel,
-            OutboxMessage.chat_id,
-            OutboxMessage.call,
-            OutboxMessage.attempts,
-            OutboxMessage.created_at,
-        )
-        .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now)
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-    )
-    return [Outgoing(*row) for row in (await session.execute(stmt)).all()]
-
-
 async def due_keys(session: AsyncSession, now: datetime, limit: int = 500) -> list[tuple[int, str, str]]:
     """(id, channel, chat_id) of pending calls whose time has come, oldest first: cheap to scan again."""
     stmt = (
