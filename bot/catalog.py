@@ -458,7 +458,7 @@ def _check_synonyms_readable(synonyms: dict[str, tuple[str, ...]], abbreviations
 KEYWORD_KINDS = ("menu", "greeting", "guide", "next", "back", "skip", "thanks", "goodbye", "ack", "how_to", "greeting_kin")
 # Answers to a question the bot asked, a group a question: unique within their group, but they may
 # repeat a keyword above ("rồi" answers "đã nộp được chưa?" and means "next" inside the guide).
-ANSWER_GROUPS = (("outcome_yes", "outcome_not_yet", "outcome_problem"), ("confirm", "decline"), ("restart",))
+ANSWER_GROUPS = (("outcome_yes", "outcome_not_yet", "outcome_problem"), ("confirm", "decline"), ("restart",), ("more",))
 
 
 def _load_kinds(raw: Any, section: str, kinds: tuple[str, ...], problems: list[Problem]) -> dict[str, frozenset[str]]:
