@@ -111,6 +111,17 @@ def cmd_db_upgrade(args) -> int:
     return 0
 
 
+def cmd_db_retention(args) -> int:
+    from datetime import datetime, timezone
+
+    from storage import erasure
+
+    days = _database_settings().query_text_retention_days
+    texts, tombstones = in_database(lambda session: erasure.apply_retention(session, datetime.now(timezone.utc), days))
+    print(say("db_retention_done", texts=texts, days=days, tombstones=tombstones))
+    return 0
+
+
 def cmd_hamlets_import(args) -> int:
     from storage import registry
 
@@ -397,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help=say("help_db"), description=say("help_db"))
     db_sub = db.add_subparsers(dest="db_command", required=True, title=say("help_commands"), metavar="LỆNH")
     db_sub.add_parser("upgrade", help=say("help_db_upgrade"), description=say("help_db_upgrade")).set_defaults(func=cmd_db_upgrade)
+    db_sub.add_parser("retention", help=say("help_db_retention"), description=say("help_db_retention")).set_defaults(
+        func=cmd_db_retention
+    )
 
     hamlets = sub.add_parser("hamlets", help=say("help_hamlets"), description=say("help_hamlets"))
     hamlets_sub = hamlets.add_subparsers(dest="hamlets_command", required=True, title=say("help_commands"), metavar="LỆNH")

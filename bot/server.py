@@ -10,7 +10,6 @@ import logging
 import signal
 import socket
 from dataclasses import dataclass
-from datetime import timedelta
 
 from aiohttp import web
 from sqlalchemy import text
@@ -155,18 +154,14 @@ def default_instance(settings: Settings) -> str:
     return settings.instance_name or f"{socket.gethostname()}:{settings.port}"
 
 
-# Erasure tombstones outlive any delivery that could still arrive (platforms stop retrying within days).
-TOMBSTONE_DAYS = 30
 RETENTION_EVERY = 3600.0
 
 
 async def apply_retention(app: web.Application) -> tuple[int, int]:
     """Delete question texts past their retention and forgotten tombstones; return (texts, tombstones)."""
     settings, service = app[SETTINGS], app[SERVICE]
-    now = service.clock()
     async with app[DATABASE].transaction() as session:
-        texts = await erasure.expire_query_texts(session, now, timedelta(days=settings.query_text_retention_days))
-        tombstones = await erasure.prune_tombstones(session, now - timedelta(days=TOMBSTONE_DAYS))
+        texts, tombstones = await erasure.apply_retention(session, service.clock(), settings.query_text_retention_days)
     if texts or tombstones:
         log.info("retention: %d question text(s) and %d erasure record(s) deleted", texts, tombstones)
     return texts, tombstones
