@@ -154,11 +154,26 @@ class ContentError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+def read_problem(exc: Exception) -> str:
+    """Why a content file could not be read, in Vietnamese, with the line and column of a YAML mistake."""
+    if isinstance(exc, yaml.YAMLError):
+        mark = getattr(exc, "problem_mark", None)
+        where = f" ở dòng {mark.line + 1}, cột {mark.column + 1}" if mark is not None else ""
+        detail = getattr(exc, "problem", None) or ""
+        # The parser's own words stay as a hint for whoever searches the error; the sentence is Vietnamese.
+        return f"sai cú pháp YAML{where}" + (f" ({detail})" if detail else "") + "; kiểm tra thụt lề, dấu hai chấm và dấu nháy"
+    if isinstance(exc, UnicodeDecodeError):
+        return "không đọc được: tệp không phải văn bản UTF-8"
+    if isinstance(exc, FileNotFoundError):
+        return "không tìm thấy tệp"
+    return f"không đọc được: {exc.strerror or exc}" if isinstance(exc, OSError) else f"không đọc được: {exc}"
+
+
 def _read_yaml(path: Path, problems: list[Problem]) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        problems.append(Problem(path.name, "-", f"không đọc được: {exc}".replace("\n", " ")))
+        problems.append(Problem(path.name, "-", read_problem(exc)))
         return {}
     if not isinstance(data, dict):
         problems.append(Problem(path.name, "-", "cấp ngoài cùng phải là các cặp khóa: giá trị"))
@@ -526,17 +541,23 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
 REQUIRED_MESSAGES = tuple(MESSAGE_FIELDS)
 
 
-def _check_placeholders(key: str, text: str, problems: list[Problem]) -> None:
-    allowed = MESSAGE_FIELDS.get(key, frozenset())
+def placeholder_problem(text: str, allowed: frozenset[str]) -> str | None:
+    """What is wrong with a message's {placeholders} (None: nothing), in Vietnamese."""
     try:
         used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
     except ValueError as exc:
-        problems.append(Problem("messages.yaml", key, f"dấu ngoặc nhọn sai: {exc} (muốn in dấu ngoặc thì viết {{{{ và }}}})"))
-        return
+        return f"dấu ngoặc nhọn sai: {exc} (muốn in dấu ngoặc thì viết {{{{ và }}}})"
     unknown = sorted(used - allowed)
     if unknown:
         known = ", ".join("{" + f + "}" for f in sorted(allowed)) or "không có"
-        problems.append(Problem("messages.yaml", key, f"chỗ điền không có: {', '.join('{' + u + '}' for u in unknown)} (được dùng: {known})"))
+        return f"chỗ điền không có: {', '.join('{' + u + '}' for u in unknown)} (được dùng: {known})"
+    return None
+
+
+def _check_placeholders(key: str, text: str, problems: list[Problem]) -> None:
+    problem = placeholder_problem(text, MESSAGE_FIELDS.get(key, frozenset()))
+    if problem:
+        problems.append(Problem("messages.yaml", key, problem))
 
 
 def load_catalog(directory: Path | None = None) -> Catalog:

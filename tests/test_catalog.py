@@ -234,8 +234,8 @@ def test_unreadable_yaml_is_reported_not_raised(content):
     (content / "faq_card.yaml").write_text("topics: [unclosed", encoding="utf-8")
     (content / "faq_procedure.yaml").write_bytes(b"\xff\xfe\x00binary")
     found = problems(content)
-    assert any(p.startswith("faq_card.yaml: -: không đọc được") for p in found)
-    assert any(p.startswith("faq_procedure.yaml: -: không đọc được") for p in found)
+    assert any(p.startswith("faq_card.yaml: -: sai cú pháp YAML ở dòng 1, cột ") for p in found)
+    assert "faq_procedure.yaml: -: không đọc được: tệp không phải văn bản UTF-8" in found
 
 
 def test_load_valid_catalog_refuses_invalid_content(content):
