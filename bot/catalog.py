@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,9 @@ class Topic:
     # Questions written the way careful askers write (situation, then question), from faq_examples_long.yaml;
     # they are also in `examples`, after the short ones.
     long_examples: tuple[str, ...] = ()
+    # What the answer becomes when the law moves on a known day (a fee reduction ending), in date order:
+    # (first day it applies, the topic as answered from that day). See `changes:` in SCHEMA.md.
+    later: tuple[tuple[date, "Topic"], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,17 @@ class Catalog:
     def msg(self, key: str, **values: Any) -> str:
         """Return the message under `key`, filled with `values`."""
         return self.messages[key].format(**values).strip()
+
+    def topic_on(self, topic_id: str, when: datetime) -> Topic:
+        """The topic as it must be answered at `when` (a Vietnamese calendar day), after any dated change."""
+        topic = self.topics[topic_id]
+        if not topic.later:
+            return topic
+        day = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(VIETNAM).date()
+        for start, changed in topic.later:
+            if start <= day:
+                topic = changed
+        return topic
 
     def first_part(self, topic: Topic) -> str:
         """The first message of an answer: the essentials, what is uncertain, and the source."""
@@ -181,6 +196,68 @@ def _read_yaml(path: Path, problems: list[Problem]) -> dict[str, Any]:
     return data
 
 
+# Vietnam has kept UTC+7 all year since 1975: a law's "from 01/01/2027" is a day there.
+VIETNAM = timezone(timedelta(hours=7), "ICT")
+CHANGE_FIELDS = ("replace", "cite", "source", "caveat", "needs_review", "review_note")
+
+
+def _changes(path: Path, tid: str, raw: Any, topic: Topic, problems: list[Problem]) -> tuple[tuple[date, Topic], ...]:
+    """Read a topic's `changes:`: from a day on, replace sentences of its answer (and its source)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append(Problem(path.name, tid, "changes phải là danh sách, mỗi mục có from và replace"))
+        return ()
+    out: list[tuple[date, Topic]] = []
+    current = topic
+    for n, change in enumerate(raw, 1):
+        where = f"changes #{n}"
+        if not isinstance(change, dict):
+            problems.append(Problem(path.name, tid, f"{where}: phải gồm các cặp khóa: giá trị"))
+            continue
+        start = change.get("from")
+        if isinstance(start, str):
+            try:
+                start = date.fromisoformat(start)
+            except ValueError:
+                start = None
+        if not isinstance(start, date) or isinstance(start, datetime):
+            problems.append(Problem(path.name, tid, f"{where}: from phải là ngày dạng 2027-01-01"))
+            continue
+        if out and start <= out[-1][0]:
+            problems.append(Problem(path.name, tid, f"{where}: các thay đổi phải theo thứ tự ngày"))
+            continue
+        unknown = sorted(set(change) - {"from", *CHANGE_FIELDS})
+        if unknown:
+            problems.append(Problem(path.name, tid, f"{where}: khóa không dùng được: {', '.join(unknown)}"))
+        lead, more = current.lead, current.more
+        pairs = change.get("replace") or {}
+        if not isinstance(pairs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
+            problems.append(Problem(path.name, tid, f"{where}: replace phải ghép câu cũ với câu mới"))
+            pairs = {}
+        for old, new in pairs.items():
+            old, new = old.strip(), new.strip()
+            found = lead.count(old) + more.count(old)
+            if not old or found != 1:
+                problems.append(Problem(path.name, tid, f"{where}: câu cần thay phải có đúng một lần trong answer/more (có {found}): '{old[:60]}'"))
+                continue
+            lead, more = lead.replace(old, new), more.replace(old, new)
+        current = replace(
+            current,
+            lead=lead,
+            more=more,
+            answer="\n".join(filter(None, (lead, more))),
+            cite=_text(change.get("cite")) or current.cite,
+            source=_text(change.get("source")) or current.source,
+            caveat=_text(change.get("caveat")) if "caveat" in change else current.caveat,
+            needs_review=bool(change.get("needs_review", current.needs_review)),
+            review_note=_text(change.get("review_note")) if "review_note" in change else current.review_note,
+            later=(),
+        )
+        out.append((start, current))
+    return tuple(out)
+
+
 def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
 
@@ -216,6 +293,7 @@ def _load_topics(directory: Path, problems: list[Problem]) -> dict[str, Topic]:
                 lead=_text(raw.get("answer")),
                 more=_text(raw.get("more")),
             )
+            topic = replace(topic, later=_changes(path, tid, raw.get("changes"), topic, problems))
             if tid in topics:
                 problems.append(Problem(path.name, tid, f"id bị trùng (đã có trong {topics[tid].file})"))
                 continue
@@ -582,10 +660,13 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     for step in steps:
         for text in (step.title, step.text, step.note, *(p.label for p in step.problems)):
             _check_address("steps.yaml", step.slug, text, problems)
-    for topic in topics.values():
-        _check_topic(topic, problems)
+    for topic in (v for t in topics.values() for v in (t, *(changed for _, changed in t.later))):
+        found: list[Problem] = []
+        _check_topic(topic, found)
         for text in (topic.title, topic.lead, topic.more, topic.caveat, topic.cite):
-            _check_address(topic.file, topic.id, text, problems)
+            _check_address(topic.file, topic.id, text, found)
+        # A dated change is checked like its topic; what it shares with it is reported once.
+        problems.extend(p for p in found if p not in problems)
     topics = _add_long_examples(directory, topics, problems)
     for topic in topics.values():
         for other in topic.see_also:
@@ -627,7 +708,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
         services=services,
         steps_intro=steps_intro,
     )
-    for topic in topics.values():
+    for topic in (v for t in topics.values() for v in (t, *(changed for _, changed in t.later))):
         first = catalog.first_part(topic)
         if topic.lead and len(first) > MAX_FIRST:
             problems.append(Problem(topic.file, topic.id, f"tin nhắn đầu (answer + caveat + nguồn) dài {len(first)} ký tự (tối đa {MAX_FIRST}); chuyển phần chi tiết sang more"))

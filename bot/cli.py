@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from bot.catalog import Catalog, load_catalog
@@ -99,6 +100,10 @@ def cmd_content_check(args) -> int:
             print(f"cần xem lại: bước {catalog.step_number(step.slug)} {step.slug}: {step.review_note}")
         for tid in review:
             print(f"cần xem lại: {tid}: {catalog.topics[tid].review_note}")
+        for topic in catalog.topics.values():
+            for start, changed in topic.later:
+                if changed.needs_review:
+                    print(f"cần xem lại: {topic.id} (từ {start:%d/%m/%Y}): {changed.review_note}")
     return 0
 
 
@@ -112,8 +117,6 @@ def cmd_db_upgrade(args) -> int:
 
 
 def cmd_db_retention(args) -> int:
-    from datetime import datetime, timezone
-
     from storage import erasure
 
     days = _database_settings().query_text_retention_days
@@ -190,7 +193,7 @@ def _ask_record(matcher, catalog: Catalog, question: str) -> dict:
     match = matcher.match(question)
     if match.decision is Decision.ANSWER:
         topic = match.candidates[0].topic
-        record = {"topic": topic, "score": match.score, "answer": catalog.topics[topic].answer}
+        record = {"topic": topic, "score": match.score, "answer": catalog.topic_on(topic, datetime.now(timezone.utc)).answer}
         if match.also:  # the message asked a second thing, about another topic
             record["also"] = [c.topic for c in match.also]
         return record

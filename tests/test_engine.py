@@ -535,3 +535,21 @@ def test_typing_xem_tiep_shows_the_next_page_of_hamlets(catalog, matcher):
     assert "Xem tiếp" in labels(first) and "Thôn 1" in labels(first)
     second = t.send("xem tiep")
     assert "Thôn 10" in labels(second) and "Thôn 1" not in labels(second)
+
+
+def test_fees_switch_to_the_full_rates_on_the_day_the_reduction_ends(catalog, matcher):
+    t = Talk(catalog, matcher)
+    # 23:59 on 31/12/2026 in Vietnam: still the reduced fee.
+    t.now = datetime(2026, 12, 31, 16, 59, tzinfo=timezone.utc)
+    before = t.send("lệ phí làm căn cước bao nhiêu tiền")[0].text
+    assert "cấp đổi 25.000 đồng" in before and "đến hết 31/12/2026" in before
+    # 00:00 on 01/01/2027 in Vietnam: the full fees, with what could not be checked and whom to ask.
+    t.now = datetime(2026, 12, 31, 17, 0, tzinfo=timezone.utc)
+    after = t.send("lệ phí làm căn cước bao nhiêu tiền")
+    first = after[0].text
+    assert "cấp đổi 50.000 đồng" in first and "70.000 đồng" in first and "25.000" not in first
+    assert "gia hạn" in first and first.endswith("Nguồn: Luật Căn cước 2023, Điều 38; Thông tư 73/2024/TT-BTC.")
+    more = t.send(payload=payload_of(after, "Xem thêm"))[0].text
+    assert "đã hết hạn ngày 31/12/2026" in more
+    lost = t.send("mất thẻ căn cước thì làm sao")[0].text
+    assert "Lệ phí cấp lại: 70.000 đồng" in lost and "35.000" not in lost
