@@ -31,6 +31,7 @@ import collections
 import hashlib
 import json
 import logging
+import re
 import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,6 +45,7 @@ from aiohttp import web
 
 from bot.channels.common import (
     announce,
+    has_question_word,
     epoch_time,
     remove_mention,
     run_with_server,
@@ -86,8 +88,13 @@ NOT_FOLLOWER = -213
 NO_INTERACTION = -230
 NO_INTERACTION_2 = -232
 RATE_LIMIT = -32
-# The person or group cannot be reached by this OA (blocked, no interaction, group disabled, OA removed).
-UNREACHABLE = frozenset({-213, -217, -227, -230, -232, -234, -244, -237, -403})
+# The person cannot be reached by this OA: not a follower (-213), blocked or gone (-217, -227), outside
+# the interaction window (-230, -232), a promotion at night (-234), refused for this user (-244). Never
+# retried, never sent again without buttons: the person is marked unreachable (counted in reports).
+PERSON_UNREACHABLE = frozenset({-213, -217, -227, -230, -232, -234, -244})
+# The group cannot be reached: disabled because its package expired (-237), or the OA is not in it (-403).
+GROUP_INACTIVE = {-237: "group disabled (its group package expired)", -403: "the OA is not a member of the group"}
+UNREACHABLE = PERSON_UNREACHABLE | frozenset(GROUP_INACTIVE)
 TOKEN_ERRORS = frozenset({INVALID_TOKEN, EXPIRED_TOKEN})
 WINDOW_ERRORS = frozenset({NO_INTERACTION, NO_INTERACTION_2})
 NO_TOKEN = -1000  # ours: no token stored or configured
@@ -100,7 +107,20 @@ NOT_ABOUT_THE_MESSAGE = frozenset({NO_TOKEN, NETWORK, FAILED_UNKNOWN, RATE_LIMIT
 SENT = "sent"
 WINDOW_CLOSED = "window_closed"
 NOT_A_FOLLOWER = "not_follower"
+UNREACHABLE_PERSON = "unreachable"
+GROUP_OFF = "group_inactive"
 FAILED = "failed"
+# Zalo's group text turns "[@…]" into a mention ("[@All]" calls everyone): what users typed and we
+# echo into a group keeps its "@" as a look-alike that mentions nobody.
+_GROUP_MENTION = re.compile(r"\[([^\]\n]{0,80}?)@")
+
+
+def escape_group_text(text: str) -> str:
+    """`text` safe to post in a Zalo group: no "[@…]" that Zalo would read as a mention."""
+    previous = None
+    while previous != text:  # "[@a@b]" and nested brackets: until nothing is left to escape
+        previous, text = text, _GROUP_MENTION.sub(lambda m: f"[{m.group(1)}\uff20", text)
+    return text
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -371,6 +391,20 @@ def _id(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
+def group_id_of(event: dict[str, Any], oa_id: str | None = None) -> str | None:
+    """The group of a `user_send_group_*` event: `recipient.id`, else where clients have seen it
+    (`recipient.group_id`, `message.conversation_id`, `conversation.id`, a top-level `group_id`).
+    An id equal to the OA's own is not a group."""
+    recipient = event.get("recipient") if isinstance(event.get("recipient"), dict) else {}
+    message = event.get("message") if isinstance(event.get("message"), dict) else {}
+    conversation = event.get("conversation") if isinstance(event.get("conversation"), dict) else {}
+    for value in (recipient.get("id"), recipient.get("group_id"), message.get("conversation_id"), conversation.get("id"), event.get("group_id")):
+        found = _id(value)
+        if found is not None and found != oa_id:
+            return found
+    return None
+
+
 class ZaloOAChannel:
     """Receive OA webhook events, hand text to the core, send replies with token care and back-off."""
 
@@ -399,6 +433,10 @@ class ZaloOAChannel:
         self.clock = clock
         self.tokens = TokenStore(service.db, settings, clock=clock, refresh_margin=refresh_margin, sleep=sleep)
         self.officers = settings.officer_ids()
+        self.question_words = settings.question_words()
+        # Groups Zalo refused with -237 / -403 since start: id -> reason (shown at /healthz).
+        self.inactive_groups: dict[str, str] = {}
+        self._detail = ""
         self.oa_name: str | None = None
         self.oa_id: str | None = None
         # Replies that could not be delivered, by reason (window_closed, not_follower, failed).
@@ -467,24 +505,48 @@ class ZaloOAChannel:
             log.warning("zalo_oa: could not read the OA's name (%s); group messages starting with @ count as mentions", exc)
         self._set_detail(f"on: webhook {self.settings.zalo_oa_webhook_path}, OA {self.oa_name or '?'}")
 
-    def _set_detail(self, detail: str) -> None:
+    def _set_detail(self, detail: str, *, quiet: bool = False) -> None:
+        self._detail = detail
+        shown = detail
+        if self.inactive_groups:
+            listed = ", ".join(f"{g} ({r})" for g, r in list(self.inactive_groups.items())[:5])
+            more = f" and {len(self.inactive_groups) - 5} more" if len(self.inactive_groups) > 5 else ""
+            shown = f"{detail}; inactive groups: {listed}{more}"
         if self.status is not None:
-            self.status.detail = detail
-        announce(f"channel {CHANNEL}: {detail}")
+            self.status.detail = shown
+        if not quiet:
+            announce(f"channel {CHANNEL}: {shown}")
 
     # -- receiving -------------------------------------------------------------------------------
 
     def verify(self, raw: bytes, body: Any, header: str) -> bool:
         """Check X-ZEvent-Signature against the raw bytes and the body's timestamp."""
+        return self.signature_problem(raw, body, header) is None
+
+    def signature_problem(self, raw: bytes, body: Any, header: str) -> str | None:
+        """Which check a request fails (None: it is signed by Zalo for this app), never showing a key."""
         header = header.strip()
-        mac = header[4:] if header[:4].lower() == "mac=" else ""
-        timestamp = body.get("timestamp") if isinstance(body, dict) else None
-        if not mac or timestamp in (None, "") or isinstance(timestamp, (dict, list, bool)):
-            return False
+        if not header:
+            return f"no {SIGNATURE_HEADER} header"
+        if header[:4].lower() != "mac=" or not header[4:]:
+            return f"{SIGNATURE_HEADER} is not \"mac=<hex>\""
+        mac = header[4:].lower()
+        if not isinstance(body, dict):
+            return "the body is not a JSON object"
+        timestamp = body.get("timestamp")
+        if timestamp in (None, "") or isinstance(timestamp, (dict, list, bool)):
+            return "the body has no timestamp"
         if isinstance(timestamp, float) and timestamp.is_integer():
             timestamp = int(timestamp)
-        expected = signature(self.settings.zalo_oa_app_id or "", raw, str(timestamp), self.settings.zalo_oa_secret_key or "")
-        return secret_matches(mac.lower(), expected)
+        app_id = self.settings.zalo_oa_app_id or ""
+        if body.get("app_id") not in (None, "") and str(body.get("app_id")) != app_id:
+            return "the body's app_id is not CCCD_ZALO_OA_APP_ID (the webhook belongs to another app)"
+        expected = signature(app_id, raw, str(timestamp), self.settings.zalo_oa_secret_key or "")
+        if secret_matches(mac, expected):
+            return None
+        if self.settings.zalo_oa_app_secret and secret_matches(mac, signature(app_id, raw, str(timestamp), self.settings.zalo_oa_app_secret)):
+            return "signed with the app secret: CCCD_ZALO_OA_SECRET_KEY must be the OA secret key of the webhook page"
+        return "the mac does not match (wrong CCCD_ZALO_OA_SECRET_KEY, or the body was altered)"
 
     async def handle_webhook(self, request: web.Request) -> web.Response:
         """Verify, then take and handle the event at once; 503 while not ready (Zalo retries)."""
@@ -493,7 +555,9 @@ class ZaloOAChannel:
             body = json.loads(raw)
         except ValueError:
             body = None
-        if not self.verify(raw, body, request.headers.get(SIGNATURE_HEADER, "")):
+        problem = self.signature_problem(raw, body, request.headers.get(SIGNATURE_HEADER, ""))
+        if problem is not None:
+            log.warning("zalo_oa webhook: refused (403): %s (from %s)", problem, request.remote)
             return web.json_response({"error": 403, "message": "bad signature"}, status=403)
         if not self.ready.is_set():
             return web.json_response({"error": 503, "message": "not ready"}, status=503)
@@ -552,11 +616,15 @@ class ZaloOAChannel:
             )
         return None
 
-    @staticmethod
-    def _chat_of(event: dict[str, Any]) -> str | None:
+    def _chat_of(self, event: dict[str, Any]) -> str | None:
         name = str(event.get("event_name") or "")
         if name.startswith("user_send_group_"):
-            return _id(event.get("recipient"))
+            group = group_id_of(event, self.oa_id)
+            if group is None:
+                # Never answered as a private message: the reply would reach one person, not the group.
+                message = event.get("message") if isinstance(event.get("message"), dict) else {}
+                log.warning("zalo_oa: %s without a group id (msg_id %s) refused", name, message.get("msg_id") or "?")
+            return group
         if name in ("follow", "unfollow"):
             return _id(event.get("follower")) or _id(event.get("sender"))
         return _id(event.get("sender"))
@@ -573,11 +641,13 @@ class ZaloOAChannel:
         text = message.get("text") if isinstance(message.get("text"), str) else ""
         payload = None
         if name == "user_send_group_text":
-            chat_id = _id(event.get("recipient"))
+            chat_id = group_id_of(event, self.oa_id)
             if chat_id is None:
                 return None
             chat_type = ChatType.GROUP
             addressed, text = addressed_in_group(text, self.oa_name)
+            if not addressed and has_question_word(text, self.question_words):
+                addressed = True
         else:
             chat_id = sender
             chat_type = ChatType.PRIVATE
@@ -661,6 +731,8 @@ class ZaloOAChannel:
                 calls.append({"m": "image", "type": chat_type.value, "url": rendered.image})
             last = len(rendered.texts) - 1
             for i, text in enumerate(rendered.texts):
+                if chat_type is ChatType.GROUP:
+                    text = escape_group_text(text)
                 call: dict[str, Any] = {"m": "text", "type": chat_type.value, "text": text}
                 if i == last and rendered.buttons:
                     call["buttons"] = [[b.label, b.payload] for b in rendered.buttons]
@@ -707,6 +779,8 @@ class ZaloOAChannel:
             path, body = CS_PATH, {"recipient": {"user_id": chat_id}, "message": message}
         try:
             await self.call("POST", path, body, retries=False)
+            if self.inactive_groups.pop(chat_id, None) is not None:  # the group is back (package renewed)
+                self._set_detail(self._detail, quiet=True)
             return Sent()
         except OAError as exc:
             if buttons and exc.status == 200 and exc.code not in NOT_ABOUT_THE_MESSAGE and exc.code not in UNREACHABLE:
@@ -722,9 +796,18 @@ class ZaloOAChannel:
 
     async def _failed(self, chat_id: str, chat_type: ChatType, exc: OAError) -> Result:
         """Classify a failed call: retry what time fixes, refuse (and record) what it does not."""
-        if exc.code in UNREACHABLE:
-            result = WINDOW_CLOSED if exc.code in WINDOW_ERRORS else NOT_A_FOLLOWER
-            log.warning("zalo_oa: %s %s cannot be reached (error %s); not retried", chat_type.value, chat_id, exc.code)
+        if exc.code in GROUP_INACTIVE:
+            reason = GROUP_INACTIVE[exc.code]
+            log.warning("zalo_oa: group %s is inactive: error %s, %s; its replies are dropped, not retried", chat_id, exc.code, reason)
+            async with self.service.db.transaction() as session:
+                await people.set_chat_active(session, CHANNEL, chat_id, False)
+            self.undeliverable[GROUP_OFF] += 1
+            self.inactive_groups[chat_id] = f"error {exc.code}: {reason}"
+            self._set_detail(self._detail or f"on: webhook {self.settings.zalo_oa_webhook_path}", quiet=True)
+            return Refused(f"{GROUP_OFF}: error {exc.code}", whole_chat=True)
+        if exc.code in PERSON_UNREACHABLE:
+            result = WINDOW_CLOSED if exc.code in WINDOW_ERRORS else NOT_A_FOLLOWER if exc.code == NOT_FOLLOWER else UNREACHABLE_PERSON
+            log.warning("zalo_oa: %s %s cannot be reached (error %s, %s); not retried", chat_type.value, chat_id, exc.code, result)
             async with self.service.db.transaction() as session:
                 if chat_type is ChatType.PRIVATE:
                     await people.set_user_active(session, CHANNEL, chat_id, False)
@@ -782,7 +865,13 @@ def consent_url(settings: Settings, challenge: str, state: str) -> str:
     return f"{settings.zalo_oa_oauth_base.rstrip('/')}{PERMISSION_PATH}?{query}"
 
 
+def new_verifier() -> str:
+    """A PKCE code verifier as Zalo's v4 authorisation wants it: 43 characters of A-Z a-z 0-9 - _."""
+    return secrets.token_urlsafe(32)  # 32 random bytes are exactly 43 base64url characters
+
+
 def _challenge(verifier: str) -> str:
+    """The S256 code challenge: base64url of SHA-256(verifier), without "=" padding."""
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).decode().rstrip("=")
 
 
@@ -791,21 +880,35 @@ async def authorize(
     db: Database,
     code: str | None = None,
     *,
+    refresh_token: str | None = None,
     out: Callable[[str], None] = print,
     clock: Callable[[], datetime] = utcnow,
 ) -> int:
     """Without a code: remember a PKCE verifier and print the consent URL. With a code: exchange it and
-    store the token pair. Return a process exit status."""
+    store the token pair. With a refresh token (from Zalo's API Explorer): spend it at once for a fresh
+    pair and store that. Return a process exit status."""
     missing = [n for n, v in (("CCCD_ZALO_OA_APP_ID", settings.zalo_oa_app_id), ("CCCD_ZALO_OA_APP_SECRET", settings.zalo_oa_app_secret)) if not v]
     if missing:
         out(f"error: set {' and '.join(missing)} first (Zalo for Developers → your app → settings)")
         return 2
     now = clock()
+    if refresh_token:
+        form = {"refresh_token": refresh_token.strip(), "app_id": settings.zalo_oa_app_id or "", "grant_type": "refresh_token"}
+        async with aiohttp.ClientSession() as http:
+            try:
+                pair = await request_tokens(http, settings, form, now, "explorer")
+            except OAError as exc:
+                out(f"error: Zalo refused the refresh token ({exc}); get a new one from the API Explorer (it is single-use) and try again")
+                return 1
+        await TokenStore(db, settings, clock=clock).replace(pair)
+        out(f"tokens stored: the access token is valid until {pair.expires_at:%Y-%m-%d %H:%M} UTC and is refreshed automatically")
+        out("do not use that refresh token again anywhere: Zalo accepts each refresh token once")
+        return 0
     if not code:
         if not settings.zalo_oa_redirect_uri:
             out("error: set CCCD_ZALO_OA_REDIRECT_URI to the callback URL registered for the app (Official Account → settings)")
             return 2
-        verifier = secrets.token_urlsafe(48)
+        verifier = new_verifier()
         state = secrets.token_urlsafe(12)
         async with db.transaction() as session:
             found = await kv.get(session, PKCE_KEY)
@@ -861,7 +964,7 @@ def cmd_authorize(args) -> int:
         db = Database(settings.database_url)
         try:
             await db.migrate()
-            return await authorize(settings, db, args.code)
+            return await authorize(settings, db, args.code, refresh_token=args.refresh_token)
         finally:
             await db.close()
 
@@ -879,4 +982,8 @@ def register_cli(subparsers) -> None:
         "then again with the code Zalo gives back.",
     )
     auth.add_argument("--code", help="the authorization code from the callback URL")
+    auth.add_argument(
+        "--refresh-token",
+        help="a refresh token copied from Zalo's API Explorer (developers.zalo.me/tools/explorer): exchanged at once and stored",
+    )
     auth.set_defaults(func=cmd_authorize)

@@ -285,7 +285,8 @@ class FakeZaloOA(_Server):
         self.refresh_tokens: set[str] = set()  # unused refresh tokens
         self.spent_refresh_tokens: set[str] = set()
         self.codes: dict[str, str | None] = {}  # authorization code -> PKCE challenge
-        self.closed_windows: dict[str, int] = {}  # user id -> -230 / -213
+        self.closed_windows: dict[str, int] = {}  # user id -> -230 / -213 / any "unreachable" code
+        self.inactive_groups: dict[str, int] = {}  # group id -> -237 (package expired) / -403 (OA not in it)
         self._serial = itertools.count(1)
         self.app.router.add_post("/v3.0/oa/message/cs", self._send)
         self.app.router.add_post("/v3.0/oa/group/message", self._send)
@@ -310,6 +311,9 @@ class FakeZaloOA(_Server):
 
     def close_window(self, user_id: str, code: int = -230) -> None:
         self.closed_windows[user_id] = code
+
+    def disable_group(self, group_id: str, code: int = -237) -> None:
+        self.inactive_groups[group_id] = code
 
     # what the fake received
 
@@ -380,9 +384,12 @@ class FakeZaloOA(_Server):
         buttons = ((attachment or {}).get("payload") or {}).get("buttons") or []
         if len(buttons) > 5 or (buttons and path.endswith("group/message")):
             return {"error": -201, "message": "buttons are not allowed here"}
+        if path.endswith("group/message") and target in self.inactive_groups:
+            code = self.inactive_groups[target]
+            return {"error": code, "message": "Group is disabled" if code == -237 else "OA is not a member of this group"}
         if target in self.closed_windows:
             code = self.closed_windows[target]
-            return {"error": code, "message": "User has not interacted with the OA in the last 7 days" if code != -213 else "User has not followed the OA"}
+            return {"error": code, "message": UNREACHABLE_MESSAGES.get(code, "User cannot receive this message")}
         return {"error": 0, "message": "Success", "data": {"message_id": f"oa-{next(self._serial)}", "user_id": target}}
 
     async def _getoa(self, request: web.Request) -> web.Response:
@@ -419,6 +426,9 @@ class FakeZaloOA(_Server):
             challenge = self.codes.pop(code)
             if challenge is not None:
                 verifier = str(form.get("code_verifier") or "")
+                # Zalo's v4 rules: a 43-character verifier; the challenge is base64url(SHA-256) unpadded.
+                if len(verifier) != 43 or "=" in challenge:
+                    return {"error": -14018, "error_name": "Invalid code verifier"}
                 expected = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
                 if expected != challenge:
                     return {"error": -14018, "error_name": "Invalid code verifier"}
@@ -426,6 +436,17 @@ class FakeZaloOA(_Server):
             return {"error": -14003, "error_name": "Invalid grant type"}
         access, refresh = self.issue_pair()
         return {"access_token": access, "refresh_token": refresh, "expires_in": "90000"}
+
+
+UNREACHABLE_MESSAGES = {
+    -213: "User has not followed the OA",
+    -217: "User has blocked messages from the OA",
+    -227: "User is inactive or has been banned",
+    -230: "User has not interacted with the OA in the last 7 days",
+    -232: "User has not interacted with the OA in the last 7 days (consultation quota)",
+    -234: "Promotion messages cannot be sent from 22:00 to 06:00",
+    -244: "User has refused messages of this kind",
+}
 
 
 def oa_event(
@@ -437,10 +458,15 @@ def oa_event(
     msg_id: str | None = None,
     app_id: str = "app-1",
     timestamp: str | None = None,
+    group_in: str = "recipient.id",
 ) -> dict[str, Any]:
-    """An OA webhook event body."""
+    """An OA webhook event body, shaped like the captured ones (fields Zalo sends that we do not read,
+    such as `user_id_by_app`, included). For group events `group_in` says where the group id is:
+    "recipient.id" (documented), "recipient.group_id", "message.conversation_id", "conversation.id"
+    (seen by other clients), or "" (none)."""
     body: dict[str, Any] = {
         "app_id": app_id,
+        "user_id_by_app": f"app-scoped-{sender}",
         "event_name": event_name,
         "timestamp": timestamp or str(int(time.time() * 1000)),
     }
@@ -455,6 +481,15 @@ def oa_event(
     if text is not None:
         message["text"] = text
     body["message"] = message
+    if event_name.startswith("user_send_group_") and group_in != "recipient.id":
+        body["recipient"] = {}
+        if group_in == "recipient.group_id":
+            body["recipient"] = {"group_id": recipient}
+        elif group_in == "message.conversation_id":
+            body["recipient"] = {"id": "oa-1"}  # the OA's own id: not the group
+            message["conversation_id"] = recipient
+        elif group_in == "conversation.id":
+            body["conversation"] = {"id": recipient}
     return body
 
 
