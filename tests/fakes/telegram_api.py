@@ -59,8 +59,17 @@ class Failure:
 class FakeTelegramAPI:
     """The Bot API of one bot, in memory."""
 
-    def __init__(self, token: str = "123456:TEST-token_abc", *, username: str = "cccd_test_bot", first_name: str = "Trợ lý CCCD"):
+    def __init__(
+        self,
+        token: str = "123456:TEST-token_abc",
+        *,
+        username: str = "cccd_test_bot",
+        first_name: str = "Trợ lý CCCD",
+        can_read_all_group_messages: bool = False,
+    ):
         self.token = token
+        # BotFather's /setprivacy: False (the default) is privacy mode on.
+        self.can_read_all_group_messages = can_read_all_group_messages
         self.bot_id = int(token.split(":", 1)[0])
         self.username = username
         self.bot_user = {"id": self.bot_id, "is_bot": True, "first_name": first_name, "username": username}
@@ -345,7 +354,12 @@ class FakeTelegramAPI:
         return message
 
     async def api_getMe(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {**self.bot_user, "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+        return {
+            **self.bot_user,
+            "can_join_groups": True,
+            "can_read_all_group_messages": self.can_read_all_group_messages,
+            "supports_inline_queries": False,
+        }
 
     async def api_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         if self.webhook.get("url"):
@@ -404,7 +418,9 @@ class FakeTelegramAPI:
         check_parse_mode(text, params.get("parse_mode"))
         markup = params.get("reply_markup")
         check_markup(markup)
-        return self._message(chat_id, text=text, reply_markup=markup)
+        # The sent Message carries only an inline keyboard; ForceReply is not echoed back.
+        inline = markup if isinstance(markup, dict) and "inline_keyboard" in markup else None
+        return self._message(chat_id, text=text, reply_markup=inline)
 
     async def api_sendPhoto(self, params: dict[str, Any]) -> dict[str, Any]:
         chat_id = params.get("chat_id")
@@ -434,6 +450,9 @@ class FakeTelegramAPI:
         return True
 
     async def api_sendChatAction(self, params: dict[str, Any]) -> bool:
+        self._chat(params.get("chat_id"))
+        if params.get("action") not in ("typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice", "upload_document", "choose_sticker", "find_location", "record_video_note", "upload_video_note"):
+            raise ApiError(400, "Bad Request: wrong parameter action in request")
         return True
 
     async def api_getChatMember(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -517,6 +536,10 @@ def buttons_of(markup: Any) -> list[tuple[str, str]]:
 
 def check_markup(markup: Any) -> None:
     if markup is None:
+        return
+    if isinstance(markup, dict) and "force_reply" in markup:
+        if markup["force_reply"] is not True:
+            raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
         return
     if not isinstance(markup, dict) or not isinstance(markup.get("inline_keyboard"), list):
         raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
