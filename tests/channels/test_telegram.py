@@ -132,6 +132,8 @@ class Bot:
         """Deliver an update the way the mode does, and wait until the bot has handled it."""
         update = dict(update)
         update.setdefault("update_id", self.fake.new_update_id())
+        if not self.fake.reaches_bot(update):  # privacy mode: Telegram keeps it from the bot
+            return update
         if self.mode == "polling":
             await self.fake.push_update(update)
             await self.fake.wait_confirmed(update["update_id"])
@@ -280,7 +282,7 @@ async def test_polling_start_registers_commands_and_clears_webhook(make_bot, fak
     assert "thon" in [c["command"] for c in fake.commands["all_chat_administrators"]]
     assert "thon" not in [c["command"] for c in fake.commands["all_group_chats"]]
     health = await (await bot.client.get("/healthz")).json()
-    assert health["channels"]["telegram"].startswith(f"bật: long polling, bot @{USERNAME}; chế độ riêng tư (privacy mode) BẬT")
+    assert health["channels"]["telegram"].startswith(f"bật: long polling, bot @{USERNAME}; chế độ riêng tư (privacy mode) tắt")
 
 
 async def test_webhook_start_registers_url_and_secret(make_bot, fake):
@@ -930,6 +932,26 @@ async def test_with_privacy_off_a_group_question_word_makes_a_message_addressed(
     assert fake.sent(-4002) == []
 
 
+async def test_in_privacy_mode_commands_and_replies_to_the_bot_are_answered_and_a_plain_mention_never_arrives(
+    make_bot, fake, content
+):
+    fake.can_read_all_group_messages = False  # a new bot's default: BotFather's /setprivacy left Enabled
+    bot = await make_bot("polling")
+    question, _topic = _answerable(content)
+    await bot.send(message(GROUP, LAN, f"@{USERNAME} {question}"))
+    assert fake.sent(GROUP["id"]) == []  # Telegram does not give it to the bot: README says to turn privacy off
+    asked = await bot.send(message(GROUP, LAN, f"/cauhoi@{USERNAME} {question}"))
+    (answer,) = fake.sent(GROUP["id"])
+    assert answer["params"]["reply_parameters"]["message_id"] == asked["message"]["message_id"]
+    # The bot asks back with ForceReply: the person's reply is a reply to the bot, so it arrives.
+    await bot.channel.send_replies(GROUP["id"], [Reply("Anh/chị hỏi về thẻ của ai?")], reply_to=asked["message"]["message_id"])
+    await fake.wait_for("sendMessage", 2)
+    back = fake.sent(GROUP["id"])[-1]
+    assert back["params"]["reply_markup"] == {"force_reply": True, "selective": True}
+    await bot.send(message(GROUP, BINH, question, reply_to_message=back["message"]))
+    assert len(fake.sent(GROUP["id"])) == 3 and fake.texts(GROUP["id"])[-1] == answer["params"]["text"]
+
+
 async def test_a_question_back_in_a_group_is_a_reply_with_force_reply(make_bot, fake):
     bot = await make_bot("polling")
     fake.add_chat(GROUP)
@@ -962,3 +984,26 @@ async def test_typing_is_shown_while_a_slow_reply_waits_and_not_for_a_quick_one(
     quick = await make_bot("polling", db_file="quick.sqlite3", typing_after_seconds=5)
     await quick.send(message(PRIVATE_BINH, BINH, "/menu"))
     assert len(fake.calls_of("sendChatAction")) == 1
+
+
+async def test_a_bot_api_call_tries_no_import_that_fails(make_bot, fake, monkeypatch):
+    """httpx (under python-telegram-bot) imports sniffio on every request; without the package each call
+    paid for a failed import. It is a dependency now: a call to the Bot API fails no import."""
+    import builtins
+
+    bot = await make_bot("polling")
+    failed: list[str] = []
+    real_import = builtins.__import__
+
+    def spy(name, *args, **kwargs):
+        try:
+            return real_import(name, *args, **kwargs)
+        except ImportError:
+            failed.append(name)
+            raise
+
+    monkeypatch.setattr(builtins, "__import__", spy)
+    (call,) = bot.channel.render_calls([Reply("Chào anh/chị.")])
+    result = await bot.channel.deliver(str(LAN["id"]), call)
+    monkeypatch.undo()
+    assert fake.texts(LAN["id"]) == ["Chào anh/chị."] and failed == [], (result, failed)

@@ -65,10 +65,11 @@ class FakeTelegramAPI:
         *,
         username: str = "cccd_test_bot",
         first_name: str = "Trợ lý CCCD",
-        can_read_all_group_messages: bool = False,
+        can_read_all_group_messages: bool = True,
     ):
         self.token = token
-        # BotFather's /setprivacy: False (the default) is privacy mode on.
+        # BotFather's /setprivacy: False is privacy mode on (Telegram's default for a new bot). True here,
+        # as README.md has the installer set it; with False, group updates are filtered (`reaches_bot`).
         self.can_read_all_group_messages = can_read_all_group_messages
         self.bot_id = int(token.split(":", 1)[0])
         self.username = username
@@ -182,6 +183,33 @@ class FakeTelegramAPI:
 
     def add_chat(self, chat: dict[str, Any]) -> None:
         self.chats[chat["id"]] = dict(chat)
+
+    def reaches_bot(self, update: dict[str, Any]) -> bool:
+        """Whether Telegram gives `update` to the bot at all.
+
+        In privacy mode (getMe's can_read_all_group_messages false, and the bot not a group admin) a group
+        message reaches the bot only when it is a command meant for it (`/cmd@this_bot`), a general command
+        (`/cmd`; Telegram: when this bot spoke last in the group — here the only bot), or a reply to one of
+        the bot's messages; service messages reach it too. A plain "@this_bot question" does NOT
+        (core.telegram.org/bots/features#privacy-mode), whatever BotFather's description says.
+        """
+        message = update.get("message")
+        if self.can_read_all_group_messages or not isinstance(message, dict):
+            return True
+        chat = message.get("chat") or {}
+        if chat.get("type") not in ("group", "supergroup"):
+            return True
+        if self.members.get((chat.get("id"), self.bot_id)) in ("administrator", "creator"):
+            return True
+        if "text" not in message and "caption" not in message:
+            return True  # service messages: members, migrations, titles
+        replied = message.get("reply_to_message") or {}
+        if (replied.get("from") or {}).get("id") == self.bot_id:
+            return True
+        command = re.match(r"/[A-Za-z0-9_]{1,32}(?:@([A-Za-z0-9_]+))?(?=\s|$)", message.get("text") or "")
+        if command is None:
+            return False
+        return command.group(1) is None or command.group(1).lower() == self.username.lower()
 
     async def push_update(self, update: dict[str, Any]) -> dict[str, Any]:
         """Queue an update for getUpdates (an update_id is given if missing)."""
