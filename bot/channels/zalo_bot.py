@@ -273,7 +273,7 @@ class ZaloBotChannel:
             problem = f"; getMe failed: {exc}"
             self._reached(exc)
         groups = self.me.get("can_join_groups")
-        group_note = {True: "groups allowed", False: "groups off for this bot (can_join_groups=false)"}.get(groups, "groups unknown")
+        group_note = say({True: "zalo_bot_groups_on", False: "zalo_bot_groups_off"}.get(groups, "zalo_bot_groups_unknown"))
         name = self.me.get("account_name") or self.me.get("display_name") or "?"
         group_note += problem
         names = self._names()

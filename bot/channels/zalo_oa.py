@@ -941,7 +941,7 @@ async def authorize(
     pair and store that. Return a process exit status."""
     missing = [n for n, v in (("CCCD_ZALO_OA_APP_ID", settings.zalo_oa_app_id), ("CCCD_ZALO_OA_APP_SECRET", settings.zalo_oa_app_secret)) if not v]
     if missing:
-        out(f"error: set {' and '.join(missing)} first (Zalo for Developers → your app → settings)")
+        out(say("oa_auth_missing", names=", ".join(missing)))
         return 2
     now = clock()
     if refresh_token:
@@ -950,15 +950,15 @@ async def authorize(
             try:
                 pair = await request_tokens(http, settings, form, now, "explorer")
             except OAError as exc:
-                out(f"error: Zalo refused the refresh token ({exc}); get a new one from the API Explorer (it is single-use) and try again")
+                out(say("oa_auth_refresh_refused", reason=exc))
                 return 1
         await TokenStore(db, settings, clock=clock).replace(pair)
-        out(f"tokens stored: the access token is valid until {pair.expires_at:%Y-%m-%d %H:%M} UTC and is refreshed automatically")
-        out("do not use that refresh token again anywhere: Zalo accepts each refresh token once")
+        out(say("oa_auth_stored", until=f"{pair.expires_at:%Y-%m-%d %H:%M}"))
+        out(say("oa_auth_refresh_spent"))
         return 0
     if not code:
         if not settings.zalo_oa_redirect_uri:
-            out("error: set CCCD_ZALO_OA_REDIRECT_URI to the callback URL registered for the app (Official Account → settings)")
+            out(say("oa_auth_no_redirect"))
             return 2
         verifier = new_verifier()
         state = secrets.token_urlsafe(12)
@@ -967,14 +967,13 @@ async def authorize(
             if not await kv.put_if_version(
                 session, PKCE_KEY, {"verifier": verifier, "state": state, "created_at": now.isoformat()}, found[1] if found else None, now
             ):
-                out("error: another authorize ran at the same time; run it again")
+                out(say("oa_auth_concurrent"))
                 return 1
-        out("1. Open this address while logged in as an admin of the Official Account, and allow the app:")
+        out(say("oa_auth_open"))
         out("")
         out(f"   {consent_url(settings, _challenge(verifier), state)}")
         out("")
-        out("2. Zalo then opens your callback URL with ?code=...&oa_id=... in the address bar.")
-        out("   Copy the code (valid for about 10 minutes) and run:")
+        out(say("oa_auth_callback"))
         out("")
         out("   cccd-bot zalo-oa authorize --code CODE")
         return 0
@@ -988,7 +987,7 @@ async def authorize(
         try:
             pair = await request_tokens(http, settings, form, now, "authorize")
         except OAError as exc:
-            out(f"error: Zalo refused the code ({exc}); print a new consent URL with `cccd-bot zalo-oa authorize` and try again")
+            out(say("oa_auth_code_refused", reason=exc))
             return 1
     # env_seed None: tokens in the environment never replace an authorized pair (they may be stale).
     await TokenStore(db, settings, clock=clock).replace(pair)
@@ -996,7 +995,7 @@ async def authorize(
         found = await kv.get(session, PKCE_KEY)
         if found:
             await kv.put_if_version(session, PKCE_KEY, {}, found[1], now)
-    out(f"tokens stored: the access token is valid until {pair.expires_at:%Y-%m-%d %H:%M} UTC and is refreshed automatically")
+    out(say("oa_auth_stored", until=f"{pair.expires_at:%Y-%m-%d %H:%M}"))
     return 0
 
 

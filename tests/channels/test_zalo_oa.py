@@ -481,7 +481,7 @@ async def test_authorize_prints_the_consent_url_then_stores_the_tokens(fake, db)
 
     lines.clear()
     assert await authorize(settings, db, "wrong-code", out=lines.append) == 1
-    assert "refused" in lines[0]
+    assert lines[0].startswith("Lỗi: Zalo từ chối mã")
     assert await authorize(settings, db, "code-1", out=lines.append) == 0
     pair, _ = await stored_pair(db)
     assert fake.access_tokens[pair.access_token] == "valid" and pair.refresh_token in fake.refresh_tokens
@@ -746,7 +746,7 @@ async def test_a_refresh_token_from_the_api_explorer_is_exchanged_and_stored(fak
     assert pair.refresh_token in fake.refresh_tokens and explorer_refresh in fake.spent_refresh_tokens
     lines.clear()
     assert await authorize(settings, db, refresh_token=explorer_refresh, out=lines.append) == 1  # single use
-    assert "refused" in lines[0]
+    assert lines[0].startswith("Lỗi: Zalo từ chối refresh token")
     parser = argparse.ArgumentParser(prog="cccd-bot")
     register_cli(parser.add_subparsers(dest="command", required=True))
     assert parser.parse_args(["zalo-oa", "authorize", "--refresh-token", "r-1"]).refresh_token == "r-1"
