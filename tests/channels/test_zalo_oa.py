@@ -622,6 +622,9 @@ async def test_an_unreachable_person_is_marked_counted_and_never_retried_or_rese
         async with bot.channel.service.db.transaction() as session:
             user = (await session.execute(select(User).where(User.external_id == "u9"))).scalar_one()
         assert user.active is False
+        # The outbox keeps why (what reports and /metrics count as refused), not a failure to retry.
+        (row,) = await outbox(bot.channel.service.db, "zalo_oa")
+        assert row.status == "refused" and f"error {code}" in row.last_error
 
 
 @pytest.mark.parametrize(
