@@ -553,7 +553,6 @@ class ZaloBotChannel:
             # 5xx, 403 ("internal server error" on this platform), 401 (the token: configuration), the network.
             return Retry(f"error {exc.code}: {exc.description}"[:200])
 
-
     async def _send_typing(self, chat_id: str) -> None:
         await self.api.call_once("sendChatAction", {"chat_id": chat_id, "action": "typing"}, timeout=5.0)
 
