@@ -34,6 +34,9 @@ SENDER = web.AppKey("sender", Sender)
 METRICS = web.AppKey("metrics", Metrics)
 ROLE = web.AppKey("role", str)
 READY = web.AppKey("ready", dict)
+# Set when every start-up hook has run: the server listens right after (a webhook registered from then on
+# can be called back at once, as Zalo Bot's setWebhook does).
+STARTED = web.AppKey("started", asyncio.Event)
 ROLES = ("all", "web", "sender")
 
 # Each module exposes `setup(app) -> str | None`: it wires its routes and start-up/clean-up
@@ -233,6 +236,7 @@ def setup_core(
     app[DATABASE] = db
     app[ROLE] = role
     app[READY] = {}
+    app[STARTED] = asyncio.Event()
     service = ChatService(db, catalog, settings)
     app[SERVICE] = service
     app[METRICS] = Metrics()
@@ -311,7 +315,17 @@ def create_app(
     setup_channels(app)
     setup_dashboard(app)
     setup_sender(app)
+    setup_started(app)
     return app
+
+
+def setup_started(app: web.Application) -> None:
+    """Set app[STARTED] (made in setup_core) after the other start-up hooks: this one is added last."""
+
+    async def started(_app: web.Application) -> None:
+        _app[STARTED].set()
+
+    app.on_startup.append(started)
 
 
 def setup_dashboard(app: web.Application) -> None:
