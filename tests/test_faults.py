@@ -148,14 +148,14 @@ async def test_postgresql_away_for_10_s_mid_stream_loses_nothing_and_nobody_is_t
     port = free_port()
     bot = await BotProcess(bot_env(own_cluster.url(), api.base_url, port, "outage-bot"), port, tmp_path / "bot.log").start()
     chats = [20_000 + i for i in range(CHATS)]
-    answers: list[tuple[float, int | str]] = []  # (posted at, answer)
+    answers: list[tuple[float, float, int | str]] = []  # (posted at, answered at, answer)
     readiness: list[int | None] = []
     try:
         async with aiohttp.ClientSession() as http:
             await bot.wait_ready(http)
             # Telegram waits a while for an answer; 5 s here, shorter than the outage, so posts made while
             # the database is frozen time out before it is back.
-            platform = WebhookPlatform(http, timeout=5, on_answer=lambda _url, status, at: answers.append((at, status)))
+            platform = WebhookPlatform(http, timeout=5, on_answer=lambda _url, status, at: answers.append((at, time.monotonic(), status)))
             streams = asyncio.gather(*(platform.chat(guide_updates(chat), [bot.hook_url]) for chat in chats))
             await wait_until(lambda: platform.acknowledged >= CHATS * STEPS // 3, 120, "a third of the updates", bot)
             acknowledged_before = platform.acknowledged
@@ -167,11 +167,11 @@ async def test_postgresql_away_for_10_s_mid_stream_loses_nothing_and_nobody_is_t
             while time.monotonic() - started < OUTAGE:
                 readiness.append(await bot.readyz(http))
                 await asyncio.sleep(0.5)
+            ended = time.monotonic()
             if outage == "restart":
                 await own_cluster.start()
             else:
                 own_cluster.thaw()
-            ended = time.monotonic()
             await asyncio.wait_for(streams, 240)
             await wait_until(lambda: all_walked(api, chats), 120, "every chat's nine steps", bot)
             await bot.wait_ready(http, timeout=30)
@@ -180,10 +180,11 @@ async def test_postgresql_away_for_10_s_mid_stream_loses_nothing_and_nobody_is_t
         await bot.stop()
 
     # While the database was away the process said it was not ready, and answered the platform so that
-    # it delivers again (503, or no answer in time), not 200 for what it could not store.
+    # it delivers again (503, or no answer in time), never 200 for what it could not store.
     assert 503 in readiness and 200 not in readiness, readiness
-    during = collections.Counter(status for at, status in answers if started <= at < ended)
-    assert during[503] + during["timeout"] > 0, during
+    during = collections.Counter(status for posted, _, status in answers if started <= posted < ended)
+    within = collections.Counter(status for posted, answered, status in answers if started <= posted and answered < ended)
+    assert within[503] + within["timeout"] > 0 and not within[200], within
     assert platform.acknowledged == CHATS * STEPS and acknowledged_before < CHATS * STEPS
     error = load_valid_catalog().msg("error")
     duplicates = 0
@@ -193,7 +194,7 @@ async def test_postgresql_away_for_10_s_mid_stream_loses_nothing_and_nobody_is_t
         assert folded(received) == GUIDE, (chat, received)  # nothing acknowledged lost, in order
         duplicates += len(received) - len(folded(received))
     print(f"PostgreSQL {outage} for {OUTAGE:.0f} s after {acknowledged_before} acknowledged updates: answers to "
-          f"the posts made while away {dict(during)}, all answers {dict(platform.answers)}, /readyz while away {collections.Counter(readiness)}, "
+          f"the posts made while away {dict(during)} (answered while away {dict(within)}), all answers {dict(platform.answers)}, /readyz while away {collections.Counter(readiness)}, "
           f"duplicated replies {duplicates}")
     # The process never died: a reply sent while its record could not be written is recorded once the
     # database is back, before the outbox is scanned again, so none is sent twice.
