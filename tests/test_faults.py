@@ -208,7 +208,7 @@ async def test_postgresql_away_for_10_s_mid_stream_loses_nothing_and_nobody_is_t
 async def test_bot_api_429_5xx_and_timeouts_delay_replies_but_lose_none_and_only_refusals_end_them(db_url, api, tmp_path):
     # Five chats each: flood control asking 1 s eight times in a row (more waits than the old limit of
     # five), or 5 s; server errors; a Bot API that answers nothing (the bot's client gives up after 20 s) —
-    # each for the first 8 s; and two chats the Bot API refuses for good (blocked, chat not found).
+    # each for 8 s from the chat's first reply; and two chats refused for good (blocked, chat not found).
     faults = {
         "429 retry_after 1": dict(status=429, retry_after=1, times=8),
         "429 retry_after 5": dict(status=429, retry_after=5, seconds=8.0),

@@ -55,8 +55,9 @@ class Failure:
     times: int | None = 1  # None: every time
     chat_id: int | None = None
     parameters: dict[str, Any] | None = None
-    until: float | None = None  # time.monotonic() after which the failure is over
+    seconds: float | None = None  # how long the failure lasts from the first call it meets
     hang: float = 0.0
+    until: float | None = None  # time.monotonic() after which it is over (set at that first call)
 
 
 class FakeTelegramAPI:
@@ -124,7 +125,7 @@ class FakeTelegramAPI:
     ) -> None:
         """Answer the next `times` calls of `method` (for `chat_id`, if given) with an error.
 
-        With `seconds`, every such call for that long from now (`times` is then ignored). With `hang`,
+        With `seconds`, every such call for that long from the first one (`times` is then ignored). With `hang`,
         the answer comes only after that many seconds (or when the fake closes): a client with a shorter
         read timeout gives up first, as with a Bot API that stopped answering.
         """
@@ -141,9 +142,8 @@ class FakeTelegramAPI:
             502: "Bad Gateway",
         }.get(status, "Error")
         methods = (method,) if isinstance(method, str) else tuple(method)
-        until = time.monotonic() + seconds if seconds is not None else None
         times = None if seconds is not None else times
-        self.failures.append(Failure(methods, status, description or default, times, chat_id, parameters or None, until, hang))
+        self.failures.append(Failure(methods, status, description or default, times, chat_id, parameters or None, seconds, hang))
 
     def chaos(
         self,
@@ -334,8 +334,11 @@ class FakeTelegramAPI:
                 continue
             if failure.chat_id is not None and params.get("chat_id") != failure.chat_id:
                 continue
-            if failure.until is not None and time.monotonic() > failure.until:
-                continue
+            if failure.seconds is not None:
+                if failure.until is None:
+                    failure.until = time.monotonic() + failure.seconds
+                elif time.monotonic() > failure.until:
+                    continue
             if failure.times is not None:
                 if failure.times <= 0:
                     continue
