@@ -33,7 +33,6 @@ import json
 import logging
 import re
 import secrets
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -58,7 +57,7 @@ from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Choice, Incoming, Reply
 from bot.pipeline import Pacer, Pipeline, Refused, Result, Retry, Sent, Unavailable, Work
 from bot.render import render
-from bot.startup import say
+from bot.startup import load_settings, say
 from storage import kv, people
 
 if TYPE_CHECKING:  # kept out of imports: the command line loads this module to build its parser
@@ -523,7 +522,7 @@ class ZaloOAChannel:
                 self._reached(exc, self.settings.zalo_oa_oauth_base)
                 log.error("zalo_oa: %s", exc)
                 if not introduced and not warned:
-                    self._set_detail(f"bật: webhook {self.settings.zalo_oa_webhook_path}; chưa có token dùng được ({exc.message})")
+                    self._set_detail(f"bật: webhook {self.settings.zalo_oa_webhook_path}; " + say("zalo_oa_no_token", reason=exc.message))
                     warned = True
             except Exception:
                 log.exception("zalo_oa: token check failed")
@@ -1021,16 +1020,9 @@ async def authorize(
 
 
 def cmd_authorize(args) -> int:
-    from pydantic import ValidationError
-
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        for err in exc.errors():
-            print(f"error: configuration CCCD_{'.'.join(map(str, err['loc'])).upper()}: {err['msg']}", file=sys.stderr)
-        return 2
-
     from storage.db import Database
+
+    settings = load_settings()  # a wrong setting raises OperatorError, which the command line prints
 
     async def run() -> int:
         db = Database(settings.database_url)

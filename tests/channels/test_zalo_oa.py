@@ -522,6 +522,17 @@ async def test_authorize_is_a_cli_subcommand(fake, db, monkeypatch):
     assert re.fullmatch(r"access-\d+", pair.access_token)
 
 
+def test_authorize_says_in_vietnamese_which_setting_is_wrong(monkeypatch, capsys):
+    from bot.cli import main
+
+    monkeypatch.setenv("CCCD_DATABASE_URL", "mysql://bot@localhost/cccd")
+    for argv in (["zalo-oa", "authorize"], ["-v", "zalo-oa", "authorize"]):  # -v: settings are read by the command
+        assert main(argv) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("Lỗi: Giá trị của CCCD_DATABASE_URL không dùng được ('mysql://bot@localhost/cccd')")
+        assert "sqlite+aiosqlite:///" in error and "Traceback" not in error
+
+
 async def test_undecodable_signature_header_is_refused_not_an_error(fake, sqlite_url, catalog):
     async with running(make_settings(fake, sqlite_url), catalog) as bot:
         raw, good = sign_oa(oa_event("user_send_text", sender="u1", text="/menu"), secret_key=SECRET_KEY)
