@@ -307,7 +307,7 @@ class ZaloBotChannel:
         if self.status is not None:
             self.status.detail = self.detail
             self.status.on = working
-        announce(f"channel {CHANNEL}: {self.detail}")
+        announce(say("serve_channel", name=CHANNEL, detail=self.detail))
         self.started.set()
         if not self.webhook_url and self.receive:
             await self.poll_forever()

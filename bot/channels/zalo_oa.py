@@ -563,7 +563,7 @@ class ZaloOAChannel:
         if self.status is not None:
             self.status.detail = shown
         if not quiet:
-            announce(f"channel {CHANNEL}: {shown}")
+            announce(say("serve_channel", name=CHANNEL, detail=shown))
 
     # -- receiving -------------------------------------------------------------------------------
 
