@@ -319,11 +319,12 @@ async def test_rejected_token_turns_channel_off_without_leaking_it(make_bot, fak
             break
         await asyncio.sleep(0.01)
     status = bot.app[CHANNELS]["telegram"]
-    assert not status.on and "rejected" in status.detail
+    assert not status.on and status.detail.startswith("lỗi: Telegram không nhận CCCD_TELEGRAM_TOKEN")
     ours = [r.getMessage() for r in caplog.records if r.name.startswith(("bot.", "telegram", "httpx"))]
     assert ours and not any("wrong-token" in text for text in ours)
     health = await bot.client.get("/healthz")
     assert health.status == 200
+    assert (await health.json())["channels"]["telegram"] == status.detail and "wrong-token" not in status.detail
 
 
 # ---------------------------------------------------------------------------- private chats
