@@ -85,11 +85,11 @@ class Weights:
 class Thresholds:
     """Where the calibrated probabilities turn into decisions."""
 
-    answer: float = 0.8  # answer when P(the top topic is right) is at least this
-    choose: float = 0.525  # offer choices (or answer) only when P(the question is ours) is at least this
+    answer: float = 0.75  # answer when P(the top topic is right) is at least this
+    choose: float = 0.45  # offer choices (or answer) only when P(the question is ours) is at least this
     # the same for long messages (at least Weights.long_words words), with models of their own
-    answer_long: float = 0.525
-    choose_long: float = 0.65
+    answer_long: float = 0.675
+    choose_long: float = 0.6
     max_choices: int = 3
     choice_ratio: float = 0.7  # further choices must score at least this share of the top one
     ask_back_words: int = 1  # a query of this many typed words or fewer is asked back
@@ -98,10 +98,10 @@ class Thresholds:
 # Logistic models over Signals.features: (bias, {feature: weight}).
 # Fitted by `python bench/faq.py --fit` on the dev split, the two calibration files and held-out
 # content examples. ANSWER_MODEL gives P(the top topic is right), SCOPE_MODEL P(the question is ours).
-ANSWER_MODEL: tuple[float, dict[str, float]] = (-4.457, {'score': 4.222, 'margin': 2.893, 'ratio': -0.461, 'coverage': 2.72, 'unknown': -1.839, 'overlap': 2.843, 'nb_agree': 0.411, 'nb_margin': 1.019})
-LONG_ANSWER_MODEL: tuple[float, dict[str, float]] = (-2.632, {'score': 2.322, 'margin': 1.058, 'ratio': -1.237, 'coverage': 3.593, 'unknown': -2.258, 'overlap': 1.625, 'nb_agree': 0.202, 'nb_margin': 1.913})
-LONG_SCOPE_MODEL: tuple[float, dict[str, float]] = (-8.855, {'score': 2.604, 'coverage': 4.104, 'unknown': -1.319, 'overlap': 2.183, 'recall': 1.642, 'log_words': 1.8, 'ours': 1.843, 'neighbour': -2.787, 'foreign': -0.2})
-SCOPE_MODEL: tuple[float, dict[str, float]] = (-9.912, {'score': 4.904, 'coverage': 3.802, 'unknown': -0.166, 'overlap': 3.549, 'recall': 1.297, 'log_words': 2.354, 'ours': 2.446, 'neighbour': -3.795, 'foreign': -0.526})
+ANSWER_MODEL: tuple[float, dict[str, float]] = (-5.439, {'score': 3.812, 'margin': 2.327, 'ratio': -0.031, 'coverage': 2.976, 'unknown': -1.451, 'overlap': 2.556, 'nb_agree': 0.713, 'nb_margin': 1.771})
+LONG_ANSWER_MODEL: tuple[float, dict[str, float]] = (-2.212, {'score': 3.128, 'margin': 1.36, 'ratio': -1.208, 'coverage': 2.688, 'unknown': -2.23, 'overlap': 2.105, 'nb_agree': -0.029, 'nb_margin': 2.209})
+LONG_SCOPE_MODEL: tuple[float, dict[str, float]] = (-9.888, {'score': 3.114, 'coverage': 3.661, 'unknown': -1.33, 'overlap': 2.383, 'recall': 1.729, 'log_words': 1.783, 'ours': 2.971, 'neighbour': -2.817, 'foreign': -0.821})
+SCOPE_MODEL: tuple[float, dict[str, float]] = (-9.235, {'score': 4.516, 'coverage': 3.607, 'unknown': -0.608, 'overlap': 3.545, 'recall': 1.312, 'log_words': 1.89, 'ours': 2.936, 'neighbour': -4.235, 'foreign': -0.31})
 
 
 def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
@@ -217,8 +217,10 @@ class _Index:
         data = catalog.matching
         self.neighbours = _phrase_set(p for ps in data.neighbour_services.values() for p in ps)
         self.ours = _phrase_set(data.our_subjects)
+        # what the scope models read as ours: the subjects and what people do with them
+        self.ours_read = _phrase_set((*data.our_subjects, *data.our_procedures))
+        self.ours_read_firsts = _first_words(self.ours_read)
         self.neighbour_firsts = _first_words(self.neighbours)
-        self.ours_firsts = _first_words(self.ours)
         self.filler = data.subject_filler
         self.ask_back = data.ask_back
         self.synonyms = {tuple(v.split()): tuple(k.split()) for k, vs in data.synonyms.items() for v in vs}
@@ -494,7 +496,7 @@ class Matcher:
         unknown = float(sw[~seen].sum()) / total
         # Read on the tokens as typed and as rewritten: an inserted canonical phrase may split a
         # listed phrase ("app ngan hang" -> "app ung dung ngan hang").
-        ours = _mentions(typed, ix.ours, ix.ours_firsts) or _mentions(canonical, ix.ours, ix.ours_firsts)
+        ours = _mentions(typed, ix.ours_read, ix.ours_read_firsts) or _mentions(canonical, ix.ours_read, ix.ours_read_firsts)
         neighbour = _mentions(typed, ix.neighbours, ix.neighbour_firsts) or _mentions(canonical, ix.neighbours, ix.neighbour_firsts)
         best_doc = int(ix.starts[top_i]) + int(np.argmax(overlap[ix.starts[top_i] : ix.ends[top_i]]))
         feats = {
