@@ -78,7 +78,9 @@ class QuestionFinder:
         self.cues = _phrases(cues)
         self.courtesy = _phrases(courtesy)
         self.endings = frozenset(endings)
-        self.particles = frozenset(particles)
+        # trailing particles and forms of address ("ạ", "vậy", "mọi người"), matched from the end
+        self.particles = {tuple(p.split()) for p in particles}
+        self.particle_lengths = sorted({len(p) for p in self.particles}, reverse=True)
         self.context_weight = context_weight
         self.min_words = min_words
 
@@ -97,8 +99,14 @@ class QuestionFinder:
         if question_mark:
             return True
         folded = [w.folded for w in words]
-        while folded and folded[-1] in self.particles:
-            folded.pop()
+        stripped = True
+        while folded and stripped:
+            stripped = False
+            for n in self.particle_lengths:
+                if len(folded) >= n and tuple(folded[-n:]) in self.particles:
+                    del folded[-n:]
+                    stripped = True
+                    break
         return bool(folded) and (folded[-1] in self.endings or bool(self._found(folded, self.cues)))
 
     def _text(self, text: str, words: list[_Word]) -> str:
