@@ -54,13 +54,14 @@ class _Word:
     folded: str
 
 
-def _phrases(phrases: Iterable[str]) -> dict[str, set[tuple[str, ...]]]:
-    """Phrases grouped by their first word, for a scan that only looks where a phrase can start."""
+def _phrases(phrases: Iterable[str]) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """Phrases grouped by their first word, longest first, for a scan that only looks where a phrase
+    can start."""
     by_first: dict[str, set[tuple[str, ...]]] = {}
     for phrase in phrases:
         toks = tuple(phrase.split())
         by_first.setdefault(toks[0], set()).add(toks)
-    return by_first
+    return {w: tuple(sorted(group, key=lambda p: (-len(p), p))) for w, group in by_first.items()}
 
 
 class QuestionFinder:
@@ -85,11 +86,11 @@ class QuestionFinder:
         self.min_words = min_words
 
     @staticmethod
-    def _found(folded: list[str], phrases: dict[str, set[tuple[str, ...]]]) -> list[tuple[int, int]]:
+    def _found(folded: list[str], phrases: dict[str, tuple[tuple[str, ...], ...]]) -> list[tuple[int, int]]:
         """Spans (start, end) of the phrases found in `folded`, longest first at each start."""
         spans = []
         for i, w in enumerate(folded):
-            for phrase in sorted(phrases.get(w, ()), key=len, reverse=True):
+            for phrase in phrases.get(w, ()):
                 if tuple(folded[i : i + len(phrase)]) == phrase:
                     spans.append((i, i + len(phrase)))
                     break
