@@ -217,6 +217,8 @@ def content_cv_rank1(catalog: Catalog, folds: int = 5) -> float:
 
 ANSWER_FEATURES = ("score", "margin", "ratio", "coverage", "unknown", "overlap", "long", "nb_agree", "nb_margin")
 SCOPE_FEATURES = ("score", "coverage", "unknown", "overlap", "recall", "log_words", "ours", "neighbour", "foreign", "long")
+# Long messages also weigh how many of our subjects against how many neighbouring services they name.
+LONG_SCOPE_FEATURES = SCOPE_FEATURES + ("balance",)
 # Thresholds are picked on the dev split (with the calibration file) to maximise in-scope top-1 plus
 # half the share answered right, under these ceilings (stricter than the targets, to leave a margin).
 MAX_WRONG_RATE = 0.02
@@ -276,7 +278,7 @@ def objective_long(top1: float, answered_right: float) -> float:
     return answered_right + 0.25 * top1
 
 
-LONG_CEILINGS = (MAX_WRONG_RATE_LONG, MIN_STRICT_ABSTENTION_LONG, MAX_OOS_ANSWERED_LONG, objective_long)
+LONG_CEILINGS = (MAX_WRONG_RATE_LONG, MIN_STRICT_ABSTENTION_LONG, MAX_OOS_ANSWERED_LONG, objective_long, LONG_SCOPE_FEATURES)
 
 
 def fit(catalog: Catalog) -> None:
@@ -334,7 +336,7 @@ def crossfit(catalog: Catalog, folds: int = 5) -> None:
           f"oos abstention {1 - n['oos_answer'] / max(n['oos'], 1):.3f}")
 
 
-def fit_regime(rows, sigs, keep, max_wrong, min_strict, max_oos_answered, objective):
+def fit_regime(rows, sigs, keep, max_wrong, min_strict, max_oos_answered, objective, scope_features=SCOPE_FEATURES):
     """Fit P(right) and P(ours) on the questions `keep`, then the thresholds that maximise `objective`
     under the ceilings; returns (answer model, scope model, answer threshold, choose threshold, figures)."""
     import bot.matcher as M
@@ -343,7 +345,7 @@ def fit_regime(rows, sigs, keep, max_wrong, min_strict, max_oos_answered, object
     in_scope = np.array([rows[i].topic != NONE for i in keep], dtype=float)
     right = np.array([rows[i].topic == sigs[i].ranked[0].topic for i in keep], dtype=float)
     names_a = [n for n in ANSWER_FEATURES if n != "long"]
-    names_s = [n for n in SCOPE_FEATURES if n != "long"]
+    names_s = [n for n in scope_features if n != "long"]
     xa = np.array([[f[n] for n in names_a] for f in feats])
     xs = np.array([[f[n] for n in names_s] for f in feats])
     wa = fit_logistic(xa, right)

@@ -89,7 +89,7 @@ class Thresholds:
     choose: float = 0.525  # offer choices (or answer) only when P(the question is ours) is at least this
     # the same for long messages (at least Weights.long_words words), with models of their own
     answer_long: float = 0.65
-    choose_long: float = 0.65
+    choose_long: float = 0.55
     max_choices: int = 3
     choice_ratio: float = 0.7  # further choices must score at least this share of the top one
     ask_back_words: int = 1  # a query of this many typed words or fewer is asked back
@@ -102,7 +102,7 @@ class Thresholds:
 # sets); the LONG_ ones and answer_long/choose_long were refitted in session 4 (BENCHMARKS.md).
 ANSWER_MODEL: tuple[float, dict[str, float]] = (-4.457, {'score': 4.222, 'margin': 2.893, 'ratio': -0.461, 'coverage': 2.72, 'unknown': -1.839, 'overlap': 2.843, 'nb_agree': 0.411, 'nb_margin': 1.019})
 LONG_ANSWER_MODEL: tuple[float, dict[str, float]] = (-2.509, {'score': 3.157, 'margin': 1.423, 'ratio': -1.338, 'coverage': 3.268, 'unknown': -2.08, 'overlap': 2.091, 'nb_agree': 0.046, 'nb_margin': 1.962})
-LONG_SCOPE_MODEL: tuple[float, dict[str, float]] = (-9.728, {'score': 3.01, 'coverage': 3.947, 'unknown': -1.296, 'overlap': 2.125, 'recall': 1.752, 'log_words': 1.709, 'ours': 2.916, 'neighbour': -2.783, 'foreign': -0.838})
+LONG_SCOPE_MODEL: tuple[float, dict[str, float]] = (-7.515, {'score': 2.754, 'coverage': 3.817, 'unknown': -1.015, 'overlap': 1.887, 'recall': 1.656, 'log_words': 1.078, 'ours': 1.417, 'neighbour': -1.333, 'foreign': -0.53, 'balance': 2.135})
 SCOPE_MODEL: tuple[float, dict[str, float]] = (-9.912, {'score': 4.904, 'coverage': 3.802, 'unknown': -0.166, 'overlap': 3.549, 'recall': 1.297, 'log_words': 2.354, 'ours': 2.446, 'neighbour': -3.795, 'foreign': -0.526})
 
 
@@ -117,6 +117,11 @@ def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
 def _mentions(folded: tuple[str, ...], phrases: dict[int, set[tuple[str, ...]]], firsts: dict[str, tuple[int, ...]]) -> bool:
     """Tell whether a listed phrase occurs in `folded`; only positions where some phrase starts are tried."""
     return any(folded[i : i + n] in phrases[n] for i, t in enumerate(folded) if t in firsts for n in firsts[t])
+
+
+def _count_mentions(folded: tuple[str, ...], phrases: dict[int, set[tuple[str, ...]]], firsts: dict[str, tuple[int, ...]]) -> int:
+    """How many different listed phrases occur in `folded`."""
+    return len({folded[i : i + n] for i, t in enumerate(folded) if t in firsts for n in firsts[t] if folded[i : i + n] in phrases[n]})
 
 
 def _first_words(phrases: dict[int, set[tuple[str, ...]]]) -> dict[str, tuple[int, ...]]:
@@ -528,6 +533,9 @@ class Matcher:
             "ours": 1.0 if ours else 0.0,
             "neighbour": 1.0 if neighbour else 0.0,
             "foreign": 1.0 if neighbour and not ours else 0.0,
+            # how many of our subjects and procedures, against how many neighbouring services, it names
+            "balance": math.log1p(_count_mentions(canonical, ix.ours_read, ix.ours_read_firsts))
+            - math.log1p(_count_mentions(canonical, ix.neighbours, ix.neighbour_firsts)),
             "long": 1.0 if norm.words >= w.long_words else 0.0,
             "nb_agree": nb_agree,
             "nb_margin": nb_margin if nb_agree else 0.0,
