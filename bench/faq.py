@@ -3,6 +3,7 @@
     .venv/bin/python bench/faq.py            # test split: quality, latency, build, memory, 2,000-entry scaling
     .venv/bin/python bench/faq.py --split dev
     .venv/bin/python bench/faq.py --fit      # refit the decision models on the dev split (prints constants)
+    .venv/bin/python bench/faq.py --crossfit # long_dev decided by long models fitted without it (5 folds)
 
 Quality is measured on bench/data/eval/faq_eval.csv (written independently of the content); the
 baselines' thresholds and the matcher's decision models are tuned on the dev split only.
