@@ -88,6 +88,9 @@ class MatchingData:
 
     neighbour_services: dict[str, tuple[str, ...]] = field(default_factory=dict)
     our_subjects: tuple[str, ...] = ()
+    # what people do with our subjects ("đổi thẻ", "tờ khai", "đính kèm"): read like a subject by the
+    # scope models, but never asked back on its own
+    our_procedures: tuple[str, ...] = ()
     subject_filler: frozenset[str] = frozenset()
     ask_back: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # canonical phrase -> the variants people type instead (bot/content/synonyms.yaml)
@@ -493,6 +496,7 @@ def _load_matching(directory: Path, problems: list[Problem]) -> MatchingData:
     return MatchingData(
         neighbour_services={str(k): _phrases(v, f"neighbour_services.{k}", problems) for k, v in services.items()},
         our_subjects=_phrases(data.get("our_subjects"), "our_subjects", problems),
+        our_procedures=_phrases(data.get("our_procedures"), "our_procedures", problems),
         subject_filler=frozenset(_phrases(data.get("subject_filler"), "subject_filler", problems)),
         ask_back={str(k): tuple(str(t) for t in v or ()) for k, v in ask_back.items()},
         synonyms=_load_synonyms(directory, problems),
