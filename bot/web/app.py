@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,6 +42,7 @@ class DashboardConfig:
     throttle: auth.LoginThrottle = field(default_factory=auth.LoginThrottle)
     session_key: bytes | None = None
     on_registry_change: Callable[[], None] | None = None  # hamlets changed: the chat core reloads them
+    on_examples_change: Callable[[], Awaitable[object]] | None = None  # accepted examples changed: the matcher reloads
 
 
 CONFIG = web.AppKey("dashboard_config", DashboardConfig)

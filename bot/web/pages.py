@@ -11,6 +11,7 @@ from aiohttp_session import get_session
 
 from bot import figures
 from bot.figures import HAMLET_SORTS, Period
+from bot.masking import mask
 from bot.report import channel_name, to_csv, to_xlsx
 from bot.unanswered import question_key
 from bot.web import auth, links
@@ -226,7 +227,9 @@ async def unanswered_mark(request: web.Request) -> web.StreamResponse:
     viewer: auth.Viewer = request[VIEWER]
     form = await request.post()
     action = form.get("action")
-    variants = [str(v)[:MAX_FIELD] for v in form.getall("variant", [])][:MAX_VARIANTS]
+    # The page sends back texts already masked when logged; masked again in case a form was forged.
+    variants = [mask(" ".join(str(v).split()))[:MAX_FIELD] for v in form.getall("variant", [])][:MAX_VARIANTS]
+    variants = [v for v in variants if v]
     topic = str(form.get("topic") or "") or None
     if action not in ("handled", "proposed") or not variants or (action == "proposed" and topic not in cfg.catalog().topics):
         raise web.HTTPBadRequest(text="Thiếu câu hỏi hoặc chủ đề.")
@@ -246,11 +249,18 @@ async def content(request, session, f: Filters) -> dict:
     steps = [(catalog.step_number(s.slug), s) for s in catalog.steps if s.review_note]
     review = [t for t in catalog.topics.values() if t.needs_review]
     proposals = await unanswered_marks.in_scope(session, f.commune, ("proposed",))
-    return {"steps": steps, "review": review, "proposals": proposals, "titles": {t.id: t.title for t in catalog.topics.values()}}
+    accepted = await unanswered_marks.in_scope(session, f.commune, ("accepted",))
+    # Which accepted texts the matcher reads: one already an example of a topic is left out.
+    in_use = {e for t in catalog.topics.values() for e in t.added_examples}
+    return {
+        "steps": steps, "review": review, "proposals": proposals, "accepted": accepted, "in_use": in_use,
+        "titles": {t.id: t.title for t in catalog.topics.values()}, "message": request.query.get("msg"),
+    }
 
 
 @roles("admin")
 async def proposal_close(request: web.Request) -> web.StreamResponse:
+    """Accept a proposal (its texts become examples of the topic at once) or reject it."""
     cfg = request.app[CONFIG]
     form = await request.post()
     decision = form.get("decision")
@@ -261,9 +271,39 @@ async def proposal_close(request: web.Request) -> web.StreamResponse:
     if decision not in ("accepted", "rejected"):
         raise web.HTTPBadRequest(text="Quyết định không hợp lệ.")
     async with cfg.db.transaction() as session:
-        if await unanswered_marks.close(session, mark_id, decision, request[VIEWER].username) is None:
+        if await unanswered_marks.close(session, mark_id, decision, request[VIEWER].username, cfg.clock()) is None:
             raise web.HTTPNotFound()
-    raise web.HTTPSeeOther(f"{PREFIX}/content")
+    done = "Đã bỏ qua đề xuất."
+    if decision == "accepted":
+        done = await _examples_changed(cfg, "Đã thêm các câu hỏi vào ví dụ của chủ đề; bot dùng chúng ngay.")
+    raise web.HTTPSeeOther(f"{PREFIX}/content?{urlencode({'msg': done})}")
+
+
+@roles("admin")
+async def examples_withdraw(request: web.Request) -> web.StreamResponse:
+    """Take an accepted proposal's examples out of the topic again."""
+    cfg = request.app[CONFIG]
+    try:
+        mark_id = int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+    async with cfg.db.transaction() as session:
+        if await unanswered_marks.withdraw(session, mark_id, request[VIEWER].username, cfg.clock()) is None:
+            raise web.HTTPNotFound()
+    done = await _examples_changed(cfg, "Đã gỡ các câu ví dụ này khỏi chủ đề.")
+    raise web.HTTPSeeOther(f"{PREFIX}/content?{urlencode({'msg': done})}")
+
+
+async def _examples_changed(cfg, done: str) -> str:
+    """Tell the chat core (this process at once; the others within a minute)."""
+    if cfg.on_examples_change is None:
+        return done
+    try:
+        await cfg.on_examples_change()
+    except Exception:
+        log.exception("accepted examples saved, but this process could not reload them")
+        return f"{done} (Bot sẽ dùng thay đổi này trong vòng vài phút.)"
+    return done
 
 
 # --- Hamlets and groups --------------------------------------------------------------------------
@@ -407,6 +447,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/unanswered/mark", unanswered_mark)
     r.add_get("/content", content, name="content")
     r.add_post("/proposals/{id}", proposal_close)
+    r.add_post("/examples/{id}/withdraw", examples_withdraw)
     r.add_get("/registry", registry_page, name="registry")
     r.add_post("/registry/{action}", registry_change)
     r.add_get("/registry/{code}/qr/{kind}.svg", hamlet_qr)

@@ -96,7 +96,7 @@ async def test_unanswered_grouped_then_marked_handled_and_proposed(client, sign_
     html = await (await client.get(f"{PREFIX}/content?{NOV}")).text()
     proposals = cells(html, "proposals")[1:]
     assert proposals[0][0].startswith(catalog.topics["mat_the"].title) and "mất thẻ thì sao" in proposals[0][1]
-    assert "Đã thêm vào nội dung" not in html, "only an admin closes a proposal"
+    assert "Thêm vào ví dụ" not in html, "only an admin closes a proposal"
 
 
 async def test_content_lists_what_to_check(client, sign_in, catalog):
