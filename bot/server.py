@@ -21,7 +21,7 @@ from bot.config import Settings
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline, Sender, is_unavailable
 from bot.service import ChatService
-from storage import erasure
+from storage import erasure, stats
 from storage import deliveries
 from storage.db import Database
 
@@ -166,7 +166,9 @@ async def apply_retention(app: web.Application) -> tuple[int, int]:
     settings, service = app[SETTINGS], app[SERVICE]
     now = service.clock()
     async with app[DATABASE].transaction() as session:
-        texts = await erasure.expire_query_texts(session, now, timedelta(days=settings.query_text_retention_days))
+        keep = timedelta(days=settings.query_text_retention_days)
+        texts = await erasure.expire_query_texts(session, now, keep)
+        await stats.expire_wordings(session, now - keep)  # the unanswered page's copy of those texts
         tombstones = await erasure.prune_tombstones(session, now - timedelta(days=TOMBSTONE_DAYS))
     if texts or tombstones:
         log.info("retention: %d question text(s) and %d erasure record(s) deleted", texts, tombstones)
@@ -204,6 +206,7 @@ def setup_retention(app: web.Application) -> None:
     setup_periodic(app, "retention", RETENTION_EVERY, apply_retention)
 
 
+GROUPING_EVERY = 60.0
 # How soon a process that did not serve the admin's click uses newly accepted examples.
 EXAMPLES_EVERY = 60.0
 
@@ -349,3 +352,9 @@ def setup_dashboard(app: web.Application) -> None:
         on_examples_change=service.load_examples,
     )
     app.add_subapp(PREFIX, create_dashboard(config))
+
+    async def group_questions(_app: web.Application) -> None:
+        await config.grouper.catch_up(_app[DATABASE])
+
+    # New wordings of unanswered questions join their group in the background, so the page rarely has to.
+    setup_periodic(app, "question grouping", GROUPING_EVERY, group_questions)

@@ -9,7 +9,18 @@ from sqlalchemy import select
 
 from bot.figures import Period, funnel, hamlet_rows, overview, shown, topics, unanswered
 from storage import logs, stats
-from storage.models import StatEventDaily, StatQueryDaily, StatSeenDaily
+from bot.unanswered import Grouper
+from storage.models import (
+    QuestionWording,
+    StatMessages,
+    StatMessagesMonthly,
+    StatPeople,
+    StatSeenDaily,
+    StatSeenMonthly,
+    StatStuck,
+    StatTopics,
+    StatUnanswered,
+)
 from tests.web.fixture import COMMUNE, OTHER, UNANSWERED_A, UNANSWERED_B, seed
 
 NOV = Period.month("2026-11")
@@ -70,6 +81,10 @@ async def test_topics_with_trend(seeded, catalog):
 
 async def test_unanswered_grouped_with_hamlet(seeded):
     async with seeded.transaction() as s:
+        alone = await unanswered(s, NOV, COMMUNE)
+    assert sorted(g.count for g in alone) == [1, 1, 1], "not grouped yet: each wording on its own, none missing"
+    assert await Grouper().catch_up(seeded) == 4, "every wording of the log: the other commune's too"
+    async with seeded.transaction() as s:
         groups = await unanswered(s, NOV, COMMUNE)
     assert [g.count for g in groups] == [2, 1], "unanswered and low-confidence (offered choices) questions"
     assert groups[1].text == "mất thẻ thì sao"
@@ -80,8 +95,11 @@ async def test_unanswered_grouped_with_hamlet(seeded):
 async def _snapshot(db):
     async with db.transaction() as s:
         out = []
-        for model in (StatQueryDaily, StatEventDaily, StatSeenDaily):
+        for model in (StatMessages, StatMessagesMonthly, StatTopics, StatStuck, StatSeenDaily, StatSeenMonthly, StatPeople, StatUnanswered):
             rows = (await s.execute(select(model.__table__))).all()
+            out.append(sorted(tuple(r) for r in rows))
+        for model in (QuestionWording,):
+            rows = (await s.execute(select(model.text_hash, model.text, model.n))).all()
             out.append(sorted(tuple(r) for r in rows))
         return out
 
@@ -94,6 +112,34 @@ async def test_rebuild_from_the_log_gives_the_same_statistics(seeded):
     assert await _snapshot(seeded) == live
 
 
+async def test_a_period_other_than_a_month_counts_people_the_slow_way_alike(seeded, catalog):
+    # 31 October (nothing that Vietnamese day) to 30 November: the same figures, from stat_seen_daily.
+    wider = Period.days("2026-10-31", "2026-11-30")
+    async with seeded.transaction() as s:
+        for fn in (lambda p: overview(s, p, COMMUNE), lambda p: hamlet_rows(s, p, COMMUNE, catalog), lambda p: funnel(s, p, COMMUNE, catalog)):
+            fast, slow = await fn(NOV), await fn(wider)
+            if hasattr(fast, "per_day"):
+                fast.per_day, slow.per_day = [], []
+            assert fast == slow
+        o = await overview(s, Period.days("2026-11-03", "2026-11-05"), COMMUNE)
+    assert (o.messages, o.people) == (7, 6)
+
+
+async def test_forgetting_a_person_removes_their_questions_from_the_unanswered_page(seeded):
+    from tests.web.fixture import UNANSWERED_A
+
+    await Grouper().catch_up(seeded)
+    async with seeded.transaction() as s:
+        await logs.forget(s, "v1")
+    async with seeded.transaction() as s:
+        groups = await unanswered(s, NOV, COMMUNE)
+        texts = set((await s.execute(select(QuestionWording.text))).scalars())
+        o = await overview(s, NOV, COMMUNE)
+    assert UNANSWERED_A not in texts and [g.count for g in groups] == [1, 1]
+    assert all(UNANSWERED_A not in g.variants for g in groups)
+    assert (o.unanswered, o.people) == (2, 8), "the counts stay"
+
+
 async def test_outcome_change_and_forgetting_keep_counts(seeded):
     async with seeded.transaction() as s:
         await logs.mark_unanswered(s, "v2", "mất thẻ thì sao")
@@ -101,7 +147,7 @@ async def test_outcome_change_and_forgetting_keep_counts(seeded):
         await logs.forget(s, "u1")
     async with seeded.transaction() as s:
         o = await overview(s, NOV, COMMUNE)
-        refs = set((await s.execute(select(StatSeenDaily.ref))).scalars())
+        refs = set((await s.execute(select(StatSeenDaily.ref))).scalars()) | set((await s.execute(select(StatSeenMonthly.ref))).scalars())
     assert (o.choices, o.unanswered, o.people) == (0, 3, 8)
     assert "u1" not in refs
 

@@ -87,12 +87,16 @@ async def read_filters(request: web.Request, session) -> Filters:
     return Filters(period, commune, communes, error)
 
 
-def page(template: str):
-    """Render `template` with what the handler returns, plus the filters; scope errors answer 403."""
+def page(template: str, before=None):
+    """Render `template` with what the handler returns, plus the filters; scope errors answer 403.
+
+    `before(cfg)`, when given, is awaited first, in its own transaction (bringing a table up to date)."""
 
     def wrap(fn):
         async def handler(request: web.Request) -> web.StreamResponse:
             cfg = request.app[CONFIG]
+            if before is not None:
+                await before(cfg)
             async with cfg.db.transaction() as session:
                 try:
                     f = await read_filters(request, session)
@@ -194,12 +198,16 @@ async def topics(request, session, f: Filters) -> dict:
     return {"rows": rows, "previous": f.period.previous(), "chart": [(r.title, r.count) for r in rows[:15]]}
 
 
+# At most this many new wordings are grouped when the page is opened (the rest by the background run).
+PAGE_GROUPING = 100
+
+
 @roles(*EVERYONE)
-@page("unanswered.html")
+@page("unanswered.html", before=lambda cfg: cfg.grouper.run(cfg.db, PAGE_GROUPING))
 async def unanswered(request, session, f: Filters) -> dict:
     viewer: auth.Viewer = request[VIEWER]
     groups = await figures.unanswered(session, f.period, f.commune)
-    marks = await unanswered_marks.in_scope(session, f.commune, ("handled", "proposed", "accepted", "rejected"))
+    marks = await unanswered_marks.in_scope(session, f.commune, unanswered_marks.STATUSES)
     status: dict[str, str] = {}
     for mark in reversed(marks):  # the latest decision wins
         for text in mark.texts:
@@ -207,7 +215,7 @@ async def unanswered(request, session, f: Filters) -> dict:
     show_all = request.query.get("all") == "1"
     shown_groups = []
     for g in groups:
-        g.status = next((status[question_key(v)] for v in g.variants if question_key(v) in status), None)
+        g.status = next((status[k] for k in g.keys if k in status), None)
         if show_all or g.status != "handled":
             shown_groups.append(g)
     catalog = request.app[CONFIG].catalog()
