@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
-from bot.figures import Period, funnel, hamlet_rows, overview, shown, topics, unanswered
+from bot.figures import Period, funnel, hamlet_rows, low_confidence_total, overview, shown, topics, unanswered
 from storage import logs, stats
 from bot.unanswered import Grouper
 from storage.models import (
@@ -188,3 +188,64 @@ async def test_a_savepoint_rolled_back_inside_keeps_the_counts(seeded):
                 await s.flush()
     async with seeded.transaction() as s:
         assert (await overview(s, NOV, COMMUNE)).messages == 13
+
+
+async def test_every_wording_of_the_period_is_grouped_and_counted(seeded):
+    """More wordings than any cut-off: each one counts in exactly one group."""
+    async with seeded.transaction() as s:
+        for i in range(600):
+            await logs.add_query(
+                s, created_at=datetime(2026, 11, 10, tzinfo=timezone.utc), channel="telegram", chat_type="private",
+                chat_ref=f"p{i}", hamlet_code="ngoctrao_tdp03", user_ref=f"p{i}", text=f"hỏi về việc thứ {i} ở thôn",
+                topic=None, score=0, outcome="unanswered", handling_ms=0,
+            )
+    grouper = Grouper()
+    assert await grouper.catch_up(seeded, batch=250) == 604
+    async with seeded.transaction() as s:
+        groups = await unanswered(s, NOV, COMMUNE, limit=10_000)
+        total = await low_confidence_total(s, NOV, COMMUNE)
+    assert total == 603 and sum(g.count for g in groups) == total
+    assert sorted(v for g in groups for v in g.variants) == sorted(
+        [f"hỏi về việc thứ {i} ở thôn" for i in range(600)] + [UNANSWERED_A, UNANSWERED_B, "mất thẻ thì sao"]
+    )
+
+
+async def test_a_new_wording_joins_its_group_when_the_page_is_next_read(seeded):
+    grouper = Grouper()
+    await grouper.catch_up(seeded)
+    async with seeded.transaction() as s:
+        await logs.add_query(
+            s, created_at=datetime(2026, 11, 12, tzinfo=timezone.utc), channel="telegram", chat_type="private",
+            chat_ref="n1", hamlet_code="ngoctrao_tdp04", user_ref="n1", text="làm căn cước ở đâu vậy ạ",
+            topic=None, score=0, outcome="unanswered", handling_ms=0,
+        )
+    assert await grouper.run(seeded, 100) == 1, "only the new wording is compared"
+    async with seeded.transaction() as s:
+        groups = await unanswered(s, NOV, COMMUNE)
+    first = groups[0]
+    assert first.count == 3 and "làm căn cước ở đâu vậy ạ" in first.variants and UNANSWERED_A in first.variants
+    assert first.hamlets == ["Tổ dân phố 2", "Tổ dân phố 4"]
+    assert await grouper.run(seeded, 100) == 0
+
+
+async def test_two_processes_share_the_groups(seeded):
+    first, second = Grouper(), Grouper()
+    assert await first.catch_up(seeded) == 4
+
+    async def ask(text, user):
+        async with seeded.transaction() as s:
+            await logs.add_query(
+                s, created_at=datetime(2026, 11, 12, tzinfo=timezone.utc), channel="telegram", chat_type="private",
+                chat_ref=user, hamlet_code="ngoctrao_tdp04", user_ref=user, text=text, topic=None, score=0,
+                outcome="unanswered", handling_ms=0,
+            )
+
+    await ask("lam can cuoc o dau vay a", "n1")
+    assert await second.run(seeded, 100) == 1  # reads the first one's groups before comparing
+    await ask("thẻ bị cong vênh có sao không", "n2")
+    assert await second.run(seeded, 100) == 1  # a new group
+    await ask("the bi cong venh co sao khong vay", "n3")
+    assert await first.run(seeded, 100) == 1  # sees the group the second one made
+    async with seeded.transaction() as s:
+        counts = sorted(g.count for g in await unanswered(s, NOV, COMMUNE))
+    assert counts == [1, 2, 3]
