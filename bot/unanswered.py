@@ -121,24 +121,32 @@ class Grouper:
         up at once when another run (this process or another) is grouping."""
         if self._running.locked() and not wait:
             return 0
-        async with self._running, db.writing() as session:
-            if not await questions.try_lock(session):
-                return 0
+        async with self._running:
+            async with db.transaction() as session:  # the usual case, read only: nothing new
+                if not await questions.ungrouped(session, 1):
+                    return 0
+            async with db.writing() as session:
+                if not await questions.try_lock(session):
+                    return 0
+                return await self._group(session, limit)
+
+    async def _group(self, session, limit: int) -> int:
+        todo = await questions.ungrouped(session, limit)
+        if todo:
             await self._refresh(session)
-            todo = await questions.ungrouped(session, limit)
-            abbr = _shipped_abbreviations() if self._abbr is None else self._abbr
-            new_groups, assigned = [], []
-            for wording_id, text in todo:
-                key = question_key(text, abbr)
-                compared = sorted_key(key)
-                group_id = self._place(compared)
-                if group_id is None:
-                    group_id = self._last_id + 1
-                    self._add(group_id, compared)
-                    new_groups.append((group_id, compared))
-                assigned.append((wording_id, key, group_id))
-            await questions.save(session, new_groups, assigned)
-            return len(assigned)
+        abbr = _shipped_abbreviations() if self._abbr is None else self._abbr
+        new_groups, assigned = [], []
+        for wording_id, text in todo:
+            key = question_key(text, abbr)
+            compared = sorted_key(key)
+            group_id = self._place(compared)
+            if group_id is None:
+                group_id = self._last_id + 1
+                self._add(group_id, compared)
+                new_groups.append((group_id, compared))
+            assigned.append((wording_id, key, group_id))
+        await questions.save(session, new_groups, assigned)
+        return len(assigned)
 
     async def catch_up(self, db, batch: int = 2000) -> int:
         """Group every wording not grouped yet, batch after batch (at start, and in the background)."""
