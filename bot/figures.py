@@ -295,6 +295,7 @@ class UnansweredGroup:
     last: datetime
     status: str | None = None  # handled / proposed, when an editor decided
     keys: list[str] = field(default_factory=list)  # each variant's normalised form, as decisions are matched
+    group: int = 0  # as storage.stats.unanswered_groups names it (what a decision form sends back)
 
 
 async def low_confidence_total(session: AsyncSession, period: Period, commune: str | None) -> int:
@@ -327,7 +328,7 @@ async def unanswered(session: AsyncSession, period: Period, commune: str | None,
             continue
         variant_keys = [keys[v] or question_key(v) for v in variants]
         hamlets = [h for h, _ in sorted(places[group].items(), key=lambda kv: -kv[1])]
-        out.append(UnansweredGroup(variant_keys[0], variants[0], count, variants, hamlets, last, keys=variant_keys))
+        out.append(UnansweredGroup(variant_keys[0], variants[0], count, variants, hamlets, last, keys=variant_keys, group=group))
     return out
 
 

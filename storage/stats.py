@@ -568,6 +568,24 @@ async def unanswered_wordings(
     return [(g, t, k, h, int(n), _aware(last)) for g, t, k, h, n, last in (await session.execute(query)).all()]
 
 
+async def group_texts(session: AsyncSession, group: int, commune: str | None, limit: int) -> list[tuple[str, str | None]]:
+    """(text, key) of a group's wordings asked in the commune (any commune: None), the most asked first.
+
+    `group` as `unanswered_groups` gives it: a group id, or -(wording id) for a wording not grouped yet."""
+    wording = QuestionWording.group_id == group if group > 0 else QuestionWording.id == -group
+    query = (
+        select(QuestionWording.text, QuestionWording.key, func.sum(StatUnanswered.n))
+        .join(QuestionWording, QuestionWording.text_hash == StatUnanswered.text_hash)
+        .where(wording)
+        .group_by(QuestionWording.text, QuestionWording.key)
+        .order_by(func.sum(StatUnanswered.n).desc(), QuestionWording.text)
+        .limit(limit)
+    )
+    if commune:
+        query = query.where(StatUnanswered.hamlet_code.in_(_hamlets(commune)))
+    return [(t, k) for t, k, _ in (await session.execute(query)).all()]
+
+
 async def total_rows(session: AsyncSession) -> dict[str, int]:
     out = {}
     for table in (StatMessages, StatMessagesMonthly, StatTopics, StatStuck, StatSeenDaily, StatSeenMonthly, StatPeople, StatUnanswered, QuestionWording):

@@ -7,17 +7,17 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from aiohttp import web
+from markupsafe import Markup
 from aiohttp_session import get_session
 
 from bot import figures
 from bot.figures import HAMLET_SORTS, Period
-from bot.masking import mask
 from bot.report import channel_name, to_csv, to_xlsx
 from bot.unanswered import question_key
 from bot.web import auth, links
 from bot.web.app import CONFIG, PREFIX, VIEWER, forbidden, render
 from bot.web.auth import EDITORS, EVERYONE, roles
-from storage import accounts, registry, unanswered_marks
+from storage import accounts, registry, stats, unanswered_marks
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ NAV = (
 )
 MAX_VARIANTS = 50
 CHART_ROWS = 60
-MAX_FIELD = 1000
 
 
 @dataclass
@@ -225,7 +224,10 @@ async def unanswered(request, session, f: Filters) -> dict:
         "show_all": show_all,
         "texts_visible": viewer.sees_texts_of(f.commune),
         "total": await figures.low_confidence_total(session, f.period, f.commune),
-        "topic_choices": sorted((t.id, t.title) for t in catalog.topics.values()),
+        # The same choices on every row: drawn once (a hundred rows of forty options would cost more than the figures).
+        "topic_options": Markup("").join(
+            Markup('<option value="{}">{}</option>').format(t.id, t.title) for t in sorted(catalog.topics.values(), key=lambda t: t.id)
+        ),
     }
 
 
@@ -235,17 +237,22 @@ async def unanswered_mark(request: web.Request) -> web.StreamResponse:
     viewer: auth.Viewer = request[VIEWER]
     form = await request.post()
     action = form.get("action")
-    # The page sends back texts already masked when logged; masked again in case a form was forged.
-    variants = [mask(" ".join(str(v).split()))[:MAX_FIELD] for v in form.getall("variant", [])][:MAX_VARIANTS]
-    variants = [v for v in variants if v]
     topic = str(form.get("topic") or "") or None
-    if action not in ("handled", "proposed") or not variants or (action == "proposed" and topic not in cfg.catalog().topics):
+    try:
+        group = int(str(form.get("group", "")))
+    except ValueError:
+        group = 0
+    if action not in ("handled", "proposed") or not group or (action == "proposed" and topic not in cfg.catalog().topics):
         raise web.HTTPBadRequest(text="Thiếu câu hỏi hoặc chủ đề.")
     commune = viewer.commune or (str(form.get("commune") or "") or None)
     async with cfg.db.transaction() as session:
+        # The texts are read here (already masked when logged), only those asked in the viewer's commune.
+        found = await stats.group_texts(session, group, viewer.commune, MAX_VARIANTS)
+        if not found:
+            raise web.HTTPNotFound(text="Không có nhóm câu hỏi này.")
         await unanswered_marks.add(
-            session, key=question_key(variants[0]), commune=commune, status=action,
-            topic=topic if action == "proposed" else None, texts=variants, by=viewer.username, now=cfg.clock(),
+            session, key=found[0][1] or question_key(found[0][0]), commune=commune, status=action,
+            topic=topic if action == "proposed" else None, texts=[t for t, _ in found], by=viewer.username, now=cfg.clock(),
         )
     raise web.HTTPSeeOther(f"{PREFIX}/unanswered?{form.get('back', '')}" if isinstance(form.get("back"), str) else f"{PREFIX}/unanswered")
 

@@ -8,7 +8,7 @@ resident's same question is answered. A second process on the same database foll
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -16,9 +16,10 @@ from bot.config import Settings
 from bot.server import DATABASE, create_app
 from bot.service import ChatService
 from bot.web.app import PREFIX
-from storage import accounts, registry
+from storage import accounts, registry, stats
 from tests.conftest import EXAMPLE_CSV
 from tests.web.conftest import CSRF_RE, PASSWORD
+from tests.web.fixture import OTHER
 
 QUESTION = "qr code trên thẻ quét không ra"
 TOPIC = "hong_the_doi_thong_tin"
@@ -58,11 +59,11 @@ async def test_an_accepted_proposal_is_answered_by_the_bot(db_url, catalog):
         # The commune's officer sees it on "Chưa trả lời được" and proposes it for the topic.
         token = await sign_in(client, "canbo")
         page = await (await client.get(f"{PREFIX}/unanswered")).text()
-        assert QUESTION in page
+        row = re.search(r'<tr class="group">(.*?)</tr>', page, re.S).group(1)
+        assert QUESTION in row
+        group = re.search(r'name="group" value="(-?\d+)"', row).group(1)
         resp = await client.post(
-            f"{PREFIX}/unanswered/mark",
-            data=[("csrf", token), ("action", "proposed"), ("topic", TOPIC), ("variant", QUESTION)],
-            allow_redirects=False,
+            f"{PREFIX}/unanswered/mark", data=[("csrf", token), ("action", "proposed"), ("topic", TOPIC), ("group", group)], allow_redirects=False
         )
         assert resp.status == 303
         content = await (await client.get(f"{PREFIX}/content")).text()
@@ -96,17 +97,21 @@ async def test_an_accepted_proposal_is_answered_by_the_bot(db_url, catalog):
         assert QUESTION not in other.catalog.topics[TOPIC].examples
 
 
-async def test_only_an_admin_accepts_and_forged_texts_are_masked(client, sign_in, catalog):
+async def test_only_an_admin_accepts_and_only_the_communes_questions_are_proposed(client, sign_in, database):
     officer = await sign_in("officer")
-    token = CSRF_RE.search(await (await officer.get(f"{PREFIX}/unanswered")).text()).group(1)
-    forged = "số tôi 0912345678 căn cước 001099012345 làm sao"
+    page = await (await officer.get(f"{PREFIX}/unanswered")).text()
+    token = CSRF_RE.search(page).group(1)
+    async with database.transaction() as s:
+        theirs = await stats.unanswered_groups(s, date(2026, 11, 1), date(2026, 12, 1), OTHER, 10)
+    assert len(theirs) == 1, "the other commune's one question"
     resp = await officer.post(
-        f"{PREFIX}/unanswered/mark",
-        data=[("csrf", token), ("action", "proposed"), ("topic", TOPIC), ("variant", forged)],
-        allow_redirects=False,
+        f"{PREFIX}/unanswered/mark", data=[("csrf", token), ("action", "proposed"), ("topic", TOPIC), ("group", str(theirs[0][0]))]
+    )
+    assert resp.status == 404, "another commune's question cannot be proposed by number"
+    ours = re.findall(r'name="group" value="(-?\d+)"', page)[0]
+    resp = await officer.post(
+        f"{PREFIX}/unanswered/mark", data=[("csrf", token), ("action", "proposed"), ("topic", TOPIC), ("group", ours)], allow_redirects=False
     )
     assert resp.status == 303
-    content = await (await officer.get(f"{PREFIX}/content")).text()
-    assert "0912345678" not in content and "001099012345" not in content and "làm sao" in content
     assert (await officer.post(f"{PREFIX}/proposals/1", data={"csrf": token, "decision": "accepted"})).status == 403
     assert (await officer.post(f"{PREFIX}/examples/1/withdraw", data={"csrf": token})).status == 403

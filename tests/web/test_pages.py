@@ -79,18 +79,15 @@ async def test_unanswered_grouped_then_marked_handled_and_proposed(client, sign_
     rows = cells(html, "unanswered")[1:]
     assert rows[0][0] == "2" and UNANSWERED_A in rows[0][1] and UNANSWERED_B in rows[0][1] and rows[0][2] == "Tổ dân phố 2"
     token = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+    first, second = re.findall(r'name="group" value="(-?\d+)"', html)
     resp = await client.post(
-        f"{PREFIX}/unanswered/mark",
-        data=[("csrf", token), ("action", "handled"), ("variant", UNANSWERED_A), ("variant", UNANSWERED_B), ("back", NOV)],
-        allow_redirects=False,
+        f"{PREFIX}/unanswered/mark", data=[("csrf", token), ("action", "handled"), ("group", first), ("back", NOV)], allow_redirects=False
     )
     assert resp.status == 303
     html = await (await client.get(f"{PREFIX}/unanswered?{NOV}")).text()
     assert UNANSWERED_A not in html and "1 nhóm đã xử lý được ẩn" in html
     resp = await client.post(
-        f"{PREFIX}/unanswered/mark",
-        data=[("csrf", token), ("action", "proposed"), ("topic", "mat_the"), ("variant", "mất thẻ thì sao")],
-        allow_redirects=False,
+        f"{PREFIX}/unanswered/mark", data=[("csrf", token), ("action", "proposed"), ("topic", "mat_the"), ("group", second)], allow_redirects=False
     )
     assert resp.status == 303
     html = await (await client.get(f"{PREFIX}/content?{NOV}")).text()
