@@ -341,7 +341,7 @@ def rebuild_statements(dialect: str, seen_daily: bool = True) -> list[str]:
     name = "CASE WHEN kind = 'step' THEN coalesce(step, '') ELSE coalesce(value, '') END"
     low = ", ".join(f"'{o}'" for o in LOW_CONFIDENCE_OUTCOMES)
     out = [f"DELETE FROM {t}" for t in ("stat_messages", "stat_messages_monthly", "stat_topics", "stat_stuck", "stat_seen_monthly", "stat_people", "stat_unanswered")]
-    out.append("UPDATE question_wordings SET n = 0")
+    out.append("UPDATE question_wordings SET n = 0 WHERE n <> 0")
 
     def spread(table: str, cols: str, time_col: str = "day") -> list[str]:
         """From the hamlet-level rows (scope = hamlet code or ''): the communes' rows, then '*', then drop ''."""
@@ -411,8 +411,9 @@ def rebuild_statements(dialect: str, seen_daily: bool = True) -> list[str]:
             SELECT coalesce(q.hamlet_code, ''), {qd.replace('created_at', 'q.created_at')}, w.text_hash, count(*), max(q.created_at)
             FROM query_log q JOIN question_wordings w ON w.text = trim(q.text)
             WHERE q.outcome IN ({low}) GROUP BY 1, 2, 3""",
-        f"""UPDATE question_wordings SET n = coalesce((SELECT sum(s.n) FROM stat_unanswered s WHERE s.text_hash = question_wordings.text_hash), 0),
-            last_at = coalesce((SELECT max(s.last_at) FROM stat_unanswered s WHERE s.text_hash = question_wordings.text_hash), last_at)""",
+        """UPDATE question_wordings SET n = t.n, last_at = t.last_at
+            FROM (SELECT text_hash, sum(n) AS n, max(last_at) AS last_at FROM stat_unanswered GROUP BY text_hash) AS t
+            WHERE t.text_hash = question_wordings.text_hash""",
         "DELETE FROM question_wordings WHERE n <= 0",
     ]
     return out
