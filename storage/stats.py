@@ -260,7 +260,7 @@ def _write_pending(sync: Session) -> None:
     # Core statements on the transaction's connection: the ORM's bulk path costs more than the SQL.
     conn = sync.connection()
     insert = _insert(sync.get_bind().dialect.name)
-    hamlets = sorted({k[1] for k in messages} | {k[1] for k in topics} | {k[1] for k in stuck} | {s[1] for s in seen} - {""})
+    hamlets = sorted(({k[1] for k in messages} | {k[1] for k in topics} | {k[1] for k in stuck} | {s[1] for s in seen}) - {""})
     communes = dict(conn.execute(select(Hamlet.code, Hamlet.commune_code).where(Hamlet.code.in_(hamlets))).all()) if hamlets else {}
 
     def scopes(hamlet: str) -> tuple[str, ...]:
