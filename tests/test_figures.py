@@ -249,3 +249,48 @@ async def test_two_processes_share_the_groups(seeded):
     async with seeded.transaction() as s:
         counts = sorted(g.count for g in await unanswered(s, NOV, COMMUNE))
     assert counts == [1, 2, 3]
+
+
+async def test_the_migration_builds_the_statistics_of_what_was_logged_before(db_url, catalog):
+    """A database logged by the previous version: migration 0016 builds the new tables from its log (and
+    from the people-per-day table that version kept)."""
+    from storage import registry
+    from storage.db import Database
+    from storage.migrate import upgrade
+    from storage.models import GuideEvent, QueryLog
+
+    await upgrade(db_url, "0011")
+    db = Database(db_url)
+    try:
+        async with db.transaction() as s:
+            await registry.import_rows(s, [registry.Row(COMMUNE, "Phường Ngọc Trạo", f"ngoctrao_tdp{i:02d}", f"Tổ dân phố {i}") for i in (1, 2)])
+            when = datetime(2026, 11, 3, 3, tzinfo=timezone.utc)
+            for user, hamlet, outcome, topic, text in (
+                ("u1", "ngoctrao_tdp01", "answered", "le_phi", "lệ phí"),
+                ("u2", "ngoctrao_tdp01", "answered", "le_phi", "lệ phí bao nhiêu"),
+                ("u3", "ngoctrao_tdp02", "unanswered", None, UNANSWERED_A),
+                ("u4", "ngoctrao_tdp02", "unanswered", None, UNANSWERED_B),
+            ):
+                s.add(QueryLog(created_at=when, channel="telegram", chat_type="private", chat_ref=user, hamlet_code=hamlet,
+                               user_ref=user, text=text, topic=topic, score=0.5, outcome=outcome, handling_ms=1.0))
+            s.add(GuideEvent(created_at=when, channel="telegram", hamlet_code="ngoctrao_tdp01", user_ref="u1", kind="step", step=catalog.steps[0].slug))
+            # What that version kept beside its log (0012's table, which 0016 keeps).
+            day = when.date()
+            for what, hamlet, user in (
+                ("person", "ngoctrao_tdp01", "u1"), ("person", "ngoctrao_tdp01", "u2"), ("person", "ngoctrao_tdp02", "u3"),
+                ("person", "ngoctrao_tdp02", "u4"), (f"step:{catalog.steps[0].slug}", "ngoctrao_tdp01", "u1"),
+            ):
+                s.add(StatSeenDaily(what=what, hamlet_code=hamlet, day=day, channel="telegram", ref=user))
+        await db.migrate()
+        assert await Grouper().catch_up(db) == 2
+        async with db.transaction() as s:
+            o = await overview(s, NOV, COMMUNE)
+            rows = {r.code: (r.people, r.messages, r.started, r.unanswered) for r in await hamlet_rows(s, NOV, COMMUNE, catalog)}
+            groups = await unanswered(s, NOV, COMMUNE)
+            asked = await topics(s, NOV, COMMUNE, catalog)
+        assert (o.messages, o.people, o.answered, o.unanswered) == (4, 4, 2, 2)
+        assert rows == {"ngoctrao_tdp01": (2, 2, 1, 0), "ngoctrao_tdp02": (2, 2, 0, 2)}
+        assert [(g.count, sorted(g.variants)) for g in groups] == [(2, sorted([UNANSWERED_A, UNANSWERED_B]))]
+        assert [(t.topic, t.count) for t in asked] == [("le_phi", 2)]
+    finally:
+        await db.close()
