@@ -123,7 +123,7 @@ class Grouper:
             return 0
         async with self._running:
             async with db.transaction() as session:  # the usual case, read only: nothing new
-                if not await questions.ungrouped(session, 1):
+                if not await questions.any_ungrouped(session):
                     return 0
             async with db.writing() as session:
                 if not await questions.try_lock(session):

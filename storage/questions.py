@@ -32,6 +32,12 @@ async def ungrouped(session: AsyncSession, limit: int) -> list[tuple[int, str]]:
     return [tuple(r) for r in (await session.execute(query.order_by(QuestionWording.n.desc(), QuestionWording.id).limit(limit))).all()]
 
 
+async def any_ungrouped(session: AsyncSession) -> bool:
+    """Whether a wording waits for its group (one index probe: the usual answer is no)."""
+    query = select(QuestionWording.id).where(QuestionWording.group_id.is_(None)).limit(1)
+    return (await session.execute(query)).first() is not None
+
+
 async def groups_state(session: AsyncSession) -> tuple[int, int]:
     """(largest group id, live groups): whether a process's copy of the groups is still whole."""
     query = select(func.coalesce(func.max(QuestionGroup.id), 0), func.count(QuestionGroup.key)).select_from(QuestionGroup)
