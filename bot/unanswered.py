@@ -114,6 +114,8 @@ class Grouper:
         if found is None and key and self._keys:
             best = process.extractOne(key, self._keys, scorer=fuzz.ratio, score_cutoff=SIMILAR)
             found = self._ids[best[2]] if best else None
+            if found is not None:  # the same form again (another spelling of it) is then found at once
+                self._exact[key] = found
         return found
 
     async def run(self, db, limit: int, *, wait: bool = False) -> int:
