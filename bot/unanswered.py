@@ -134,11 +134,13 @@ class Grouper:
 
     async def _group(self, session, limit: int) -> int:
         todo = await questions.ungrouped(session, limit)
-        if todo:
-            await self._refresh(session)
+        if not todo:
+            await questions.copy_groups(session)
+            return 0
+        await self._refresh(session)
         abbr = _shipped_abbreviations() if self._abbr is None else self._abbr
         new_groups, assigned = [], []
-        for wording_id, text in todo:
+        for wording_id, text_hash, text in todo:
             key = question_key(text, abbr)
             compared = sorted_key(key)
             group_id = self._place(compared)
@@ -146,7 +148,7 @@ class Grouper:
                 group_id = self._last_id + 1
                 self._add(group_id, compared)
                 new_groups.append((group_id, compared))
-            assigned.append((wording_id, key, group_id))
+            assigned.append((wording_id, text_hash, key, group_id))
         await questions.save(session, new_groups, assigned)
         return len(assigned)
 

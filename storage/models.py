@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, true
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -353,14 +353,21 @@ class QuestionGroup(Base):
 
 
 class StatUnanswered(Base):
-    """Low-confidence questions per day, hamlet ('' for none) and wording."""
+    """Low-confidence questions per day, hamlet ('' for none) and wording, with the wording's group.
+
+    The group is copied here (when the row is written, or when the grouper places the wording) so the page
+    sums a period's rows per group without reading each wording; a row still without it is looked up."""
 
     __tablename__ = "stat_unanswered"
-    __table_args__ = (Index("ix_stat_unanswered_text_hash", "text_hash"),)
+    __table_args__ = (
+        Index("ix_stat_unanswered_text_hash", "text_hash"),
+        Index("ix_stat_unanswered_ungrouped", "text_hash", postgresql_where=text("group_id IS NULL"), sqlite_where=text("group_id IS NULL")),
+    )
 
     hamlet_code: Mapped[str] = mapped_column(String(40), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     text_hash: Mapped[str] = mapped_column(String(40), primary_key=True)
+    group_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     n: Mapped[int] = mapped_column(Integer, default=0)
     last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -9,11 +9,11 @@ a question's text, is deleted) but its row stays, so an id is never given twice.
 
 from __future__ import annotations
 
-from sqlalchemy import exists, func, insert, select, text, update
+from sqlalchemy import bindparam, exists, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import advisory_key
-from storage.models import QuestionGroup, QuestionWording
+from storage.models import QuestionGroup, QuestionWording, StatUnanswered
 
 LOCK = "question-grouping"
 
@@ -26,16 +26,38 @@ async def try_lock(session: AsyncSession) -> bool:
     return bool((await session.execute(select(func.pg_try_advisory_xact_lock(advisory_key(LOCK))))).scalar_one())
 
 
-async def ungrouped(session: AsyncSession, limit: int) -> list[tuple[int, str]]:
-    """(id, text) of wordings not in a group yet, the most asked first."""
-    query = select(QuestionWording.id, QuestionWording.text).where(QuestionWording.group_id.is_(None))
+async def ungrouped(session: AsyncSession, limit: int) -> list[tuple[int, str, str]]:
+    """(id, text hash, text) of wordings not in a group yet, the most asked first."""
+    query = select(QuestionWording.id, QuestionWording.text_hash, QuestionWording.text).where(QuestionWording.group_id.is_(None))
     return [tuple(r) for r in (await session.execute(query.order_by(QuestionWording.n.desc(), QuestionWording.id).limit(limit))).all()]
 
 
 async def any_ungrouped(session: AsyncSession) -> bool:
-    """Whether a wording waits for its group (one index probe: the usual answer is no)."""
-    query = select(QuestionWording.id).where(QuestionWording.group_id.is_(None)).limit(1)
-    return (await session.execute(query)).first() is not None
+    """Whether a wording waits for its group, or a count row for its wording's group (two index probes:
+    the usual answer is no)."""
+    for query in (
+        select(QuestionWording.id).where(QuestionWording.group_id.is_(None)).limit(1),
+        select(StatUnanswered.text_hash).where(StatUnanswered.group_id.is_(None)).limit(1),
+    ):
+        if (await session.execute(query)).first() is not None:
+            return True
+    return False
+
+
+async def copy_groups(session: AsyncSession) -> None:
+    """Copy each wording's group onto its count rows that do not have it yet (rows written while the
+    wording was being grouped; the grouper copies the others as it places a wording)."""
+    grouped = (
+        select(QuestionWording.group_id)
+        .where(QuestionWording.text_hash == StatUnanswered.text_hash, QuestionWording.group_id.is_not(None))
+        .scalar_subquery()
+    )
+    await session.execute(
+        update(StatUnanswered)
+        .where(StatUnanswered.group_id.is_(None), exists().where(QuestionWording.text_hash == StatUnanswered.text_hash, QuestionWording.group_id.is_not(None)))
+        .values(group_id=grouped)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def groups_state(session: AsyncSession) -> tuple[int, int]:
@@ -51,12 +73,15 @@ async def groups_after(session: AsyncSession, after: int) -> list[tuple[int, str
     return [tuple(r) for r in (await session.execute(query.order_by(QuestionGroup.id))).all()]
 
 
-async def save(session: AsyncSession, new_groups: list[tuple[int, str]], assigned: list[tuple[int, str, int]]) -> None:
-    """Add groups (id, key) and put wordings (id, key, group id) in their groups."""
+async def save(session: AsyncSession, new_groups: list[tuple[int, str]], assigned: list[tuple[int, str, str, int]]) -> None:
+    """Add groups (id, key) and put wordings (id, text hash, key, group id) in their groups, their count rows too."""
     if new_groups:
         await session.execute(insert(QuestionGroup), [{"id": i, "key": k} for i, k in new_groups])
     if assigned:
-        await session.execute(update(QuestionWording), [{"id": i, "key": k, "group_id": g} for i, k, g in assigned])
+        await session.execute(update(QuestionWording), [{"id": i, "key": k, "group_id": g} for i, _, k, g in assigned])
+        table = StatUnanswered.__table__
+        stmt = update(table).where(table.c.text_hash == bindparam("h"), table.c.group_id.is_(None)).values(group_id=bindparam("g"))
+        await session.execute(stmt, [{"h": h, "g": g} for _, h, _, g in assigned])
 
 
 async def retire_empty_groups(session: AsyncSession) -> None:

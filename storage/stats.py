@@ -302,22 +302,31 @@ def _write_pending(sync: Session) -> None:
             entry[0] += n
             entry[1] = max(entry[1], at)
         later = func.max if insert is sqlite_insert else func.greatest
-
-        def add_up(model, keys: list[str], rows: list[dict]) -> None:
-            if rows:
-                table = model.__table__
-                stmt = insert(table)
-                changes = {"n": table.c.n + stmt.excluded.n, "last_at": later(table.c.last_at, stmt.excluded.last_at)}
-                conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changes), rows)
-
-        add_up(QuestionWording, ["text_hash"], [
-            {"text_hash": h, "text": q, "n": n, "last_at": at}
-            for h, q, n, at in sorted((wording_hash(q), q, n, at) for q, (n, at) in totals.items() if n)
-        ])
-        add_up(StatUnanswered, ["hamlet_code", "day", "text_hash"], [
-            {"hamlet_code": h, "day": d, "text_hash": t, "n": n, "last_at": at}
-            for h, d, t, n, at in sorted((h, d, wording_hash(q), n, at) for (d, h, q), (n, at) in wordings.items() if n)
-        ])
+        rows = sorted((wording_hash(q), q, n, at) for q, (n, at) in totals.items() if n)
+        if rows:
+            table = QuestionWording.__table__
+            stmt = insert(table)
+            changes = {"n": table.c.n + stmt.excluded.n, "last_at": later(table.c.last_at, stmt.excluded.last_at)}
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["text_hash"], set_=changes),
+                [{"text_hash": h, "text": q, "n": n, "last_at": at} for h, q, n, at in rows],
+            )
+        rows = sorted((h, d, wording_hash(q), n, at) for (d, h, q), (n, at) in wordings.items() if n)
+        if rows:
+            table = StatUnanswered.__table__
+            group = select(QuestionWording.group_id).where(QuestionWording.text_hash == bindparam("t")).scalar_subquery()
+            stmt = insert(table).values(
+                hamlet_code=bindparam("h"), day=bindparam("d"), text_hash=bindparam("t"), group_id=group, n=bindparam("n"), last_at=bindparam("at")
+            )
+            changes = {
+                "n": table.c.n + stmt.excluded.n,
+                "last_at": later(table.c.last_at, stmt.excluded.last_at),
+                "group_id": func.coalesce(table.c.group_id, stmt.excluded.group_id),
+            }
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["hamlet_code", "day", "text_hash"], set_=changes),
+                [{"h": h, "d": d, "t": t, "n": n, "at": at} for h, d, t, n, at in rows],
+            )
 
 
 # --- Building from the log ------------------------------------------------------------------------
@@ -407,8 +416,8 @@ def rebuild_statements(dialect: str, seen_daily: bool = True) -> list[str]:
         """INSERT INTO stat_people (scope, month, what, channel, n)
             SELECT scope, month, what, channel, count(*) FROM stat_seen_monthly GROUP BY 1, 2, 3, 4""",
         # Unanswered questions: the wordings still in the log (texts past retention or erased are gone).
-        f"""INSERT INTO stat_unanswered (hamlet_code, day, text_hash, n, last_at)
-            SELECT coalesce(q.hamlet_code, ''), {qd.replace('created_at', 'q.created_at')}, w.text_hash, count(*), max(q.created_at)
+        f"""INSERT INTO stat_unanswered (hamlet_code, day, text_hash, group_id, n, last_at)
+            SELECT coalesce(q.hamlet_code, ''), {qd.replace('created_at', 'q.created_at')}, w.text_hash, min(w.group_id), count(*), max(q.created_at)
             FROM query_log q JOIN question_wordings w ON w.text = trim(q.text)
             WHERE q.outcome IN ({low}) GROUP BY 1, 2, 3""",
         """UPDATE question_wordings SET n = t.n, last_at = t.last_at
@@ -531,16 +540,27 @@ async def people_counts(
     return [tuple(r[:-1]) + (int(r[-1] or 0),) for r in rows.all()]
 
 
+def _group_of_row():
+    """A stat_unanswered row's group: copied on the row, or (not copied yet) its wording's group, or
+    -(the wording's id) when the grouper has not placed the wording yet."""
+    wording = (
+        select(func.coalesce(QuestionWording.group_id, -QuestionWording.id))
+        .where(QuestionWording.text_hash == StatUnanswered.text_hash)
+        .scalar_subquery()
+    )
+    return func.coalesce(StatUnanswered.group_id, wording)
+
+
 async def unanswered_groups(
     session: AsyncSession, start: date, end: date, commune: str | None, limit: int
 ) -> list[tuple[int, int, datetime]]:
     """(group, questions, last time) of the period's most asked groups of low-confidence questions.
 
-    A wording the grouper has not reached yet stands alone, as group -(its id)."""
-    group = func.coalesce(QuestionWording.group_id, -QuestionWording.id).label("g")
+    Read from stat_unanswered alone (the group is on each row), so the period's rows are summed
+    without a look at each wording."""
+    group = _group_of_row().label("g")
     query = (
         select(group, func.sum(StatUnanswered.n), func.max(StatUnanswered.last_at))
-        .join(QuestionWording, QuestionWording.text_hash == StatUnanswered.text_hash)
         .where(StatUnanswered.day >= start, StatUnanswered.day < end)
         .group_by(group)
         .order_by(func.sum(StatUnanswered.n).desc(), group)
@@ -557,15 +577,20 @@ async def unanswered_wordings(
     """(group, text, key, hamlet, questions, last time) of the period's wordings in `groups`, per hamlet."""
     if not groups:
         return []
-    group = func.coalesce(QuestionWording.group_id, -QuestionWording.id)
-    query = (
-        select(group, QuestionWording.text, QuestionWording.key, StatUnanswered.hamlet_code, func.sum(StatUnanswered.n), func.max(StatUnanswered.last_at))
-        .join(QuestionWording, QuestionWording.text_hash == StatUnanswered.text_hash)
+    group = _group_of_row()
+    rows = (
+        select(group.label("g"), StatUnanswered.text_hash, StatUnanswered.hamlet_code, StatUnanswered.n, StatUnanswered.last_at)
         .where(StatUnanswered.day >= start, StatUnanswered.day < end, group.in_(groups))
-        .group_by(group, QuestionWording.text, QuestionWording.key, StatUnanswered.hamlet_code)
     )
     if commune:
-        query = query.where(StatUnanswered.hamlet_code.in_(_hamlets(commune)))
+        rows = rows.where(StatUnanswered.hamlet_code.in_(_hamlets(commune)))
+    rows = rows.subquery()
+    # The wordings are read only for the rows of the groups shown.
+    query = (
+        select(rows.c.g, QuestionWording.text, QuestionWording.key, rows.c.hamlet_code, func.sum(rows.c.n), func.max(rows.c.last_at))
+        .join(QuestionWording, QuestionWording.text_hash == rows.c.text_hash)
+        .group_by(rows.c.g, QuestionWording.text, QuestionWording.key, rows.c.hamlet_code)
+    )
     return [(g, t, k, h, int(n), _aware(last)) for g, t, k, h, n, last in (await session.execute(query)).all()]
 
 

@@ -294,3 +294,20 @@ async def test_the_migration_builds_the_statistics_of_what_was_logged_before(db_
         assert [(t.topic, t.count) for t in asked] == [("le_phi", 2)]
     finally:
         await db.close()
+
+
+async def test_a_count_row_written_while_its_wording_was_grouped_is_found_and_mended(seeded):
+    """A row can miss its group (written by a transaction that began before the grouper placed the wording)."""
+    from sqlalchemy import update
+
+    grouper = Grouper()
+    await grouper.catch_up(seeded)
+    async with seeded.transaction() as s:
+        before = [(g.count, sorted(g.variants)) for g in await unanswered(s, NOV, COMMUNE)]
+        await s.execute(update(StatUnanswered).values(group_id=None))
+    async with seeded.transaction() as s:
+        assert [(g.count, sorted(g.variants)) for g in await unanswered(s, NOV, COMMUNE)] == before
+    assert await grouper.run(seeded, 100) == 0
+    async with seeded.transaction() as s:
+        assert None not in set((await s.execute(select(StatUnanswered.group_id))).scalars())
+        assert [(g.count, sorted(g.variants)) for g in await unanswered(s, NOV, COMMUNE)] == before

@@ -83,11 +83,14 @@ def upgrade() -> None:
         sa.Column("hamlet_code", sa.String(40), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("text_hash", sa.String(40), nullable=False),
+        sa.Column("group_id", sa.Integer(), nullable=True),
         sa.Column("n", sa.Integer(), nullable=False),
         sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("hamlet_code", "day", "text_hash"),
     )
     op.create_index("ix_stat_unanswered_text_hash", "stat_unanswered", ["text_hash"])
+    ungrouped = sa.text("group_id IS NULL")
+    op.create_index("ix_stat_unanswered_ungrouped", "stat_unanswered", ["text_hash"], postgresql_where=ungrouped, sqlite_where=ungrouped)
     # Built from the log and from stat_seen_daily (0012). This calls the current code: a later
     # migration that changes these tables must freeze the statements it needs here.
     from storage.stats import rebuild_sync
@@ -126,6 +129,7 @@ def downgrade() -> None:
         sa.PrimaryKeyConstraint("day", "hamlet_code", "channel", "chat_type", "outcome", "topic"),
     )
     op.create_index("ix_stat_query_daily_hamlet_day", "stat_query_daily", ["hamlet_code", "day"])
+    op.drop_index("ix_stat_unanswered_ungrouped", table_name="stat_unanswered")
     op.drop_index("ix_stat_unanswered_text_hash", table_name="stat_unanswered")
     op.drop_table("stat_unanswered")
     op.drop_table("question_groups")
