@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.broadcasts.optout import OptOutChanged
-from bot.catalog import Catalog
+from bot.catalog import Catalog, with_added_examples
 from bot.config import Settings
 from bot.conversation import (
     ChatHamletLinked,
@@ -32,7 +32,7 @@ from bot.masking import mask
 from bot.matcher import Matcher
 from bot.messages import ChatType, Incoming, Reply
 from bot.privacy import erasure_ref, load_salt, pseudonym
-from storage import conversations, deliveries, erasure, logs, people, registry
+from storage import conversations, deliveries, erasure, logs, people, registry, unanswered_marks
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,11 @@ class ChatService:
         clock: Callable[[], datetime] = utcnow,
     ):
         self.db = db
-        self.catalog = catalog
+        self.content = catalog  # as read from the content files
+        self.catalog = catalog  # what the bot uses: the files plus the examples accepted on the dashboard
+        self._added_examples: dict[str, list[str]] = {}
+        self._examples_version: int | None = None
+        self._examples_lock = asyncio.Lock()
         self.settings = settings or Settings()
         self.matcher = matcher or Matcher(catalog)
         self.clock = clock
@@ -109,9 +113,38 @@ class ChatService:
 
     def reload_content(self, catalog: Catalog) -> None:
         """Use new content; states pointing at removed steps fall back safely on their next load."""
+        self.content = catalog
+        self._use(with_added_examples(catalog, self._added_examples))
+
+    def _use(self, catalog: Catalog, matcher: Matcher | None = None) -> None:
         self.catalog = catalog
-        self.matcher.reload(catalog)
+        if matcher is None:
+            self.matcher.reload(catalog)
+        else:
+            self.matcher = matcher
         self._valid_steps = frozenset(catalog.step_index)
+
+    async def load_examples(self) -> bool:
+        """Use the examples admins accepted on the dashboard, when they changed since the last look.
+
+        Cheap when nothing changed (one key read); otherwise the matcher's index is rebuilt in a
+        thread, so the chats keep being answered meanwhile. Returns whether anything changed."""
+        async with self._examples_lock:
+            async with self.db.transaction() as session:
+                version = await unanswered_marks.examples_version(session)
+                if version == self._examples_version:
+                    return False
+                added = await unanswered_marks.accepted_examples(session)
+            content = self.content
+            catalog = with_added_examples(content, added)
+            matcher = await asyncio.to_thread(Matcher, catalog, self.matcher.thresholds, self.matcher.weights)
+            self._added_examples, self._examples_version = added, version
+            if self.content is content:
+                self._use(catalog, matcher)
+            else:  # the files were reloaded meanwhile, with the examples known before
+                self.reload_content(self.content)
+            log.info("examples accepted on the dashboard: %d in %d topic(s)", sum(map(len, added.values())), len(added))
+            return True
 
     async def handle(self, msg: Incoming) -> list[Reply]:
         """Process one message in its own locked transaction; return the replies to send (console, tests)."""

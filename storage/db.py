@@ -26,7 +26,7 @@ def _count_transaction(*_args) -> None:
     STATS["transactions"] += 1
 
 
-def _advisory_key(key: str) -> int:
+def advisory_key(key: str) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
 
 
@@ -99,7 +99,7 @@ class Database:
                     # so a second process waits (busy_timeout) instead of saving over our changes.
                     await session.execute(text("UPDATE conversation_states SET channel = channel WHERE 0"))
                 elif not self.is_sqlite:
-                    await session.execute(select(func.pg_advisory_xact_lock(_advisory_key(key))))
+                    await session.execute(select(func.pg_advisory_xact_lock(advisory_key(key))))
                 yield session
 
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import stats
 from storage.models import Erasure, QueryLog
 
 
@@ -64,7 +65,9 @@ async def apply_retention(session: AsyncSession, now: datetime, text_days: int) 
 
     Returns (texts deleted, tombstones deleted). The server runs it hourly; `cccd-bot db retention` on demand.
     """
-    texts = await expire_query_texts(session, now, timedelta(days=text_days))
+    keep = timedelta(days=text_days)
+    texts = await expire_query_texts(session, now, keep)
+    await stats.expire_wordings(session, now - keep)  # the unanswered page's copy of those texts
     tombstones = await prune_tombstones(session, now - timedelta(days=TOMBSTONE_DAYS))
     return texts, tombstones
 
