@@ -288,6 +288,14 @@ async def recover(session: AsyncSession, now: datetime) -> int:
     return result.rowcount or 0
 
 
+async def recent_calls(session: AsyncSession, since: datetime) -> list[tuple[str, str, datetime]]:
+    """(channel, chat id, when) of deliveries tried since `since`: a new sender keeps their spacing."""
+    query = select(BroadcastDelivery.channel, BroadcastDelivery.chat_id, BroadcastDelivery.updated_at).where(
+        BroadcastDelivery.updated_at >= since, BroadcastDelivery.attempts > 0
+    )
+    return [tuple(r) for r in (await session.execute(query)).all()]
+
+
 async def cancel_open(session: AsyncSession, broadcast_id: int, now: datetime) -> int:
     """Cancel the deliveries not yet started (rows being sent right now are settled by their sender)."""
     result = await session.execute(

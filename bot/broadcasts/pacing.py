@@ -52,10 +52,11 @@ class ChannelPacer:
             return 0.0
         return max(0.0, last + self.rules.spacing(kind) - self.clock())
 
-    def note_send(self, chat: str) -> None:
-        """Record a call to `chat` (made now), whatever its outcome: a failed call counts for spacing too."""
+    def note_send(self, chat: str, *, ago: float = 0.0) -> None:
+        """Record a call to `chat` (made now, or `ago` seconds ago), whatever its outcome: a failed call
+        counts for spacing too."""
         now = self.clock()
-        self._last[chat] = now
+        self._last[chat] = max(self._last.get(chat, float("-inf")), now - ago)
         if len(self._last) > 50_000:
             horizon = now - max(self.rules.group_spacing, self.rules.private_spacing)
             self._last = {k: v for k, v in self._last.items() if v > horizon}

@@ -95,10 +95,19 @@ class Sender:
         """Take or renew the sender lease; on taking it, settle what a previous holder left."""
         started = time.monotonic()
         now = self.clock()
-        async with self.db.transaction() as session:
+        recent: list[tuple[str, str, datetime]] = []
+        async with self.db.writing() as session:
             ok = await leases.acquire(session, LEASE_NAME, self.holder, now, timedelta(seconds=self.config.lease_ttl))
             if ok and not self._holding:
                 self.recovered_unknown += await repo.recover(session, now)
+                spacing = max((p.rules.spacing(k) for p in self.pacers.values() for k in ("group", "private")), default=0.0)
+                recent = await repo.recent_calls(session, now - timedelta(seconds=spacing))
+        for channel, chat_id, at in recent:
+            # The previous holder (this same process restarted, or one whose lease ran out) may have
+            # just messaged these chats: keep their spacing as if this sender had made those calls.
+            pacer = self.pacers.get(channel)
+            if pacer is not None:
+                pacer.note_send(chat_id, ago=max(0.0, (now - aware(at)).total_seconds()))
         if ok:
             # Keep a margin: stop sending well before another process may take over.
             self._valid_until = started + self.config.lease_ttl * 0.6
@@ -109,7 +118,7 @@ class Sender:
         return self._holding and time.monotonic() < self._valid_until
 
     async def release(self) -> None:
-        async with self.db.transaction() as session:
+        async with self.db.writing() as session:
             await repo.release_claims(session, self.holder, self.clock())
             await leases.release(session, LEASE_NAME, self.holder, self.clock())
         self._holding = False
@@ -212,7 +221,7 @@ class Sender:
                     log.exception("broadcast sender: delivery %s", d.id)
 
         await asyncio.gather(*(worker() for _ in range(min(self.config.concurrency, len(batch)) or 1)))
-        async with self.db.transaction() as session:
+        async with self.db.writing() as session:
             await repo.release_claims(session, self.holder, self.clock())
         await self.finish_done()
         return calls[0]
@@ -220,7 +229,7 @@ class Sender:
     async def _claim(self) -> list[BroadcastDelivery]:
         """Claim a batch of due deliveries; settle at once those whose person has opted out since."""
         now = self.clock()
-        async with self.db.transaction() as session:
+        async with self.db.writing() as session:
             batch = await repo.claim_due(session, self.holder, now, self.config.batch, skip_locked=not self.db.is_sqlite)
             opted = {}
             for channel in {d.channel for d in batch}:
@@ -252,7 +261,7 @@ class Sender:
         async with self.db.transaction() as session:
             due = [b.id for b in await repo.due_to_start(session, now)]
         for broadcast_id in due:
-            async with self.db.transaction() as session:
+            async with self.db.writing() as session:
                 b = await repo.get(session, broadcast_id, lock=True)
                 if b is None or b.status != BroadcastStatus.SCHEDULED:
                     continue
@@ -263,20 +272,24 @@ class Sender:
             log.info("broadcast %s: started, %d recipient(s)", broadcast_id, count)
 
     async def finish_done(self) -> None:
-        now = self.clock()
+        # Counted outside the write lock (replies to residents wait on it); written only when one is done.
         async with self.db.transaction() as session:
-            for broadcast_id in await repo.sending_broadcast_ids(session):
-                if await repo.open_count(session, broadcast_id) == 0:
-                    b = await repo.get(session, broadcast_id, lock=True)
-                    if b is not None and b.status == BroadcastStatus.SENDING:
-                        b.status = BroadcastStatus.DONE
-                        b.finished_at = b.updated_at = now
-                        log.info("broadcast %s: done", broadcast_id)
+            finished = [b for b in await repo.sending_broadcast_ids(session) if await repo.open_count(session, b) == 0]
+        if not finished:
+            return
+        now = self.clock()
+        async with self.db.writing() as session:
+            for broadcast_id in finished:
+                b = await repo.get(session, broadcast_id, lock=True)
+                if b is not None and b.status == BroadcastStatus.SENDING and await repo.open_count(session, broadcast_id) == 0:
+                    b.status = BroadcastStatus.DONE
+                    b.finished_at = b.updated_at = now
+                    log.info("broadcast %s: done", broadcast_id)
 
     # ---------------------------------------------------------------- one delivery
 
     async def _defer(self, d: BroadcastDelivery, until: datetime, **values) -> None:
-        async with self.db.transaction() as session:
+        async with self.db.writing() as session:
             await repo.settle(session, d.id, self.holder, self.clock(), next_attempt_at=until, **values)
 
     async def _deliver(self, d: BroadcastDelivery) -> int:
@@ -288,7 +301,7 @@ class Sender:
         pacer = self.pacers[d.channel]
         adapter = self.adapters.get(d.channel)
         if adapter is None:
-            async with self.db.transaction() as session:
+            async with self.db.writing() as session:
                 await repo.settle(session, d.id, self.holder, now, status=DeliveryStatus.FAILED, last_error=f"channel {d.channel} is not configured")
             return 0
         chat = (d.channel, d.chat_id)
@@ -304,7 +317,7 @@ class Sender:
                 await self._defer(d, now)
                 return 0
             try:
-                async with self.db.transaction() as session:
+                async with self.db.writing() as session:
                     if not await repo.mark_sending(session, d.id, self.holder, self.clock()):
                         # Paused or cancelled since the claim: give the row back untouched.
                         await repo.settle(session, d.id, self.holder, self.clock())
@@ -377,7 +390,7 @@ class Sender:
         log.error("broadcast sender: could not record delivery %s; it will be reported unknown", d.id)
 
     async def _write_outcome(self, d: BroadcastDelivery, r: Result, outcome: SendResult, now: datetime, values: dict) -> None:
-        async with self.db.transaction() as session:
+        async with self.db.writing() as session:
             await repo.settle(session, d.id, self.holder, now, **values)
             if r in (Result.BLOCKED, Result.NO_WINDOW):
                 # Skipped next time: the audience leaves inactive chats and people out.
