@@ -273,3 +273,27 @@ async def test_the_database_is_not_locked_while_a_question_is_matched(catalog, c
     finally:
         await db.close()
 
+
+
+async def test_the_pipeline_matches_before_its_write_transaction_too(catalog, clock, tmp_path):
+    from bot.pipeline import Pipeline, Work
+
+    path = tmp_path / "bot.sqlite3"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    await db.migrate()
+    matcher = WatchingMatcher(catalog, str(path))
+    service = ChatService(db, catalog, Settings(_env_file=None), matcher=matcher, clock=clock)
+    pipeline = Pipeline(service)
+    question, topic = _answerable(catalog)
+    rendered: list = []
+
+    def render(replies):
+        rendered.extend(r.text for r in replies)
+        return [{"text": r.text} for r in replies]
+
+    try:
+        assert await pipeline.receive(Work("console", "k1", "u1", render=render, incoming=msg(clock, question)))
+        assert rendered[0] == catalog.first_part(catalog.topics[topic])
+        assert matcher.texts == [question] and matcher.others_could_write == [True]
+    finally:
+        await db.close()
