@@ -57,9 +57,10 @@ class TelegramAdapter:
 
     channel = "telegram"
 
-    def __init__(self, bot, ready: asyncio.Event | None = None):
+    def __init__(self, bot, ready: asyncio.Event | None = None, *, read_timeout: float | None = None):
         self.bot = bot
         self.ready = ready
+        self.read_timeout = read_timeout  # None: the client's own
 
     async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult:
         waiting = not_ready(self.ready)
@@ -72,7 +73,9 @@ class TelegramAdapter:
         if not chat_id.lstrip("-").isdigit():
             return SendResult(Result.FAILED, error=f"not a Telegram chat id: {chat_id[:20]}")
         try:
-            message = await self.bot.send_message(int(chat_id), text, disable_web_page_preview=True)
+            message = await self.bot.send_message(
+                int(chat_id), text, disable_web_page_preview=True, read_timeout=self.read_timeout
+            )
         except RetryAfter as exc:
             return SendResult(Result.RETRY_AFTER, retry_after=retry_seconds(exc), error=str(exc))
         except Forbidden as exc:
@@ -147,9 +150,10 @@ class ZaloBotAdapter:
 
     channel = "zalo_bot"
 
-    def __init__(self, api, ready: asyncio.Event | None = None):
+    def __init__(self, api, ready: asyncio.Event | None = None, *, read_timeout: float = 15.0):
         self.api = api
         self.ready = ready
+        self.read_timeout = read_timeout
 
     async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult:
         from bot.channels.zalo_bot import ZaloBotError
@@ -158,7 +162,7 @@ class ZaloBotAdapter:
         if waiting is not None:
             return waiting
         try:
-            result = await self.api.call_once("sendMessage", {"chat_id": chat_id, "text": text})
+            result = await self.api.call_once("sendMessage", {"chat_id": chat_id, "text": text}, self.read_timeout)
         except ZaloBotError as exc:
             return zalo_bot_result(exc.code, exc.description, exc.retry_after)
         message_id = result.get("message_id") if isinstance(result, dict) else None

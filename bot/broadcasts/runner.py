@@ -48,7 +48,7 @@ async def telegram_bot(settings: Settings):
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines contain the token
     request = HTTPXRequest(
         connection_pool_size=settings.broadcast_concurrency + 2,
-        read_timeout=float(os.environ.get("CCCD_BROADCAST_READ_TIMEOUT", "10")),
+        read_timeout=settings.broadcast_read_timeout,
         connect_timeout=5.0,
     )
     bot = Bot(settings.telegram_token or "", base_url=settings.telegram_base_url, request=request)
@@ -61,15 +61,18 @@ BROADCAST_SENDER = web.AppKey("broadcast_sender", Sender)
 
 def server_adapters(app: web.Application) -> dict[str, Adapter]:
     """An adapter for each channel the server runs, on the channel's own client."""
+    from bot.server import SETTINGS
+
+    timeout = app[SETTINGS].broadcast_read_timeout
     adapters: dict[str, Adapter] = {}
     from bot.channels.telegram import TELEGRAM
     from bot.channels.zalo_bot import ZALO_BOT
     from bot.channels.zalo_oa import ZALO_OA
 
     if TELEGRAM in app:
-        adapters["telegram"] = TelegramAdapter(app[TELEGRAM].bot, app[TELEGRAM].ready)
+        adapters["telegram"] = TelegramAdapter(app[TELEGRAM].bot, app[TELEGRAM].ready, read_timeout=timeout)
     if ZALO_BOT in app:
-        adapters["zalo_bot"] = ZaloBotAdapter(app[ZALO_BOT].api, app[ZALO_BOT].ready)
+        adapters["zalo_bot"] = ZaloBotAdapter(app[ZALO_BOT].api, app[ZALO_BOT].ready, read_timeout=timeout)
     if ZALO_OA in app:
         adapters["zalo_oa"] = ZaloOAAdapter(app[ZALO_OA], app[ZALO_OA].ready)
     return adapters
@@ -145,7 +148,9 @@ async def run(settings: Settings, *, until_idle: bool = False) -> None:
         from bot.channels.zalo_bot import ZaloBotApi
 
         http = aiohttp.ClientSession()
-        adapters["zalo_bot"] = ZaloBotAdapter(ZaloBotApi(settings.zalo_bot_token, settings.zalo_bot_base_url, http=http))
+        adapters["zalo_bot"] = ZaloBotAdapter(
+            ZaloBotApi(settings.zalo_bot_token, settings.zalo_bot_base_url, http=http), read_timeout=settings.broadcast_read_timeout
+        )
     # Zalo OA needs the server's token store: its broadcasts are sent by `cccd-bot serve`. Without an
     # adapter, a delivery to a channel fails with "channel not configured" rather than waiting for ever.
     sender = Sender(db, adapters, pacers(settings), config=config(settings))

@@ -85,7 +85,7 @@ class Sender:
         self._valid_until = 0.0
         self._parts: dict[tuple[int, str], list[str]] = {}
         self._quiet: dict[str | None, QuietHours] = {}
-        self._quiet_loaded = time.monotonic()
+        self._quiet_loaded = clock()
         self._in_flight: set[tuple[str, str]] = set()
         self.recovered_unknown = 0
 
@@ -164,9 +164,7 @@ class Sender:
                 if time.monotonic() - last_finish > 1.0 or (not batch and not busy[0] and queue.empty()):
                     await self.finish_done()
                     last_finish = time.monotonic()
-                    if last_finish - self._quiet_loaded > 60:
-                        self._quiet.clear()  # a commune's quiet hours may have been changed
-                        self._quiet_loaded = last_finish
+                    self._forget_quiet_hours_now_and_then()
                 if batch:
                     continue
                 if not busy[0] and queue.empty():
@@ -240,8 +238,7 @@ class Sender:
                     await repo.settle(session, d.id, self.holder, now, status=DeliveryStatus.OPTED_OUT)
             batch = [d for d in batch if not (d.kind == "private" and d.chat_id in opted.get(d.channel, ()))]
             for commune in {d.commune_code for d in batch} - set(self._quiet):
-                p = await repo.policy(session, commune)
-                self._quiet[commune] = QuietHours(p.quiet_start, p.quiet_end, p.timezone)
+                self._quiet[commune] = await self._load_quiet_hours(session, commune)
             for broadcast_id in {d.broadcast_id for d in batch}:
                 if any(key[0] == broadcast_id for key in self._parts):
                     continue
@@ -254,6 +251,17 @@ class Sender:
                     b = await repo.get(session, d.broadcast_id)
                 self._parts[(d.broadcast_id, d.channel)] = parts_for(d.channel, b.text if b else "")
         return batch
+
+    @staticmethod
+    async def _load_quiet_hours(session, commune: str | None) -> QuietHours:
+        p = await repo.policy(session, commune)
+        return QuietHours(p.quiet_start, p.quiet_end, p.timezone)
+
+    def _forget_quiet_hours_now_and_then(self) -> None:
+        """A commune's quiet hours may have been changed: read them again once a minute."""
+        if (self.clock() - self._quiet_loaded).total_seconds() > 60:
+            self._quiet.clear()
+            self._quiet_loaded = self.clock()
 
     async def start_due(self) -> None:
         """Scheduled broadcasts whose time has come: one delivery row per recipient, then `sending`."""
@@ -294,7 +302,11 @@ class Sender:
 
     async def _deliver(self, d: BroadcastDelivery) -> int:
         now = self.clock()
-        resume = self._quiet.get(d.commune_code, QuietHours()).resume_at(now)
+        quiet = self._quiet.get(d.commune_code)
+        if quiet is None:  # claimed before the cache was last emptied
+            async with self.db.transaction() as session:
+                quiet = self._quiet[d.commune_code] = await self._load_quiet_hours(session, d.commune_code)
+        resume = quiet.resume_at(now)
         if resume is not None:
             await self._defer(d, resume)
             return 0
