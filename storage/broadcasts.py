@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Broadcast, BroadcastDelivery, BroadcastPolicy, Chat, Hamlet, User
@@ -176,7 +176,10 @@ async def audience(
 # ---------------------------------------------------------------- deliveries
 
 
-async def add_deliveries(session: AsyncSession, broadcast_id: int, recipients: Iterable[Recipient], now: datetime) -> int:
+async def add_deliveries(
+    session: AsyncSession, broadcast_id: int, recipients: Iterable[Recipient], now: datetime, *, staged_by: str | None = None
+) -> int:
+    """Insert one row per recipient; with `staged_by`, claimed by that sender (nobody sends them) until `unstage`."""
     rows = [
         {
             "broadcast_id": broadcast_id,
@@ -190,12 +193,39 @@ async def add_deliveries(session: AsyncSession, broadcast_id: int, recipients: I
             "attempts": 0,
             "next_attempt_at": now,
             "updated_at": now,
+            "claimed_by": staged_by,
         }
         for r in recipients
     ]
     for start in range(0, len(rows), 1000):
         await session.execute(BroadcastDelivery.__table__.insert(), rows[start : start + 1000])
     return len(rows)
+
+
+async def drop_staged(session: AsyncSession, broadcast_id: int, *, only_holder: str | None = None) -> int:
+    """Delete the rows of a broadcast that has not started (left by a start cut short), or only the rows
+    one sender staged (its start gave up)."""
+    if only_holder is None:
+        where = BroadcastDelivery.broadcast_id.in_(select(Broadcast.id).where(Broadcast.status == BroadcastStatus.SCHEDULED))
+    else:
+        where = BroadcastDelivery.claimed_by == only_holder
+    query = delete(BroadcastDelivery).where(BroadcastDelivery.broadcast_id == broadcast_id, where)
+    return (await session.execute(query)).rowcount or 0
+
+
+async def staged_count(session: AsyncSession, broadcast_id: int, holder: str) -> int:
+    query = select(func.count()).select_from(BroadcastDelivery).where(
+        BroadcastDelivery.broadcast_id == broadcast_id, BroadcastDelivery.claimed_by == holder
+    )
+    return (await session.execute(query)).scalar_one()
+
+
+async def unstage(session: AsyncSession, broadcast_id: int, holder: str) -> None:
+    await session.execute(
+        update(BroadcastDelivery)
+        .where(BroadcastDelivery.broadcast_id == broadcast_id, BroadcastDelivery.claimed_by == holder)
+        .values(claimed_by=None)
+    )
 
 
 async def claim_due(

@@ -134,3 +134,37 @@ async def test_resume_after_a_crash_at_every_status(world, fake_tg, tg_bot, cloc
             await successor.run_once()
         chats = [m["chat_id"] for m in fake_tg.sent()]
         assert len(chats) == len(set(chats)) == 5
+
+
+async def test_a_start_cut_short_is_done_again_without_duplicate_rows(world, fake_tg, tg_bot, clock):
+    """A sender died while writing a broadcast's rows (some written, the broadcast still scheduled):
+    the next start writes them all again, once, and everyone gets the message once."""
+    from bot.broadcasts.audience import resolve
+
+    b = await approved(world, clock)
+    async with world.transaction() as session:
+        recipients = await resolve(session, Audience("communes", ("xa_a",)))
+        await repo.add_deliveries(session, b.id, recipients[:3], clock(), staged_by="dead-sender")
+        await repo.recover(session, clock())  # what a successor's lease takeover does first
+    successor = make_sender(world, tg_bot, clock, lease_ttl=5)
+    await successor.run_once()
+    chats = [m["chat_id"] for m in fake_tg.sent()]
+    assert sorted(chats) == sorted([-1001, -1002, 11, 12, 13])
+    async with world.transaction() as session:
+        assert await repo.totals(session, b.id) == {DeliveryStatus.SENT: 5}
+        assert (await repo.get(session, b.id)).status == BroadcastStatus.DONE
+
+
+async def test_a_broadcast_cancelled_while_it_starts_sends_nothing(world, fake_tg, tg_bot, clock):
+    """The team cancels just as the sender starts the broadcast (its rows written one per transaction):
+    whichever comes first, nothing is sent and no row is left waiting."""
+    b = await approved(world, clock)
+    sender = make_sender(world, tg_bot, clock, start_chunk=1)
+    cancelling = asyncio.create_task(workflow.cancel(world, TEAM_A, b.id, clock()))
+    await sender.start_due()
+    await cancelling
+    await sender.run_once()
+    assert fake_tg.sent() == []
+    async with world.transaction() as session:
+        assert set(await repo.totals(session, b.id)) <= {DeliveryStatus.CANCELLED}
+        assert (await repo.get(session, b.id)).status == BroadcastStatus.CANCELLED
