@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Broadcast, BroadcastDelivery, BroadcastPolicy, Chat, Hamlet, User
@@ -276,6 +276,42 @@ async def mark_sending(session: AsyncSession, delivery_id: int, holder: str, now
         .values(status=DeliveryStatus.SENDING, attempts=BroadcastDelivery.attempts + 1, updated_at=now)
     )
     return bool(result.rowcount)
+
+
+async def mark_sending_many(session: AsyncSession, delivery_ids: Sequence[int], holder: str, now: datetime) -> set[int]:
+    """`mark_sending` for several rows in one statement; returns the ids marked."""
+    if not delivery_ids:
+        return set()
+    result = await session.execute(
+        update(BroadcastDelivery)
+        .where(
+            BroadcastDelivery.id.in_(list(delivery_ids)),
+            BroadcastDelivery.claimed_by == holder,
+            BroadcastDelivery.status == DeliveryStatus.PENDING,
+            BroadcastDelivery.broadcast_id.in_(select(Broadcast.id).where(Broadcast.status == BroadcastStatus.SENDING)),
+        )
+        .values(status=DeliveryStatus.SENDING, attempts=BroadcastDelivery.attempts + 1, updated_at=now)
+        .returning(BroadcastDelivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(result.scalars())
+
+
+async def settle_many(session: AsyncSession, holder: str, outcomes: Sequence[tuple[int, datetime, dict]]) -> None:
+    """`settle` for several rows: one executemany for each set of columns written."""
+    table = BroadcastDelivery.__table__
+    shapes: dict[tuple[str, ...], list[dict]] = {}
+    for delivery_id, now, values in outcomes:
+        values = {"claimed_by": None, **values, "updated_at": now}
+        keys = tuple(sorted(values))
+        shapes.setdefault(keys, []).append({"_id": delivery_id, "_holder": holder, **{f"_v_{k}": v for k, v in values.items()}})
+    for keys, params in shapes.items():
+        statement = (
+            table.update()
+            .where(table.c.id == bindparam("_id"), table.c.claimed_by == bindparam("_holder"))
+            .values({k: bindparam(f"_v_{k}") for k in keys})
+        )
+        await session.execute(statement, params)
 
 
 async def settle(session: AsyncSession, delivery_id: int, holder: str, now: datetime, **values) -> bool:

@@ -15,13 +15,12 @@ import logging
 import os
 import random
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+
 
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
@@ -41,7 +40,6 @@ from storage.models import BroadcastDelivery, Chat
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "broadcast-sender"
-T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -53,64 +51,100 @@ def aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-class GroupCommit:
-    """Commit the small writes of many workers together: one transaction for all the writes that queued
-    while the previous one waited for the write lock or was being committed.
+@dataclass
+class _Write:
+    kind: str  # "mark" or "settle"
+    delivery_id: int
+    now: datetime
+    values: dict
+    also: Callable[[AsyncSession], Awaitable[None]] | None
+    future: asyncio.Future
 
-    Each delivery costs two writes (`sending` before the call, the outcome after). One commit each is
-    ~50 commits a second at Telegram's pace; on SQLite, with one writer and an fsync per commit, that
-    alone keeps the write lock busy most of the time and replies to residents queue behind it. Grouped,
-    the writes of a busy second share a few commits. A caller returns once its write is committed. When
-    a group fails, each of its writes is tried again alone, so that one bad write fails only its caller.
+
+class DeliveryWriter:
+    """Record the deliveries' marks (`sending`, just before a call) and outcomes in groups.
+
+    One commit per write would be ~50 commits a second at Telegram's pace; on SQLite (one writer, an
+    fsync per commit) that alone keeps the write lock busy most of the time, and replies to residents
+    queue behind it. Here, the writes queued while the previous group waited for the lock or was being
+    committed go together: one UPDATE … RETURNING for all the marks, one executemany per shape of
+    outcome, one commit. A caller returns once its write is committed (a mark before its call is made:
+    the at-most-once rule holds). When a group fails, each write is tried again alone, so that one bad
+    write fails only its own caller.
     """
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, holder: str):
         self.db = db
-        self._queue: list[tuple[Callable[[AsyncSession], Awaitable[Any]], asyncio.Future]] = []
+        self.holder = holder
+        self._queue: list[_Write] = []
         self._task: asyncio.Task | None = None
         self.commits = 0  # for tests and reports
         self.writes = 0
 
-    async def __call__(self, write: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def mark(self, delivery_id: int, now: datetime) -> bool:
+        """Mark a delivery `sending`; False (and the claim given back) if it may no longer be sent."""
+        return await self._queue_write("mark", delivery_id, now, {}, None)
+
+    async def settle(
+        self, delivery_id: int, now: datetime, values: dict | None = None, also: Callable[[AsyncSession], Awaitable[None]] | None = None
+    ) -> None:
+        """Write an outcome (and release the claim); `also` makes further changes in the same transaction."""
+        await self._queue_write("settle", delivery_id, now, dict(values or {}), also)
+
+    async def _queue_write(self, kind, delivery_id, now, values, also):
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._queue.append((write, future))
+        self._queue.append(_Write(kind, delivery_id, now, values, also, future))
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._drain(), name="broadcast-commits")
+            self._task = asyncio.get_running_loop().create_task(self._drain(), name="broadcast-writes")
         # The write goes ahead even if the caller is cancelled (a stop): it is already queued.
         return await asyncio.shield(future)
 
     async def _drain(self) -> None:
         while self._queue:
-            batch: list = []
+            batch: list[_Write] = []
             try:
                 async with self.db.writing() as session:
                     # Taken once the write lock is ours: everything queued meanwhile joins this commit.
                     batch, self._queue = self._queue, []
-                    results = [await write(session) for write, _ in batch]
+                    results = await self._apply(session, batch)
                 self.commits += 1
                 self.writes += len(batch)
-            except Exception:
+            except Exception as exc:
                 if len(batch) <= 1:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(sys.exc_info()[1])
+                    for w in batch:
+                        if not w.future.done():
+                            w.future.set_exception(exc)
                     continue
-                for write, future in batch:
+                for w in batch:
                     try:
                         async with self.db.writing() as session:
-                            value = await write(session)
+                            result = (await self._apply(session, [w]))[0]
                         self.commits += 1
                         self.writes += 1
-                    except Exception as exc:
-                        if not future.done():
-                            future.set_exception(exc)
+                    except Exception as one:
+                        if not w.future.done():
+                            w.future.set_exception(one)
                     else:
-                        if not future.done():
-                            future.set_result(value)
+                        if not w.future.done():
+                            w.future.set_result(result)
                 continue
-            for (_, future), value in zip(batch, results):
-                if not future.done():
-                    future.set_result(value)
+            for w, result in zip(batch, results):
+                if not w.future.done():
+                    w.future.set_result(result)
+
+    async def _apply(self, session: AsyncSession, batch: list[_Write]) -> list:
+        marks = [w for w in batch if w.kind == "mark"]
+        marked: set[int] = set()
+        if marks:
+            marked = await repo.mark_sending_many(session, [w.delivery_id for w in marks], self.holder, marks[-1].now)
+        settles = [(w.delivery_id, w.now, w.values) for w in batch if w.kind == "settle"]
+        # Paused or cancelled since the claim: the row is given back untouched.
+        settles += [(w.delivery_id, w.now, {}) for w in marks if w.delivery_id not in marked]
+        await repo.settle_many(session, self.holder, settles)
+        for w in batch:
+            if w.also is not None:
+                await w.also(session)
+        return [w.delivery_id in marked if w.kind == "mark" else None for w in batch]
 
 
 @dataclass(frozen=True)
@@ -153,7 +187,7 @@ class Sender:
         self._quiet_loaded = clock()
         self._in_flight: set[tuple[str, str]] = set()
         self.recovered_unknown = 0
-        self.commit = GroupCommit(db)
+        self.writer = DeliveryWriter(db, self.holder)
 
     # ---------------------------------------------------------------- lease
 
@@ -317,12 +351,7 @@ class Sender:
                     self._parts[(broadcast_id, channel)] = parts_for(channel, b.text if b else "")
         skipped = [d for d in batch if d.kind == "private" and d.chat_id in opted.get(d.channel, ())]
         if skipped:
-
-            async def opted_out(session: AsyncSession) -> None:
-                for d in skipped:
-                    await repo.settle(session, d.id, self.holder, now, status=DeliveryStatus.OPTED_OUT)
-
-            await self.commit(opted_out)
+            await asyncio.gather(*(self.writer.settle(d.id, now, {"status": DeliveryStatus.OPTED_OUT}) for d in skipped))
         return [d for d in batch if d not in skipped]
 
     @staticmethod
@@ -392,7 +421,7 @@ class Sender:
 
     async def _defer(self, d: BroadcastDelivery, until: datetime, **values) -> None:
         now = self.clock()
-        await self.commit(lambda session: repo.settle(session, d.id, self.holder, now, next_attempt_at=until, **values))
+        await self.writer.settle(d.id, now, {"next_attempt_at": until, **values})
 
     async def _deliver(self, d: BroadcastDelivery) -> int:
         now = self.clock()
@@ -408,7 +437,7 @@ class Sender:
         adapter = self.adapters.get(d.channel)
         if adapter is None:
             error = f"channel {d.channel} is not configured"
-            await self.commit(lambda session: repo.settle(session, d.id, self.holder, now, status=DeliveryStatus.FAILED, last_error=error))
+            await self.writer.settle(d.id, now, {"status": DeliveryStatus.FAILED, "last_error": error})
             return 0
         chat = (d.channel, d.chat_id)
         wait = pacer.chat_wait(d.chat_id, d.kind)
@@ -423,17 +452,8 @@ class Sender:
                 await self._defer(d, now)
                 return 0
             try:
-                marked_at = self.clock()
-
-                async def mark(session: AsyncSession) -> bool:
-                    if await repo.mark_sending(session, d.id, self.holder, marked_at):
-                        return True
-                    # Paused or cancelled since the claim: give the row back untouched.
-                    await repo.settle(session, d.id, self.holder, marked_at)
-                    return False
-
-                if not await self.commit(mark):
-                    return 0
+                if not await self.writer.mark(d.id, self.clock()):
+                    return 0  # paused or cancelled since the claim: the row was given back untouched
             except OperationalError:
                 # Nothing was sent and nothing written: try the row again a little later.
                 log.warning("broadcast sender: could not mark delivery %s; retrying later", d.id)
@@ -502,10 +522,15 @@ class Sender:
         log.error("broadcast sender: could not record delivery %s; it will be reported unknown", d.id)
 
     async def _write_outcome(self, d: BroadcastDelivery, r: Result, outcome: SendResult, now: datetime, values: dict) -> None:
-        await self.commit(lambda session: self._record_outcome(session, d, r, outcome, now, values))
+        also = None
+        if r in (Result.BLOCKED, Result.NO_WINDOW) or (r is Result.MIGRATED and outcome.new_chat_id):
 
-    async def _record_outcome(self, session, d: BroadcastDelivery, r: Result, outcome: SendResult, now: datetime, values: dict) -> None:
-        await repo.settle(session, d.id, self.holder, now, **values)
+            async def also(session: AsyncSession) -> None:
+                await self._record_chat_change(session, d, r, outcome)
+
+        await self.writer.settle(d.id, now, values, also)
+
+    async def _record_chat_change(self, session, d: BroadcastDelivery, r: Result, outcome: SendResult) -> None:
         if r in (Result.BLOCKED, Result.NO_WINDOW):
             # Skipped next time: the audience leaves inactive chats and people out.
             if d.kind == "group":

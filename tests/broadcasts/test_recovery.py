@@ -168,3 +168,32 @@ async def test_a_broadcast_cancelled_while_it_starts_sends_nothing(world, fake_t
     async with world.transaction() as session:
         assert set(await repo.totals(session, b.id)) <= {DeliveryStatus.CANCELLED}
         assert (await repo.get(session, b.id)).status == BroadcastStatus.CANCELLED
+
+
+async def test_writes_queued_together_share_one_commit_and_a_bad_one_fails_alone(world, clock):
+    from bot.broadcasts.sender import DeliveryWriter
+
+    b = await approved(world, clock)
+    holder = "sender-1"
+    async with world.transaction() as session:
+        from bot.broadcasts.audience import resolve
+
+        await repo.add_deliveries(session, b.id, await resolve(session, Audience("communes", ("xa_a",))), clock(), staged_by=holder)
+        ids = [d.id for d in await repo.deliveries(session, b.id)]
+    writer = DeliveryWriter(world, holder)
+    await asyncio.gather(*(writer.settle(i, clock(), {"status": DeliveryStatus.SENT}) for i in ids[:3]))
+    assert (writer.commits, writer.writes) == (1, 3)
+
+    async def broken(session):
+        raise RuntimeError("a bug in a side effect")
+
+    results = await asyncio.gather(
+        writer.settle(ids[3], clock(), {"status": DeliveryStatus.FAILED, "last_error": "x"}),
+        writer.settle(ids[4], clock(), {"status": DeliveryStatus.SENT}, broken),
+        return_exceptions=True,
+    )
+    assert results[0] is None and isinstance(results[1], RuntimeError)
+    async with world.transaction() as session:
+        rows = {d.id: d for d in await repo.deliveries(session, b.id)}
+    assert [rows[i].status for i in ids] == ["sent", "sent", "sent", "failed", "pending"]
+    assert rows[ids[4]].claimed_by == holder and rows[ids[0]].claimed_by is None
