@@ -37,19 +37,24 @@ class SendResult:
 
 class Adapter(Protocol):
     channel: str
+    ready: asyncio.Event | None  # set once the channel is connected (None: always ready)
 
     async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult: ...
 
 
-# How long a call waits when its channel has not connected to its platform yet.
+# How long a call waits for its channel to connect to its platform before it is put off.
 NOT_READY_WAIT = 5.0
 
 
-def not_ready(ready: asyncio.Event | None) -> SendResult | None:
-    """A put-off result while the channel is still connecting; None when it may send."""
+async def not_ready(ready: asyncio.Event | None) -> SendResult | None:
+    """Wait (a while) for the channel to connect: None when it may send, else a put-off result."""
     if ready is None or ready.is_set():
         return None
-    return SendResult(Result.RETRY_AFTER, retry_after=NOT_READY_WAIT, error="channel not connected yet")
+    try:
+        await asyncio.wait_for(ready.wait(), NOT_READY_WAIT)
+        return None
+    except asyncio.TimeoutError:
+        return SendResult(Result.RETRY_AFTER, retry_after=NOT_READY_WAIT, error="channel not connected yet")
 
 
 class TelegramAdapter:
@@ -63,7 +68,7 @@ class TelegramAdapter:
         self.read_timeout = read_timeout  # None: the client's own
 
     async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult:
-        waiting = not_ready(self.ready)
+        waiting = await not_ready(self.ready)
         if waiting is not None:
             return waiting
         from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
@@ -111,7 +116,7 @@ class ZaloOAAdapter:
     async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult:
         from bot.channels import zalo_oa
 
-        waiting = not_ready(self.ready)
+        waiting = await not_ready(self.ready)
         if waiting is not None:
             return waiting
 
@@ -158,7 +163,7 @@ class ZaloBotAdapter:
     async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult:
         from bot.channels.zalo_bot import ZaloBotError
 
-        waiting = not_ready(self.ready)
+        waiting = await not_ready(self.ready)
         if waiting is not None:
             return waiting
         try:

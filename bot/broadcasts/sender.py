@@ -26,7 +26,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.broadcasts.adapters import Adapter, Result, SendResult
+from bot.broadcasts.adapters import NOT_READY_WAIT, Adapter, Result, SendResult, not_ready
 from bot.broadcasts.audience import resolve
 from bot.broadcasts.model import Audience, parts_for
 from bot.broadcasts.pacing import ChannelPacer
@@ -438,6 +438,10 @@ class Sender:
         if adapter is None:
             error = f"channel {d.channel} is not configured"
             await self.writer.settle(d.id, now, {"status": DeliveryStatus.FAILED, "last_error": error})
+            return 0
+        if await not_ready(getattr(adapter, "ready", None)) is not None:
+            # The channel is still connecting (a server just started): nothing marked, tried again later.
+            await self._defer(d, now + timedelta(seconds=NOT_READY_WAIT))
             return 0
         chat = (d.channel, d.chat_id)
         wait = pacer.chat_wait(d.chat_id, d.kind)

@@ -43,6 +43,7 @@ class DiesInFlight:
     """An adapter whose process dies during its Nth call: the call never returns."""
 
     channel = "telegram"
+    ready = None
 
     def __init__(self, inner, die_at: int):
         self.inner = inner
