@@ -40,6 +40,8 @@ from storage.models import BroadcastDelivery, Chat
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "broadcast-sender"
+# How long before the end of a pause a delivery may be marked `sending` (about one commit under load).
+MARK_LEAD = 0.2
 
 
 def utcnow() -> datetime:
@@ -450,7 +452,8 @@ class Sender:
             return 0
         self._in_flight.add(chat)
         try:
-            await pacer.acquire()
+            # The mark below is committed while a pause's last moments run out (see ChannelPacer.acquire).
+            await pacer.acquire(lead=MARK_LEAD)
             if not self.lease_valid():
                 # Give the row back; if another sender has taken over, its recovery already has.
                 await self._defer(d, now)
@@ -467,6 +470,7 @@ class Sender:
                     pass  # still claimed: released at the next clean stop or by a successor's recovery
                 return 0
             parts = self._parts[(d.broadcast_id, d.channel)]
+            await pacer.space()
             pacer.note_send(d.chat_id)
             try:
                 outcome = await adapter.send_text(d.chat_id, d.kind, parts[d.parts_sent])
