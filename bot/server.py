@@ -129,6 +129,9 @@ async def readyz(request: web.Request) -> web.Response:
         body["database"] = type(exc).__name__ if is_unavailable(exc) else f"error: {type(exc).__name__}"
     sender = app[SENDER]
     body["sender_here"] = sender.holding
+    from bot.broadcasts.runner import BROADCAST_SENDER
+
+    body["broadcast_sender_here"] = BROADCAST_SENDER in app and app[BROADCAST_SENDER].lease_valid()
     body["ok"] = ok
     return web.json_response(body, status=200 if ok else 503)
 
@@ -336,8 +339,16 @@ def create_app(
     setup_channels(app)
     setup_dashboard(app)
     setup_sender(app)
-    setup_started(app)
+    setup_broadcasts(app)
+    setup_started(app)  # last: it marks the end of the start-up hooks
     return app
+
+
+def setup_broadcasts(app: web.Application) -> None:
+    """The broadcast sender (bot/broadcasts/), one per deployment by its lease; not in a web-only process."""
+    from bot.broadcasts.runner import setup
+
+    setup(app)
 
 
 def setup_started(app: web.Application) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timezone
 
@@ -26,10 +27,10 @@ from bot.conversation import (
     UnansweredRecorded,
     UserHamletChosen,
 )
-from bot.engine import clean_text, step
+from bot.engine import MAX_INPUT, clean_text, step
 from bot.hamlets import Hamlet, HamletDirectory
 from bot.masking import mask
-from bot.matcher import Matcher
+from bot.matcher import Match, Matcher
 from bot.messages import ChatType, Incoming, Reply
 from bot.privacy import erasure_ref, load_salt, pseudonym
 from storage import conversations, deliveries, erasure, logs, people, registry, unanswered_marks
@@ -41,6 +42,34 @@ MAX_LOGGED_TEXT = 1000
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class RememberedMatches:
+    """The matcher, answering from the matches worked out before a chat's write lock was taken.
+
+    Matching is the slow part of handling a message and a pure function of the text and the content,
+    so `ChatService.prematch` runs it first, outside the write transaction (on SQLite, a write lock on
+    the whole database), and the step inside the transaction finds the result here. A text the step
+    matches that was not foreseen is matched then, as before. Bounded; emptied when the content changes.
+    """
+
+    SIZE = 256
+
+    def __init__(self, matcher: Matcher):
+        self.matcher = matcher
+        self._known: OrderedDict[str, Match] = OrderedDict()
+
+    def match(self, text: str) -> Match:
+        found = self._known.get(text)
+        if found is None:
+            found = self.matcher.match(text)
+            self._known[text] = found
+            if len(self._known) > self.SIZE:
+                self._known.popitem(last=False)
+        return found
+
+    def forget(self) -> None:
+        self._known.clear()
 
 
 class ChatService:
@@ -63,6 +92,7 @@ class ChatService:
         self._examples_lock = asyncio.Lock()
         self.settings = settings or Settings()
         self.matcher = matcher or Matcher(catalog)
+        self.matches = RememberedMatches(self.matcher)
         self.clock = clock
         self.officers = self.settings.officer_ids()
         self._hamlets: HamletDirectory | None = None
@@ -122,6 +152,8 @@ class ChatService:
             self.matcher.reload(catalog)
         else:
             self.matcher = matcher
+        # Matches remembered before the change were made with the old content.
+        self.matches = RememberedMatches(self.matcher)
         self._valid_steps = frozenset(catalog.step_index)
 
     async def load_examples(self) -> bool:
@@ -146,6 +178,25 @@ class ChatService:
             log.info("examples accepted on the dashboard: %d in %d topic(s)", sum(map(len, added.values())), len(added))
             return True
 
+    def prematch(self, msg: Incoming) -> None:
+        """Match the text of a message before its write transaction (see RememberedMatches).
+
+        Only typed text that can reach the FAQ is matched: not a button press, a command (but the
+        question after /cauhoi), a number, or text the core refuses. Synchronous, so a chat's messages
+        keep their order on its lock.
+        """
+        if msg.payload or (msg.chat_type is ChatType.GROUP and not msg.addressed):
+            return
+        text = clean_text(msg.text)
+        if text.startswith("/"):
+            parts = text.split(None, 1)
+            if len(parts) < 2 or parts[0].split("@")[0].lower() != "/cauhoi":
+                return
+            text = parts[1]
+        if len(text) > MAX_INPUT or text.isdecimal() or not any(ch.isalnum() for ch in text):
+            return
+        self.matches.match(text)
+
     async def handle(self, msg: Incoming) -> list[Reply]:
         """Process one message in its own locked transaction; return the replies to send (console, tests)."""
         if msg.chat_type is ChatType.GROUP and not msg.addressed:
@@ -154,6 +205,8 @@ class ChatService:
             if self._salt is None:  # once per process; the server loads it at start
                 await self.load_salt()
             # Nothing else is awaited before the lock: messages of a chat queue on it in arrival order.
+            # The slow part, matching, is done first, so that the write lock is held only to record.
+            self.prematch(msg)
             async with self.db.locked(f"{msg.channel}:{msg.chat_id}", write=True) as session:
                 return await self.handle_in(session, msg)
         except Exception:
@@ -188,7 +241,7 @@ class ChatService:
             offered_hamlet = None
         ctx = Context(
             catalog=self.catalog,
-            matcher=self.matcher,
+            matcher=self.matches,
             hamlets=hamlets,
             now=now,
             user_hamlet=user_hamlet,

@@ -119,6 +119,8 @@ class Pipeline:
         return True
 
     async def _transaction(self, work: Work, started: float) -> bool:
+        if work.incoming is not None:
+            self.service.prematch(work.incoming)  # the slow part, before the write lock (bot/service.py)
         async with self.db.locked(f"{work.channel}:{work.chat_id}", write=True) as session:
             if not await deliveries.take(session, work.channel, work.key, self.clock()):
                 self._report(work.channel, "duplicate", started)

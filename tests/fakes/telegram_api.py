@@ -166,12 +166,14 @@ class FakeTelegramAPI:
         hang: float = 30.0,
         seed: int = 0,
         methods: tuple[str, ...] = ("sendMessage",),
+        chats: set[int] | None = None,
     ) -> None:
         """Random faults on a share of the calls: 429 with retry_after, 500, a hang past the client's
-        timeout (the message is not delivered), 403 (the chat blocks the bot, for good)."""
+        timeout (the message is not delivered), 403 (the chat blocks the bot, for good). With `chats`,
+        only calls to those chats are touched."""
         import random
 
-        self._chaos = Chaos(random.Random(seed), rate_429, rate_5xx, rate_timeout, rate_403, retry_after, hang, methods)
+        self._chaos = Chaos(random.Random(seed), rate_429, rate_5xx, rate_timeout, rate_403, retry_after, hang, methods, chats)
 
     def block(self, chat_id: int) -> None:
         """The user blocked the bot: every send to them is refused with 403."""
@@ -324,7 +326,7 @@ class FakeTelegramAPI:
         self.calls.append(call)
         try:
             chaos = self._chaos
-            if chaos is not None and method in chaos.methods:
+            if chaos is not None and method in chaos.methods and (chaos.chats is None or params.get("chat_id") in chaos.chats):
                 fault = chaos.roll()
                 if fault == "timeout":
                     call.refused = True  # type: ignore[attr-defined]
@@ -557,6 +559,7 @@ class Chaos:
     retry_after: int
     hang: float
     methods: tuple[str, ...]
+    chats: set[int] | None = None
 
     def roll(self) -> int | str | None:
         x = self.rng.random()
