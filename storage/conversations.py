@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,22 +30,34 @@ async def save_state(session: AsyncSession, key: Key, data: dict[str, Any], now:
     await session.flush()
 
 
-async def read_state(session: AsyncSession, key: Key) -> dict[str, Any] | None:
-    """The state's data in one SELECT, without loading an ORM object (this runs for every message)."""
-    stmt = select(ConversationState.data).where(
-        ConversationState.channel == key[0], ConversationState.chat_id == key[1], ConversationState.user_id == key[2]
+async def read_states(session: AsyncSession, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
+    """The states' data in one SELECT, without loading ORM objects (this runs for every message)."""
+    if not keys:
+        return {}
+    table = ConversationState.__table__
+    stmt = select(table.c.channel, table.c.chat_id, table.c.user_id, table.c.data).where(
+        tuple_(table.c.channel, table.c.chat_id, table.c.user_id).in_(list(keys))
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    conn = await session.connection()
+    return {(channel, chat, user): data for channel, chat, user, data in (await conn.execute(stmt)).all()}
 
 
-async def write_state(session: AsyncSession, key: Key, data: dict[str, Any], now: datetime) -> None:
-    """Insert or replace the state in one statement."""
+async def write_states(session: AsyncSession, states: Sequence[tuple[Key, dict[str, Any]]], now: datetime) -> None:
+    """Insert or replace states in one statement (in key order, so concurrent writers lock rows alike)."""
+    if not states:
+        return
+    table = ConversationState.__table__
     insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(ConversationState).values(channel=key[0], chat_id=key[1], user_id=key[2], data=data, updated_at=now)
+    stmt = insert(table)
     stmt = stmt.on_conflict_do_update(
-        index_elements=["channel", "chat_id", "user_id"], set_={"data": stmt.excluded.data, "updated_at": now}
+        index_elements=["channel", "chat_id", "user_id"], set_={"data": stmt.excluded.data, "updated_at": stmt.excluded.updated_at}
     )
-    await session.execute(stmt)
+    rows = [
+        {"channel": key[0], "chat_id": key[1], "user_id": key[2], "data": data, "updated_at": now}
+        for key, data in sorted(states, key=lambda item: item[0])
+    ]
+    conn = await session.connection()
+    await conn.execute(stmt, rows)
 
 
 async def delete_states_of_user(session: AsyncSession, channel: str, user_id: str) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from weakref import WeakValueDictionary
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from storage.migrate import ensure_sqlite_dir, upgrade
@@ -93,14 +93,31 @@ class Database:
             self._locks[key] = lock
         async with lock:
             async with self.writing() if write else self.transaction() as session:
-                if self.is_sqlite and write:
-                    # SQLite has no advisory lock, and its transactions begin at the first write:
-                    # a no-op write takes the database's write lock now, before anything is read,
-                    # so a second process waits (busy_timeout) instead of saving over our changes.
-                    await session.execute(text("UPDATE conversation_states SET channel = channel WHERE 0"))
-                elif not self.is_sqlite:
-                    await session.execute(select(func.pg_advisory_xact_lock(_advisory_key(key))))
+                await self._take_locks(session, [key], write)
                 yield session
+
+    @asynccontextmanager
+    async def locked_many(self, keys: Iterable[str]) -> AsyncIterator[AsyncSession]:
+        """Yield a writing transaction holding the locks of all `keys` across processes (as `locked` with
+        `write` does for one). Not this process's own per-key locks: the caller orders its work itself."""
+        async with self.writing() as session:
+            await self._take_locks(session, keys, True)
+            yield session
+
+    async def _take_locks(self, session: AsyncSession, keys: Iterable[str], write: bool) -> None:
+        if self.is_sqlite:
+            if write:
+                # SQLite has no advisory lock, and its transactions begin at the first write:
+                # a no-op write takes the database's write lock now, before anything is read,
+                # so a second process waits (busy_timeout) instead of saving over our changes.
+                await session.execute(_SQLITE_WRITE_LOCK)
+            return
+        # In one order (the keys' numbers), so that transactions taking several never wait in a cycle.
+        await session.execute(_PG_LOCKS, {"keys": sorted({_advisory_key(key) for key in keys})})
+
+
+_SQLITE_WRITE_LOCK = text("UPDATE conversation_states SET channel = channel WHERE 0")
+_PG_LOCKS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS k")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

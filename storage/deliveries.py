@@ -34,13 +34,26 @@ def _insert(session: AsyncSession, table):
 
 async def take(session: AsyncSession, channel: str, update_key: str, now: datetime) -> bool:
     """Record a delivery's key; False when any process recorded it before (a retry or a duplicate)."""
+    return bool(await take_many(session, [(channel, update_key)], now))
+
+
+async def take_many(session: AsyncSession, keys: Sequence[tuple[str, str]], now: datetime) -> set[tuple[str, str]]:
+    """Record deliveries' (channel, key) in one statement; return those no process recorded before.
+
+    Keys are cut to the column's length, in the returned pairs too.
+    """
+    rows = sorted({(channel, key[:KEY_LENGTH]) for channel, key in keys})
+    if not rows:
+        return set()
+    table = InboxEntry.__table__
     stmt = (
-        _insert(session, InboxEntry)
-        .values(channel=channel, update_key=update_key[:KEY_LENGTH], received_at=now)
+        _insert(session, table)
         .on_conflict_do_nothing(index_elements=["channel", "update_key"])
-        .returning(InboxEntry.update_key)
+        .returning(table.c.channel, table.c.update_key)
     )
-    return (await session.execute(stmt)).first() is not None
+    conn = await session.connection()
+    params = [{"channel": channel, "update_key": key, "received_at": now} for channel, key in rows]
+    return {(channel, key) for channel, key in (await conn.execute(stmt, params)).all()}
 
 
 async def taken(session: AsyncSession, channel: str, update_key: str) -> bool:
@@ -80,8 +93,20 @@ async def enqueue(
     kind: str = "reply",
 ) -> None:
     """Add platform calls for one chat, in order (one multi-row INSERT)."""
-    if not calls:
-        return
+    await enqueue_many(session, [(channel, chat_id, calls, user_id)], now, kind=kind)
+
+
+async def enqueue_many(
+    session: AsyncSession,
+    groups: Sequence[tuple[str, str, Sequence[dict[str, Any]], str | None]],
+    now: datetime,
+    *,
+    kind: str = "reply",
+) -> list[Outgoing]:
+    """Add the calls of several chats, each `(channel, chat_id, calls, user_id)`, in one multi-row INSERT.
+
+    Ids follow the order given, so a chat's calls keep theirs; returns the rows as the sender holds them.
+    """
     rows = [
         {
             "channel": channel,
@@ -94,9 +119,18 @@ async def enqueue(
             "next_attempt_at": now,
             "created_at": now,
         }
+        for channel, chat_id, calls, user_id in groups
         for call in calls
     ]
-    await session.execute(insert(OutboxMessage), rows)
+    if not rows:
+        return []
+    table = OutboxMessage.__table__
+    conn = await session.connection()
+    result = await conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+    return [
+        Outgoing(id_, row["channel"], row["chat_id"], row["call"], 0, now)
+        for (id_,), row in zip(result.all(), rows, strict=True)
+    ]
 
 
 async def due_keys(session: AsyncSession, now: datetime, limit: int = 500) -> list[tuple[int, str, str]]:
