@@ -44,6 +44,12 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, echo=echo, hide_parameters=True, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        # PostgreSQL backend pids of this process's own connections: the sender skips the NOTIFY of
+        # commits it was handed directly (bot/pipeline/sending.py).
+        self.backend_pids: set[int] = set()
+        if not self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", self._note_backend)
+            event.listen(self.engine.sync_engine, "close", self._forget_backend)
         event.listen(self.engine.sync_engine, "before_cursor_execute", _count_statement)
         event.listen(self.engine.sync_engine, "begin", _count_transaction)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -51,6 +57,15 @@ class Database:
         # SQLite has one writer: this process's writers queue here rather than in SQLite's busy handler,
         # which sleeps in growing steps (up to 100 ms) and turns contention into seconds of latency.
         self._writer = asyncio.Lock()
+
+    def _note_backend(self, dbapi_connection, record) -> None:
+        pid = getattr(getattr(dbapi_connection, "driver_connection", None), "get_server_pid", lambda: None)()
+        if pid is not None:
+            record.info["backend_pid"] = pid
+            self.backend_pids.add(pid)
+
+    def _forget_backend(self, _dbapi_connection, record) -> None:
+        self.backend_pids.discard(record.info.pop("backend_pid", None))
 
     @property
     def is_sqlite(self) -> bool:

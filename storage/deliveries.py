@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -131,6 +131,22 @@ async def enqueue_many(
         Outgoing(id_, row["channel"], row["chat_id"], row["call"], 0, now)
         for (id_,), row in zip(result.all(), rows, strict=True)
     ]
+
+
+async def pending_of(session: AsyncSession, chats: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[int]]:
+    """The ids of the pending calls of these (channel, chat_id), per chat (one SELECT)."""
+    chats = sorted(set(chats))
+    if not chats:
+        return {}
+    table = OutboxMessage.__table__
+    stmt = select(table.c.channel, table.c.chat_id, table.c.id).where(
+        tuple_(table.c.channel, table.c.chat_id).in_(chats), table.c.status == PENDING
+    )
+    conn = await session.connection()
+    found: dict[tuple[str, str], list[int]] = {}
+    for channel, chat_id, id_ in (await conn.execute(stmt)).all():
+        found.setdefault((channel, chat_id), []).append(id_)
+    return found
 
 
 async def due_keys(session: AsyncSession, now: datetime, limit: int = 500) -> list[tuple[int, str, str]]:

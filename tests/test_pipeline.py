@@ -238,6 +238,26 @@ async def test_a_bug_with_one_delivery_does_not_touch_those_handled_with_it(serv
     assert texts["chat-1"].startswith("Anh/chị cần gì?") and texts["chat-3"].startswith("Anh/chị cần gì?")
 
 
+async def test_replies_go_straight_to_this_processs_sender_behind_what_the_chat_still_waits_for(service):
+    platform = FakePlatform()
+    sender = make_sender(service.db, platform)
+    assert await sender.keep_lease()  # the sender's scanning loop is not started: no scan but drain's
+    pipeline = Pipeline(service, sender)
+    # Another process queued a call for chat-x that this sender has not seen yet.
+    await queue(service.db, "chat-x", "trước")
+    assert await pipeline.receive(work("k-y", "chat-y", "/menu"))
+    assert await pipeline.receive(work("k-x", "chat-x", "/menu"))
+    for _ in range(200):
+        if platform.delivered:
+            break
+        await asyncio.sleep(0.01)
+    # chat-y had nothing waiting: its reply went out without a scan; chat-x's waits for the one before it.
+    assert [chat for chat, _text in platform.delivered] == ["chat-y"]
+    await sender.drain()
+    assert [text[:15] for chat, text in platform.delivered if chat == "chat-x"] == ["trước", "Anh/chị cần gì?"]
+    assert {r.status for r in await outbox(service.db)} == {"sent"}
+
+
 async def test_erasure_deletes_what_still_waits_for_the_person(database):
     await queue(database, "chat-9", "a", "b", user="person-9")
     await queue(database, "chat-8", "c", user="person-8")

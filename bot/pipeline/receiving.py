@@ -190,7 +190,7 @@ class Pipeline:
             try:
                 # The erasure check needs the pseudonym salt: loaded once, outside the transaction.
                 await self.service.load_salt()
-                fresh = await self._transaction(batch)
+                fresh, rows, earlier = await self._transaction(batch)
             except Exception as exc:
                 if is_unavailable(exc):
                     # A connection the database dropped (restart) is replaced at once: try once more.
@@ -209,7 +209,8 @@ class Pipeline:
                     return
                 log.exception("%s: handling delivery %s failed", batch[0].work.channel, batch[0].work.key)
                 break
-            if self.sender is not None and fresh:
+            # This process's sender takes the new rows as they are; it scans for them only when it must.
+            if self.sender is not None and rows and not self.sender.offer(rows, earlier):
                 self.sender.wake()
             for item in batch:
                 self._report(item.work.channel, "handled" if item in fresh else "duplicate", item.started)
@@ -223,8 +224,12 @@ class Pipeline:
         except Exception as exc:
             self._finish(item, Unavailable(str(exc)[:200]) if is_unavailable(exc) else exc)
 
-    async def _transaction(self, batch: list[_Item]) -> set[_Item]:
-        """One transaction for the batch: take the keys, apply the channels' changes, step the core, queue the replies."""
+    async def _transaction(
+        self, batch: list[_Item]
+    ) -> tuple[set[_Item], list[deliveries.Outgoing], dict[tuple[str, str], list[int]]]:
+        """One transaction for the batch: take the keys, apply the channels' changes, step the core, queue
+        the replies. Returns the deliveries handled, the outbox rows added, and (for the sender, when this
+        process sends) the rows of their chats that were pending before."""
         now = self.clock()
         async with self.db.locked_many(f"{item.work.channel}:{item.work.chat_id}" for item in batch) as session:
             taken = await deliveries.take_many(session, [(item.work.channel, item.work.key) for item in batch], now)
@@ -248,8 +253,11 @@ class Pipeline:
                 said = list(work.replies) + replies.get(item, [])
                 if said and work.render is not None:
                     calls.append((work.channel, work.chat_id, work.render(said), work.user_id))
-            await deliveries.enqueue_many(session, calls, now)
-        return set(fresh)
+            earlier = {}
+            if calls and self.sender is not None and self.sender.holding:
+                earlier = await deliveries.pending_of(session, [(channel, chat) for channel, chat, _calls, _user in calls])
+            rows = await deliveries.enqueue_many(session, calls, now)
+        return set(fresh), rows, earlier
 
     async def _apologise(self, work: Work) -> bool:
         """Take a delivery whose handling failed and queue the generic error reply once."""
