@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import functools
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import bindparam, delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,30 +35,35 @@ async def read_states(session: AsyncSession, keys: Sequence[Key]) -> dict[Key, d
     """The states' data in one SELECT, without loading ORM objects (this runs for every message)."""
     if not keys:
         return {}
-    table = ConversationState.__table__
-    stmt = select(table.c.channel, table.c.chat_id, table.c.user_id, table.c.data).where(
-        tuple_(table.c.channel, table.c.chat_id, table.c.user_id).in_(list(keys))
-    )
     conn = await session.connection()
-    return {(channel, chat, user): data for channel, chat, user, data in (await conn.execute(stmt)).all()}
+    rows = (await conn.execute(_READ_STATES, {"keys": list(keys)})).all()
+    return {(channel, chat, user): data for channel, chat, user, data in rows}
 
 
 async def write_states(session: AsyncSession, states: Sequence[tuple[Key, dict[str, Any]]], now: datetime) -> None:
     """Insert or replace states in one statement (in key order, so concurrent writers lock rows alike)."""
     if not states:
         return
-    table = ConversationState.__table__
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["channel", "chat_id", "user_id"], set_={"data": stmt.excluded.data, "updated_at": stmt.excluded.updated_at}
-    )
     rows = [
         {"channel": key[0], "chat_id": key[1], "user_id": key[2], "data": data, "updated_at": now}
         for key, data in sorted(states, key=lambda item: item[0])
     ]
     conn = await session.connection()
-    await conn.execute(stmt, rows)
+    await conn.execute(_write_states_stmt(conn.dialect.name), rows)
+
+
+_STATES = ConversationState.__table__
+_READ_STATES = select(_STATES.c.channel, _STATES.c.chat_id, _STATES.c.user_id, _STATES.c.data).where(
+    tuple_(_STATES.c.channel, _STATES.c.chat_id, _STATES.c.user_id).in_(bindparam("keys", expanding=True))
+)
+
+
+@functools.cache
+def _write_states_stmt(dialect: str):
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_STATES)
+    return stmt.on_conflict_do_update(
+        index_elements=["channel", "chat_id", "user_id"], set_={"data": stmt.excluded.data, "updated_at": stmt.excluded.updated_at}
+    )
 
 
 async def delete_states_of_user(session: AsyncSession, channel: str, user_id: str) -> None:

@@ -40,6 +40,10 @@ class Database:
         # first statement; SQLAlchemy then discards the pool's stale connections, and the pipeline
         # retries once or answers "try again" (see bot/pipeline/receiving.py).
         kwargs = {"pool_size": 10, "max_overflow": 20} if url.startswith("postgresql") else {}
+        if url.startswith("postgresql+asyncpg"):
+            # Statements of batches of different sizes are different statements to prepare: keep more
+            # of them prepared than asyncpg's 100, so a connection does not prepare them again and again.
+            kwargs["connect_args"] = {"prepared_statement_cache_size": 500}
         # Errors never carry the values of a statement: they are what people typed (names, numbers).
         self.engine: AsyncEngine = create_async_engine(url, echo=echo, hide_parameters=True, **kwargs)
         if self.is_sqlite:

@@ -6,12 +6,13 @@ every message, and the ORM's unit of work would double their cost.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,15 +46,20 @@ async def take_many(session: AsyncSession, keys: Sequence[tuple[str, str]], now:
     rows = sorted({(channel, key[:KEY_LENGTH]) for channel, key in keys})
     if not rows:
         return set()
+    conn = await session.connection()
+    params = [{"channel": channel, "update_key": key, "received_at": now} for channel, key in rows]
+    return {(channel, key) for channel, key in (await conn.execute(_take_stmt(conn.dialect.name), params)).all()}
+
+
+@functools.cache
+def _take_stmt(dialect: str):
     table = InboxEntry.__table__
-    stmt = (
-        _insert(session, table)
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert_(table)
         .on_conflict_do_nothing(index_elements=["channel", "update_key"])
         .returning(table.c.channel, table.c.update_key)
     )
-    conn = await session.connection()
-    params = [{"channel": channel, "update_key": key, "received_at": now} for channel, key in rows]
-    return {(channel, key) for channel, key in (await conn.execute(stmt, params)).all()}
 
 
 async def taken(session: AsyncSession, channel: str, update_key: str) -> bool:
@@ -68,6 +74,12 @@ async def prune_inbox(session: AsyncSession, now: datetime, keep: timedelta = ti
 
 
 # -- outbox ---------------------------------------------------------------------------------------
+
+_OUTBOX = OutboxMessage.__table__
+_ENQUEUE = insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
+_PENDING_OF = select(_OUTBOX.c.channel, _OUTBOX.c.chat_id, _OUTBOX.c.id).where(
+    tuple_(_OUTBOX.c.channel, _OUTBOX.c.chat_id).in_(bindparam("chats", expanding=True)), _OUTBOX.c.status == PENDING
+)
 
 
 @dataclass
@@ -124,9 +136,8 @@ async def enqueue_many(
     ]
     if not rows:
         return []
-    table = OutboxMessage.__table__
     conn = await session.connection()
-    result = await conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+    result = await conn.execute(_ENQUEUE, rows)
     return [
         Outgoing(id_, row["channel"], row["chat_id"], row["call"], 0, now)
         for (id_,), row in zip(result.all(), rows, strict=True)
@@ -138,13 +149,9 @@ async def pending_of(session: AsyncSession, chats: Iterable[tuple[str, str]]) ->
     chats = sorted(set(chats))
     if not chats:
         return {}
-    table = OutboxMessage.__table__
-    stmt = select(table.c.channel, table.c.chat_id, table.c.id).where(
-        tuple_(table.c.channel, table.c.chat_id).in_(chats), table.c.status == PENDING
-    )
     conn = await session.connection()
     found: dict[tuple[str, str], list[int]] = {}
-    for channel, chat_id, id_ in (await conn.execute(stmt)).all():
+    for channel, chat_id, id_ in (await conn.execute(_PENDING_OF, {"chats": chats})).all():
         found.setdefault((channel, chat_id), []).append(id_)
     return found
 

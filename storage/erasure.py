@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Erasure, QueryLog
@@ -42,10 +42,14 @@ async def erased_at_many(session: AsyncSession, person_refs: Sequence[str]) -> d
     """When each of these people was erased, for those who were (one SELECT)."""
     if not person_refs:
         return {}
-    table = Erasure.__table__
     conn = await session.connection()
-    rows = await conn.execute(select(table.c.person_ref, table.c.erased_at).where(table.c.person_ref.in_(list(person_refs))))
+    rows = await conn.execute(_ERASED_AT, {"refs": list(person_refs)})
     return {ref: aware(at) for ref, at in rows.all()}
+
+
+_ERASED_AT = select(Erasure.__table__.c.person_ref, Erasure.__table__.c.erased_at).where(
+    Erasure.__table__.c.person_ref.in_(bindparam("refs", expanding=True))
+)
 
 
 async def prune_tombstones(session: AsyncSession, before: datetime) -> int:

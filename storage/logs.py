@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import stats
@@ -28,12 +29,17 @@ async def add_many(session: AsyncSession, queries: Sequence[dict] = (), events: 
     for model, rows, note in ((QueryLog, queries, stats.note_query), (GuideEvent, events, stats.note_guide_event)):
         if not rows:
             continue
-        table = model.__table__
+        stmt, defaults = _insert_stmt(model)
         # Every row names every column, so one statement (and one compiled form) serves them all.
-        defaults = {c.name: c.default.arg if c.default is not None else None for c in table.columns if c.name != "id"}
-        await conn.execute(insert(table), [{name: row.get(name, default) for name, default in defaults.items()} for row in rows])
+        await conn.execute(stmt, [{name: row.get(name, default) for name, default in defaults.items()} for row in rows])
         for row in rows:
             note(session, row)
+
+
+@functools.cache
+def _insert_stmt(model) -> tuple:
+    table = model.__table__
+    return insert(table), {c.name: c.default.arg if c.default is not None else None for c in table.columns if c.name != "id"}
 
 
 async def mark_unanswered(session: AsyncSession, user_ref: str, text: str) -> None:
@@ -83,14 +89,18 @@ async def last_group_hamlets(session: AsyncSession, user_refs: Sequence[str]) ->
     """The hamlet of the group each person last wrote in (to offer it in private), for those who did."""
     if not user_refs:
         return {}
-    latest = (
-        select(func.max(QueryLog.id))
-        .where(QueryLog.user_ref.in_(list(user_refs)), QueryLog.chat_type == "group", QueryLog.hamlet_code.is_not(None))
-        .group_by(QueryLog.user_ref)
-    )
-    stmt = select(QueryLog.user_ref, QueryLog.hamlet_code).where(QueryLog.id.in_(latest))
     conn = await session.connection()
-    return {ref: hamlet for ref, hamlet in (await conn.execute(stmt)).all()}
+    return {ref: hamlet for ref, hamlet in (await conn.execute(_LAST_GROUP_HAMLETS, {"refs": list(user_refs)})).all()}
+
+
+_LOG = QueryLog.__table__
+_LAST_GROUP_HAMLETS = select(_LOG.c.user_ref, _LOG.c.hamlet_code).where(
+    _LOG.c.id.in_(
+        select(func.max(_LOG.c.id))
+        .where(_LOG.c.user_ref.in_(bindparam("refs", expanding=True)), _LOG.c.chat_type == "group", _LOG.c.hamlet_code.is_not(None))
+        .group_by(_LOG.c.user_ref)
+    )
+)
 
 
 async def low_confidence_by_text(

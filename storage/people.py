@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -94,10 +95,6 @@ async def delete_chat(session: AsyncSession, channel: str, external_id: str) -> 
 # -- one statement for all the messages handled together (see bot/service.py) -----------------------
 
 
-def _insert(session: AsyncSession, table):
-    return (postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert)(table)
-
-
 async def seen_users(
     session: AsyncSession, users: Sequence[tuple[str, str]], now: datetime
 ) -> dict[tuple[str, str], tuple[str | None, bool]]:
@@ -110,13 +107,8 @@ async def seen_users(
     ]
     if not rows:
         return {}
-    table = User.__table__
-    stmt = _insert(session, table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["channel", "external_id"], set_={"last_seen_at": stmt.excluded.last_seen_at, "active": True}
-    ).returning(table.c.channel, table.c.external_id, table.c.hamlet_code, table.c.opted_out)
     conn = await session.connection()
-    result = await conn.execute(stmt, rows)
+    result = await conn.execute(_seen_users_stmt(conn.dialect.name), rows)
     return {(channel, external_id): (hamlet, bool(opted_out)) for channel, external_id, hamlet, opted_out in result.all()}
 
 
@@ -132,13 +124,27 @@ async def seen_chats(
     ]
     if not rows:
         return {}
+    conn = await session.connection()
+    result = await conn.execute(_seen_chats_stmt(conn.dialect.name), rows)
+    return {(channel, external_id): hamlet for channel, external_id, hamlet in result.all()}
+
+
+@functools.cache
+def _seen_users_stmt(dialect: str):
+    table = User.__table__
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return stmt.on_conflict_do_update(
+        index_elements=["channel", "external_id"], set_={"last_seen_at": stmt.excluded.last_seen_at, "active": True}
+    ).returning(table.c.channel, table.c.external_id, table.c.hamlet_code, table.c.opted_out)
+
+
+@functools.cache
+def _seen_chats_stmt(dialect: str):
     table = Chat.__table__
-    stmt = _insert(session, table)
-    stmt = stmt.on_conflict_do_update(
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return stmt.on_conflict_do_update(
         index_elements=["channel", "external_id"], set_={"updated_at": stmt.excluded.updated_at}
     ).returning(table.c.channel, table.c.external_id, table.c.hamlet_code)
-    conn = await session.connection()
-    return {(channel, external_id): hamlet for channel, external_id, hamlet in (await conn.execute(stmt, rows)).all()}
 
 
 async def set_user_hamlet(session: AsyncSession, channel: str, external_id: str, hamlet: str | None) -> None:
