@@ -450,10 +450,17 @@ def summarize(target: Target, win: Window, elapsed: float, cpu: float, statement
 CATEGORIES = (
     ("sqlalchemy", ("sqlalchemy/",)),
     ("asyncpg/aiosqlite driver", ("asyncpg/", "aiosqlite/", "sqlite3/")),
-    ("PTB + httpx (sending)", ("telegram/", "httpx/", "httpcore/")),
-    ("aiohttp (server)", ("aiohttp/",)),
+    ("PTB + httpx", ("telegram/", "httpx/", "httpcore/")),
+    ("aiohttp server", ("aiohttp/web_",)),
+    ("aiohttp client", ("aiohttp/client", "aiohttp/connector")),
     ("matcher (FAQ)", ("bot/matcher.py", "rapidfuzz", "bm25s", "bot/normalize.py")),
     ("json", ("json/",)),
+    # Where in the bot (SQLAlchemy's greenlet stacks lose their callers: its share is counted above).
+    ("webhook handler", ("handle_webhook (",)),
+    ("receiving transaction", ("Pipeline._transaction (",)),
+    ("core step", ("step (bot/engine.py",)),
+    ("sending a call", ("Sender._deliver (",)),
+    ("sender scan and marks", ("Sender.dispatch_due (", "Sender._flush (")),
 )
 
 
