@@ -158,41 +158,40 @@ async def pending_of(session: AsyncSession, chats: Iterable[tuple[str, str]]) ->
 
 async def due_keys(session: AsyncSession, now: datetime, limit: int = 500) -> list[tuple[int, str, str]]:
     """(id, channel, chat_id) of pending calls whose time has come, oldest first: cheap to scan again."""
-    stmt = (
-        select(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.chat_id)
-        .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now)
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-    )
-    return [tuple(row) for row in (await session.execute(stmt)).all()]
+    conn = await session.connection()
+    return [tuple(row) for row in (await conn.execute(_DUE_KEYS, {"now": now, "limit": limit})).all()]
 
 
 async def load(session: AsyncSession, ids: Sequence[int]) -> list[Outgoing]:
     """The pending calls with these ids, oldest first (ended ones are left out)."""
-    stmt = (
-        select(
-            OutboxMessage.id,
-            OutboxMessage.channel,
-            OutboxMessage.chat_id,
-            OutboxMessage.call,
-            OutboxMessage.attempts,
-            OutboxMessage.created_at,
-        )
-        .where(OutboxMessage.id.in_(list(ids)), OutboxMessage.status == PENDING)
-        .order_by(OutboxMessage.id)
-    )
-    return [Outgoing(*row) for row in (await session.execute(stmt)).all()]
+    conn = await session.connection()
+    return [Outgoing(*row) for row in (await conn.execute(_LOAD, {"ids": list(ids)})).all()]
 
 
 async def mark_sent(session: AsyncSession, ids: Iterable[int], now: datetime) -> None:
     """Record calls the platform accepted; their content is dropped."""
     ids = sorted(set(ids))
+    conn = await session.connection()
     for start in range(0, len(ids), 500):
-        await session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids[start : start + 500]), OutboxMessage.status == PENDING)
-            .values(status=SENT, ended_at=now, call=None)
-        )
+        await conn.execute(_MARK_SENT, {"ids": ids[start : start + 500], "now": now})
+
+
+_DUE_KEYS = (
+    select(_OUTBOX.c.id, _OUTBOX.c.channel, _OUTBOX.c.chat_id)
+    .where(_OUTBOX.c.status == PENDING, _OUTBOX.c.next_attempt_at <= bindparam("now"))
+    .order_by(_OUTBOX.c.id)
+    .limit(bindparam("limit"))
+)
+_LOAD = (
+    select(_OUTBOX.c.id, _OUTBOX.c.channel, _OUTBOX.c.chat_id, _OUTBOX.c.call, _OUTBOX.c.attempts, _OUTBOX.c.created_at)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)), _OUTBOX.c.status == PENDING)
+    .order_by(_OUTBOX.c.id)
+)
+_MARK_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)), _OUTBOX.c.status == PENDING)
+    .values(status=SENT, ended_at=bindparam("now"), call=None)
+)
 
 
 async def mark_refused(session: AsyncSession, ids: Iterable[int], reason: str, now: datetime) -> None:
