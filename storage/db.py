@@ -122,9 +122,16 @@ class Database:
     @asynccontextmanager
     async def locked_many(self, keys: Iterable[str]) -> AsyncIterator[AsyncSession]:
         """Yield a writing transaction holding the locks of all `keys` across processes (as `locked` with
-        `write` does for one). Not this process's own per-key locks: the caller orders its work itself."""
+        `write` does for one). Not this process's own per-key locks: the caller orders its work itself.
+
+        The caller's statements must be short (a message's handling): on SQLite they run in the event
+        loop's thread once the write lock is held (storage/sqlite_driver.py).
+        """
         async with self.writing() as session:
             await self._take_locks(session, keys, True)
+            if self.is_sqlite:
+                raw = await (await session.connection()).get_raw_connection()
+                sqlite_driver.hold_write_lock(raw.driver_connection)
             yield session
 
     async def _take_locks(self, session: AsyncSession, keys: Iterable[str], write: bool) -> None:
