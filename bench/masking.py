@@ -29,6 +29,8 @@ SHAPES = {
     "code words": "mã otp xác nhận 12 ",
     "one digit chain": "1-",
     "digits and dots": "1.",
+    "digit words": "không chín một hai, ",
+    "words and digits": "năm 12 mã ",
 }
 SIZES = (6_000, 60_000, 600_000)
 _DIGIT = re.compile(r"\d")

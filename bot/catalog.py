@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,9 @@ class Topic:
     # Questions written the way careful askers write (situation, then question), from faq_examples_long.yaml;
     # they are also in `examples`, after the short ones.
     long_examples: tuple[str, ...] = ()
+    # What the answer becomes when the law moves on a known day (a fee reduction ending), in date order:
+    # (first day it applies, the topic as answered from that day). See `changes:` in SCHEMA.md.
+    later: tuple[tuple[date, "Topic"], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,17 @@ class Catalog:
         """Return the message under `key`, filled with `values`."""
         return self.messages[key].format(**values).strip()
 
+    def topic_on(self, topic_id: str, when: datetime) -> Topic:
+        """The topic as it must be answered at `when` (a Vietnamese calendar day), after any dated change."""
+        topic = self.topics[topic_id]
+        if not topic.later:
+            return topic
+        day = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(VIETNAM).date()
+        for start, changed in topic.later:
+            if start <= day:
+                topic = changed
+        return topic
+
     def first_part(self, topic: Topic) -> str:
         """The first message of an answer: the essentials, what is uncertain, and the source."""
         parts = [topic.lead or topic.answer, topic.caveat]
@@ -154,16 +169,93 @@ class ContentError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+def read_problem(exc: Exception) -> str:
+    """Why a content file could not be read, in Vietnamese, with the line and column of a YAML mistake."""
+    if isinstance(exc, yaml.YAMLError):
+        mark = getattr(exc, "problem_mark", None)
+        where = f" ở dòng {mark.line + 1}, cột {mark.column + 1}" if mark is not None else ""
+        detail = getattr(exc, "problem", None) or ""
+        # The parser's own words stay as a hint for whoever searches the error; the sentence is Vietnamese.
+        return f"sai cú pháp YAML{where}" + (f" ({detail})" if detail else "") + "; kiểm tra thụt lề, dấu hai chấm và dấu nháy"
+    if isinstance(exc, UnicodeDecodeError):
+        return "không đọc được: tệp không phải văn bản UTF-8"
+    if isinstance(exc, FileNotFoundError):
+        return "không tìm thấy tệp"
+    return f"không đọc được: {exc.strerror or exc}" if isinstance(exc, OSError) else f"không đọc được: {exc}"
+
+
 def _read_yaml(path: Path, problems: list[Problem]) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        problems.append(Problem(path.name, "-", f"không đọc được: {exc}".replace("\n", " ")))
+        problems.append(Problem(path.name, "-", read_problem(exc)))
         return {}
     if not isinstance(data, dict):
         problems.append(Problem(path.name, "-", "cấp ngoài cùng phải là các cặp khóa: giá trị"))
         return {}
     return data
+
+
+# Vietnam has kept UTC+7 all year since 1975: a law's "from 01/01/2027" is a day there.
+VIETNAM = timezone(timedelta(hours=7), "ICT")
+CHANGE_FIELDS = ("replace", "cite", "source", "caveat", "needs_review", "review_note")
+
+
+def _changes(path: Path, tid: str, raw: Any, topic: Topic, problems: list[Problem]) -> tuple[tuple[date, Topic], ...]:
+    """Read a topic's `changes:`: from a day on, replace sentences of its answer (and its source)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append(Problem(path.name, tid, "changes phải là danh sách, mỗi mục có from và replace"))
+        return ()
+    out: list[tuple[date, Topic]] = []
+    current = topic
+    for n, change in enumerate(raw, 1):
+        where = f"changes #{n}"
+        if not isinstance(change, dict):
+            problems.append(Problem(path.name, tid, f"{where}: phải gồm các cặp khóa: giá trị"))
+            continue
+        start = change.get("from")
+        if isinstance(start, str):
+            try:
+                start = date.fromisoformat(start)
+            except ValueError:
+                start = None
+        if not isinstance(start, date) or isinstance(start, datetime):
+            problems.append(Problem(path.name, tid, f"{where}: from phải là ngày dạng 2027-01-01"))
+            continue
+        if out and start <= out[-1][0]:
+            problems.append(Problem(path.name, tid, f"{where}: các thay đổi phải theo thứ tự ngày"))
+            continue
+        unknown = sorted(set(change) - {"from", *CHANGE_FIELDS})
+        if unknown:
+            problems.append(Problem(path.name, tid, f"{where}: khóa không dùng được: {', '.join(unknown)}"))
+        lead, more = current.lead, current.more
+        pairs = change.get("replace") or {}
+        if not isinstance(pairs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
+            problems.append(Problem(path.name, tid, f"{where}: replace phải ghép câu cũ với câu mới"))
+            pairs = {}
+        for old, new in pairs.items():
+            old, new = old.strip(), new.strip()
+            found = lead.count(old) + more.count(old)
+            if not old or found != 1:
+                problems.append(Problem(path.name, tid, f"{where}: câu cần thay phải có đúng một lần trong answer/more (có {found}): '{old[:60]}'"))
+                continue
+            lead, more = lead.replace(old, new), more.replace(old, new)
+        current = replace(
+            current,
+            lead=lead,
+            more=more,
+            answer="\n".join(filter(None, (lead, more))),
+            cite=_text(change.get("cite")) or current.cite,
+            source=_text(change.get("source")) or current.source,
+            caveat=_text(change.get("caveat")) if "caveat" in change else current.caveat,
+            needs_review=bool(change.get("needs_review", current.needs_review)),
+            review_note=_text(change.get("review_note")) if "review_note" in change else current.review_note,
+            later=(),
+        )
+        out.append((start, current))
+    return tuple(out)
 
 
 def _text(value: Any) -> str:
@@ -201,6 +293,7 @@ def _load_topics(directory: Path, problems: list[Problem]) -> dict[str, Topic]:
                 lead=_text(raw.get("answer")),
                 more=_text(raw.get("more")),
             )
+            topic = replace(topic, later=_changes(path, tid, raw.get("changes"), topic, problems))
             if tid in topics:
                 problems.append(Problem(path.name, tid, f"id bị trùng (đã có trong {topics[tid].file})"))
                 continue
@@ -458,7 +551,7 @@ def _check_synonyms_readable(synonyms: dict[str, tuple[str, ...]], abbreviations
 KEYWORD_KINDS = ("menu", "greeting", "guide", "next", "back", "skip", "thanks", "goodbye", "ack", "how_to", "greeting_kin")
 # Answers to a question the bot asked, a group a question: unique within their group, but they may
 # repeat a keyword above ("rồi" answers "đã nộp được chưa?" and means "next" inside the guide).
-ANSWER_GROUPS = (("outcome_yes", "outcome_not_yet", "outcome_problem"), ("confirm", "decline"), ("restart",))
+ANSWER_GROUPS = (("outcome_yes", "outcome_not_yet", "outcome_problem"), ("confirm", "decline"), ("restart",), ("more",))
 
 
 def _load_kinds(raw: Any, section: str, kinds: tuple[str, ...], problems: list[Problem]) -> dict[str, frozenset[str]]:
@@ -526,17 +619,23 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
 REQUIRED_MESSAGES = tuple(MESSAGE_FIELDS)
 
 
-def _check_placeholders(key: str, text: str, problems: list[Problem]) -> None:
-    allowed = MESSAGE_FIELDS.get(key, frozenset())
+def placeholder_problem(text: str, allowed: frozenset[str]) -> str | None:
+    """What is wrong with a message's {placeholders} (None: nothing), in Vietnamese."""
     try:
         used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
     except ValueError as exc:
-        problems.append(Problem("messages.yaml", key, f"dấu ngoặc nhọn sai: {exc} (muốn in dấu ngoặc thì viết {{{{ và }}}})"))
-        return
+        return f"dấu ngoặc nhọn sai: {exc} (muốn in dấu ngoặc thì viết {{{{ và }}}})"
     unknown = sorted(used - allowed)
     if unknown:
         known = ", ".join("{" + f + "}" for f in sorted(allowed)) or "không có"
-        problems.append(Problem("messages.yaml", key, f"chỗ điền không có: {', '.join('{' + u + '}' for u in unknown)} (được dùng: {known})"))
+        return f"chỗ điền không có: {', '.join('{' + u + '}' for u in unknown)} (được dùng: {known})"
+    return None
+
+
+def _check_placeholders(key: str, text: str, problems: list[Problem]) -> None:
+    problem = placeholder_problem(text, MESSAGE_FIELDS.get(key, frozenset()))
+    if problem:
+        problems.append(Problem("messages.yaml", key, problem))
 
 
 def load_catalog(directory: Path | None = None) -> Catalog:
@@ -561,10 +660,13 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     for step in steps:
         for text in (step.title, step.text, step.note, *(p.label for p in step.problems)):
             _check_address("steps.yaml", step.slug, text, problems)
-    for topic in topics.values():
-        _check_topic(topic, problems)
+    for topic in (v for t in topics.values() for v in (t, *(changed for _, changed in t.later))):
+        found: list[Problem] = []
+        _check_topic(topic, found)
         for text in (topic.title, topic.lead, topic.more, topic.caveat, topic.cite):
-            _check_address(topic.file, topic.id, text, problems)
+            _check_address(topic.file, topic.id, text, found)
+        # A dated change is checked like its topic; what it shares with it is reported once.
+        problems.extend(p for p in found if p not in problems)
     topics = _add_long_examples(directory, topics, problems)
     for topic in topics.values():
         for other in topic.see_also:
@@ -606,7 +708,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
         services=services,
         steps_intro=steps_intro,
     )
-    for topic in topics.values():
+    for topic in (v for t in topics.values() for v in (t, *(changed for _, changed in t.later))):
         first = catalog.first_part(topic)
         if topic.lead and len(first) > MAX_FIRST:
             problems.append(Problem(topic.file, topic.id, f"tin nhắn đầu (answer + caveat + nguồn) dài {len(first)} ký tự (tối đa {MAX_FIRST}); chuyển phần chi tiết sang more"))

@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from bot.catalog import Catalog, load_catalog
@@ -99,6 +100,10 @@ def cmd_content_check(args) -> int:
             print(f"cần xem lại: bước {catalog.step_number(step.slug)} {step.slug}: {step.review_note}")
         for tid in review:
             print(f"cần xem lại: {tid}: {catalog.topics[tid].review_note}")
+        for topic in catalog.topics.values():
+            for start, changed in topic.later:
+                if changed.needs_review:
+                    print(f"cần xem lại: {topic.id} (từ {start:%d/%m/%Y}): {changed.review_note}")
     return 0
 
 
@@ -108,6 +113,15 @@ def cmd_db_upgrade(args) -> int:
     settings = _database_settings()
     upgrade_sync(settings.database_url)
     print(say("db_upgraded"))
+    return 0
+
+
+def cmd_db_retention(args) -> int:
+    from storage import erasure
+
+    days = _database_settings().query_text_retention_days
+    texts, tombstones = in_database(lambda session: erasure.apply_retention(session, datetime.now(timezone.utc), days))
+    print(say("db_retention_done", texts=texts, days=days, tombstones=tombstones))
     return 0
 
 
@@ -179,7 +193,7 @@ def _ask_record(matcher, catalog: Catalog, question: str) -> dict:
     match = matcher.match(question)
     if match.decision is Decision.ANSWER:
         topic = match.candidates[0].topic
-        record = {"topic": topic, "score": match.score, "answer": catalog.topics[topic].answer}
+        record = {"topic": topic, "score": match.score, "answer": catalog.topic_on(topic, datetime.now(timezone.utc)).answer}
         if match.also:  # the message asked a second thing, about another topic
             record["also"] = [c.topic for c in match.also]
         return record
@@ -397,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help=say("help_db"), description=say("help_db"))
     db_sub = db.add_subparsers(dest="db_command", required=True, title=say("help_commands"), metavar="LỆNH")
     db_sub.add_parser("upgrade", help=say("help_db_upgrade"), description=say("help_db_upgrade")).set_defaults(func=cmd_db_upgrade)
+    db_sub.add_parser("retention", help=say("help_db_retention"), description=say("help_db_retention")).set_defaults(
+        func=cmd_db_retention
+    )
 
     hamlets = sub.add_parser("hamlets", help=say("help_hamlets"), description=say("help_hamlets"))
     hamlets_sub = hamlets.add_subparsers(dest="hamlets_command", required=True, title=say("help_commands"), metavar="LỆNH")

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     zalo_bot_webhook_url: str | None = None
     zalo_bot_webhook_secret: str | None = None
     zalo_bot_base_url: str = "https://bot-api.zaloplatforms.com/bot"
+    # Comma-separated names people type after "@" to call the bot in a group (its display name): getMe
+    # gives only the account handle (bot.XXXX), not the name shown in Zalo.
+    zalo_bot_mention_names: str = ""
 
     zalo_oa_app_id: str | None = None
     zalo_oa_app_secret: str | None = None
@@ -80,6 +83,12 @@ class Settings(BaseSettings):
     zalo_oa_send_rate: float = Field(default=0.0, ge=0)
     # "text" or "json" (one JSON object a line, never message texts).
     log_format: str = "text"
+
+    # Comma-separated words or phrases that make a group message a question for the bot even without a
+    # mention, reply or command (Telegram with privacy mode off, Zalo OA groups), e.g. "cccd,căn cước".
+    group_question_words: str = ""
+    # Show "typing…" when the first reply to a message has not gone out after this many seconds (0: never).
+    typing_after_seconds: float = Field(default=1.0, ge=0, le=60)
 
     # Comma-separated "channel:user_id" pairs allowed to link groups to hamlets.
     officers: str = ""
@@ -139,6 +148,14 @@ class Settings(BaseSettings):
         if fmt not in ("text", "json"):
             raise ValueError("CCCD_LOG_FORMAT must be text or json")
         return fmt
+
+    def zalo_bot_mentions(self) -> list[str]:
+        """The configured display names of the Zalo bot, without a leading "@"."""
+        return [n.strip().lstrip("@").strip() for n in self.zalo_bot_mention_names.split(",") if n.strip().lstrip("@").strip()]
+
+    def question_words(self) -> list[str]:
+        """The configured group question words (empty: only mentions, replies and commands count)."""
+        return [w.strip() for w in self.group_question_words.split(",") if w.strip()]
 
     def officer_ids(self) -> set[tuple[str, str]]:
         """Return the (channel, user id) pairs of registered officers."""

@@ -136,12 +136,18 @@ def _command(state: State, msg: Incoming, ctx: Context, name: str, arg: str) -> 
 # Whole messages that steer wherever they come, in order of precedence.
 STEERING = ("greeting", "greeting_kin", "menu", "guide", "how_to", "next", "back", "thanks", "goodbye", "ack")
 SMALL_TALK = {"thanks": "smalltalk_thanks", "goodbye": "smalltalk_goodbye", "ack": "smalltalk_ack"}
+# Buttons that read further: the rest of an answer, the next page of hamlets.
+MORE_PAYLOADS = ("fm:", "t:p:")
 OUTCOME_ANSWERS = {f"answer.outcome_{o}": o for o in guide.OUTCOMES}
 
 
 def _answer(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome | None:
     """Read a typed answer to the question the bot just asked ("rồi", "chưa nộp", "xóa đi")."""
     c = ctx.catalog
+    more = next((p for p in state.choices if p.startswith(MORE_PAYLOADS)), None)
+    if more and replies.kind_of(c, text, ("answer.more",)):
+        # "xem thêm" typed instead of pressed (or its number) reads on, in a group too.
+        return _press(state, msg, ctx, more)
     if msg.chat_type is not ChatType.PRIVATE:
         return None
     if state.flow == Flow.OUTCOME and state.step:

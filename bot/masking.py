@@ -114,9 +114,62 @@ class _CodeWords:
         return before, after
 
 
+# Digits said as words ("không chín một hai…"), as people dictate a phone number or read out a code, with
+# and without their marks. Many are ordinary words too ("ba", "năm", "sau", "bay"), so a run of them is
+# masked only when it is as long as a number never is in speech (9 or more digits), or when a code word
+# stands just before it (4 to 8). Digits typed among the words count too ("09 một hai…").
+_DIGIT_WORDS = {
+    "không": "0", "khong": "0", "ko": "0", "một": "1", "mot": "1", "mốt": "1", "hai": "2", "ba": "3",
+    "bốn": "4", "bon": "4", "tư": "4", "tu": "4", "năm": "5", "nam": "5", "lăm": "5", "lam": "5",
+    "sáu": "6", "sau": "6", "bảy": "7", "bay": "7", "bẩy": "7", "tám": "8", "tam": "8", "chín": "9", "chin": "9",
+}
+_DIGIT_WORD = "|".join(sorted(_DIGIT_WORDS, key=len, reverse=True))
+_SPELLED = re.compile(
+    rf"(?<!\w)(?:{_DIGIT_WORD}|\d{{1,4}})(?:[{_SPACES},.\-]{{1,3}}(?:{_DIGIT_WORD}|\d{{1,4}}))+(?!\w)", re.I
+)
+MIN_SPELLED_CODE = 4
+MIN_SPELLED_WORDS = 3
+_WORD_TOKEN = re.compile(r"[^\W\d]+")
+
+
+def _spelled_digits(raw: str) -> str:
+    return "".join(_DIGIT_WORDS.get(w.lower(), w) for w in re.findall(rf"{_DIGIT_WORD}|\d+", raw, re.I))
+
+
+def _mask_spelled(text: str) -> str:
+    """Mask numbers said as words: a long run always, a short one after a code word."""
+    codes: _CodeWords | None = None
+    out: list[str] = []
+    last = 0
+    for match in _SPELLED.finditer(text):
+        raw = match.group()
+        if len(_WORD_TOKEN.findall(raw)) < MIN_SPELLED_WORDS:
+            continue  # mostly digits ("năm 2023, 2024", "0912 345 678 không"): the chains below judge them
+        digits = _spelled_digits(raw)
+        placeholder: str | None = None
+        if len(digits) >= 9:
+            placeholder = _phone_or_id(digits, False)
+        elif len(digits) >= MIN_SPELLED_CODE:
+            codes = codes or _CodeWords(text)
+            before, _ = codes.near(*match.span())
+            placeholder = CODE_MASK if before else None
+        if placeholder is None:
+            continue
+        out.append(text[last : match.start()])
+        out.append(placeholder)
+        last = match.end()
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
+
+
 def mask(text: str) -> str:
     """Return `text` with ID numbers, phone numbers and one-time codes replaced by placeholders."""
-    if not text or not any(ch.isdecimal() for ch in text):
+    if not text:
+        return text
+    text = _mask_spelled(unicodedata.normalize("NFC", text)) if any(ch.isalpha() for ch in text) else text
+    if not any(ch.isdecimal() for ch in text):
         return text
     codes = _CodeWords(text)
     out: list[str] = []

@@ -10,7 +10,6 @@ import logging
 import signal
 import socket
 from dataclasses import dataclass
-from datetime import timedelta
 
 from aiohttp import web
 from sqlalchemy import text
@@ -35,6 +34,9 @@ SENDER = web.AppKey("sender", Sender)
 METRICS = web.AppKey("metrics", Metrics)
 ROLE = web.AppKey("role", str)
 READY = web.AppKey("ready", dict)
+# Set when every start-up hook has run: the server listens right after (a webhook registered from then on
+# can be called back at once, as Zalo Bot's setWebhook does).
+STARTED = web.AppKey("started", asyncio.Event)
 ROLES = ("all", "web", "sender")
 
 # Each module exposes `setup(app) -> str | None`: it wires its routes and start-up/clean-up
@@ -155,18 +157,14 @@ def default_instance(settings: Settings) -> str:
     return settings.instance_name or f"{socket.gethostname()}:{settings.port}"
 
 
-# Erasure tombstones outlive any delivery that could still arrive (platforms stop retrying within days).
-TOMBSTONE_DAYS = 30
 RETENTION_EVERY = 3600.0
 
 
 async def apply_retention(app: web.Application) -> tuple[int, int]:
     """Delete question texts past their retention and forgotten tombstones; return (texts, tombstones)."""
     settings, service = app[SETTINGS], app[SERVICE]
-    now = service.clock()
     async with app[DATABASE].transaction() as session:
-        texts = await erasure.expire_query_texts(session, now, timedelta(days=settings.query_text_retention_days))
-        tombstones = await erasure.prune_tombstones(session, now - timedelta(days=TOMBSTONE_DAYS))
+        texts, tombstones = await erasure.apply_retention(session, service.clock(), settings.query_text_retention_days)
     if texts or tombstones:
         log.info("retention: %d question text(s) and %d erasure record(s) deleted", texts, tombstones)
     return texts, tombstones
@@ -238,6 +236,7 @@ def setup_core(
     app[DATABASE] = db
     app[ROLE] = role
     app[READY] = {}
+    app[STARTED] = asyncio.Event()
     service = ChatService(db, catalog, settings)
     app[SERVICE] = service
     app[METRICS] = Metrics()
@@ -316,7 +315,17 @@ def create_app(
     setup_channels(app)
     setup_dashboard(app)
     setup_sender(app)
+    setup_started(app)
     return app
+
+
+def setup_started(app: web.Application) -> None:
+    """Set app[STARTED] (made in setup_core) after the other start-up hooks: this one is added last."""
+
+    async def started(_app: web.Application) -> None:
+        _app[STARTED].set()
+
+    app.on_startup.append(started)
 
 
 def setup_dashboard(app: web.Application) -> None:

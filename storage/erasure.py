@@ -67,3 +67,18 @@ async def expire_query_texts(session: AsyncSession, now: datetime, keep: timedel
         .execution_options(synchronize_session=False)
     )
     return result.rowcount or 0
+
+
+# Erasure tombstones outlive any delivery that could still arrive (platforms stop retrying within days).
+TOMBSTONE_DAYS = 30
+
+
+async def apply_retention(session: AsyncSession, now: datetime, text_days: int) -> tuple[int, int]:
+    """Both retention rules at once: question texts older than `text_days`, and old tombstones.
+
+    Returns (texts deleted, tombstones deleted). The server runs it hourly; `cccd-bot db retention` on demand.
+    """
+    texts = await expire_query_texts(session, now, timedelta(days=text_days))
+    tombstones = await prune_tombstones(session, now - timedelta(days=TOMBSTONE_DAYS))
+    return texts, tombstones
+

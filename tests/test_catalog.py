@@ -234,8 +234,8 @@ def test_unreadable_yaml_is_reported_not_raised(content):
     (content / "faq_card.yaml").write_text("topics: [unclosed", encoding="utf-8")
     (content / "faq_procedure.yaml").write_bytes(b"\xff\xfe\x00binary")
     found = problems(content)
-    assert any(p.startswith("faq_card.yaml: -: không đọc được") for p in found)
-    assert any(p.startswith("faq_procedure.yaml: -: không đọc được") for p in found)
+    assert any(p.startswith("faq_card.yaml: -: sai cú pháp YAML ở dòng 1, cột ") for p in found)
+    assert "faq_procedure.yaml: -: không đọc được: tệp không phải văn bản UTF-8" in found
 
 
 def test_load_valid_catalog_refuses_invalid_content(content):
@@ -420,3 +420,30 @@ def test_long_examples_do_not_repeat_short_ones(content):
     short = catalog.topics["le_phi"].examples[0]
     edit_long_examples(content, lambda ex: ex["le_phi"].append(short.upper()))
     assert any("le_phi: lặp lại một câu ví dụ" in p for p in problems(content))
+
+
+def _le_phi_changes(content: Path, changes) -> list[str]:
+    card = content / "faq_card.yaml"
+    data = yaml.safe_load(card.read_text(encoding="utf-8"))
+    entry = next(t for t in data["topics"] if t["id"] == "le_phi")
+    entry["changes"] = changes
+    card.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return problems(content)
+
+
+def test_a_dated_change_must_name_a_day_and_sentences_that_exist(content):
+    found = _le_phi_changes(content, [
+        {"from": "01/01/2027", "replace": {"x": "y"}},
+        {"from": "2027-01-01", "replace": {"Câu này không có trong câu trả lời.": "Câu mới."}, "text": "?"},
+    ])
+    assert "faq_card.yaml: le_phi: changes #1: from phải là ngày dạng 2027-01-01" in found
+    assert any(p.startswith("faq_card.yaml: le_phi: changes #2: câu cần thay phải có đúng một lần trong answer/more (có 0)") for p in found)
+    assert "faq_card.yaml: le_phi: changes #2: khóa không dùng được: text" in found
+
+
+def test_a_dated_change_is_checked_like_its_topic(content):
+    found = _le_phi_changes(content, [
+        {"from": "2027-01-01", "replace": {"Không mất tiền:": "Bạn không mất tiền:"}, "caveat": "Hỏi Công an xã."},
+    ])
+    assert any("xưng hô “Bạn”" in p for p in found)
+    assert any(p.startswith("faq_card.yaml: le_phi:") and "caveat" in p for p in found)

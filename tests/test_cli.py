@@ -128,6 +128,23 @@ def test_unanswered_lists_grouped_questions(tmp_path):
     assert first.split()[0] == "2" and "con tr" in first
 
 
+def test_db_retention_deletes_old_question_texts_now_and_keeps_the_counts(tmp_path):
+    import sqlite3
+
+    run(["chat"], tmp_path, stdin="lệ phí bao nhiêu\nmất thẻ thì làm sao\n")
+    with sqlite3.connect(tmp_path / "cli.sqlite3") as conn:
+        first = conn.execute("SELECT min(id) FROM query_log WHERE text IS NOT NULL").fetchone()[0]
+        conn.execute("UPDATE query_log SET created_at = '2026-01-01 08:00:00.000000' WHERE id = ?", (first,))
+    result = run(["db", "retention"], tmp_path, CCCD_QUERY_TEXT_RETENTION_DAYS="30")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Đã xóa nội dung 1 câu hỏi cũ hơn 30 ngày (số đếm vẫn giữ) và 0 dấu xóa cũ."
+    with sqlite3.connect(tmp_path / "cli.sqlite3") as conn:
+        rows = conn.execute("SELECT text, topic FROM query_log WHERE outcome != 'command' ORDER BY id").fetchall()
+    assert rows[0] == (None, "le_phi") and rows[1][0] == "mất thẻ thì làm sao"
+    again = run(["db", "retention"], tmp_path, CCCD_QUERY_TEXT_RETENTION_DAYS="30")
+    assert "Đã xóa nội dung 0 câu hỏi" in again.stdout
+
+
 # --- configuration errors: one clear Vietnamese sentence, a non-zero exit, no traceback ---------------
 
 

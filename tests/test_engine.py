@@ -282,6 +282,36 @@ def test_long_answer_waits_behind_xem_them(catalog, matcher):
     assert t.send("1")[0].text == more[0].text
 
 
+@pytest.mark.parametrize("typed", ["xem thêm", "Xem them", "xem thêm ạ", "xem them di", "xem thêmm", "đọc tiếp"])
+def test_typing_xem_them_reads_on_like_the_button(catalog, matcher, typed):
+    t = Talk(catalog, matcher)
+    t.send("lệ phí làm căn cước bao nhiêu tiền")
+    more = t.send(typed)
+    assert more[0].text == catalog.topics["le_phi"].more
+    assert "Xem thêm" not in labels(more)
+
+
+def test_xem_them_typed_when_nothing_is_waiting_is_a_question(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.send("/menu")
+    replies = t.send("xem thêm")
+    assert all(r.text != catalog.topics["le_phi"].more for r in replies)
+    assert t.events and isinstance(t.events[0], QueryHandled)
+
+
+def test_tiep_inside_the_guide_still_means_the_next_step_after_an_answer(catalog, matcher):
+    t = Talk(catalog, matcher)
+    t.send("/huongdan")
+    t.send("bước 6")
+    stuck = t.send(payload="g:s:chon_ly_do")
+    answer = t.send(payload=payload_of(stuck, "Thẻ bị mất"))
+    assert "Xem thêm" in labels(answer)
+    more = t.send("xem thêm")
+    assert more[0].text == catalog.topics["mat_the"].more
+    nxt = t.send("tiếp")
+    assert "Bước 7/9" in texts(nxt)
+
+
 def test_xem_them_from_the_guide_leads_back_to_the_step(catalog, matcher):
     t = Talk(catalog, matcher)
     t.send("/huongdan")
@@ -496,3 +526,30 @@ def test_in_a_group_a_long_unsure_message_gets_one_suggestion_not_a_list(catalog
     group = Talk(catalog, matcher, chat_type=ChatType.GROUP).send(VAGUE_PARAGRAPH)
     assert [c.payload for c in group[-1].choices][-1] == "f:-"
     assert len(group[-1].choices) == 2  # one suggestion and "none of these"
+
+
+def test_typing_xem_tiep_shows_the_next_page_of_hamlets(catalog, matcher):
+    many = HamletDirectory([Hamlet(f"xa_thon{i:02d}", f"Thôn {i}", "Xã Đông Sơn") for i in range(1, 21)])
+    t = Talk(catalog, matcher, hamlets=many)
+    first = t.send("/start")
+    assert "Xem tiếp" in labels(first) and "Thôn 1" in labels(first)
+    second = t.send("xem tiep")
+    assert "Thôn 10" in labels(second) and "Thôn 1" not in labels(second)
+
+
+def test_fees_switch_to_the_full_rates_on_the_day_the_reduction_ends(catalog, matcher):
+    t = Talk(catalog, matcher)
+    # 23:59 on 31/12/2026 in Vietnam: still the reduced fee.
+    t.now = datetime(2026, 12, 31, 16, 59, tzinfo=timezone.utc)
+    before = t.send("lệ phí làm căn cước bao nhiêu tiền")[0].text
+    assert "cấp đổi 25.000 đồng" in before and "đến hết 31/12/2026" in before
+    # 00:00 on 01/01/2027 in Vietnam: the full fees, with what could not be checked and whom to ask.
+    t.now = datetime(2026, 12, 31, 17, 0, tzinfo=timezone.utc)
+    after = t.send("lệ phí làm căn cước bao nhiêu tiền")
+    first = after[0].text
+    assert "cấp đổi 50.000 đồng" in first and "70.000 đồng" in first and "25.000" not in first
+    assert "gia hạn" in first and first.endswith("Nguồn: Luật Căn cước 2023, Điều 38; Thông tư 73/2024/TT-BTC.")
+    more = t.send(payload=payload_of(after, "Xem thêm"))[0].text
+    assert "đã hết hạn ngày 31/12/2026" in more
+    lost = t.send("mất thẻ căn cước thì làm sao")[0].text
+    assert "Lệ phí cấp lại: 70.000 đồng" in lost and "35.000" not in lost

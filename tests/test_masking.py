@@ -78,3 +78,33 @@ def test_amounts_years_and_steps_are_kept(text):
 def test_a_bare_six_digit_number_is_taken_for_a_code():
     assert mask("482913") == "[mã]"
 
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("sdt cua toi la khong chin mot hai ba bon nam sau bay tam", "sdt cua toi la [số điện thoại]"),
+        ("số tôi: không chín tám, bảy sáu năm, bốn ba hai một ạ", "số tôi: [số điện thoại] ạ"),
+        ("09 một hai ba bốn năm sáu bảy tám", "[số điện thoại]"),
+        ("cccd không không một không tám chín không một hai ba bốn năm", "cccd [số giấy tờ]"),
+        ("mã otp là một hai ba bốn năm sáu", "mã otp là [mã]"),
+        ("Mã xác nhận: BẢY TÁM CHÍN HAI", "Mã xác nhận: [mã]"),
+    ],
+)
+def test_numbers_said_as_words_are_masked(text, expected):
+    assert mask(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mẹ tôi năm nay bảy mươi hai tuổi",
+        "ba năm nay tôi chưa làm được",
+        "cách đây ba bốn năm tôi có làm",
+        "hai ba hôm nữa tôi lên xã",
+        "năm 2023, 2024 tôi chưa đi làm",
+        "một hai ba bốn",  # counting, no code word
+    ],
+)
+def test_everyday_number_words_are_kept(text):
+    assert mask(text) == text

@@ -123,5 +123,22 @@ def test_content_check_reports_a_broken_web_yaml(tmp_path):
     (content / "web.yaml").write_text("messages:\n  poster_step: 'Bước {k}. {name}'\n", encoding="utf-8")
     result = run(["content", "check"], tmp_path, CCCD_CONTENT_DIR=str(content))
     assert result.returncode == 1
-    assert "web.yaml: poster_step: unknown placeholder(s) ['name']" in result.stdout
-    assert "web.yaml: send: required text is missing or empty" in result.stdout
+    assert "web.yaml: poster_step: chỗ điền không có: {name} (được dùng: {k}, {title})" in result.stdout
+    assert "web.yaml: send: thiếu nội dung bắt buộc, hoặc nội dung đang trống" in result.stdout
+    assert "unknown" not in result.stdout and "missing" not in result.stdout
+
+
+def test_content_check_says_where_a_yaml_mistake_is_in_vietnamese(tmp_path):
+    import shutil
+
+    from bot.catalog import CONTENT_DIR
+
+    content = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, content)
+    (content / "web.yaml").write_text("messages:\n  send: 'Gửi\n  sending: [\n", encoding="utf-8")
+    (content / "services.yaml").write_bytes(b"\xff\xfe\x00bad")
+    result = run(["content", "check"], tmp_path, CCCD_CONTENT_DIR=str(content))
+    assert result.returncode == 1
+    web = next(line for line in result.stdout.splitlines() if line.startswith("web.yaml"))
+    assert web.startswith("web.yaml: -: sai cú pháp YAML ở dòng ") and "kiểm tra thụt lề" in web
+    assert "services.yaml: -: không đọc được: tệp không phải văn bản UTF-8" in result.stdout

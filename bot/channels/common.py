@@ -6,14 +6,17 @@ transaction, replies delivered in order) lives in bot/pipeline/.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
+
+from bot.normalize import fold
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,57 @@ def remove_mention(text: str, names: Sequence[str]) -> str | None:
     if not found:
         return None
     return re.sub(r"[ \t]{2,}", " ", out).strip(" \t,:")
+
+
+def has_question_word(text: str, words: Sequence[str]) -> bool:
+    """True when `text` contains one of the commune's question words as whole words (diacritics ignored)."""
+    folded = fold(text)
+    for word in words:
+        target = fold(word).strip()
+        if target and re.search(rf"(?<!\w){re.escape(target)}(?!\w)", folded):
+            return True
+    return False
+
+
+class Typing:
+    """Show "typing…" in a chat when the first reply to a message has not gone out after `delay` seconds.
+
+    `expect(chat)` is called when a message that gets an answer arrives; `sent(chat)` when a reply to that
+    chat was delivered. One indicator at most per message; a delay of 0 turns the indicator off.
+    """
+
+    def __init__(self, send: Callable[[str], Awaitable[object]], delay: float, *, limit: float = 30.0):
+        self.send = send
+        self.delay = delay
+        self.limit = limit
+        self._timers: dict[str, asyncio.Task] = {}
+
+    def expect(self, chat_id: str) -> None:
+        if self.delay <= 0 or chat_id in self._timers:
+            return
+        task = asyncio.ensure_future(self._later(chat_id))
+        self._timers[chat_id] = task
+        task.add_done_callback(lambda t, chat_id=chat_id: self._timers.pop(chat_id, None) if self._timers.get(chat_id) is t else None)
+
+    def sent(self, chat_id: str) -> None:
+        task = self._timers.pop(chat_id, None)
+        if task is not None:
+            task.cancel()
+
+    async def _later(self, chat_id: str) -> None:
+        await asyncio.sleep(self.delay)
+        try:
+            await asyncio.wait_for(self.send(chat_id), self.limit)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a typing indicator is a courtesy: never an error
+            log.debug("typing indicator in %s failed: %s", chat_id, exc)
+
+    async def close(self) -> None:
+        timers, self._timers = list(self._timers.values()), {}
+        for task in timers:
+            task.cancel()
+        await asyncio.gather(*timers, return_exceptions=True)
 
 
 def run_with_server(app: web.Application, name: str, channel: Any) -> None:

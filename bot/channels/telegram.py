@@ -36,6 +36,7 @@ from telegram import (
     BotCommandScopeAllPrivateChats,
     CallbackQuery,
     ChatMemberUpdated,
+    ForceReply,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
@@ -43,7 +44,7 @@ from telegram import (
     ReplyParameters,
     Update,
 )
-from telegram.constants import ChatMemberStatus, MessageEntityType
+from telegram.constants import ChatAction, ChatMemberStatus, MessageEntityType
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -57,7 +58,7 @@ from telegram.ext import Application, ApplicationBuilder
 from telegram.request import HTTPXRequest
 
 from bot.channels import webhook_input
-from bot.channels.common import run_with_server, secret_matches
+from bot.channels.common import Typing, has_question_word, run_with_server, secret_matches
 from bot.channels.webhook_input import BOOL, ID, INT, STR
 from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Choice, Incoming, Reply
@@ -65,6 +66,7 @@ from bot.pipeline import Moved, Pacer, Pipeline, Refused, Result, Retry, Sent, U
 from bot.render import render, split_text
 from bot.server import PIPELINE, SERVICE, SETTINGS
 from bot.service import ChatService
+from bot.startup import say
 from storage import conversations, deliveries, kv, people
 
 log = logging.getLogger(__name__)
@@ -201,6 +203,11 @@ class TelegramChannel:
         self.bot_id: int | None = int(self.bot_key) if self.bot_key.isdigit() else None
         self.username: str | None = (settings.telegram_bot_username or "").lstrip("@") or None
         self.secret: str | None = None
+        self.question_words = settings.question_words()
+        # getMe's can_read_all_group_messages: False is privacy mode (groups send only commands for the
+        # bot and replies to it); None until getMe answered.
+        self.reads_all_group_messages: bool | None = None
+        self.typing = Typing(self._send_typing, settings.typing_after_seconds)
         self.ready = asyncio.Event()
         self.status: Any = None
         self._runner: asyncio.Task | None = None
@@ -227,6 +234,7 @@ class TelegramChannel:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
             self._runner = None
+        await self.typing.close()
 
     async def close(self) -> None:
         """Close the Bot API clients."""
@@ -243,6 +251,8 @@ class TelegramChannel:
         await self.pipeline.idle()
 
     def _set_status(self, on: bool, detail: str) -> None:
+        if on and self.reads_all_group_messages is not None:
+            detail = f"{detail}; {self.privacy_note()}"
         if self.status is not None:
             self.status.on = on
             self.status.detail = detail
@@ -255,6 +265,19 @@ class TelegramChannel:
             self.status.reached()
         else:
             self.status.cannot_reach(urlsplit(self.settings.telegram_base_url).netloc or "Telegram", self._safe(exc) if exc else "")
+
+    def privacy_note(self) -> str:
+        """Which group mode the bot is in, for /healthz (the IT person reads it: Vietnamese)."""
+        return say("telegram_privacy_off" if self.reads_all_group_messages else "telegram_privacy_on")
+
+    def privacy_log(self) -> str:
+        """Which group mode the bot is in, for the start-up log."""
+        if self.reads_all_group_messages:
+            return "privacy mode off (reads group messages, answers only what is addressed to it)"
+        return (
+            "privacy mode ON: in groups only /commands and replies to the bot arrive, plain @mentions do not; "
+            "BotFather /setprivacy -> Disable, or make the bot a group admin"
+        )
 
     def _safe(self, exc: BaseException) -> str:
         """An error's text without the token (PTB puts it in InvalidToken's message)."""
@@ -275,6 +298,11 @@ class TelegramChannel:
             return
         self.bot_id = self.bot.id
         self.username = self.bot.username or self.username
+        self.reads_all_group_messages = bool(self.bot.can_read_all_group_messages)
+        if self.reads_all_group_messages:
+            log.info("telegram: @%s: %s", self.username, self.privacy_log())
+        else:
+            log.warning("telegram: @%s: %s", self.username, self.privacy_log())
         await self._register_commands()
         if self.mode == "webhook" and not self.receive:
             self._set_status(True, f"bật: chỉ gửi, bot @{self.username} (tiến trình này không nhận tin)")
@@ -401,6 +429,9 @@ class TelegramChannel:
                 log.warning("telegram: cannot handle updates now (%s); fetching them again", type(exc).__name__)
                 await self.sleep(self.backoff[0])
                 continue
+            for work in works:
+                if work.incoming is not None:
+                    self.typing.expect(work.chat_id)
             offset = updates[-1].update_id + 1
 
     async def _fetch_readable(self, offset: int | None) -> tuple[list[Update], int | None]:
@@ -457,6 +488,8 @@ class TelegramChannel:
         except Exception:
             log.exception("telegram webhook: cannot handle update %s; Telegram will deliver it again", update_id)
             return web.Response(status=500, text="try again")
+        if work.incoming is not None:
+            self.typing.expect(work.chat_id)
         return web.Response(status=200)
 
     async def interpret(self, update: Update) -> Work | None:
@@ -582,6 +615,10 @@ class TelegramChannel:
             and replied.from_user is not None
             and replied.from_user.id == self.bot_id
         ):
+            addressed = True
+        if not addressed and self.question_words and has_question_word(text, self.question_words):
+            # With privacy mode off every group message arrives: a question word the commune listed
+            # makes one a question for the bot; other talk stays among the people of the group.
             addressed = True
         return addressed, text.strip()
 
@@ -724,10 +761,16 @@ class TelegramChannel:
             texts = fit_utf16(rendered.texts)
             for index, text in enumerate(texts):
                 call: dict[str, Any] = {"m": "sendMessage", "text": text, "thread": thread_id}
-                if index == len(texts) - 1 and markup is not None:
+                last = index == len(texts) - 1
+                if last and markup is not None:
                     call["markup"] = markup.to_dict()
                 if reply_to is not None and not any(c["m"] == "sendMessage" for c in calls):
                     call["reply_to"] = reply_to
+                if reply_to is not None and last and markup is None and (rendered.numbered or "?" in text):
+                    # A question back in a group (numbered choices to type, a clarification): a reply to
+                    # the person with ForceReply, so the answer reaches the bot even in privacy mode.
+                    call["reply_to"] = reply_to
+                    call["force_reply"] = True
                 calls.append(call)
         return calls
 
@@ -753,9 +796,12 @@ class TelegramChannel:
                 }
                 if call.get("markup"):
                     options["reply_markup"] = InlineKeyboardMarkup.de_json(call["markup"], self.bot)
+                elif call.get("force_reply"):
+                    options["reply_markup"] = ForceReply(selective=True)
                 if call.get("reply_to"):
                     options["reply_parameters"] = ReplyParameters(call["reply_to"], allow_sending_without_reply=True)
                 await self.bot.send_message(target, call["text"], **options)
+            self.typing.sent(chat_id)
             return Sent()
         except RetryAfter as exc:
             return Retry("flood control", retry_seconds(exc))
@@ -773,6 +819,9 @@ class TelegramChannel:
             return Refused(f"bad request: {self._safe(exc)}", whole_chat=gone)
         except TelegramError as exc:  # NetworkError, TimedOut, 5xx answers
             return Retry(self._safe(exc) or type(exc).__name__)
+
+    async def _send_typing(self, chat_id: str) -> None:
+        await self.bot.send_chat_action(int(chat_id), ChatAction.TYPING)
 
     async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
         """Make one set-up call (not a reply), waiting out flood control and retrying network errors, boundedly."""

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -23,12 +24,13 @@ import aiohttp
 from aiohttp import web
 
 from bot.channels import webhook_input
-from bot.channels.common import announce, epoch_time, remove_mention, run_with_server, secret_matches
+from bot.channels.common import Typing, announce, epoch_time, remove_mention, run_with_server, secret_matches
 from bot.channels.webhook_input import ID, NUMBER, STR
 from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Incoming, Reply
 from bot.pipeline import Pacer, Pipeline, Refused, Result, Retry, Sent, Unavailable, Work
 from bot.render import render
+from bot.startup import say
 
 if TYPE_CHECKING:  # kept out of imports: the command line loads this module to build its parser
     from bot.service import ChatService
@@ -56,12 +58,19 @@ NOTHING_NEW = 408
 RATE_LIMITED = 429
 NETWORK = -1  # ours: the API could not be reached at all (nothing was sent)
 UNKNOWN = 0  # ours: no answer (timeout, broken connection): the call may have gone through
-# Codes after which retrying the same set-up call cannot help.
-FATAL_CODES = frozenset({400, 401, 403, 404})
+# Codes after which retrying the same set-up call cannot help. 403 is not one: the platform documents it
+# as "Internal server error" (transient), not as a permission refusal, so it is retried like a 5xx.
+FATAL_CODES = frozenset({400, 401, 404})
+SERVER_ERROR_403 = 403
+# Events that carry a photo, a sticker or a voice message, possibly with a caption typed beside it.
+MEDIA_EVENTS = frozenset({"message.image.received", "message.sticker.received", "message.voice.received"})
 # Codes that end a message for good (the request itself is wrong, or the chat does not exist).
 REFUSING_CODES = frozenset({400, 404})
 
 Sleep = Callable[[float], Awaitable[None]]
+# "@<any name> /command …": the platform delivers only group messages that mention the bot (or reply to
+# it), so a leading mention before a command is the bot's, whatever display name it was typed with.
+_MENTION_BEFORE_COMMAND = re.compile(r"^@[^/\n]{1,80}?\s(/\w.*)$", re.S)
 
 
 class ZaloBotError(Exception):
@@ -109,8 +118,9 @@ class ZaloBotApi:
             try:
                 return await self.call_once(method, payload or {}, timeout)
             except ZaloBotError as exc:
-                # A server error refused the call before doing it, like a rate limit: worth another try.
-                retryable = exc.code in (RATE_LIMITED, NETWORK) or 500 <= exc.code < 600
+                # A server error refused the call before doing it, like a rate limit: worth another try
+                # (403 is this platform's "internal server error").
+                retryable = exc.code in (RATE_LIMITED, NETWORK, SERVER_ERROR_403) or 500 <= exc.code < 600
                 if not retryable or attempt >= len(self.retry_delays):
                     raise
                 delay = self.retry_delays[attempt]
@@ -202,6 +212,8 @@ class ZaloBotChannel:
         self.secret = webhook_secret(settings)
         self.officers = settings.officer_ids()
         self.me: dict[str, Any] = {}
+        self.mention_names = settings.zalo_bot_mentions()
+        self.typing = Typing(self._send_typing, settings.typing_after_seconds)
         self.mode = "webhook" if self.webhook_url else "polling"
         self.detail = f"bật ({self.mode})"
         self._http: aiohttp.ClientSession | None = None
@@ -209,6 +221,10 @@ class ZaloBotChannel:
         self._stopping = False
         # Set once getMe answered: group mentions are stripped by the bot's name.
         self.ready = asyncio.Event()
+        # Set once start-up is done (webhook registered or polling about to begin) and the mode announced.
+        self.started = asyncio.Event()
+        # Set by the server once it is about to listen (bot.server.STARTED); None: listening already.
+        self.server_started: asyncio.Event | None = None
         self._held: list[Work] = []
         # The server's ChannelStatus of this channel, updated with the mode once known (shown at /healthz).
         self.status: Any = None
@@ -235,6 +251,7 @@ class ZaloBotChannel:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.typing.close()
 
     async def close(self) -> None:
         if self._http is not None:
@@ -256,14 +273,30 @@ class ZaloBotChannel:
             problem = f"; getMe failed: {exc}"
             self._reached(exc)
         groups = self.me.get("can_join_groups")
-        group_note = {True: "groups allowed", False: "groups off for this bot (can_join_groups=false)"}.get(groups, "groups unknown")
+        group_note = say({True: "zalo_bot_groups_on", False: "zalo_bot_groups_off"}.get(groups, "zalo_bot_groups_unknown"))
         name = self.me.get("account_name") or self.me.get("display_name") or "?"
         group_note += problem
+        names = self._names()
+        if self.me.get("can_join_groups") is not False:
+            if self.mention_names:
+                group_note += "; " + say("zalo_bot_mention_names", names=", ".join("@" + n for n in names))
+            else:
+                log.warning(
+                    "zalo_bot: CCCD_ZALO_BOT_MENTION_NAMES is not set: a group message like \"@<bot name> question\" keeps "
+                    "the name in the question (getMe gives only the handle %s); \"@<name> /command\" still works", name
+                )
+        # The names to strip are known: the webhook may take deliveries from now on (setWebhook's probe
+        # arrives while setWebhook is still being answered, and must not be refused as "not ready").
+        self.ready.set()
         if not self.receive:
             self.detail = f"bật: chỉ gửi, bot {name} (tiến trình này không nhận tin), {group_note}"
         elif self.webhook_url:
-            if await self._set_webhook():
-                self.detail = f"bật: webhook {self.webhook_url} (không long polling), bot {name}, {group_note}"
+            if self.server_started is not None:
+                # setWebhook calls the URL back before it answers: not before this server listens.
+                await self.server_started.wait()
+            result = await self._set_webhook()
+            if result is not None:
+                self.detail = f"bật: webhook {self.webhook_url} (không long polling), bot {name}, {group_note}{self._verification(result)}"
             else:
                 self.detail = f"error: setWebhook {self.webhook_url} refused, no updates will arrive (see the log); {group_note}"
         else:
@@ -273,7 +306,7 @@ class ZaloBotChannel:
             self.status.detail = self.detail
             self.status.on = not self.detail.startswith("error")
         announce(f"channel {CHANNEL}: {self.detail}")
-        self.ready.set()
+        self.started.set()
         if not self.webhook_url and self.receive:
             await self.poll_forever()
 
@@ -286,17 +319,44 @@ class ZaloBotChannel:
         elif exc is None or isinstance(exc, ZaloBotError):
             self.status.reached()
 
-    async def _set_webhook(self) -> bool:
+    async def _set_webhook(self) -> dict[str, Any] | None:
+        """Register the webhook (retrying 5xx, 403 and the network); its result, or None when refused."""
         for attempt in range(len(self.error_delays) + 1):
             try:
-                await self.api.call("setWebhook", {"url": self.webhook_url, "secret_token": self.secret})
-                return True
+                result = await self.api.call("setWebhook", {"url": self.webhook_url, "secret_token": self.secret})
+                return result if isinstance(result, dict) else {}
             except ZaloBotError as exc:
                 if attempt >= len(self.error_delays) or exc.code in FATAL_CODES:
                     log.error("zalo_bot: setWebhook failed (%s); updates will not arrive", exc)
-                    return False
+                    return None
                 await self.sleep(self.error_delays[attempt])
-        return False
+        return None
+
+    @staticmethod
+    def _verification(result: dict[str, Any]) -> str:
+        """Log the outcome of the probe setWebhook sends to the URL at once; a note for /healthz.
+
+        The webhook is registered whatever the probe found (setWebhook answered ok): a failed probe is
+        reported, never taken as a refused webhook, since deliveries are retried by the platform.
+        """
+        verification = result.get("verification")
+        if not isinstance(verification, dict):
+            log.info("zalo_bot: setWebhook accepted (no verification reported)")
+            return ""
+        status = str(verification.get("status") or "").lower()
+        code = verification.get("http_code", verification.get("status_code"))
+        failed = (
+            verification.get("success") is False
+            or verification.get("ok") is False
+            or status in ("fail", "failed", "failure", "error")
+            or (isinstance(code, int) and not 200 <= code < 300)
+        )
+        shown = json.dumps(verification, ensure_ascii=False)[:300]
+        if failed:
+            log.warning("zalo_bot: setWebhook's probe of the URL failed: %s; check that the address reaches this server", shown)
+            return "; " + say("zalo_bot_probe_failed")
+        log.info("zalo_bot: setWebhook's probe of the URL succeeded: %s", shown)
+        return "; " + say("zalo_bot_probe_ok")
 
     async def _delete_webhook(self) -> None:
         try:
@@ -319,6 +379,9 @@ class ZaloBotChannel:
         updates = result if isinstance(result, list) else [result] if isinstance(result, dict) else []
         works = [work for update in updates if isinstance(update, dict) and (work := self.interpret(update)) is not None]
         await self._receive(works)
+        for work in works:
+            if work.incoming is not None:
+                self.typing.expect(work.chat_id)
         return len(works)
 
     async def _receive(self, works: list[Work]) -> None:
@@ -355,20 +418,30 @@ class ZaloBotChannel:
             return web.json_response({"ok": False, "description": "forbidden"}, status=403)
         try:
             body = webhook_input.parse_json(await webhook_input.read_body(request))
-            update = body.get("result", body) if isinstance(body, dict) else None
-            if isinstance(update, dict):
-                webhook_input.check(update, UPDATE_FIELDS, "update")
+        except webhook_input.BadInput as exc:
+            log.warning("zalo_bot webhook: refused a body (%s)", exc)
+            return web.json_response({"ok": False, "description": str(exc)}, status=400)
+        # Live deliveries are the bare {"event_name", "message"} object; the docs' sample (and getUpdates)
+        # wrap it in {"ok", "result"}: both are read.
+        update = body.get("result", body) if isinstance(body, dict) and isinstance(body.get("result"), dict) else body
+        if not isinstance(update, dict) or not isinstance(update.get("message"), dict):
+            # setWebhook's probe, or an event without a message: acknowledged, nothing to do.
+            return web.json_response({"ok": True})
+        try:
+            webhook_input.check(update, UPDATE_FIELDS, "update")
         except webhook_input.BadInput as exc:
             log.warning("zalo_bot webhook: refused a body (%s)", exc)
             return web.json_response({"ok": False, "description": str(exc)}, status=400)
         if not self.ready.is_set():
             return web.json_response({"ok": False, "description": "not ready"}, status=503)
-        work = self.interpret(update) if isinstance(update, dict) else None
+        work = self.interpret(update)
         if work is not None:
             try:
                 await self.pipeline.receive(work)
             except Unavailable:
                 return web.json_response({"ok": False, "description": "database unavailable, try again"}, status=503)
+            if work.incoming is not None:
+                self.typing.expect(work.chat_id)
         return web.json_response({"ok": True})
 
     def interpret(self, update: dict[str, Any]) -> Work | None:
@@ -386,8 +459,9 @@ class ZaloBotChannel:
         ).hexdigest()[:40]
         incoming = self.parse(update)
         event = str(update.get("event_name") or "")
-        # Without an event name, a message that carries text is taken as text.
-        is_text = event == TEXT_EVENT or (not event and bool(message.get("text")))
+        # Without an event name, a message that carries text is taken as text; a photo, sticker or voice
+        # message with a caption is answered as the caption's question.
+        is_text = event == TEXT_EVENT or (not event and bool(message.get("text"))) or (event in MEDIA_EVENTS and bool(_caption(message)))
         work = Work(CHANNEL, key, str(chat_id), render=self.render_calls, user_id=incoming.sender_id)
         if not is_text:
             if incoming.chat_type is not ChatType.PRIVATE:
@@ -412,10 +486,10 @@ class ZaloBotChannel:
         else:
             chat_type = ChatType.PRIVATE if chat_id == sender_id else ChatType.GROUP
         text = message.get("text") if isinstance(message.get("text"), str) else ""
+        if not text and str(update.get("event_name") or "") in MEDIA_EVENTS:
+            text = _caption(message)
         if chat_type is ChatType.GROUP:
-            names = [str(self.me.get("account_name") or ""), str(self.me.get("display_name") or "")]
-            stripped = remove_mention(text, names)
-            text = text if stripped is None else stripped
+            text = self.strip_mention(text)
         return Incoming(
             channel=CHANNEL,
             chat_id=chat_id,
@@ -429,6 +503,20 @@ class ZaloBotChannel:
             message_id=str(message.get("message_id")) if message.get("message_id") is not None else None,
             sender_is_admin=(CHANNEL, sender_id) in self.officers,
         )
+
+    def _names(self) -> list[str]:
+        """Names the bot is called by in groups: the configured display names, then getMe's."""
+        names = [*self.mention_names, str(self.me.get("display_name") or ""), str(self.me.get("account_name") or "")]
+        # Longest first: "@CCCD Bot xã" is stripped whole before "@CCCD Bot" could leave "xã" behind.
+        return sorted({n for n in names if n}, key=len, reverse=True)
+
+    def strip_mention(self, text: str) -> str:
+        """A group message without the bot's mention ("@<display name>", "@bot.XXXX")."""
+        stripped = remove_mention(text, self._names())
+        if stripped is not None:
+            return stripped
+        command = _MENTION_BEFORE_COMMAND.match(text.strip())
+        return command.group(1).strip() if command else text
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -454,6 +542,7 @@ class ZaloBotChannel:
         body = {"chat_id": chat_id, "photo": call["photo"]} if method == "sendPhoto" else {"chat_id": chat_id, "text": call["text"]}
         try:
             await self.api.call_once(method, body)
+            self.typing.sent(chat_id)
             return Sent()
         except ZaloBotError as exc:
             if exc.code == RATE_LIMITED:
@@ -463,6 +552,14 @@ class ZaloBotChannel:
                 return Refused(f"error {exc.code}: {exc.description}"[:200])
             # 5xx, 403 ("internal server error" on this platform), 401 (the token: configuration), the network.
             return Retry(f"error {exc.code}: {exc.description}"[:200])
+
+    async def _send_typing(self, chat_id: str) -> None:
+        await self.api.call_once("sendChatAction", {"chat_id": chat_id, "action": "typing"}, timeout=5.0)
+
+
+def _caption(message: dict[str, Any]) -> str:
+    caption = message.get("caption")
+    return caption.strip() if isinstance(caption, str) else ""
 
 
 ZALO_BOT = web.AppKey("zalo_bot", ZaloBotChannel)
@@ -475,10 +572,11 @@ def setup(app: web.Application) -> str | None:
     settings: Settings = app[SETTINGS]
     if not settings.zalo_bot_token:
         return "chưa đặt CCCD_ZALO_BOT_TOKEN"
-    from bot.server import PIPELINE, ROLE
+    from bot.server import PIPELINE, ROLE, STARTED
 
     channel = ZaloBotChannel(app[SERVICE], settings, pipeline=app[PIPELINE], receive=app[ROLE] != "sender")
     app[ZALO_BOT] = channel
+    channel.server_started = app.get(STARTED)
     if channel.webhook_url and channel.receive:
         app.router.add_post(channel.webhook_path, channel.handle_webhook)
     run_with_server(app, CHANNEL, channel)

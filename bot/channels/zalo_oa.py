@@ -31,6 +31,7 @@ import collections
 import hashlib
 import json
 import logging
+import re
 import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,6 +45,7 @@ from aiohttp import web
 
 from bot.channels.common import (
     announce,
+    has_question_word,
     epoch_time,
     remove_mention,
     run_with_server,
@@ -56,6 +58,7 @@ from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Choice, Incoming, Reply
 from bot.pipeline import Pacer, Pipeline, Refused, Result, Retry, Sent, Unavailable, Work
 from bot.render import render
+from bot.startup import say
 from storage import kv, people
 
 if TYPE_CHECKING:  # kept out of imports: the command line loads this module to build its parser
@@ -88,8 +91,15 @@ NOT_FOLLOWER = -213
 NO_INTERACTION = -230
 NO_INTERACTION_2 = -232
 RATE_LIMIT = -32
-# The person or group cannot be reached by this OA (blocked, no interaction, group disabled, OA removed).
-UNREACHABLE = frozenset({-213, -217, -227, -230, -232, -234, -244, -237, -403})
+# The person cannot be reached by this OA: not a follower (-213), blocked or gone (-217, -227), outside
+# the interaction window (-230, -232), a promotion at night (-234), refused for this user (-244). Never
+# retried, never sent again without buttons: the person is marked unreachable (counted in reports).
+PERSON_UNREACHABLE = frozenset({-213, -217, -227, -230, -232, -234, -244})
+# The group cannot be reached: disabled because its package expired (-237), or the OA is not in it (-403).
+GROUP_INACTIVE = {-237: "group disabled (its group package expired)", -403: "the OA is not a member of the group"}
+# The same, as /healthz says it (bot/content/operator.yaml).
+GROUP_INACTIVE_SAID = {-237: "zalo_oa_group_expired", -403: "zalo_oa_group_not_member"}
+UNREACHABLE = PERSON_UNREACHABLE | frozenset(GROUP_INACTIVE)
 TOKEN_ERRORS = frozenset({INVALID_TOKEN, EXPIRED_TOKEN})
 WINDOW_ERRORS = frozenset({NO_INTERACTION, NO_INTERACTION_2})
 NO_TOKEN = -1000  # ours: no token stored or configured
@@ -102,7 +112,22 @@ NOT_ABOUT_THE_MESSAGE = frozenset({NO_TOKEN, NETWORK, FAILED_UNKNOWN, RATE_LIMIT
 SENT = "sent"
 WINDOW_CLOSED = "window_closed"
 NOT_A_FOLLOWER = "not_follower"
+UNREACHABLE_PERSON = "unreachable"
+GROUP_OFF = "group_inactive"
 FAILED = "failed"
+# Zalo's group text turns "[@…]" into a mention ("[@All]" calls everyone): what users typed and we
+# echo into a group keeps its "@" as a look-alike that mentions nobody.
+# An "app_id" in a raw body, read only to say why a signature failed (nothing is parsed before it is verified).
+_RAW_APP_ID = re.compile(rb'"app_id"\s*:\s*"?([^",}\s]{1,64})')
+_GROUP_MENTION = re.compile(r"\[([^\]\n]{0,80}?)@")
+
+
+def escape_group_text(text: str) -> str:
+    """`text` safe to post in a Zalo group: no "[@…]" that Zalo would read as a mention."""
+    previous = None
+    while previous != text:  # "[@a@b]" and nested brackets: until nothing is left to escape
+        previous, text = text, _GROUP_MENTION.sub(lambda m: f"[{m.group(1)}\uff20", text)
+    return text
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -393,6 +418,20 @@ def _id(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
+def group_id_of(event: dict[str, Any], oa_id: str | None = None) -> str | None:
+    """The group of a `user_send_group_*` event: `recipient.id`, else where clients have seen it
+    (`recipient.group_id`, `message.conversation_id`, `conversation.id`, a top-level `group_id`).
+    An id equal to the OA's own is not a group."""
+    recipient = event.get("recipient") if isinstance(event.get("recipient"), dict) else {}
+    message = event.get("message") if isinstance(event.get("message"), dict) else {}
+    conversation = event.get("conversation") if isinstance(event.get("conversation"), dict) else {}
+    for value in (recipient.get("id"), recipient.get("group_id"), message.get("conversation_id"), conversation.get("id"), event.get("group_id")):
+        found = _id(value)
+        if found is not None and found != oa_id:
+            return found
+    return None
+
+
 class ZaloOAChannel:
     """Receive OA webhook events, hand text to the core, send replies with token care and back-off."""
 
@@ -421,6 +460,10 @@ class ZaloOAChannel:
         self.clock = clock
         self.tokens = TokenStore(service.db, settings, clock=clock, refresh_margin=refresh_margin, sleep=sleep)
         self.officers = settings.officer_ids()
+        self.question_words = settings.question_words()
+        # Groups Zalo refused with -237 / -403 since start: id -> reason (shown at /healthz).
+        self.inactive_groups: dict[str, str] = {}
+        self._detail = ""
         self.oa_name: str | None = None
         self.oa_id: str | None = None
         # Replies that could not be delivered, by reason (window_closed, not_follower, failed).
@@ -489,12 +532,49 @@ class ZaloOAChannel:
             log.warning("zalo_oa: could not read the OA's name (%s); group messages starting with @ count as mentions", exc)
         self._set_detail(f"bật: webhook {self.settings.zalo_oa_webhook_path}, OA {self.oa_name or '?'}")
 
-    def _set_detail(self, detail: str) -> None:
+    def _set_detail(self, detail: str, *, quiet: bool = False) -> None:
+        self._detail = detail
+        shown = detail
+        if self.inactive_groups:
+            listed = ", ".join(f"{g} ({r})" for g, r in list(self.inactive_groups.items())[:5])
+            if len(self.inactive_groups) > 5:
+                listed += " " + say("zalo_oa_inactive_more", count=len(self.inactive_groups) - 5)
+            shown = f"{detail}; " + say("zalo_oa_inactive_groups", groups=listed)
         if self.status is not None:
-            self.status.detail = detail
-        announce(f"channel {CHANNEL}: {detail}")
+            self.status.detail = shown
+        if not quiet:
+            announce(f"channel {CHANNEL}: {shown}")
 
     # -- receiving -------------------------------------------------------------------------------
+
+    def signature_problem(self, raw: bytes, header: str) -> tuple[str | None, str | None]:
+        """(the signed timestamp, None) when Zalo signed `raw` for this app, else (None, which check failed).
+
+        Read from the raw bytes, before anything is parsed; the reason never shows a key.
+        """
+        header = header.strip()
+        if not header:
+            return None, f"no {SIGNATURE_HEADER} header"
+        if header[:4].lower() != "mac=" or not header[4:].strip():
+            return None, f'{SIGNATURE_HEADER} is not "mac=<hex>"'
+        if not raw.lstrip().startswith(b"{"):
+            return None, "the body is not a JSON object"
+        # The signature covers the body's "timestamp": it is read from the raw bytes, not parsed.
+        stamps = webhook_input.raw_timestamps(raw)
+        if not stamps:
+            return None, "the body has no timestamp"
+        for stamp in stamps:
+            if self.verify_stamp(raw, stamp, header):
+                return stamp, None
+        app_id = self.settings.zalo_oa_app_id or ""
+        found = _RAW_APP_ID.search(raw)
+        if found and found.group(1).decode("utf-8", "replace") != app_id:
+            return None, "the body's app_id is not CCCD_ZALO_OA_APP_ID (the webhook belongs to another app)"
+        app_secret = self.settings.zalo_oa_app_secret
+        mac = header[4:].strip().lower()
+        if app_secret and any(secret_matches(mac, signature(app_id, raw, stamp, app_secret)) for stamp in stamps):
+            return None, "signed with the app secret: CCCD_ZALO_OA_SECRET_KEY must be the OA secret key of the webhook page"
+        return None, "the mac does not match (wrong CCCD_ZALO_OA_SECRET_KEY, or the body was altered)"
 
     async def handle_webhook(self, request: web.Request) -> web.Response:
         """Verify (before parsing), then take and handle the event at once; 503 while not ready (Zalo retries)."""
@@ -502,10 +582,9 @@ class ZaloOAChannel:
             raw = await webhook_input.read_body(request)
         except webhook_input.BadInput as exc:
             return web.json_response({"error": 400, "message": str(exc)}, status=400)
-        header = request.headers.get(SIGNATURE_HEADER, "")
-        # The signature covers the body's "timestamp": it is read from the raw bytes, not parsed.
-        stamp = next((ts for ts in webhook_input.raw_timestamps(raw) if self.verify_stamp(raw, ts, header)), None)
+        stamp, problem = self.signature_problem(raw, request.headers.get(SIGNATURE_HEADER, ""))
         if stamp is None:
+            log.warning("zalo_oa webhook: refused (403): %s (from %s)", problem, request.remote)
             return web.json_response({"error": 403, "message": "bad signature"}, status=403)
         try:
             body = webhook_input.parse_json(raw)
@@ -589,11 +668,15 @@ class ZaloOAChannel:
             )
         return None
 
-    @staticmethod
-    def _chat_of(event: dict[str, Any]) -> str | None:
+    def _chat_of(self, event: dict[str, Any]) -> str | None:
         name = str(event.get("event_name") or "")
         if name.startswith("user_send_group_"):
-            return _id(event.get("recipient"))
+            group = group_id_of(event, self.oa_id)
+            if group is None:
+                # Never answered as a private message: the reply would reach one person, not the group.
+                message = event.get("message") if isinstance(event.get("message"), dict) else {}
+                log.warning("zalo_oa: %s without a group id (msg_id %s) refused", name, message.get("msg_id") or "?")
+            return group
         if name in ("follow", "unfollow"):
             return _id(event.get("follower")) or _id(event.get("sender"))
         return _id(event.get("sender"))
@@ -610,11 +693,13 @@ class ZaloOAChannel:
         text = message.get("text") if isinstance(message.get("text"), str) else ""
         payload = None
         if name == "user_send_group_text":
-            chat_id = _id(event.get("recipient"))
+            chat_id = group_id_of(event, self.oa_id)
             if chat_id is None:
                 return None
             chat_type = ChatType.GROUP
             addressed, text = addressed_in_group(text, self.oa_name)
+            if not addressed and has_question_word(text, self.question_words):
+                addressed = True
         else:
             chat_id = sender
             chat_type = ChatType.PRIVATE
@@ -698,6 +783,8 @@ class ZaloOAChannel:
                 calls.append({"m": "image", "type": chat_type.value, "url": rendered.image})
             last = len(rendered.texts) - 1
             for i, text in enumerate(rendered.texts):
+                if chat_type is ChatType.GROUP:
+                    text = escape_group_text(text)
                 call: dict[str, Any] = {"m": "text", "type": chat_type.value, "text": text}
                 if i == last and rendered.buttons:
                     call["buttons"] = [[b.label, b.payload] for b in rendered.buttons]
@@ -744,6 +831,8 @@ class ZaloOAChannel:
             path, body = CS_PATH, {"recipient": {"user_id": chat_id}, "message": message}
         try:
             await self.call("POST", path, body, retries=False)
+            if self.inactive_groups.pop(chat_id, None) is not None:  # the group is back (package renewed)
+                self._set_detail(self._detail, quiet=True)
             return Sent()
         except OAError as exc:
             if buttons and exc.status == 200 and exc.code not in NOT_ABOUT_THE_MESSAGE and exc.code not in UNREACHABLE:
@@ -759,9 +848,18 @@ class ZaloOAChannel:
 
     async def _failed(self, chat_id: str, chat_type: ChatType, exc: OAError) -> Result:
         """Classify a failed call: retry what time fixes, refuse (and record) what it does not."""
-        if exc.code in UNREACHABLE:
-            result = WINDOW_CLOSED if exc.code in WINDOW_ERRORS else NOT_A_FOLLOWER
-            log.warning("zalo_oa: %s %s cannot be reached (error %s); not retried", chat_type.value, chat_id, exc.code)
+        if exc.code in GROUP_INACTIVE:
+            reason = GROUP_INACTIVE[exc.code]
+            log.warning("zalo_oa: group %s is inactive: error %s, %s; its replies are dropped, not retried", chat_id, exc.code, reason)
+            async with self.service.db.transaction() as session:
+                await people.set_chat_active(session, CHANNEL, chat_id, False)
+            self.undeliverable[GROUP_OFF] += 1
+            self.inactive_groups[chat_id] = say(GROUP_INACTIVE_SAID[exc.code], code=exc.code)
+            self._set_detail(self._detail or f"bật: webhook {self.settings.zalo_oa_webhook_path}", quiet=True)
+            return Refused(f"{GROUP_OFF}: error {exc.code}", whole_chat=True)
+        if exc.code in PERSON_UNREACHABLE:
+            result = WINDOW_CLOSED if exc.code in WINDOW_ERRORS else NOT_A_FOLLOWER if exc.code == NOT_FOLLOWER else UNREACHABLE_PERSON
+            log.warning("zalo_oa: %s %s cannot be reached (error %s, %s); not retried", chat_type.value, chat_id, exc.code, result)
             async with self.service.db.transaction() as session:
                 if chat_type is ChatType.PRIVATE:
                     await people.set_user_active(session, CHANNEL, chat_id, False)
@@ -819,7 +917,13 @@ def consent_url(settings: Settings, challenge: str, state: str) -> str:
     return f"{settings.zalo_oa_oauth_base.rstrip('/')}{PERMISSION_PATH}?{query}"
 
 
+def new_verifier() -> str:
+    """A PKCE code verifier as Zalo's v4 authorisation wants it: 43 characters of A-Z a-z 0-9 - _."""
+    return secrets.token_urlsafe(32)  # 32 random bytes are exactly 43 base64url characters
+
+
 def _challenge(verifier: str) -> str:
+    """The S256 code challenge: base64url of SHA-256(verifier), without "=" padding."""
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).decode().rstrip("=")
 
 
@@ -828,35 +932,48 @@ async def authorize(
     db: Database,
     code: str | None = None,
     *,
+    refresh_token: str | None = None,
     out: Callable[[str], None] = print,
     clock: Callable[[], datetime] = utcnow,
 ) -> int:
     """Without a code: remember a PKCE verifier and print the consent URL. With a code: exchange it and
-    store the token pair. Return a process exit status."""
+    store the token pair. With a refresh token (from Zalo's API Explorer): spend it at once for a fresh
+    pair and store that. Return a process exit status."""
     missing = [n for n, v in (("CCCD_ZALO_OA_APP_ID", settings.zalo_oa_app_id), ("CCCD_ZALO_OA_APP_SECRET", settings.zalo_oa_app_secret)) if not v]
     if missing:
-        out(f"error: set {' and '.join(missing)} first (Zalo for Developers → your app → settings)")
+        out(say("oa_auth_missing", names=", ".join(missing)))
         return 2
     now = clock()
+    if refresh_token:
+        form = {"refresh_token": refresh_token.strip(), "app_id": settings.zalo_oa_app_id or "", "grant_type": "refresh_token"}
+        async with aiohttp.ClientSession() as http:
+            try:
+                pair = await request_tokens(http, settings, form, now, "explorer")
+            except OAError as exc:
+                out(say("oa_auth_refresh_refused", reason=exc))
+                return 1
+        await TokenStore(db, settings, clock=clock).replace(pair)
+        out(say("oa_auth_stored", until=f"{pair.expires_at:%Y-%m-%d %H:%M}"))
+        out(say("oa_auth_refresh_spent"))
+        return 0
     if not code:
         if not settings.zalo_oa_redirect_uri:
-            out("error: set CCCD_ZALO_OA_REDIRECT_URI to the callback URL registered for the app (Official Account → settings)")
+            out(say("oa_auth_no_redirect"))
             return 2
-        verifier = secrets.token_urlsafe(48)
+        verifier = new_verifier()
         state = secrets.token_urlsafe(12)
         async with db.transaction() as session:
             found = await kv.get(session, PKCE_KEY)
             if not await kv.put_if_version(
                 session, PKCE_KEY, {"verifier": verifier, "state": state, "created_at": now.isoformat()}, found[1] if found else None, now
             ):
-                out("error: another authorize ran at the same time; run it again")
+                out(say("oa_auth_concurrent"))
                 return 1
-        out("1. Open this address while logged in as an admin of the Official Account, and allow the app:")
+        out(say("oa_auth_open"))
         out("")
         out(f"   {consent_url(settings, _challenge(verifier), state)}")
         out("")
-        out("2. Zalo then opens your callback URL with ?code=...&oa_id=... in the address bar.")
-        out("   Copy the code (valid for about 10 minutes) and run:")
+        out(say("oa_auth_callback"))
         out("")
         out("   cccd-bot zalo-oa authorize --code CODE")
         return 0
@@ -870,7 +987,7 @@ async def authorize(
         try:
             pair = await request_tokens(http, settings, form, now, "authorize")
         except OAError as exc:
-            out(f"error: Zalo refused the code ({exc}); print a new consent URL with `cccd-bot zalo-oa authorize` and try again")
+            out(say("oa_auth_code_refused", reason=exc))
             return 1
     # env_seed None: tokens in the environment never replace an authorized pair (they may be stale).
     await TokenStore(db, settings, clock=clock).replace(pair)
@@ -878,7 +995,7 @@ async def authorize(
         found = await kv.get(session, PKCE_KEY)
         if found:
             await kv.put_if_version(session, PKCE_KEY, {}, found[1], now)
-    out(f"tokens stored: the access token is valid until {pair.expires_at:%Y-%m-%d %H:%M} UTC and is refreshed automatically")
+    out(say("oa_auth_stored", until=f"{pair.expires_at:%Y-%m-%d %H:%M}"))
     return 0
 
 
@@ -898,7 +1015,7 @@ def cmd_authorize(args) -> int:
         db = Database(settings.database_url)
         try:
             await db.migrate()
-            return await authorize(settings, db, args.code)
+            return await authorize(settings, db, args.code, refresh_token=args.refresh_token)
         finally:
             await db.close()
 
@@ -916,4 +1033,8 @@ def register_cli(subparsers) -> None:
         "rồi chạy lại với mã Zalo trả về.",
     )
     auth.add_argument("--code", help="mã cấp quyền (code) trong địa chỉ callback")
+    auth.add_argument(
+        "--refresh-token",
+        help="refresh token chép từ API Explorer của Zalo (developers.zalo.me/tools/explorer): đổi ngay lấy token mới và lưu lại",
+    )
     auth.set_defaults(func=cmd_authorize)

@@ -34,7 +34,7 @@ def answer_topic(
     """Send the first part of one topic's answer (the rest waits behind "Xem thêm"), with a button for `also`,
     the topics of the message's other questions."""
     c = ctx.catalog
-    topic = c.topics[topic_id]
+    topic = c.topic_on(topic_id, ctx.now)
     keep = state.flow if state.flow == Flow.GUIDE else Flow.IDLE
     new = state.evolve(flow=keep, pending="")
     choices = _after_answer_choices(new, ctx, chat_type, also)
@@ -47,7 +47,7 @@ def answer_topic(
 def answer_more(state: State, ctx: Context, topic_id: str, chat_type: ChatType) -> Outcome:
     """Send the rest of an answer the person asked to read further."""
     c = ctx.catalog
-    topic = c.topics[topic_id]
+    topic = c.topic_on(topic_id, ctx.now)
     keep = state.flow if state.flow == Flow.GUIDE else Flow.IDLE
     new = state.evolve(flow=keep, pending="")
     reply = Reply(topic.more or c.first_part(topic), _after_answer_choices(new, ctx, chat_type))

@@ -6,14 +6,13 @@ page and the poster add around it, so that a commune can edit every word without
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bot.catalog import CONTENT_DIR
+from bot.catalog import CONTENT_DIR, placeholder_problem, read_problem
 
 FILE = "web.yaml"
 
@@ -49,24 +48,17 @@ def load_texts(directory: Path | None = None) -> WebTexts:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise TextsError(f"{FILE}: cannot be read: {exc}".replace("\n", " ")) from None
+        raise TextsError(f"{FILE}: -: {read_problem(exc)}".replace("\n", " ")) from None
     raw = data.get("messages") if isinstance(data, dict) else None
     if not isinstance(raw, dict):
-        raise TextsError(f"{FILE}: needs a mapping under 'messages'")
+        raise TextsError(f"{FILE}: -: cần các cặp mã: nội dung dưới 'messages'")
     messages = {str(k): v.strip() for k, v in raw.items() if isinstance(v, str)}
     problems = []
     for key, allowed in FIELDS.items():
         text = messages.get(key, "")
-        if not text:
-            problems.append(f"{FILE}: {key}: required text is missing or empty")
-            continue
-        try:
-            used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
-        except ValueError as exc:
-            problems.append(f"{FILE}: {key}: bad braces: {exc}")
-            continue
-        if used - allowed:
-            problems.append(f"{FILE}: {key}: unknown placeholder(s) {sorted(used - allowed)}")
+        problem = placeholder_problem(text, allowed) if text else "thiếu nội dung bắt buộc, hoặc nội dung đang trống"
+        if problem:
+            problems.append(f"{FILE}: {key}: {problem}")
     if problems:
         raise TextsError("\n".join(problems))
     return WebTexts(messages)

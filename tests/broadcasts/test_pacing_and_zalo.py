@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from sqlalchemy import select
 
 from bot.broadcasts.adapters import Result, SendResult, zalo_oa_result
+from bot.channels import zalo_oa
 from bot.broadcasts.model import Audience
 from bot.broadcasts.pacing import TELEGRAM, ChannelPacer, PacingRules
 from bot.broadcasts.sender import Sender, SenderConfig
@@ -58,6 +60,13 @@ def test_zalo_oa_errors():
     assert zalo_oa_result(-1002, 0, "timeout").result is Result.AMBIGUOUS
     assert zalo_oa_result(0, 503, "").result is Result.TRANSIENT
     assert zalo_oa_result(-201, 200, "bad param").result is Result.FAILED
+
+
+@pytest.mark.parametrize("code", sorted(zalo_oa.UNREACHABLE))
+def test_a_person_or_group_the_oa_channel_cannot_reach_is_counted_as_such_by_broadcasts(code):
+    """The channel's unreachable codes (-213 -217 -227 -230 -232 -234 -244, groups -237 -403) are the
+    broadcast report's "blocked" / "no_window", never a failure to retry."""
+    assert zalo_oa_result(code, 200, "").result in (Result.BLOCKED, Result.NO_WINDOW)
 
 
 class RecordingZalo:

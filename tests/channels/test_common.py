@@ -29,3 +29,15 @@ def test_epoch_time_reads_seconds_and_milliseconds():
     assert epoch_time(str(int(when.timestamp() * 1000)), lambda: fallback) == when
     for bad in (None, "", "soon", True, -5, 10**30, float("nan")):
         assert epoch_time(bad, lambda: fallback) == fallback
+
+
+def test_question_words_match_whole_words_without_diacritics():
+    from bot.channels.common import has_question_word
+
+    words = ["căn cước", "cccd", "VNeID"]
+    assert has_question_word("Mất CĂN CƯỚC thì làm sao", words)
+    assert has_question_word("mat can cuoc lam lai the nao", words)
+    assert has_question_word("cho hỏi vneid đăng nhập kiểu gì", words)
+    assert not has_question_word("chiều nay họp thôn", words)
+    assert not has_question_word("cccdx là gì", words)  # part of another word
+    assert not has_question_word("mất căn cước", [])

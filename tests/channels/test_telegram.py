@@ -132,6 +132,8 @@ class Bot:
         """Deliver an update the way the mode does, and wait until the bot has handled it."""
         update = dict(update)
         update.setdefault("update_id", self.fake.new_update_id())
+        if not self.fake.reaches_bot(update):  # privacy mode: Telegram keeps it from the bot
+            return update
         if self.mode == "polling":
             await self.fake.push_update(update)
             await self.fake.wait_confirmed(update["update_id"])
@@ -280,7 +282,7 @@ async def test_polling_start_registers_commands_and_clears_webhook(make_bot, fak
     assert "thon" in [c["command"] for c in fake.commands["all_chat_administrators"]]
     assert "thon" not in [c["command"] for c in fake.commands["all_group_chats"]]
     health = await (await bot.client.get("/healthz")).json()
-    assert health["channels"]["telegram"] == f"bật: long polling, bot @{USERNAME}"
+    assert health["channels"]["telegram"].startswith(f"bật: long polling, bot @{USERNAME}; chế độ riêng tư (privacy mode) tắt")
 
 
 async def test_webhook_start_registers_url_and_secret(make_bot, fake):
@@ -895,3 +897,113 @@ async def test_a_press_on_a_button_from_before_an_erasure_brings_nobody_back(mak
     await asyncio.sleep(1.1)
     await bot.send(message(PRIVATE_LAN, LAN, "/menu"))
     assert len(fake.texts(LAN["id"])) == before + 1
+
+
+# ---------------------------------------------------------------------------- groups as Telegram really behaves (issue 15)
+
+
+@pytest.mark.parametrize("reads_all", [False, True], ids=["privacy-on", "privacy-off"])
+async def test_healthz_and_the_start_log_say_which_privacy_mode_the_bot_is_in(make_bot, fake, caplog, reads_all):
+    fake.can_read_all_group_messages = reads_all
+    caplog.set_level(logging.INFO, logger="bot.channels.telegram")
+    bot = await make_bot("polling")
+    response = await bot.client.get("/healthz")
+    detail = (await response.json())["channels"]["telegram"]
+    logged = [r for r in caplog.records if "privacy mode" in r.getMessage()]
+    assert len(logged) == 1
+    if reads_all:
+        assert "chế độ riêng tư (privacy mode) tắt" in detail and logged[0].levelno == logging.INFO
+    else:
+        assert "chế độ riêng tư (privacy mode) BẬT" in detail and "/setprivacy" in detail and logged[0].levelno == logging.WARNING
+
+
+async def test_with_privacy_off_a_group_question_word_makes_a_message_addressed(make_bot, fake, content):
+    fake.can_read_all_group_messages = True
+    bot = await make_bot("polling", group_question_words="căn cước, cccd")
+    question, topic = _answerable(content)
+    await bot.send(message(GROUP, LAN, "chiều nay 3 giờ họp thôn nhé"))  # every message arrives: not for the bot
+    assert fake.sent(GROUP["id"]) == []
+    asked = await bot.send(message(GROUP, LAN, "mat can cuoc thi lam lai the nao"))
+    (answer,) = fake.sent(GROUP["id"])
+    assert answer["params"]["reply_parameters"]["message_id"] == asked["message"]["message_id"]
+    # Without the list, the same message is left to the people of the group.
+    other = await make_bot("polling", db_file="other.sqlite3")
+    await other.send(message({**GROUP, "id": -4002}, LAN, "mat can cuoc thi lam lai the nao"))
+    assert fake.sent(-4002) == []
+
+
+async def test_in_privacy_mode_commands_and_replies_to_the_bot_are_answered_and_a_plain_mention_never_arrives(
+    make_bot, fake, content
+):
+    fake.can_read_all_group_messages = False  # a new bot's default: BotFather's /setprivacy left Enabled
+    bot = await make_bot("polling")
+    question, _topic = _answerable(content)
+    await bot.send(message(GROUP, LAN, f"@{USERNAME} {question}"))
+    assert fake.sent(GROUP["id"]) == []  # Telegram does not give it to the bot: README says to turn privacy off
+    asked = await bot.send(message(GROUP, LAN, f"/cauhoi@{USERNAME} {question}"))
+    (answer,) = fake.sent(GROUP["id"])
+    assert answer["params"]["reply_parameters"]["message_id"] == asked["message"]["message_id"]
+    # The bot asks back with ForceReply: the person's reply is a reply to the bot, so it arrives.
+    await bot.channel.send_replies(GROUP["id"], [Reply("Anh/chị hỏi về thẻ của ai?")], reply_to=asked["message"]["message_id"])
+    await fake.wait_for("sendMessage", 2)
+    back = fake.sent(GROUP["id"])[-1]
+    assert back["params"]["reply_markup"] == {"force_reply": True, "selective": True}
+    await bot.send(message(GROUP, BINH, question, reply_to_message=back["message"]))
+    assert len(fake.sent(GROUP["id"])) == 3 and fake.texts(GROUP["id"])[-1] == answer["params"]["text"]
+
+
+async def test_a_question_back_in_a_group_is_a_reply_with_force_reply(make_bot, fake):
+    bot = await make_bot("polling")
+    fake.add_chat(GROUP)
+    many = tuple(Choice(f"Thôn {i}", f"h:{i}") for i in range(1, 15))  # too many for buttons: numbered lines
+    await bot.channel.send_replies(GROUP["id"], [Reply("Anh/chị hỏi về thẻ của ai?")], reply_to=77)
+    await bot.channel.send_replies(GROUP["id"], [Reply("Anh/chị ở thôn nào.", many)], reply_to=78)
+    await bot.channel.send_replies(GROUP["id"], [Reply("Làm căn cước cho trẻ em không mất phí.")], reply_to=79)
+    await bot.channel.send_replies(LAN["id"], [Reply("Anh/chị hỏi về thẻ của ai?")])
+    await fake.wait_for("sendMessage", 4)
+    asked, numbered, plain = fake.sent(GROUP["id"])
+    for sent, to in ((asked, 77), (numbered, 78)):
+        assert sent["params"]["reply_markup"] == {"force_reply": True, "selective": True}
+        assert sent["params"]["reply_parameters"]["message_id"] == to
+    assert "reply_markup" not in plain["params"] and plain["params"]["reply_parameters"]["message_id"] == 79
+    (private,) = fake.sent(LAN["id"])
+    assert "reply_markup" not in private["params"]  # in private every message reaches the bot anyway
+
+
+async def test_typing_is_shown_while_a_slow_reply_waits_and_not_for_a_quick_one(make_bot, fake, content):
+    bot = await make_bot("polling", typing_after_seconds=0.05)
+    bot.sender.sleep = asyncio.sleep
+    bot.sender.backoff = (0.5,)
+    fake.fail("sendMessage", 502)
+    await bot.post_polled(message(PRIVATE_LAN, LAN, "/menu"))
+    await fake.wait_for("sendMessage", 1)
+    (action,) = fake.calls_of("sendChatAction")
+    assert action.params == {"chat_id": LAN["id"], "action": "typing"}
+    first_sent = next(c for c in fake.calls_of("sendMessage") if not getattr(c, "refused", False))
+    assert action.at < first_sent.at
+    quick = await make_bot("polling", db_file="quick.sqlite3", typing_after_seconds=5)
+    await quick.send(message(PRIVATE_BINH, BINH, "/menu"))
+    assert len(fake.calls_of("sendChatAction")) == 1
+
+
+async def test_a_bot_api_call_tries_no_import_that_fails(make_bot, fake, monkeypatch):
+    """httpx (under python-telegram-bot) imports sniffio on every request; without the package each call
+    paid for a failed import. It is a dependency now: a call to the Bot API fails no import."""
+    import builtins
+
+    bot = await make_bot("polling")
+    failed: list[str] = []
+    real_import = builtins.__import__
+
+    def spy(name, *args, **kwargs):
+        try:
+            return real_import(name, *args, **kwargs)
+        except ImportError:
+            failed.append(name)
+            raise
+
+    monkeypatch.setattr(builtins, "__import__", spy)
+    (call,) = bot.channel.render_calls([Reply("Chào anh/chị.")])
+    result = await bot.channel.deliver(str(LAN["id"]), call)
+    monkeypatch.undo()
+    assert fake.texts(LAN["id"]) == ["Chào anh/chị."] and failed == [], (result, failed)

@@ -45,6 +45,8 @@ def make_settings(fake: FakeZaloBot, db_url: str, **extra) -> Settings:
         zalo_bot_token=TOKEN,
         zalo_bot_base_url=fake.base_url,
         officers="zalo_bot:officer-1",
+        # What the installer sets: the display name people type after "@" (getMe gives only bot.XXXX).
+        zalo_bot_mention_names="CCCD Bot",
     )
     values.update(extra)
     return Settings(_env_file=None, **values)
@@ -62,7 +64,7 @@ async def running(settings: Settings, catalog):
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
-        await asyncio.wait_for(channel.ready.wait(), 5)
+        await asyncio.wait_for(channel.started.wait(), 5)
         yield app, server, channel
     finally:
         await server.close()
@@ -192,7 +194,7 @@ async def test_webhook_mode_registers_the_webhook_and_checks_the_secret(fake, db
         assert fake.calls_to("getUpdates") == []
         assert "webhook" in app[CHANNELS]["zalo_bot"].detail
         url = server.make_url("/zalo/bot/hook")
-        body = {"ok": True, "result": bot_update("/start", message_id="w1")}
+        body = bot_update("/start", message_id="w1")  # the bare form live deliveries have
         async with aiohttp.ClientSession() as http:
             for headers in ({}, {SECRET_HEADER: "wrong"}, {SECRET_HEADER: "s3cret-token-12"}):
                 async with http.post(url, json=body, headers=headers) as resp:
@@ -214,6 +216,7 @@ async def test_webhook_secret_is_derived_when_not_configured(fake, db_path, cata
         assert 8 <= len(secret) <= 256 and TOKEN.split(":")[1] not in secret
         assert secret == ZaloBotChannel(channel.service, settings).secret  # stable across processes
         async with aiohttp.ClientSession() as http:
+            # The {"ok", "result"} wrapper of the docs' sample is read too.
             async with http.post(server.make_url("/zb"), json={"ok": True, "result": bot_update("/menu")}, headers={SECRET_HEADER: secret}) as resp:
                 assert resp.status == 200
         (menu,) = await fake.wait_sent(1)
@@ -347,3 +350,134 @@ async def test_replies_left_pending_by_a_crash_are_sent_at_start_in_order(fake, 
         assert texts == [f"tin {i}" for i in range(5)]
         await channel.idle()
         assert [r.status for r in await outbox(channel.service.db)] == ["sent"] * 5
+
+
+# -- the platform as it really behaves (issue 15) -----------------------------------------------------
+
+
+async def test_403_is_retried_like_a_server_error_when_sending_and_the_rest_of_the_reply_follows(fake, db_path, catalog):
+    async with running(make_settings(fake, db_path), catalog):
+        fake.fail("sendMessage", 403, "Internal server error", times=2)
+        texts = await say(fake, "/start", 2)
+        assert texts[0].startswith("Chào") and texts[1].startswith("Anh/chị cần gì?")
+        assert [c.answer.get("error_code") for c in fake.calls_to("sendMessage")] == [403, 403, None, None]
+
+
+async def test_403_is_retried_when_setting_the_webhook(fake, db_path, catalog):
+    fake.fail("setWebhook", 403, "Internal server error")
+    settings = make_settings(fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zb", zalo_bot_webhook_secret="s3cret-token-123")
+    async with running(settings, catalog) as (app, _server, _channel):
+        assert [c.answer["ok"] for c in fake.calls_to("setWebhook")] == [False, True]
+        assert app[CHANNELS]["zalo_bot"].on and fake.webhook is not None
+
+
+@pytest.mark.parametrize("names", ["CCCD Bot", ""])
+async def test_a_group_command_after_the_display_name_links_the_group(fake, db_path, catalog, names):
+    """`@<display name> /thon …` works with the name configured, and without it (a mention before a command)."""
+    from storage import people, registry
+    from tests.conftest import EXAMPLE_CSV
+
+    async with running(make_settings(fake, db_path, zalo_bot_mention_names=names), catalog) as (app, _server, channel):
+        async with channel.service.db.transaction() as session:
+            await registry.import_rows(session, registry.parse_csv(EXAMPLE_CSV.read_bytes()))
+        (done,) = await say(fake, "@CCCD Bot /thon Tổ dân phố 3", 1, chat_id="group-1", user_id="officer-1", group=True)
+        assert done == "Nhóm này đã được gắn với Tổ dân phố 3, Phường Ngọc Trạo."
+        async with channel.service.db.transaction() as session:
+            assert (await people.get_chat(session, "zalo_bot", "group-1")).hamlet_code == "ngoctrao_tdp03"
+
+
+async def test_the_account_handle_and_configured_names_are_stripped_from_group_questions(fake, db_path, catalog):
+    settings = make_settings(fake, db_path, zalo_bot_mention_names="CCCD Bot, Trợ lý căn cước")
+    async with running(settings, catalog) as (app, _server, _channel):
+        assert "@Trợ lý căn cước" in app[CHANNELS]["zalo_bot"].detail
+        question = "mất căn cước làm lại thế nào"
+        plain = await say(fake, question, 1, chat_id="group-0", user_id="u4", group=True)
+        for n, mention in enumerate(("@bot.x7Kc2QmA", "@Trợ lý căn cước", "@cccd bot")):
+            texts = await say(fake, f"{mention} {question}", 1, chat_id=f"group-{n + 1}", user_id="u5", group=True)
+            assert texts == plain, mention
+
+
+@pytest.mark.parametrize("event", ["message.image.received", "message.sticker.received", "message.voice.received"])
+async def test_a_caption_on_a_photo_sticker_or_voice_is_answered_as_text(fake, db_path, catalog, event):
+    async with running(make_settings(fake, db_path), catalog):
+        plain = await say(fake, "mất căn cước làm lại thế nào", 1, chat_id="user-2")
+        (answer,) = await say(fake, None, 1, chat_id="user-3", event=event, caption="mất căn cước làm lại thế nào")
+        assert answer == plain[0] and answer != catalog.msg("not_text")
+        # In a group, with the bot's name in the caption.
+        group_plain = await say(fake, "@CCCD Bot mất căn cước làm lại thế nào", 1, chat_id="group-1", user_id="u5", group=True)
+        (in_group,) = await say(fake, None, 1, chat_id="group-2", user_id="u5", group=True, event=event, caption="@CCCD Bot mất căn cước làm lại thế nào")
+        assert in_group == group_plain[0]
+        # Without a caption: the polite word, as before.
+        assert await say(fake, None, 1, chat_id="user-4", event=event) == [catalog.msg("not_text")]
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["bare", "wrapped"])
+async def test_webhook_deliveries_in_both_forms_are_answered(fake, db_path, catalog, wrapped):
+    settings = make_settings(fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zb", zalo_bot_webhook_secret="s3cret-token-123")
+    async with running(settings, catalog) as (_app, server, channel):
+        fake.webhook_target = str(server.make_url("/zb"))
+        assert await fake.deliver_webhook(bot_update("/menu", chat_id="user-9"), wrapped=wrapped) == 200
+        assert await fake.deliver_webhook(bot_update("/menu", chat_id="user-9"), wrapped=wrapped, secret="wrong-secret") == 403
+        (menu,) = await fake.wait_sent(1, "user-9")
+        await channel.idle()
+        assert menu.startswith("Anh/chị cần gì?") and len(fake.sent("user-9")) == 1
+
+
+async def test_set_webhook_probe_is_answered_and_its_verification_logged(db_path, catalog, caplog):
+    """setWebhook probes the URL before it answers: the probe gets 200, and the bot says so and stays on."""
+    server = FakeZaloBot(TOKEN, probe_webhook=True)
+    await server.start()
+    port = 6611  # this checkout's port range: the webhook URL must be known before the server starts
+    settings = make_settings(
+        server, db_path, zalo_bot_webhook_url=f"http://127.0.0.1:{port}/zb", zalo_bot_webhook_secret="s3cret-token-123"
+    )
+    caplog.set_level("INFO", logger="bot.channels.zalo_bot")
+    try:
+        app = create_app(settings, catalog, Database(settings.database_url), instance=f"test-{next(INSTANCES)}")
+        test_server = TestServer(app, host="127.0.0.1", port=port)
+        await test_server.start_server()
+        try:
+            await asyncio.wait_for(app[ZALO_BOT].started.wait(), 5)
+            await server.wait_until(lambda: server.probes)
+            await asyncio.sleep(0.05)
+            assert server.probes == [200]
+            status = app[CHANNELS]["zalo_bot"]
+            assert status.on and "Zalo đã thử gọi địa chỉ webhook: được" in status.detail
+            assert any("probe of the URL succeeded" in r.getMessage() for r in caplog.records)
+        finally:
+            await test_server.close()
+    finally:
+        await server.close()
+
+
+async def test_a_failed_webhook_probe_is_reported_without_turning_the_webhook_off(db_path, catalog, caplog):
+    server = FakeZaloBot(TOKEN, probe_webhook=True)
+    await server.start()
+    # Nothing listens on this port: the probe fails, setWebhook still registered the URL.
+    settings = make_settings(server, db_path, zalo_bot_webhook_url="http://127.0.0.1:6612/zb", zalo_bot_webhook_secret="s3cret-token-123")
+    try:
+        async with running(settings, catalog) as (app, _server, _channel):
+            await server.wait_until(lambda: server.probes)
+            await asyncio.sleep(0.05)
+            status = app[CHANNELS]["zalo_bot"]
+            assert status.on and "Zalo thử gọi địa chỉ webhook không được" in status.detail
+            assert any("probe of the URL failed" in r.getMessage() for r in caplog.records)
+    finally:
+        await server.close()
+
+
+async def test_typing_is_shown_when_the_reply_is_slow_and_not_when_it_is_quick(fake, db_path, catalog):
+    async with running(make_settings(fake, db_path, typing_after_seconds=0.05), catalog) as (app, _server, channel):
+        app[SENDER].backoff = (0.4,)
+        fake.fail("sendMessage", 502, "Bad Gateway", status=502)  # the first reply waits 0.4 s
+        await say(fake, "/start", 2)
+        # One "typing…" while the first reply waited, before it went out.
+        calls = [c for c in fake.calls if c.method in ("sendMessage", "sendChatAction")]
+        first_sent = next(i for i, c in enumerate(calls) if c.method == "sendMessage" and c.answer.get("ok"))
+        assert [c.method for c in calls[:first_sent]].count("sendChatAction") == 1
+        assert fake.calls_to("sendChatAction")[0].body == {"chat_id": "user-1", "action": "typing"}
+        assert len(fake.calls_to("sendChatAction")) == 1
+    async with running(make_settings(fake, db_path, typing_after_seconds=3), catalog):
+        before = len(fake.calls_to("sendChatAction"))
+        await say(fake, "/menu", 1)
+        assert len(fake.calls_to("sendChatAction")) == before

@@ -481,7 +481,7 @@ async def test_authorize_prints_the_consent_url_then_stores_the_tokens(fake, db)
 
     lines.clear()
     assert await authorize(settings, db, "wrong-code", out=lines.append) == 1
-    assert "refused" in lines[0]
+    assert lines[0].startswith("Lỗi: Zalo từ chối mã")
     assert await authorize(settings, db, "code-1", out=lines.append) == 0
     pair, _ = await stored_pair(db)
     assert fake.access_tokens[pair.access_token] == "valid" and pair.refresh_token in fake.refresh_tokens
@@ -602,3 +602,154 @@ async def test_replies_left_pending_by_a_crash_are_sent_at_start(fake, db, sqlit
         assert [m["text"] for m in sent] == ["một", "hai"]
         await bot.channel.idle()
         assert [r.status for r in await outbox(db)] == ["sent", "sent"]
+
+
+# -- the platform as it really behaves (issue 15) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [-213, -217, -227, -230, -232, -234, -244])
+async def test_an_unreachable_person_is_marked_counted_and_never_retried_or_resent_without_buttons(fake, sqlite_url, catalog, code):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
+        fake.close_window("u9", code)
+        assert await bot.post(oa_event("user_send_text", sender="u9", text="/menu")) == 200  # the menu has buttons
+        await fake.wait_until(lambda: fake.calls_to("/v3.0/oa/message/cs"))
+        await bot.channel.idle()
+        await asyncio.sleep(0.1)  # a retry (back-off 0.01 s) or a second send would have happened by now
+        calls = fake.calls_to("/v3.0/oa/message/cs")
+        assert [c.answer["error"] for c in calls] == [code]
+        assert calls[0].body["message"].get("attachment")  # the one attempt was the message with buttons
+        assert sum(bot.channel.undeliverable.values()) == 1 and bot.channel.undeliverable["failed"] == 0
+        async with bot.channel.service.db.transaction() as session:
+            user = (await session.execute(select(User).where(User.external_id == "u9"))).scalar_one()
+        assert user.active is False
+        # The outbox keeps why (what reports and /metrics count as refused), not a failure to retry.
+        (row,) = await outbox(bot.channel.service.db, "zalo_oa")
+        assert row.status == "refused" and f"error {code}" in row.last_error
+
+
+@pytest.mark.parametrize(
+    "code, reason, shown", [(-237, "package expired", "gói nhóm đã hết hạn"), (-403, "not a member", "OA không còn trong nhóm")]
+)
+async def test_an_inactive_group_is_logged_shown_at_healthz_and_not_retried(fake, sqlite_url, catalog, caplog, code, reason, shown):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
+        fake.disable_group("group-7", code)
+        assert await bot.post(oa_event("user_send_group_text", sender="u5", recipient="group-7", text="/menu")) == 200
+        await fake.wait_until(lambda: fake.calls_to("/v3.0/oa/group/message"))
+        await bot.channel.idle()
+        await asyncio.sleep(0.1)
+        assert [c.answer["error"] for c in fake.calls_to("/v3.0/oa/group/message")] == [code]
+        assert any("group-7" in r.getMessage() and "inactive" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+        async with bot.http.get(bot.server.make_url("/healthz")) as resp:
+            health = await resp.json()
+        assert f"nhóm ngừng nhận tin: group-7 (lỗi {code}: " in health["channels"]["zalo_oa"] and shown in health["channels"]["zalo_oa"]
+        async with bot.channel.service.db.transaction() as session:
+            from storage import people
+
+            assert (await people.get_chat(session, "zalo_oa", "group-7")).active is False
+
+
+async def test_a_bad_signature_is_logged_with_the_check_that_failed_and_no_secret(fake, sqlite_url, catalog, caplog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
+        event = oa_event("user_send_text", sender="u1", text="/start")
+        raw, good = sign_oa(event, secret_key=SECRET_KEY)
+        _raw, with_app_secret = sign_oa(event, secret_key=fake.app_secret)
+        _raw, other = sign_oa(event, secret_key="another-key")
+        no_timestamp = {k: v for k, v in event.items() if k != "timestamp"}
+        cases = [
+            (dict(signature=""), "no X-ZEvent-Signature header"),
+            (dict(signature=good[4:]), 'is not "mac=<hex>"'),
+            (dict(signature=with_app_secret), "signed with the app secret"),
+            (dict(signature=other), "the mac does not match"),
+            (dict(signature=good, raw=b"[1, 2]"), "not a JSON object"),
+            (dict(signature=good, raw=json_bytes(no_timestamp)), "no timestamp"),
+            (dict(signature=good, raw=json_bytes(dict(event, app_id="app-2"))), "app_id is not CCCD_ZALO_OA_APP_ID"),
+        ]
+        for kwargs, expected in cases:
+            caplog.clear()
+            assert await bot.post(event, **kwargs) == 403
+            (line,) = [r.getMessage() for r in caplog.records if "refused (403)" in r.getMessage()]
+            assert expected in line, (expected, line)
+            assert SECRET_KEY not in line and fake.app_secret not in line
+        await bot.channel.idle()
+        assert fake.delivered() == []
+
+
+def json_bytes(value) -> bytes:
+    import json
+
+    return json.dumps(value, ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize("place", ["recipient.id", "recipient.group_id", "message.conversation_id", "conversation.id"])
+async def test_the_group_id_is_found_where_zalo_puts_it(fake, sqlite_url, catalog, place):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
+        event = oa_event("user_send_group_text", sender="u5", recipient="group-3", text="/menu", group_in=place)
+        assert await bot.post(event) == 200
+        (menu,) = await fake.wait_delivered(1, "group-3")
+        assert menu["group"] is True and "1. Hướng dẫn 9 bước" in menu["text"]
+        assert fake.delivered("u5") == []
+
+
+async def test_a_group_message_without_a_group_id_is_refused_with_a_log_line(fake, sqlite_url, catalog, caplog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
+        event = oa_event("user_send_group_text", sender="u5", recipient="group-3", text="/menu", group_in="", msg_id="nogroup-1")
+        assert await bot.post(event) == 200
+        await bot.channel.idle()
+        await asyncio.sleep(0.05)
+        assert fake.delivered() == []  # above all, not answered in private to u5
+        assert any("without a group id" in r.getMessage() and "nogroup-1" in r.getMessage() for r in caplog.records)
+
+
+async def test_text_echoed_into_a_group_cannot_mention_everyone(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog) as bot:
+        (_not_found, _usage) = await say(bot, fake, "/thon [@All] [x @Ông Ba] họp", 2, user="officer-1", group="group-1")
+        text = _not_found["text"]
+        assert "[@" not in text and "@Ông" not in text
+        assert "[＠All]" in text and "[x ＠Ông Ba]" in text
+        from bot.channels.zalo_oa import escape_group_text
+
+        assert escape_group_text("[@All] a@b.vn [@x@y]") == "[＠All] a@b.vn [＠x＠y]"
+
+
+async def test_group_question_words_configured_by_the_commune_make_a_message_addressed(fake, sqlite_url, catalog):
+    settings = make_settings(fake, sqlite_url, group_question_words="căn cước, cccd")
+    async with running(settings, catalog) as bot:
+        assert await bot.post(oa_event("user_send_group_text", sender="u5", recipient="group-1", text="chiều nay họp thôn nhé")) == 200
+        (answer,) = await say(bot, fake, "mat can cuoc lam lai the nao", 1, user="u5", group="group-1")
+        assert answer["group"] is True
+        await bot.channel.idle()
+        assert len(fake.delivered("group-1")) == 1  # the chat about the meeting was left alone
+
+
+async def test_pkce_follows_zalo_v4_rules(fake, db):
+    settings = make_settings(fake, db.url, tokens=False)
+    lines: list[str] = []
+    assert await authorize(settings, db, out=lines.append) == 0
+    (url,) = [line.strip() for line in lines if line.strip().startswith("http")]
+    challenge = parse_qs(urlparse(url).query)["code_challenge"][0]
+    async with db.transaction() as session:
+        verifier = (await kv.get(session, "zalo_oa:pkce"))[0]["verifier"]
+    assert len(verifier) == 43 and re.fullmatch(r"[A-Za-z0-9_-]{43}", verifier)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", challenge)  # base64url of 32 bytes, no "=" padding
+    import base64
+    import hashlib
+
+    assert challenge == base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    fake.grant_code("code-9", challenge)
+    assert await authorize(settings, db, "code-9", out=lines.append) == 0
+
+
+async def test_a_refresh_token_from_the_api_explorer_is_exchanged_and_stored(fake, db):
+    settings = make_settings(fake, db.url, tokens=False)
+    _access, explorer_refresh = fake.issue_pair()  # what the API Explorer shows
+    lines: list[str] = []
+    assert await authorize(settings, db, refresh_token=explorer_refresh, out=lines.append) == 0
+    pair, _ = await stored_pair(db)
+    assert pair.source == "explorer" and fake.access_tokens[pair.access_token] == "valid"
+    assert pair.refresh_token in fake.refresh_tokens and explorer_refresh in fake.spent_refresh_tokens
+    lines.clear()
+    assert await authorize(settings, db, refresh_token=explorer_refresh, out=lines.append) == 1  # single use
+    assert lines[0].startswith("Lỗi: Zalo từ chối refresh token")
+    parser = argparse.ArgumentParser(prog="cccd-bot")
+    register_cli(parser.add_subparsers(dest="command", required=True))
+    assert parser.parse_args(["zalo-oa", "authorize", "--refresh-token", "r-1"]).refresh_token == "r-1"

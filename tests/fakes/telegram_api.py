@@ -59,8 +59,18 @@ class Failure:
 class FakeTelegramAPI:
     """The Bot API of one bot, in memory."""
 
-    def __init__(self, token: str = "123456:TEST-token_abc", *, username: str = "cccd_test_bot", first_name: str = "Trợ lý CCCD"):
+    def __init__(
+        self,
+        token: str = "123456:TEST-token_abc",
+        *,
+        username: str = "cccd_test_bot",
+        first_name: str = "Trợ lý CCCD",
+        can_read_all_group_messages: bool = True,
+    ):
         self.token = token
+        # BotFather's /setprivacy: False is privacy mode on (Telegram's default for a new bot). True here,
+        # as README.md has the installer set it; with False, group updates are filtered (`reaches_bot`).
+        self.can_read_all_group_messages = can_read_all_group_messages
         self.bot_id = int(token.split(":", 1)[0])
         self.username = username
         self.bot_user = {"id": self.bot_id, "is_bot": True, "first_name": first_name, "username": username}
@@ -173,6 +183,33 @@ class FakeTelegramAPI:
 
     def add_chat(self, chat: dict[str, Any]) -> None:
         self.chats[chat["id"]] = dict(chat)
+
+    def reaches_bot(self, update: dict[str, Any]) -> bool:
+        """Whether Telegram gives `update` to the bot at all.
+
+        In privacy mode (getMe's can_read_all_group_messages false, and the bot not a group admin) a group
+        message reaches the bot only when it is a command meant for it (`/cmd@this_bot`), a general command
+        (`/cmd`; Telegram: when this bot spoke last in the group — here the only bot), or a reply to one of
+        the bot's messages; service messages reach it too. A plain "@this_bot question" does NOT
+        (core.telegram.org/bots/features#privacy-mode), whatever BotFather's description says.
+        """
+        message = update.get("message")
+        if self.can_read_all_group_messages or not isinstance(message, dict):
+            return True
+        chat = message.get("chat") or {}
+        if chat.get("type") not in ("group", "supergroup"):
+            return True
+        if self.members.get((chat.get("id"), self.bot_id)) in ("administrator", "creator"):
+            return True
+        if "text" not in message and "caption" not in message:
+            return True  # service messages: members, migrations, titles
+        replied = message.get("reply_to_message") or {}
+        if (replied.get("from") or {}).get("id") == self.bot_id:
+            return True
+        command = re.match(r"/[A-Za-z0-9_]{1,32}(?:@([A-Za-z0-9_]+))?(?=\s|$)", message.get("text") or "")
+        if command is None:
+            return False
+        return command.group(1) is None or command.group(1).lower() == self.username.lower()
 
     async def push_update(self, update: dict[str, Any]) -> dict[str, Any]:
         """Queue an update for getUpdates (an update_id is given if missing)."""
@@ -345,7 +382,12 @@ class FakeTelegramAPI:
         return message
 
     async def api_getMe(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {**self.bot_user, "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+        return {
+            **self.bot_user,
+            "can_join_groups": True,
+            "can_read_all_group_messages": self.can_read_all_group_messages,
+            "supports_inline_queries": False,
+        }
 
     async def api_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         if self.webhook.get("url"):
@@ -404,7 +446,9 @@ class FakeTelegramAPI:
         check_parse_mode(text, params.get("parse_mode"))
         markup = params.get("reply_markup")
         check_markup(markup)
-        return self._message(chat_id, text=text, reply_markup=markup)
+        # The sent Message carries only an inline keyboard; ForceReply is not echoed back.
+        inline = markup if isinstance(markup, dict) and "inline_keyboard" in markup else None
+        return self._message(chat_id, text=text, reply_markup=inline)
 
     async def api_sendPhoto(self, params: dict[str, Any]) -> dict[str, Any]:
         chat_id = params.get("chat_id")
@@ -434,6 +478,9 @@ class FakeTelegramAPI:
         return True
 
     async def api_sendChatAction(self, params: dict[str, Any]) -> bool:
+        self._chat(params.get("chat_id"))
+        if params.get("action") not in ("typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice", "upload_document", "choose_sticker", "find_location", "record_video_note", "upload_video_note"):
+            raise ApiError(400, "Bad Request: wrong parameter action in request")
         return True
 
     async def api_getChatMember(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -517,6 +564,10 @@ def buttons_of(markup: Any) -> list[tuple[str, str]]:
 
 def check_markup(markup: Any) -> None:
     if markup is None:
+        return
+    if isinstance(markup, dict) and "force_reply" in markup:
+        if markup["force_reply"] is not True:
+            raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
         return
     if not isinstance(markup, dict) or not isinstance(markup.get("inline_keyboard"), list):
         raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")

@@ -97,13 +97,32 @@ class _Server:
 
 
 class FakeZaloBot(_Server):
-    """`POST /bot<TOKEN>/<method>` with the envelope `{ok, result, description, error_code}`."""
+    """`POST /bot<TOKEN>/<method>` with the envelope `{ok, result, description, error_code}`.
 
-    def __init__(self, token: str = "1234567890:test-secret", *, can_join_groups: bool = True, account_name: str = "CCCD Bot", poll_wait: float = 0.2):
+    As the platform does: getMe gives the account handle (`bot.XXXX`), not the display name people see
+    and type after "@"; setWebhook probes the URL at once (when `probe_webhook` is on) and reports the
+    outcome in a `verification` object; webhook deliveries are the bare `{"event_name", "message"}`
+    object (see `deliver_webhook`).
+    """
+
+    def __init__(
+        self,
+        token: str = "1234567890:test-secret",
+        *,
+        can_join_groups: bool = True,
+        account_name: str = "bot.x7Kc2QmA",
+        display_name: str = "CCCD Bot",
+        poll_wait: float = 0.2,
+        probe_webhook: bool = False,
+    ):
         super().__init__()
         self.token = token
         self.can_join_groups = can_join_groups
         self.account_name = account_name
+        self.display_name = display_name  # shown in Zalo; never in getMe
+        self.probe_webhook = probe_webhook
+        self.probes: list[int] = []  # HTTP statuses our webhook answered to the probes
+        self.webhook_target: str | None = None  # where deliveries go when the registered URL is not reachable here
         self.poll_wait = poll_wait  # the longest a getUpdates waits here, whatever timeout it asks for
         self.updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.webhook: dict[str, str] | None = None
@@ -162,7 +181,13 @@ class FakeZaloBot(_Server):
             if not body.get("url") or not 8 <= len(secret) <= 256:
                 return 200, {"ok": False, "error_code": 400, "description": "bad url or secret_token"}
             self.webhook = {"url": body["url"], "secret_token": secret}
-            return 200, {"ok": True, "result": {"url": body["url"], "updated_at": int(time.time() * 1000)}}
+            result: dict[str, Any] = {"url": body["url"], "updated_at": int(time.time() * 1000)}
+            if self.probe_webhook:
+                status = await self._probe(body["url"], secret)
+                self.probes.append(status)
+                ok = 200 <= status < 300
+                result["verification"] = {"status": "success" if ok else "failed", "http_code": status}
+            return 200, {"ok": True, "result": result}
         if method == "deleteWebhook":
             self.webhook = None
             return 200, {"ok": True, "result": {"url": "", "updated_at": int(time.time() * 1000)}}
@@ -173,9 +198,38 @@ class FakeZaloBot(_Server):
             if not body.get("chat_id") or not isinstance(text, str) or not 1 <= len(text) <= 2000:
                 return 200, {"ok": False, "error_code": 400, "description": "text must be 1 to 2000 characters"}
             return 200, {"ok": True, "result": {"message_id": f"out-{next(self._ids)}", "date": int(time.time() * 1000)}}
-        if method in ("sendPhoto", "sendChatAction"):
+        if method == "sendChatAction":
+            if not body.get("chat_id") or body.get("action") not in ("typing", "upload_photo"):
+                return 200, {"ok": False, "error_code": 400, "description": "bad chat_id or action"}
+            return 200, {"ok": True, "result": True}
+        if method == "sendPhoto":
             return 200, {"ok": True, "result": {"message_id": f"out-{next(self._ids)}", "date": int(time.time() * 1000)}}
         return 200, {"ok": False, "error_code": 404, "description": "Not Found"}
+
+
+    async def _probe(self, url: str, secret: str) -> int:
+        """What setWebhook does before answering: POST the URL with the secret header; 0 when unreachable."""
+        import aiohttp
+
+        probe = {"event_name": "webhook.verification", "message": None}  # our stand-in: no update to handle
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(url, json=probe, headers={"X-Bot-Api-Secret-Token": secret}, timeout=aiohttp.ClientTimeout(total=3)) as resp:
+                    return resp.status
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return 0
+
+    async def deliver_webhook(self, update: dict[str, Any], *, wrapped: bool = False, secret: str | None = None) -> int:
+        """POST an update to the registered webhook as the platform does (bare; `wrapped` as in the docs'
+        sample); return the HTTP status our server answered."""
+        import aiohttp
+
+        assert self.webhook is not None, "no webhook registered"
+        body = {"ok": True, "result": update} if wrapped else update
+        headers = {"X-Bot-Api-Secret-Token": self.webhook["secret_token"] if secret is None else secret}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(self.webhook_target or self.webhook["url"], json=body, headers=headers) as resp:
+                return resp.status
 
 
 _message_ids = itertools.count(1)
@@ -190,8 +244,9 @@ def bot_update(
     group: bool = False,
     event: str = "message.text.received",
     message_id: str | None = None,
+    caption: str | None = None,
 ) -> dict[str, Any]:
-    """The `result` of a Zalo Bot update (a getUpdates answer, or the webhook body's `result`)."""
+    """One Zalo Bot update: a getUpdates answer's `result`, or a whole (bare) webhook delivery."""
     message: dict[str, Any] = {
         "from": {"id": user_id or chat_id, "display_name": name},
         "chat": {"id": chat_id, "chat_type": "GROUP" if group else "PRIVATE"},
@@ -200,6 +255,15 @@ def bot_update(
     }
     if text is not None:
         message["text"] = text
+    if event == "message.image.received":
+        message["photo_url"] = "https://photo-stal.zadn.vn/fake/photo.jpg"
+    elif event == "message.sticker.received":
+        message["sticker"] = "fake-sticker-1"
+        message["url"] = "https://zalo-api.zadn.vn/api/emoticon/sticker/webpc?eid=1"
+    elif event == "message.voice.received":
+        message["voice_url"] = "https://voice-stal.zadn.vn/fake/voice.aac"
+    if caption is not None:
+        message["caption"] = caption
     return {"event_name": event, "message": message}
 
 
@@ -221,7 +285,8 @@ class FakeZaloOA(_Server):
         self.refresh_tokens: set[str] = set()  # unused refresh tokens
         self.spent_refresh_tokens: set[str] = set()
         self.codes: dict[str, str | None] = {}  # authorization code -> PKCE challenge
-        self.closed_windows: dict[str, int] = {}  # user id -> -230 / -213
+        self.closed_windows: dict[str, int] = {}  # user id -> -230 / -213 / any "unreachable" code
+        self.inactive_groups: dict[str, int] = {}  # group id -> -237 (package expired) / -403 (OA not in it)
         self._serial = itertools.count(1)
         self.app.router.add_post("/v3.0/oa/message/cs", self._send)
         self.app.router.add_post("/v3.0/oa/group/message", self._send)
@@ -246,6 +311,9 @@ class FakeZaloOA(_Server):
 
     def close_window(self, user_id: str, code: int = -230) -> None:
         self.closed_windows[user_id] = code
+
+    def disable_group(self, group_id: str, code: int = -237) -> None:
+        self.inactive_groups[group_id] = code
 
     # what the fake received
 
@@ -316,9 +384,12 @@ class FakeZaloOA(_Server):
         buttons = ((attachment or {}).get("payload") or {}).get("buttons") or []
         if len(buttons) > 5 or (buttons and path.endswith("group/message")):
             return {"error": -201, "message": "buttons are not allowed here"}
+        if path.endswith("group/message") and target in self.inactive_groups:
+            code = self.inactive_groups[target]
+            return {"error": code, "message": "Group is disabled" if code == -237 else "OA is not a member of this group"}
         if target in self.closed_windows:
             code = self.closed_windows[target]
-            return {"error": code, "message": "User has not interacted with the OA in the last 7 days" if code != -213 else "User has not followed the OA"}
+            return {"error": code, "message": UNREACHABLE_MESSAGES.get(code, "User cannot receive this message")}
         return {"error": 0, "message": "Success", "data": {"message_id": f"oa-{next(self._serial)}", "user_id": target}}
 
     async def _getoa(self, request: web.Request) -> web.Response:
@@ -355,6 +426,9 @@ class FakeZaloOA(_Server):
             challenge = self.codes.pop(code)
             if challenge is not None:
                 verifier = str(form.get("code_verifier") or "")
+                # Zalo's v4 rules: a 43-character verifier; the challenge is base64url(SHA-256) unpadded.
+                if len(verifier) != 43 or "=" in challenge:
+                    return {"error": -14018, "error_name": "Invalid code verifier"}
                 expected = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
                 if expected != challenge:
                     return {"error": -14018, "error_name": "Invalid code verifier"}
@@ -362,6 +436,17 @@ class FakeZaloOA(_Server):
             return {"error": -14003, "error_name": "Invalid grant type"}
         access, refresh = self.issue_pair()
         return {"access_token": access, "refresh_token": refresh, "expires_in": "90000"}
+
+
+UNREACHABLE_MESSAGES = {
+    -213: "User has not followed the OA",
+    -217: "User has blocked messages from the OA",
+    -227: "User is inactive or has been banned",
+    -230: "User has not interacted with the OA in the last 7 days",
+    -232: "User has not interacted with the OA in the last 7 days (consultation quota)",
+    -234: "Promotion messages cannot be sent from 22:00 to 06:00",
+    -244: "User has refused messages of this kind",
+}
 
 
 def oa_event(
@@ -373,10 +458,15 @@ def oa_event(
     msg_id: str | None = None,
     app_id: str = "app-1",
     timestamp: str | None = None,
+    group_in: str = "recipient.id",
 ) -> dict[str, Any]:
-    """An OA webhook event body."""
+    """An OA webhook event body, shaped like the captured ones (fields Zalo sends that we do not read,
+    such as `user_id_by_app`, included). For group events `group_in` says where the group id is:
+    "recipient.id" (documented), "recipient.group_id", "message.conversation_id", "conversation.id"
+    (seen by other clients), or "" (none)."""
     body: dict[str, Any] = {
         "app_id": app_id,
+        "user_id_by_app": f"app-scoped-{sender}",
         "event_name": event_name,
         "timestamp": timestamp or str(int(time.time() * 1000)),
     }
@@ -391,6 +481,15 @@ def oa_event(
     if text is not None:
         message["text"] = text
     body["message"] = message
+    if event_name.startswith("user_send_group_") and group_in != "recipient.id":
+        body["recipient"] = {}
+        if group_in == "recipient.group_id":
+            body["recipient"] = {"group_id": recipient}
+        elif group_in == "message.conversation_id":
+            body["recipient"] = {"id": "oa-1"}  # the OA's own id: not the group
+            message["conversation_id"] = recipient
+        elif group_in == "conversation.id":
+            body["conversation"] = {"id": recipient}
     return body
 
 
