@@ -281,7 +281,9 @@ class Sender:
                 fresh = [id_ for id_, _channel, _chat in keys if id_ not in self._claimed]
                 rows = await deliveries.load(session, fresh) if fresh else []
             for row in rows:
-                self._queue(row)
+                # An offer may have queued it (or even sent it) while the scan was loading.
+                if row.id not in self._claimed and row.id not in self._ended:
+                    self._queue(row)
         return len(keys)
 
     def offer(self, rows: list[Outgoing], earlier: dict[tuple[str, str], list[int]]) -> bool:
@@ -304,7 +306,8 @@ class Sender:
                 complete = False
                 continue
             for row in sorted(chat_rows, key=lambda r: r.id):
-                if row.id not in self._claimed:
+                # A scan running as the rows were committed may have queued (or even sent) them already.
+                if row.id not in self._claimed and row.id not in self._ended:
                     self._queue(row)
         return complete
 
