@@ -157,7 +157,8 @@ async def pending_of(session: AsyncSession, chats: Iterable[tuple[str, str]]) ->
 
 
 async def due_keys(session: AsyncSession, now: datetime, limit: int = 500) -> list[tuple[int, str, str]]:
-    """(id, channel, chat_id) of pending calls whose time has come, oldest first: cheap to scan again."""
+    """(id, channel, chat_id) of pending calls whose time has come and that no earlier call of their chat
+    still waits before, oldest first: cheap to scan again."""
     conn = await session.connection()
     return [tuple(row) for row in (await conn.execute(_DUE_KEYS, {"now": now, "limit": limit})).all()]
 
@@ -176,9 +177,23 @@ async def mark_sent(session: AsyncSession, ids: Iterable[int], now: datetime) ->
         await conn.execute(_MARK_SENT, {"ids": ids[start : start + 500], "now": now})
 
 
+_EARLIER = _OUTBOX.alias("earlier")
 _DUE_KEYS = (
     select(_OUTBOX.c.id, _OUTBOX.c.channel, _OUTBOX.c.chat_id)
-    .where(_OUTBOX.c.status == PENDING, _OUTBOX.c.next_attempt_at <= bindparam("now"))
+    .where(
+        _OUTBOX.c.status == PENDING,
+        _OUTBOX.c.next_attempt_at <= bindparam("now"),
+        # Not behind a call of its chat that waits for its retry (e.g. after a restart): the chat's order.
+        ~select(_EARLIER.c.id)
+        .where(
+            _EARLIER.c.channel == _OUTBOX.c.channel,
+            _EARLIER.c.chat_id == _OUTBOX.c.chat_id,
+            _EARLIER.c.status == PENDING,
+            _EARLIER.c.id < _OUTBOX.c.id,
+            _EARLIER.c.next_attempt_at > bindparam("now"),
+        )
+        .exists(),
+    )
     .order_by(_OUTBOX.c.id)
     .limit(bindparam("limit"))
 )

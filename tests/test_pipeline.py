@@ -123,6 +123,26 @@ async def test_a_refusal_ends_a_call_and_a_gone_chat_ends_its_pending_calls(data
     assert platform.calls == 3  # nothing more was tried on the blocked chat
 
 
+async def test_after_a_restart_a_chats_next_call_waits_behind_the_one_waiting_for_its_retry(database):
+    from datetime import timedelta
+
+    await queue(database, "c", "một", "hai")
+    await queue(database, "d", "khác")
+    now = datetime.now(timezone.utc)
+    first = (await outbox(database))[0]
+    # The holder that died had been told to try "một" again in a minute (e.g. 429 retry_after 60).
+    async with database.transaction() as session:
+        await deliveries.note_attempt(session, first.id, 1, now + timedelta(minutes=1), "429")
+    platform = FakePlatform()
+    clock = {"now": now}
+    sender = make_sender(database, platform, clock=lambda: clock["now"])
+    await sender.drain()
+    assert platform.delivered == [("d", "khác")]  # "hai" does not overtake "một"
+    clock["now"] = now + timedelta(minutes=2)
+    await sender.drain()
+    assert platform.delivered == [("d", "khác"), ("c", "một"), ("c", "hai")]
+
+
 async def test_one_sender_at_a_time_and_takeover_when_the_holder_dies(db_url):
     db_a, db_b = Database(db_url), Database(db_url)
     await db_a.migrate()
