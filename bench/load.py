@@ -485,7 +485,8 @@ def profile_summary(raw: Path) -> dict:
 
 async def trial(kind: str, args, db_url: str, api: FakeBotApi, people: People, log, profile_dir: Path | None) -> dict:
     ports = [PORT_BASE + 10 + i for i in range(args.procs)] if kind == "bot" else [PORT_BASE + 5]
-    target = start_ceiling(db_url, PORT_BASE + 1, ports[0], log) if kind == "ceiling" else start_bot(db_url, PORT_BASE + 1, ports, log)
+    extra = dict(item.split("=", 1) for item in args.bot_env)
+    target = start_ceiling(db_url, PORT_BASE + 1, ports[0], log) if kind == "ceiling" else start_bot(db_url, PORT_BASE + 1, ports, log, extra)
     spy = None
     try:
         await wait_ready(target, api)
@@ -569,6 +570,7 @@ def main() -> None:
     parser.add_argument("--soak", action="store_true", help="sample RSS every 10 s (use with --open-rate and a long --duration)")
     parser.add_argument("--profile", choices=("py-spy",), help="profile the last bot trial (py-spy, raw stacks)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--bot-env", action="append", default=[], metavar="CCCD_X=VALUE", help="a setting for the bot processes")
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args()
     if args.procs > 1 and args.db == "sqlite":
