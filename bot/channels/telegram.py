@@ -36,8 +36,6 @@ from telegram import (
     BotCommandScopeAllPrivateChats,
     CallbackQuery,
     ChatMemberUpdated,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
     Message,
     Update,
 )
@@ -730,8 +728,9 @@ class TelegramChannel:
 
     # ------------------------------------------------------------------ sending
 
-    def keyboard(self, buttons: Sequence[Choice]) -> InlineKeyboardMarkup | None:
-        """One button a row; callback data are the core's payloads, never the labels."""
+    def keyboard(self, buttons: Sequence[Choice]) -> dict[str, Any] | None:
+        """The Bot API's InlineKeyboardMarkup, one button a row; callback data are the core's payloads, never
+        the labels. Written as the JSON object the Bot API reads: it is stored in the outbox as such."""
         rows = []
         for choice in buttons:
             link = choice.link
@@ -739,13 +738,13 @@ class TelegramChannel:
             if link and link.private_start and self.username:
                 url = f"https://t.me/{self.username}?start={link.private_start}"
             if url:
-                rows.append([InlineKeyboardButton(choice.label, url=url)])
+                rows.append([{"text": choice.label, "url": url}])
                 continue
             if not 1 <= len(choice.payload.encode()) <= MAX_CALLBACK_BYTES:
                 log.error("telegram: button payload %r is not 1-64 bytes; button left out", choice.payload[:80])
                 continue
-            rows.append([InlineKeyboardButton(choice.label, callback_data=choice.payload)])
-        return InlineKeyboardMarkup(rows) if rows else None
+            rows.append([{"text": choice.label, "callback_data": choice.payload}])
+        return {"inline_keyboard": rows} if rows else None
 
     def render_calls(
         self, replies: Sequence[Reply], *, reply_to: int | None = None, thread_id: int | None = None
@@ -763,7 +762,7 @@ class TelegramChannel:
                 call: dict[str, Any] = {"m": "sendMessage", "text": text, "thread": thread_id}
                 last = index == len(texts) - 1
                 if last and markup is not None:
-                    call["markup"] = markup.to_dict()
+                    call["markup"] = markup
                 if reply_to is not None and not any(c["m"] == "sendMessage" for c in calls):
                     call["reply_to"] = reply_to
                 if reply_to is not None and last and markup is None and (rendered.numbered or "?" in text):
