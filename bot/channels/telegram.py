@@ -277,7 +277,7 @@ class TelegramChannel:
             "BotFather /setprivacy -> Disable, or make the bot a group admin"
         )
 
-    def _safe(self, exc: BaseException) -> str:
+    def _safe(self, exc: BaseException | str) -> str:
         """An error's text without the token (PTB puts it in InvalidToken's message)."""
         return str(exc).replace(self._token, "<token>")
 
@@ -629,10 +629,10 @@ class TelegramChannel:
         return member.status in _ADMINS
 
     async def _answer_callback(self, query_id: str) -> None:
-        try:
-            await self.bot.answer_callback_query(query_id)
-        except TelegramError as exc:  # too old, or the network: the press is handled all the same
-            log.debug("telegram: answerCallbackQuery failed: %s", self._safe(exc))
+        # One per button press, like a reply: through the replies' client (telegram_send.py).
+        answer = await self.replies.post("answerCallbackQuery", {"callback_query_id": query_id})
+        if not answer.ok:  # too old, or the network: the press is handled all the same
+            log.debug("telegram: answerCallbackQuery failed: %s", self._safe(answer.description))
 
     async def _on_callback(self, update: Update, query: CallbackQuery) -> Work | None:
         # Stops the button's spinner; the press is handled meanwhile, not after a round trip to Telegram.
@@ -793,7 +793,7 @@ class TelegramChannel:
             return Moved(str(answer.migrate_to_chat_id))
         if answer.retry_after is not None:
             return Retry("flood control", answer.retry_after)
-        reason = answer.description.replace(self._token, "<token>")
+        reason = self._safe(answer.description)
         if answer.status == 403:
             log.info("telegram: chat %s blocked or removed the bot (%s); marked inactive", target, reason)
             await self._mark_inactive(target)
