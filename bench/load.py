@@ -137,6 +137,10 @@ class People:
         random.Random(11).shuffle(self.actors)
         self.busy: set[int] = set()
         self._next = itertools.cycle(self.actors)
+        # People are at every point of their session from the start, so that each trial (a few thousand
+        # updates, less than one per person) gets the whole mix, not the next step of everybody's session.
+        rng = random.Random(13)
+        self.cursor = {user: rng.randrange(len(SESSION)) for user in users}
 
     def next_chat(self) -> int | None:
         for _ in range(len(self.actors)):
