@@ -59,6 +59,7 @@ PG_ADMIN = os.environ.get("CCCD_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.
 PG_DB = os.environ.get("CCCD_BENCH_PG_DB", "cccd_bench_pipeline")
 PORT_BASE = int(os.environ.get("CCCD_BENCH_PORT_BASE", "6000"))
 USERS, GROUPS = 5000, 100
+GENERATOR = psutil.Process()
 
 
 # -- the platform: the fake Bot API -----------------------------------------------------------------
@@ -228,15 +229,16 @@ class Target:
         self.urls = [f"http://127.0.0.1:{p}/tg/hook" for p in ports]
         self.ps = [psutil.Process(p.pid) for p in procs]
 
-    def cpu(self) -> float:
-        total = 0.0
-        for p in self.ps:
+    def cpu(self) -> list[float]:
+        """CPU seconds (user + system) of each process so far, and last this load generator's own."""
+        out = []
+        for p in (*self.ps, GENERATOR):
             try:
                 t = p.cpu_times()
-                total += t.user + t.system
+                out.append(t.user + t.system)
             except psutil.NoSuchProcess:
-                pass
-        return total
+                out.append(0.0)
+        return out
 
     def rss_mb(self) -> list[float]:
         out = []
@@ -377,7 +379,7 @@ async def closed_loop(target: Target, api: FakeBotApi, people: People, conc: int
         cpu1, (st1, tx1), elapsed = target.cpu(), await db_counts(target), time.perf_counter() - t_start
         state["win"] = None
         await asyncio.gather(*workers)
-    return summarize(target, win, elapsed, cpu1 - cpu0, st1 - st0, tx1 - tx0)
+    return summarize(target, win, elapsed, [b - a for a, b in zip(cpu0, cpu1)], st1 - st0, tx1 - tx0)
 
 
 async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float, warmup: float, duration: float, soak_every: float = 0.0) -> dict:
@@ -387,7 +389,8 @@ async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         start = time.perf_counter()
         win: Window | None = None
-        cpu0 = st0 = tx0 = 0.0
+        cpu0: list[float] = []
+        st0 = tx0 = 0.0
         n = 0
         next_rss = start
         while True:
@@ -416,7 +419,7 @@ async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float
         elapsed = time.perf_counter() - t_start
         cpu1, (st1, tx1) = target.cpu(), await db_counts(target)
         await asyncio.gather(*tasks)
-    result = summarize(target, win, elapsed, cpu1 - cpu0, st1 - st0, tx1 - tx0)
+    result = summarize(target, win, elapsed, [b - a for a, b in zip(cpu0, cpu1)], st1 - st0, tx1 - tx0)
     result["offered_per_s"] = rate
     if rss_samples:
         result["rss_samples"] = rss_samples
@@ -430,8 +433,10 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def summarize(target: Target, win: Window, elapsed: float, cpu: float, statements: float, transactions: float) -> dict:
+def summarize(target: Target, win: Window, elapsed: float, cpus: list[float], statements: float, transactions: float) -> dict:
     done = max(win.done, 1)
+    cpus, generator = cpus[:-1], cpus[-1]
+    cpu = sum(cpus)
     out = {
         "target": target.kind,
         "procs": len(target.procs),
@@ -440,6 +445,8 @@ def summarize(target: Target, win: Window, elapsed: float, cpu: float, statement
         "p99_ms": round(pct(win.latencies, 99) * 1000, 1),
         "webhook_p50_ms": round(pct(win.webhook, 50) * 1000, 1),
         "cpu_ms_per_update": round(cpu / done * 1000, 2),
+        "cpu_share_by_proc": [round(c / elapsed, 2) for c in cpus],  # CPU seconds per second, each process
+        "generator_cpu_share": round(generator / elapsed, 2),  # this process: the platform (webhook posts, fake Bot API)
         "errors": dict(win.errors),
         "rss_mb": [round(x, 1) for x in target.rss_mb()],
     }

@@ -247,7 +247,7 @@ class Sender:
         if self.holding and mono - self._renewed_at < self.lease_ttl / 3:
             return True
         try:
-            async with self.db.writing() as session:
+            async with self.db.autocommit() as session:
                 held = await deliveries.hold_lease(session, LEASE, self.holder, self.clock(), timedelta(seconds=self.lease_ttl))
         except Exception:
             # Unreachable database: keep sending while our lease is surely still ours.
@@ -276,7 +276,7 @@ class Sender:
         so a backlog is not decoded again at every wake.
         """
         async with self._fetch_lock:
-            async with self.db.transaction() as session:
+            async with self.db.autocommit() as session:
                 keys = await deliveries.due_keys(session, self.clock(), self.batch)
                 fresh = [id_ for id_, _channel, _chat in keys if id_ not in self._claimed]
                 rows = await deliveries.load(session, fresh) if fresh else []
@@ -476,7 +476,7 @@ class Sender:
         async with self._fetch_lock:
             ids, self._to_mark = self._to_mark, []
             try:
-                async with self.db.writing() as session:
+                async with self.db.autocommit() as session:
                     await deliveries.mark_sent(session, ids, self.clock())
             except BaseException:
                 self._to_mark = ids + self._to_mark
