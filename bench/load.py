@@ -61,6 +61,7 @@ PG_ADMIN = os.environ.get("CCCD_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.
 PG_DB = os.environ.get("CCCD_BENCH_PG_DB", "cccd_bench_pipeline")
 PORT_BASE = int(os.environ.get("CCCD_BENCH_PORT_BASE", "6000"))
 USERS, GROUPS = 5000, 100
+GENERATOR = psutil.Process()
 
 
 # -- the platform: the fake Bot API -----------------------------------------------------------------
@@ -139,6 +140,10 @@ class People:
         random.Random(11).shuffle(self.actors)
         self.busy: set[int] = set()
         self._next = itertools.cycle(self.actors)
+        # People are at every point of their session from the start, so that each trial (a few thousand
+        # updates, less than one per person) gets the whole mix, not the next step of everybody's session.
+        rng = random.Random(13)
+        self.cursor = {user: rng.randrange(len(SESSION)) for user in users}
 
     def next_chat(self) -> int | None:
         for _ in range(len(self.actors)):
@@ -211,15 +216,16 @@ class Target:
         self.urls = [f"http://127.0.0.1:{p}{HOOK_PATH}" for p in ports]
         self.ps = [psutil.Process(p.pid) for p in procs]
 
-    def cpu(self) -> float:
-        total = 0.0
-        for p in self.ps:
+    def cpu(self) -> list[float]:
+        """CPU seconds (user + system) of each process so far, and last this load generator's own."""
+        out = []
+        for p in (*self.ps, GENERATOR):
             try:
                 t = p.cpu_times()
-                total += t.user + t.system
+                out.append(t.user + t.system)
             except psutil.NoSuchProcess:
-                pass
-        return total
+                out.append(0.0)
+        return out
 
     def rss_mb(self) -> list[float]:
         out = []
@@ -360,7 +366,7 @@ async def closed_loop(target: Target, api: FakeBotApi, people: People, conc: int
         cpu1, (st1, tx1), elapsed = target.cpu(), await db_counts(target), time.perf_counter() - t_start
         state["win"] = None
         await asyncio.gather(*workers)
-    return summarize(target, win, elapsed, cpu1 - cpu0, st1 - st0, tx1 - tx0)
+    return summarize(target, win, elapsed, [b - a for a, b in zip(cpu0, cpu1)], st1 - st0, tx1 - tx0)
 
 
 async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float, warmup: float, duration: float, soak_every: float = 0.0) -> dict:
@@ -370,7 +376,8 @@ async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         start = time.perf_counter()
         win: Window | None = None
-        cpu0 = st0 = tx0 = 0.0
+        cpu0: list[float] = []
+        st0 = tx0 = 0.0
         n = 0
         next_rss = start
         while True:
@@ -399,7 +406,7 @@ async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float
         elapsed = time.perf_counter() - t_start
         cpu1, (st1, tx1) = target.cpu(), await db_counts(target)
         await asyncio.gather(*tasks)
-    result = summarize(target, win, elapsed, cpu1 - cpu0, st1 - st0, tx1 - tx0)
+    result = summarize(target, win, elapsed, [b - a for a, b in zip(cpu0, cpu1)], st1 - st0, tx1 - tx0)
     result["offered_per_s"] = rate
     if rss_samples:
         result["rss_samples"] = rss_samples
@@ -413,8 +420,10 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def summarize(target: Target, win: Window, elapsed: float, cpu: float, statements: float, transactions: float) -> dict:
+def summarize(target: Target, win: Window, elapsed: float, cpus: list[float], statements: float, transactions: float) -> dict:
     done = max(win.done, 1)
+    cpus, generator = cpus[:-1], cpus[-1]
+    cpu = sum(cpus)
     out = {
         "target": target.kind,
         "procs": len(target.procs),
@@ -423,6 +432,8 @@ def summarize(target: Target, win: Window, elapsed: float, cpu: float, statement
         "p99_ms": round(pct(win.latencies, 99) * 1000, 1),
         "webhook_p50_ms": round(pct(win.webhook, 50) * 1000, 1),
         "cpu_ms_per_update": round(cpu / done * 1000, 2),
+        "cpu_share_by_proc": [round(c / elapsed, 2) for c in cpus],  # CPU seconds per second, each process
+        "generator_cpu_share": round(generator / elapsed, 2),  # this process: the platform (webhook posts, fake Bot API)
         "errors": dict(win.errors),
         "rss_mb": [round(x, 1) for x in target.rss_mb()],
     }
@@ -437,10 +448,17 @@ def summarize(target: Target, win: Window, elapsed: float, cpu: float, statement
 CATEGORIES = (
     ("sqlalchemy", ("sqlalchemy/",)),
     ("asyncpg/aiosqlite driver", ("asyncpg/", "aiosqlite/", "sqlite3/")),
-    ("PTB + httpx (sending)", ("telegram/", "httpx/", "httpcore/")),
-    ("aiohttp (server)", ("aiohttp/",)),
+    ("PTB + httpx", ("telegram/", "httpx/", "httpcore/")),
+    ("aiohttp server", ("aiohttp/web_",)),
+    ("aiohttp client", ("aiohttp/client", "aiohttp/connector")),
     ("matcher (FAQ)", ("bot/matcher.py", "rapidfuzz", "bm25s", "bot/normalize.py")),
     ("json", ("json/",)),
+    # Where in the bot (SQLAlchemy's greenlet stacks lose their callers: its share is counted above).
+    ("webhook handler", ("handle_webhook (",)),
+    ("receiving transaction", ("Pipeline._transaction (",)),
+    ("core step", ("step (bot/engine.py",)),
+    ("sending a call", ("Sender._deliver (",)),
+    ("sender scan and marks", ("Sender.dispatch_due (", "Sender._flush (")),
 )
 
 
@@ -465,7 +483,8 @@ def profile_summary(raw: Path) -> dict:
 
 async def trial(kind: str, args, db_url: str, api: FakeBotApi, people: People, log, profile_dir: Path | None) -> dict:
     ports = [PORT_BASE + 10 + i for i in range(args.procs)] if kind == "bot" else [PORT_BASE + 5]
-    target = start_ceiling(db_url, PORT_BASE + 1, ports[0], log) if kind == "ceiling" else start_bot(db_url, PORT_BASE + 1, ports, log)
+    extra = dict(item.split("=", 1) for item in args.bot_env)
+    target = start_ceiling(db_url, PORT_BASE + 1, ports[0], log) if kind == "ceiling" else start_bot(db_url, PORT_BASE + 1, ports, log, extra)
     spy = None
     try:
         await wait_ready(target, api)
@@ -549,6 +568,7 @@ def main() -> None:
     parser.add_argument("--soak", action="store_true", help="sample RSS every 10 s (use with --open-rate and a long --duration)")
     parser.add_argument("--profile", choices=("py-spy",), help="profile the last bot trial (py-spy, raw stacks)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--bot-env", action="append", default=[], metavar="CCCD_X=VALUE", help="a setting for the bot processes")
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args()
     if args.procs > 1 and args.db == "sqlite":

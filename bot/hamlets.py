@@ -37,13 +37,16 @@ class HamletDirectory:
         self.hamlets = tuple(hamlets)
         self.by_code = {h.code.lower(): h for h in self.hamlets}
         self._keys = [_core_words(h.name) or fold_key(h.name) for h in self.hamlets]
+        self._communes: tuple[tuple[str, tuple[Hamlet, ...]], ...] | None = None
 
     def communes(self) -> tuple[tuple[str, tuple[Hamlet, ...]], ...]:
-        """Return each commune with its hamlets, in the registry's order."""
-        grouped: dict[str, list[Hamlet]] = {}
-        for hamlet in self.hamlets:
-            grouped.setdefault(hamlet.commune, []).append(hamlet)
-        return tuple((commune, tuple(hamlets)) for commune, hamlets in grouped.items())
+        """Return each commune with its hamlets, in the registry's order (grouped once: the directory never changes)."""
+        if self._communes is None:
+            grouped: dict[str, list[Hamlet]] = {}
+            for hamlet in self.hamlets:
+                grouped.setdefault(hamlet.commune, []).append(hamlet)
+            self._communes = tuple((commune, tuple(hamlets)) for commune, hamlets in grouped.items())
+        return self._communes
 
     def commune_of(self, code: str) -> tuple[str, tuple[Hamlet, ...]] | None:
         """Return the commune (with its hamlets) of the hamlet `code`."""

@@ -52,6 +52,7 @@ def keys(catalog: Catalog, text: str) -> tuple[str, ...]:
     return _keys_cached(text, abbreviations, catalog.keywords.get("particles", frozenset()))
 
 
+@lru_cache(maxsize=8192)
 def _negated(key: str) -> bool:
     return any(w in NEGATIONS for w in key.split())
 
@@ -74,7 +75,7 @@ def kind_of(catalog: Catalog, text: str, kinds: Sequence[str]) -> str | None:
                     continue
                 if _negated(form) != _negated(phrase):
                     continue
-                score = fuzz.ratio(form, phrase)
-                if score >= FUZZY_CUTOFF and (best is None or score > best[0]):
+                score = fuzz.ratio(form, phrase, score_cutoff=FUZZY_CUTOFF)
+                if score and (best is None or score > best[0]):
                     best = (score, kind)
     return best[1] if best else None

@@ -273,7 +273,12 @@ def setup_core(
     )
     app[SENDER] = sender
     # A web-only process leaves sending to the sender process (woken by NOTIFY on PostgreSQL).
-    app[PIPELINE] = Pipeline(service, sender if role != "web" else None)
+    app[PIPELINE] = Pipeline(
+        service,
+        sender if role != "web" else None,
+        batch=settings.pipeline_batch,
+        concurrency=settings.pipeline_concurrency,
+    )
     app[METRICS].watch(app[PIPELINE], sender, service)
     app[CHANNELS] = {}
     app.router.add_get("/healthz", healthz)

@@ -6,7 +6,8 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,6 +71,15 @@ class RememberedMatches:
 
     def forget(self) -> None:
         self._known.clear()
+
+
+@dataclass
+class _Records:
+    """Rows of the messages handled together, written in one statement per kind."""
+
+    queries: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    states: list[tuple[tuple[str, str, str], dict]] = field(default_factory=list)
 
 
 class ChatService:
@@ -218,50 +228,96 @@ class ChatService:
 
         Errors propagate: the caller's transaction is rolled back, so nothing half-done is stored.
         """
-        if msg.chat_type is ChatType.GROUP and not msg.addressed:
-            return []
-        started = time.perf_counter() if started is None else started
-        if await self.erased_after(session, msg.channel, msg.sender_id, msg.time):
-            # Sent before the person's /xoa, delivered or recovered after it: no row, no reply.
-            log.info("%s: a message sent before its sender's erasure was dropped", msg.channel)
-            return []
+        return (await self.handle_many(session, [msg], [started]))[0]
+
+    async def handle_many(
+        self, session: AsyncSession, msgs: Sequence[Incoming], started: Sequence[float | None] | None = None
+    ) -> list[list[Reply]]:
+        """`handle_in` for several messages at once: one statement per kind of row for them all.
+
+        The caller's transaction holds the locks of all their chats. Messages that share a chat or a
+        person are handled one after the other in the order given, each seeing what the one before it
+        recorded; the others side by side, which is the same as one after the other because they read
+        and write nothing in common but counters. Returns each message's replies, in order.
+        """
+        begun = [time.perf_counter() if t is None else t for t in (started or [None] * len(msgs))]
+        replies: list[list[Reply]] = [[] for _ in msgs]
+        waiting = list(range(len(msgs)))
+        while waiting:
+            together: list[int] = []
+            later: list[int] = []
+            seen: set[tuple[str, str, str]] = set()
+            for i in waiting:
+                msg = msgs[i]
+                keys = {("chat", msg.channel, msg.chat_id), ("person", msg.channel, msg.sender_id)}
+                (later if keys & seen else together).append(i)
+                seen |= keys
+            answers = await self._handle_together(session, [msgs[i] for i in together], [begun[i] for i in together])
+            for i, answer in zip(together, answers, strict=True):
+                replies[i] = answer
+            waiting = later
+        return replies
+
+    async def _handle_together(self, session: AsyncSession, msgs: list[Incoming], started: list[float]) -> list[list[Reply]]:
+        """Handle messages of distinct chats and people: read everything, step each, write everything."""
+        replies: list[list[Reply]] = [[] for _ in msgs]
+        live = [i for i, msg in enumerate(msgs) if msg.chat_type is not ChatType.GROUP or msg.addressed]
+        if not live:
+            return replies
+        refs = {i: self.erasure_ref(msgs[i].channel, msgs[i].sender_id) for i in live}
+        erased = await erasure.erased_at_many(session, sorted(set(refs.values())))
+        if erased:
+            kept = [i for i in live if not (refs[i] in erased and erasure.aware(msgs[i].time) < erased[refs[i]])]
+            for _ in range(len(live) - len(kept)):
+                # Sent before the person's /xoa, delivered or recovered after it: no row, no reply.
+                log.info("%s: a message sent before its sender's erasure was dropped", msgs[0].channel)
+            live = kept
+            if not live:
+                return replies
         hamlets = await self.hamlets(session)
         now = self.clock()
-        key = msg.key
-        # One statement each: the state, and the user and chat rows (created on first contact).
-        state = State.from_dict(await conversations.read_state(session, key), self._valid_steps)
-        user_hamlet, opted_out = await people.seen_user(session, msg.channel, msg.sender_id, now)
-        chat_hamlet = await people.seen_chat(session, msg.channel, msg.chat_id, msg.chat_type.value, now)
-        if msg.chat_type is ChatType.GROUP:
-            offered_hamlet = chat_hamlet
-        elif user_hamlet is None:
-            # In private, the hamlet of the group the person last wrote in is offered instead of the list.
-            offered_hamlet = await logs.last_group_hamlet(session, self.pseudonym(msg.channel, msg.sender_id))
-        else:
-            offered_hamlet = None
-        ctx = Context(
-            catalog=self.catalog,
-            matcher=self.matches,
-            hamlets=hamlets,
-            now=now,
-            user_hamlet=user_hamlet,
-            is_officer=msg.sender_is_admin or (msg.channel, msg.sender_id) in self.officers,
-            chat_hamlet=offered_hamlet,
-            opted_out=opted_out,
-        )
-        outcome = step(state, msg, ctx)
-        if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):
-            log.info(
-                "refused input on %s: payload=%r, %d characters",
-                msg.channel,
-                mask((msg.payload or "")[:64]),
-                len(msg.text),
+        # One statement each for all the messages: the states, and the user and chat rows (created on first contact).
+        states = await conversations.read_states(session, [msgs[i].key for i in live])
+        users = await people.seen_users(session, [(msgs[i].channel, msgs[i].sender_id) for i in live], now)
+        chats = await people.seen_chats(session, [(msgs[i].channel, msgs[i].chat_id, msgs[i].chat_type.value) for i in live], now)
+        # In private, the hamlet of the group the person last wrote in is offered instead of the list.
+        homeless = {
+            i: self.pseudonym(msgs[i].channel, msgs[i].sender_id)
+            for i in live
+            if msgs[i].chat_type is ChatType.PRIVATE and users[(msgs[i].channel, msgs[i].sender_id)][0] is None
+        }
+        last_group = await logs.last_group_hamlets(session, sorted(set(homeless.values())))
+        records = _Records()
+        for i in live:
+            msg = msgs[i]
+            user_hamlet, opted_out = users[(msg.channel, msg.sender_id)]
+            chat_hamlet = chats[(msg.channel, msg.chat_id)]
+            ctx = Context(
+                catalog=self.catalog,
+                matcher=self.matches,
+                hamlets=hamlets,
+                now=now,
+                user_hamlet=user_hamlet,
+                is_officer=msg.sender_is_admin or (msg.channel, msg.sender_id) in self.officers,
+                chat_hamlet=chat_hamlet if msg.chat_type is ChatType.GROUP else last_group.get(homeless.get(i, "")),
+                opted_out=opted_out,
             )
-        await self._record(session, msg, outcome, user_hamlet, chat_hamlet, now, started)
-        return list(outcome.replies)
+            outcome = step(State.from_dict(states.get(msg.key), self._valid_steps), msg, ctx)
+            if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):
+                log.info(
+                    "refused input on %s: payload=%r, %d characters",
+                    msg.channel,
+                    mask((msg.payload or "")[:64]),
+                    len(msg.text),
+                )
+            await self._record(session, msg, outcome, user_hamlet, chat_hamlet, now, started[i], records)
+            replies[i] = list(outcome.replies)
+        await logs.add_many(session, queries=records.queries, events=records.events)
+        await conversations.write_states(session, records.states, now)
+        return replies
 
-    async def _record(self, session, msg: Incoming, outcome: Outcome, user_hamlet, chat_hamlet, now, started) -> None:
-        """Apply the core's events to the store and save the new state."""
+    async def _record(self, session, msg: Incoming, outcome: Outcome, user_hamlet, chat_hamlet, now, started, records: _Records) -> None:
+        """Apply the core's events to the store; the log rows and the new state go to `records`."""
         user_ref: str | None = self.pseudonym(msg.channel, msg.sender_id)
         forget = any(isinstance(e, ForgetUser) for e in outcome.events)
         for event in outcome.events:
@@ -295,31 +351,32 @@ class ChatService:
                 if self.on_query is not None:
                     self.on_query(event.outcome)
                 text = mask(f"[{msg.payload}]" if msg.payload else clean_text(msg.text))[:MAX_LOGGED_TEXT]
-                await logs.add_query(
-                    session,
-                    created_at=now,
-                    channel=msg.channel,
-                    chat_type=msg.chat_type.value,
-                    chat_ref=chat_ref,
-                    hamlet_code=hamlet,
-                    user_ref=user_ref,
-                    text=None if forget else text,
-                    topic=event.topic,
-                    score=event.score,
-                    outcome=event.outcome,
-                    handling_ms=round((time.perf_counter() - started) * 1000, 3),
+                records.queries.append(
+                    {
+                        "created_at": now,
+                        "channel": msg.channel,
+                        "chat_type": msg.chat_type.value,
+                        "chat_ref": chat_ref,
+                        "hamlet_code": hamlet,
+                        "user_ref": user_ref,
+                        "text": None if forget else text,
+                        "topic": event.topic,
+                        "score": event.score,
+                        "outcome": event.outcome,
+                        "handling_ms": round((time.perf_counter() - started) * 1000, 3),
+                    }
                 )
             elif isinstance(event, StepReached):
-                await logs.add_guide_event(
-                    session, created_at=now, channel=msg.channel, hamlet_code=hamlet, user_ref=user_ref, kind="step", step=event.step
+                records.events.append(
+                    dict(created_at=now, channel=msg.channel, hamlet_code=hamlet, user_ref=user_ref, kind="step", step=event.step)
                 )
             elif isinstance(event, GuideFinished):
-                await logs.add_guide_event(
-                    session, created_at=now, channel=msg.channel, hamlet_code=hamlet, user_ref=user_ref, kind="outcome", value=event.outcome
+                records.events.append(
+                    dict(created_at=now, channel=msg.channel, hamlet_code=hamlet, user_ref=user_ref, kind="outcome", value=event.outcome)
                 )
             elif isinstance(event, UnansweredRecorded) and user_ref:
                 await logs.mark_unanswered(session, user_ref, event.text)
         if not forget:
             # The core masks what it keeps of a question; masking again here makes it a rule of the store.
             state = outcome.state.evolve(pending=mask(outcome.state.pending)) if outcome.state.pending else outcome.state
-            await conversations.write_state(session, msg.key, state.to_dict(), now)
+            records.states.append((msg.key, state.to_dict()))

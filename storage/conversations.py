@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,22 +31,39 @@ async def save_state(session: AsyncSession, key: Key, data: dict[str, Any], now:
     await session.flush()
 
 
-async def read_state(session: AsyncSession, key: Key) -> dict[str, Any] | None:
-    """The state's data in one SELECT, without loading an ORM object (this runs for every message)."""
-    stmt = select(ConversationState.data).where(
-        ConversationState.channel == key[0], ConversationState.chat_id == key[1], ConversationState.user_id == key[2]
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
+async def read_states(session: AsyncSession, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
+    """The states' data in one SELECT, without loading ORM objects (this runs for every message)."""
+    if not keys:
+        return {}
+    conn = await session.connection()
+    rows = (await conn.execute(_READ_STATES, {"keys": list(keys)})).all()
+    return {(channel, chat, user): data for channel, chat, user, data in rows}
 
 
-async def write_state(session: AsyncSession, key: Key, data: dict[str, Any], now: datetime) -> None:
-    """Insert or replace the state in one statement."""
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(ConversationState).values(channel=key[0], chat_id=key[1], user_id=key[2], data=data, updated_at=now)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["channel", "chat_id", "user_id"], set_={"data": stmt.excluded.data, "updated_at": now}
+async def write_states(session: AsyncSession, states: Sequence[tuple[Key, dict[str, Any]]], now: datetime) -> None:
+    """Insert or replace states in one statement (in key order, so concurrent writers lock rows alike)."""
+    if not states:
+        return
+    rows = [
+        {"channel": key[0], "chat_id": key[1], "user_id": key[2], "data": data, "updated_at": now}
+        for key, data in sorted(states, key=lambda item: item[0])
+    ]
+    conn = await session.connection()
+    await conn.execute(_write_states_stmt(conn.dialect.name), rows)
+
+
+_STATES = ConversationState.__table__
+_READ_STATES = select(_STATES.c.channel, _STATES.c.chat_id, _STATES.c.user_id, _STATES.c.data).where(
+    tuple_(_STATES.c.channel, _STATES.c.chat_id, _STATES.c.user_id).in_(bindparam("keys", expanding=True))
+)
+
+
+@functools.cache
+def _write_states_stmt(dialect: str):
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_STATES)
+    return stmt.on_conflict_do_update(
+        index_elements=["channel", "chat_id", "user_id"], set_={"data": stmt.excluded.data, "updated_at": stmt.excluded.updated_at}
     )
-    await session.execute(stmt)
 
 
 async def delete_states_of_user(session: AsyncSession, channel: str, user_id: str) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from weakref import WeakValueDictionary
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from storage import sqlite_driver
 from storage.migrate import ensure_sqlite_dir, upgrade
 
 
@@ -22,8 +23,10 @@ def _count_statement(*_args) -> None:
     STATS["statements"] += 1
 
 
-def _count_transaction(*_args) -> None:
-    STATS["transactions"] += 1
+def _count_transaction(conn, *_args) -> None:
+    # Autocommit sessions "begin" without a BEGIN sent: not a transaction of the database.
+    if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        STATS["transactions"] += 1
 
 
 def advisory_key(key: str) -> int:
@@ -40,17 +43,42 @@ class Database:
         # first statement; SQLAlchemy then discards the pool's stale connections, and the pipeline
         # retries once or answers "try again" (see bot/pipeline/receiving.py).
         kwargs = {"pool_size": 10, "max_overflow": 20} if url.startswith("postgresql") else {}
+        if url.startswith("postgresql+asyncpg"):
+            # Statements of batches of different sizes are different statements to prepare: keep more
+            # of them prepared than asyncpg's 100, so a connection does not prepare them again and again.
+            kwargs["connect_args"] = {"prepared_statement_cache_size": 500}
+        if url.startswith("sqlite+aiosqlite:///") and "?" not in url:
+            # One call to the connection's thread per statement instead of aiosqlite's four.
+            kwargs["async_creator"] = sqlite_driver.creator(make_url(url).database or ":memory:")
         # Errors never carry the values of a statement: they are what people typed (names, numbers).
         self.engine: AsyncEngine = create_async_engine(url, echo=echo, hide_parameters=True, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        # PostgreSQL backend pids of this process's own connections: the sender skips the NOTIFY of
+        # commits it was handed directly (bot/pipeline/sending.py).
+        self.backend_pids: set[int] = set()
+        if not self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", self._note_backend)
+            event.listen(self.engine.sync_engine, "close", self._forget_backend)
         event.listen(self.engine.sync_engine, "before_cursor_execute", _count_statement)
         event.listen(self.engine.sync_engine, "begin", _count_transaction)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._autocommit_sessions = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         # SQLite has one writer: this process's writers queue here rather than in SQLite's busy handler,
         # which sleeps in growing steps (up to 100 ms) and turns contention into seconds of latency.
         self._writer = asyncio.Lock()
+
+    def _note_backend(self, dbapi_connection, record) -> None:
+        pid = getattr(getattr(dbapi_connection, "driver_connection", None), "get_server_pid", lambda: None)()
+        if pid is not None:
+            record.info["backend_pid"] = pid
+            self.backend_pids.add(pid)
+
+    def _forget_backend(self, _dbapi_connection, record) -> None:
+        self.backend_pids.discard(record.info.pop("backend_pid", None))
 
     @property
     def is_sqlite(self) -> bool:
@@ -66,6 +94,18 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """Yield a session inside one transaction; commit on success, roll back on error."""
         async with self.sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncSession]:
+        """A session whose statements commit one by one, for work that is one statement at a time (the
+        sender's scans and marks): on PostgreSQL without BEGIN and COMMIT, two round trips fewer each;
+        on SQLite a writing transaction."""
+        if self.is_sqlite:
+            async with self.writing() as session:
+                yield session
+            return
+        async with self._autocommit_sessions() as session, session.begin():
             yield session
 
     @asynccontextmanager
@@ -93,14 +133,38 @@ class Database:
             self._locks[key] = lock
         async with lock:
             async with self.writing() if write else self.transaction() as session:
-                if self.is_sqlite and write:
-                    # SQLite has no advisory lock, and its transactions begin at the first write:
-                    # a no-op write takes the database's write lock now, before anything is read,
-                    # so a second process waits (busy_timeout) instead of saving over our changes.
-                    await session.execute(text("UPDATE conversation_states SET channel = channel WHERE 0"))
-                elif not self.is_sqlite:
-                    await session.execute(select(func.pg_advisory_xact_lock(advisory_key(key))))
+                await self._take_locks(session, [key], write)
                 yield session
+
+    @asynccontextmanager
+    async def locked_many(self, keys: Iterable[str]) -> AsyncIterator[AsyncSession]:
+        """Yield a writing transaction holding the locks of all `keys` across processes (as `locked` with
+        `write` does for one). Not this process's own per-key locks: the caller orders its work itself.
+
+        The caller's statements must be short (a message's handling): on SQLite they run in the event
+        loop's thread once the write lock is held (storage/sqlite_driver.py).
+        """
+        async with self.writing() as session:
+            await self._take_locks(session, keys, True)
+            if self.is_sqlite:
+                raw = await (await session.connection()).get_raw_connection()
+                sqlite_driver.hold_write_lock(raw.driver_connection)
+            yield session
+
+    async def _take_locks(self, session: AsyncSession, keys: Iterable[str], write: bool) -> None:
+        if self.is_sqlite:
+            if write:
+                # SQLite has no advisory lock, and its transactions begin at the first write:
+                # a no-op write takes the database's write lock now, before anything is read,
+                # so a second process waits (busy_timeout) instead of saving over our changes.
+                await session.execute(_SQLITE_WRITE_LOCK)
+            return
+        # In one order (the keys' numbers), so that transactions taking several never wait in a cycle.
+        await session.execute(_PG_LOCKS, {"keys": sorted({advisory_key(key) for key in keys})})
+
+
+_SQLITE_WRITE_LOCK = text("UPDATE conversation_states SET channel = channel WHERE 0")
+_PG_LOCKS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS k")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

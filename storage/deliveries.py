@@ -6,12 +6,13 @@ every message, and the ORM's unit of work would double their cost.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,13 +35,31 @@ def _insert(session: AsyncSession, table):
 
 async def take(session: AsyncSession, channel: str, update_key: str, now: datetime) -> bool:
     """Record a delivery's key; False when any process recorded it before (a retry or a duplicate)."""
-    stmt = (
-        _insert(session, InboxEntry)
-        .values(channel=channel, update_key=update_key[:KEY_LENGTH], received_at=now)
+    return bool(await take_many(session, [(channel, update_key)], now))
+
+
+async def take_many(session: AsyncSession, keys: Sequence[tuple[str, str]], now: datetime) -> set[tuple[str, str]]:
+    """Record deliveries' (channel, key) in one statement; return those no process recorded before.
+
+    Keys are cut to the column's length, in the returned pairs too.
+    """
+    rows = sorted({(channel, key[:KEY_LENGTH]) for channel, key in keys})
+    if not rows:
+        return set()
+    conn = await session.connection()
+    params = [{"channel": channel, "update_key": key, "received_at": now} for channel, key in rows]
+    return {(channel, key) for channel, key in (await conn.execute(_take_stmt(conn.dialect.name), params)).all()}
+
+
+@functools.cache
+def _take_stmt(dialect: str):
+    table = InboxEntry.__table__
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert_(table)
         .on_conflict_do_nothing(index_elements=["channel", "update_key"])
-        .returning(InboxEntry.update_key)
+        .returning(table.c.channel, table.c.update_key)
     )
-    return (await session.execute(stmt)).first() is not None
 
 
 async def taken(session: AsyncSession, channel: str, update_key: str) -> bool:
@@ -55,6 +74,12 @@ async def prune_inbox(session: AsyncSession, now: datetime, keep: timedelta = ti
 
 
 # -- outbox ---------------------------------------------------------------------------------------
+
+_OUTBOX = OutboxMessage.__table__
+_ENQUEUE = insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
+_PENDING_OF = select(_OUTBOX.c.channel, _OUTBOX.c.chat_id, _OUTBOX.c.id).where(
+    tuple_(_OUTBOX.c.channel, _OUTBOX.c.chat_id).in_(bindparam("chats", expanding=True)), _OUTBOX.c.status == PENDING
+)
 
 
 @dataclass
@@ -80,8 +105,20 @@ async def enqueue(
     kind: str = "reply",
 ) -> None:
     """Add platform calls for one chat, in order (one multi-row INSERT)."""
-    if not calls:
-        return
+    await enqueue_many(session, [(channel, chat_id, calls, user_id)], now, kind=kind)
+
+
+async def enqueue_many(
+    session: AsyncSession,
+    groups: Sequence[tuple[str, str, Sequence[dict[str, Any]], str | None]],
+    now: datetime,
+    *,
+    kind: str = "reply",
+) -> list[Outgoing]:
+    """Add the calls of several chats, each `(channel, chat_id, calls, user_id)`, in one multi-row INSERT.
+
+    Ids follow the order given, so a chat's calls keep theirs; returns the rows as the sender holds them.
+    """
     rows = [
         {
             "channel": channel,
@@ -94,48 +131,82 @@ async def enqueue(
             "next_attempt_at": now,
             "created_at": now,
         }
+        for channel, chat_id, calls, user_id in groups
         for call in calls
     ]
-    await session.execute(insert(OutboxMessage), rows)
+    if not rows:
+        return []
+    conn = await session.connection()
+    result = await conn.execute(_ENQUEUE, rows)
+    return [
+        Outgoing(id_, row["channel"], row["chat_id"], row["call"], 0, now)
+        for (id_,), row in zip(result.all(), rows, strict=True)
+    ]
+
+
+async def pending_of(session: AsyncSession, chats: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[int]]:
+    """The ids of the pending calls of these (channel, chat_id), per chat (one SELECT)."""
+    chats = sorted(set(chats))
+    if not chats:
+        return {}
+    conn = await session.connection()
+    found: dict[tuple[str, str], list[int]] = {}
+    for channel, chat_id, id_ in (await conn.execute(_PENDING_OF, {"chats": chats})).all():
+        found.setdefault((channel, chat_id), []).append(id_)
+    return found
 
 
 async def due_keys(session: AsyncSession, now: datetime, limit: int = 500) -> list[tuple[int, str, str]]:
-    """(id, channel, chat_id) of pending calls whose time has come, oldest first: cheap to scan again."""
-    stmt = (
-        select(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.chat_id)
-        .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now)
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-    )
-    return [tuple(row) for row in (await session.execute(stmt)).all()]
+    """(id, channel, chat_id) of pending calls whose time has come and that no earlier call of their chat
+    still waits before, oldest first: cheap to scan again."""
+    conn = await session.connection()
+    return [tuple(row) for row in (await conn.execute(_DUE_KEYS, {"now": now, "limit": limit})).all()]
 
 
 async def load(session: AsyncSession, ids: Sequence[int]) -> list[Outgoing]:
     """The pending calls with these ids, oldest first (ended ones are left out)."""
-    stmt = (
-        select(
-            OutboxMessage.id,
-            OutboxMessage.channel,
-            OutboxMessage.chat_id,
-            OutboxMessage.call,
-            OutboxMessage.attempts,
-            OutboxMessage.created_at,
-        )
-        .where(OutboxMessage.id.in_(list(ids)), OutboxMessage.status == PENDING)
-        .order_by(OutboxMessage.id)
-    )
-    return [Outgoing(*row) for row in (await session.execute(stmt)).all()]
+    conn = await session.connection()
+    return [Outgoing(*row) for row in (await conn.execute(_LOAD, {"ids": list(ids)})).all()]
 
 
 async def mark_sent(session: AsyncSession, ids: Iterable[int], now: datetime) -> None:
     """Record calls the platform accepted; their content is dropped."""
     ids = sorted(set(ids))
+    conn = await session.connection()
     for start in range(0, len(ids), 500):
-        await session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids[start : start + 500]), OutboxMessage.status == PENDING)
-            .values(status=SENT, ended_at=now, call=None)
+        await conn.execute(_MARK_SENT, {"ids": ids[start : start + 500], "now": now})
+
+
+_EARLIER = _OUTBOX.alias("earlier")
+_DUE_KEYS = (
+    select(_OUTBOX.c.id, _OUTBOX.c.channel, _OUTBOX.c.chat_id)
+    .where(
+        _OUTBOX.c.status == PENDING,
+        _OUTBOX.c.next_attempt_at <= bindparam("now"),
+        # Not behind a call of its chat that waits for its retry (e.g. after a restart): the chat's order.
+        ~select(_EARLIER.c.id)
+        .where(
+            _EARLIER.c.channel == _OUTBOX.c.channel,
+            _EARLIER.c.chat_id == _OUTBOX.c.chat_id,
+            _EARLIER.c.status == PENDING,
+            _EARLIER.c.id < _OUTBOX.c.id,
+            _EARLIER.c.next_attempt_at > bindparam("now"),
         )
+        .exists(),
+    )
+    .order_by(_OUTBOX.c.id)
+    .limit(bindparam("limit"))
+)
+_LOAD = (
+    select(_OUTBOX.c.id, _OUTBOX.c.channel, _OUTBOX.c.chat_id, _OUTBOX.c.call, _OUTBOX.c.attempts, _OUTBOX.c.created_at)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)), _OUTBOX.c.status == PENDING)
+    .order_by(_OUTBOX.c.id)
+)
+_MARK_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)), _OUTBOX.c.status == PENDING)
+    .values(status=SENT, ended_at=bindparam("now"), call=None)
+)
 
 
 async def mark_refused(session: AsyncSession, ids: Iterable[int], reason: str, now: datetime) -> None:

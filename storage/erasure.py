@@ -9,9 +9,10 @@ is nothing of theirs left to retire there.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import delete, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import stats
@@ -35,8 +36,21 @@ async def record(session: AsyncSession, person_ref: str, at: datetime) -> None:
 
 async def erased_at(session: AsyncSession, person_ref: str) -> datetime | None:
     """When the person was erased, or None."""
-    row = await session.get(Erasure, person_ref, populate_existing=True)
-    return aware(row.erased_at) if row is not None else None
+    return (await erased_at_many(session, [person_ref])).get(person_ref)
+
+
+async def erased_at_many(session: AsyncSession, person_refs: Sequence[str]) -> dict[str, datetime]:
+    """When each of these people was erased, for those who were (one SELECT)."""
+    if not person_refs:
+        return {}
+    conn = await session.connection()
+    rows = await conn.execute(_ERASED_AT, {"refs": list(person_refs)})
+    return {ref: aware(at) for ref, at in rows.all()}
+
+
+_ERASED_AT = select(Erasure.__table__.c.person_ref, Erasure.__table__.c.erased_at).where(
+    Erasure.__table__.c.person_ref.in_(bindparam("refs", expanding=True))
+)
 
 
 async def prune_tombstones(session: AsyncSession, before: datetime) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import stats
@@ -14,13 +16,30 @@ LOW_CONFIDENCE_OUTCOMES = stats.LOW_CONFIDENCE_OUTCOMES
 
 
 async def add_query(session: AsyncSession, **fields) -> None:
-    session.add(QueryLog(**fields))
-    stats.note_query(session, fields)
+    await add_many(session, queries=[fields])
 
 
 async def add_guide_event(session: AsyncSession, **fields) -> None:
-    session.add(GuideEvent(**fields))
-    stats.note_guide_event(session, fields)
+    await add_many(session, events=[fields])
+
+
+async def add_many(session: AsyncSession, queries: Sequence[dict] = (), events: Sequence[dict] = ()) -> None:
+    """Log queries and guide events (one multi-row INSERT each) and count them in the statistics."""
+    conn = await session.connection()
+    for model, rows, note in ((QueryLog, queries, stats.note_query), (GuideEvent, events, stats.note_guide_event)):
+        if not rows:
+            continue
+        stmt, defaults = _insert_stmt(model)
+        # Every row names every column, so one statement (and one compiled form) serves them all.
+        await conn.execute(stmt, [{name: row.get(name, default) for name, default in defaults.items()} for row in rows])
+        for row in rows:
+            note(session, row)
+
+
+@functools.cache
+def _insert_stmt(model) -> tuple:
+    table = model.__table__
+    return insert(table), {c.name: c.default.arg if c.default is not None else None for c in table.columns if c.name != "id"}
 
 
 async def mark_unanswered(session: AsyncSession, user_ref: str, text: str) -> None:
@@ -76,13 +95,19 @@ async def count_queries(session: AsyncSession) -> int:
     return (await session.execute(select(func.count()).select_from(QueryLog))).scalar_one()
 
 
-async def last_group_hamlet(session: AsyncSession, user_ref: str) -> str | None:
-    """Return the hamlet of the group this person last wrote in (to offer it in private), if any."""
-    return (
-        await session.execute(
-            select(QueryLog.hamlet_code)
-            .where(QueryLog.user_ref == user_ref, QueryLog.chat_type == "group", QueryLog.hamlet_code.is_not(None))
-            .order_by(QueryLog.id.desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+async def last_group_hamlets(session: AsyncSession, user_refs: Sequence[str]) -> dict[str, str]:
+    """The hamlet of the group each person last wrote in (to offer it in private), for those who did."""
+    if not user_refs:
+        return {}
+    conn = await session.connection()
+    return {ref: hamlet for ref, hamlet in (await conn.execute(_LAST_GROUP_HAMLETS, {"refs": list(user_refs)})).all()}
+
+
+_LOG = QueryLog.__table__
+_LAST_GROUP_HAMLETS = select(_LOG.c.user_ref, _LOG.c.hamlet_code).where(
+    _LOG.c.id.in_(
+        select(func.max(_LOG.c.id))
+        .where(_LOG.c.user_ref.in_(bindparam("refs", expanding=True)), _LOG.c.chat_type == "group", _LOG.c.hamlet_code.is_not(None))
+        .group_by(_LOG.c.user_ref)
+    )
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -90,32 +92,59 @@ async def delete_chat(session: AsyncSession, channel: str, external_id: str) -> 
         await session.flush()
 
 
-# -- one statement each, for every message (see bot/service.py) -------------------------------------
+# -- one statement for all the messages handled together (see bot/service.py) -----------------------
 
 
-def _insert(session: AsyncSession, table):
-    return (postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert)(table)
+async def seen_users(
+    session: AsyncSession, users: Sequence[tuple[str, str]], now: datetime
+) -> dict[tuple[str, str], tuple[str | None, bool]]:
+    """Create each (channel, external id) on first contact, else mark them active and seen now, in one
+    statement; return their hamlet and opt-out. Rows go in key order, so concurrent writers lock alike."""
+    rows = [
+        {"channel": channel, "external_id": external_id, "hamlet_code": None, "opted_out": False, "active": True,
+         "created_at": now, "last_seen_at": now}
+        for channel, external_id in sorted(set(users))
+    ]
+    if not rows:
+        return {}
+    conn = await session.connection()
+    result = await conn.execute(_seen_users_stmt(conn.dialect.name), rows)
+    return {(channel, external_id): (hamlet, bool(opted_out)) for channel, external_id, hamlet, opted_out in result.all()}
 
 
-async def seen_user(session: AsyncSession, channel: str, external_id: str, now: datetime) -> tuple[str | None, bool]:
-    """Create the user on first contact, else mark them active and seen now; return their hamlet and opt-out."""
-    stmt = _insert(session, User).values(
-        channel=channel, external_id=external_id, hamlet_code=None, opted_out=False, active=True, created_at=now, last_seen_at=now
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["channel", "external_id"], set_={"last_seen_at": now, "active": True}
-    ).returning(User.hamlet_code, User.opted_out)
-    hamlet, opted_out = (await session.execute(stmt)).one()
-    return hamlet, bool(opted_out)
+async def seen_chats(
+    session: AsyncSession, chats: Sequence[tuple[str, str, str]], now: datetime
+) -> dict[tuple[str, str], str | None]:
+    """Create each (channel, external id, type) on first contact, else note it was active now, in one
+    statement; return their hamlets."""
+    rows = [
+        {"channel": channel, "external_id": external_id, "type": chat_type, "title": None, "hamlet_code": None,
+         "active": True, "created_at": now, "updated_at": now}
+        for (channel, external_id), chat_type in sorted({(c, e): t for c, e, t in chats}.items())
+    ]
+    if not rows:
+        return {}
+    conn = await session.connection()
+    result = await conn.execute(_seen_chats_stmt(conn.dialect.name), rows)
+    return {(channel, external_id): hamlet for channel, external_id, hamlet in result.all()}
 
 
-async def seen_chat(session: AsyncSession, channel: str, external_id: str, chat_type: str, now: datetime) -> str | None:
-    """Create the chat on first contact, else note it was active now; return its hamlet."""
-    stmt = _insert(session, Chat).values(
-        channel=channel, external_id=external_id, type=chat_type, title=None, hamlet_code=None, active=True, created_at=now, updated_at=now
-    )
-    stmt = stmt.on_conflict_do_update(index_elements=["channel", "external_id"], set_={"updated_at": now}).returning(Chat.hamlet_code)
-    return (await session.execute(stmt)).scalar_one()
+@functools.cache
+def _seen_users_stmt(dialect: str):
+    table = User.__table__
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return stmt.on_conflict_do_update(
+        index_elements=["channel", "external_id"], set_={"last_seen_at": stmt.excluded.last_seen_at, "active": True}
+    ).returning(table.c.channel, table.c.external_id, table.c.hamlet_code, table.c.opted_out)
+
+
+@functools.cache
+def _seen_chats_stmt(dialect: str):
+    table = Chat.__table__
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return stmt.on_conflict_do_update(
+        index_elements=["channel", "external_id"], set_={"updated_at": stmt.excluded.updated_at}
+    ).returning(table.c.channel, table.c.external_id, table.c.hamlet_code)
 
 
 async def set_user_hamlet(session: AsyncSession, channel: str, external_id: str, hamlet: str | None) -> None:

@@ -123,6 +123,26 @@ async def test_a_refusal_ends_a_call_and_a_gone_chat_ends_its_pending_calls(data
     assert platform.calls == 3  # nothing more was tried on the blocked chat
 
 
+async def test_after_a_restart_a_chats_next_call_waits_behind_the_one_waiting_for_its_retry(database):
+    from datetime import timedelta
+
+    await queue(database, "c", "một", "hai")
+    await queue(database, "d", "khác")
+    now = datetime.now(timezone.utc)
+    first = (await outbox(database))[0]
+    # The holder that died had been told to try "một" again in a minute (e.g. 429 retry_after 60).
+    async with database.transaction() as session:
+        await deliveries.note_attempt(session, first.id, 1, now + timedelta(minutes=1), "429")
+    platform = FakePlatform()
+    clock = {"now": now}
+    sender = make_sender(database, platform, clock=lambda: clock["now"])
+    await sender.drain()
+    assert platform.delivered == [("d", "khác")]  # "hai" does not overtake "một"
+    clock["now"] = now + timedelta(minutes=2)
+    await sender.drain()
+    assert platform.delivered == [("d", "khác"), ("c", "một"), ("c", "hai")]
+
+
 async def test_one_sender_at_a_time_and_takeover_when_the_holder_dies(db_url):
     db_a, db_b = Database(db_url), Database(db_url)
     await db_a.migrate()
@@ -174,16 +194,16 @@ async def test_a_delivery_is_taken_once_even_by_two_processes_at_the_same_moment
 
 async def test_a_failure_before_the_commit_leaves_nothing_and_the_retry_is_handled(service):
     pipeline = Pipeline(service)
-    real = service.handle_in
+    real = service.handle_many
 
     async def away(*args, **kwargs):
         raise OSError("connection reset by the database")
 
-    service.handle_in = away
+    service.handle_many = away
     with pytest.raises(Unavailable):
         await pipeline.receive(work("k2", "chat-2", "/menu"))
     assert await inbox_keys(service.db, "fake") == [] and await outbox(service.db) == []
-    service.handle_in = real
+    service.handle_many = real
     assert await pipeline.receive(work("k2", "chat-2", "/menu"))
     assert [r.call["text"][:15] for r in await outbox(service.db)] == ["Anh/chị cần gì?"]
 
@@ -194,10 +214,68 @@ async def test_a_bug_in_handling_rolls_everything_back_and_says_sorry_once(servi
     async def bug(*args, **kwargs):
         raise ValueError("a bug")
 
-    service.handle_in = bug
+    service.handle_many = bug
     assert await pipeline.receive(work("k3", "chat-3", "/menu"))
     assert not await pipeline.receive(work("k3", "chat-3", "/menu"))  # the platform's retry changes nothing
     assert [r.call["text"] for r in await outbox(service.db)] == [catalog.msg("error")]
+
+
+def guide_work(key: str, chat: str, text: str, user: str) -> Work:
+    """A typed message, or a button press when `text` is "press:<payload>"."""
+    payload = text.removeprefix("press:") if text.startswith("press:") else None
+    msg = Incoming("fake", chat, ChatType.PRIVATE, user, "Lan", "" if payload else text, datetime.now(timezone.utc), payload=payload)
+    return Work("fake", key, chat, render=lambda replies: [{"text": r.text} for r in replies], incoming=msg, user_id=user)
+
+
+async def test_deliveries_arriving_together_are_each_handled_and_each_chat_keeps_its_order(service):
+    pipeline = Pipeline(service)
+    walk = ["/huongdan", "press:g:n", "press:g:n", "press:g:n"]
+    works = [guide_work(f"{chat}-{n}", chat, text, f"u-{chat}") for n, text in enumerate(walk) for chat in ("a", "b", "c")]
+    results = await asyncio.gather(*(pipeline.receive(w) for w in works))
+    assert results == [True] * len(works)
+    steps: dict[str, list[str]] = {}
+    for row in await outbox(service.db):
+        if row.call["text"].startswith("Bước"):
+            steps.setdefault(row.chat_id, []).append(row.call["text"].split()[1].rstrip(":"))
+    # Every chat walked its own guide, one step per press, in the order it pressed.
+    assert steps == {chat: ["1/9", "2/9", "3/9", "4/9"] for chat in ("a", "b", "c")}
+
+
+async def test_a_bug_with_one_delivery_does_not_touch_those_handled_with_it(service, catalog):
+    pipeline = Pipeline(service)
+    real = service.handle_many
+
+    async def bug_on_x(session, msgs, started=None):
+        if any(m.text == "x" for m in msgs):
+            raise ValueError("a bug")
+        return await real(session, msgs, started)
+
+    service.handle_many = bug_on_x
+    works = [work("k-ok-1", "chat-1", "/menu"), work("k-bad", "chat-2", "x"), guide_work("k-ok-2", "chat-3", "/menu", "u3")]
+    assert await asyncio.gather(*(pipeline.receive(w) for w in works)) == [True, True, True]
+    texts = {r.chat_id: r.call["text"] for r in await outbox(service.db)}
+    assert texts["chat-2"] == catalog.msg("error")
+    assert texts["chat-1"].startswith("Anh/chị cần gì?") and texts["chat-3"].startswith("Anh/chị cần gì?")
+
+
+async def test_replies_go_straight_to_this_processs_sender_behind_what_the_chat_still_waits_for(service):
+    platform = FakePlatform()
+    sender = make_sender(service.db, platform)
+    assert await sender.keep_lease()  # the sender's scanning loop is not started: no scan but drain's
+    pipeline = Pipeline(service, sender)
+    # Another process queued a call for chat-x that this sender has not seen yet.
+    await queue(service.db, "chat-x", "trước")
+    assert await pipeline.receive(work("k-y", "chat-y", "/menu"))
+    assert await pipeline.receive(work("k-x", "chat-x", "/menu"))
+    for _ in range(200):
+        if platform.delivered:
+            break
+        await asyncio.sleep(0.01)
+    # chat-y had nothing waiting: its reply went out without a scan; chat-x's waits for the one before it.
+    assert [chat for chat, _text in platform.delivered] == ["chat-y"]
+    await sender.drain()
+    assert [text[:15] for chat, text in platform.delivered if chat == "chat-x"] == ["trước", "Anh/chị cần gì?"]
+    assert {r.status for r in await outbox(service.db)} == {"sent"}
 
 
 async def test_erasure_deletes_what_still_waits_for_the_person(database):

@@ -36,18 +36,12 @@ from telegram import (
     BotCommandScopeAllPrivateChats,
     CallbackQuery,
     ChatMemberUpdated,
-    ForceReply,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    LinkPreviewOptions,
     Message,
-    ReplyParameters,
     Update,
 )
 from telegram.constants import ChatAction, ChatMemberStatus, MessageEntityType
 from telegram.error import (
     BadRequest,
-    ChatMigrated,
     Forbidden,
     InvalidToken,
     NetworkError,
@@ -59,6 +53,7 @@ from telegram.request import HTTPXRequest
 
 from bot.channels import webhook_input
 from bot.channels.common import Typing, has_question_word, run_with_server, secret_matches
+from bot.channels.telegram_send import BotApiClient, api_call
 from bot.channels.webhook_input import BOOL, ID, INT, STR
 from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Choice, Incoming, Reply
@@ -199,6 +194,8 @@ class TelegramChannel:
         self.application = build_application(settings, *self._requests)
         self.bot = self.application.bot
         self._token = settings.telegram_token
+        # Replies (and the typing indicator) go out through their own aiohttp client (telegram_send.py).
+        self.replies = BotApiClient(settings.telegram_base_url, self._token)
         self.bot_key = self._token.split(":", 1)[0]
         self.bot_id: int | None = int(self.bot_key) if self.bot_key.isdigit() else None
         self.username: str | None = (settings.telegram_bot_username or "").lstrip("@") or None
@@ -243,6 +240,7 @@ class TelegramChannel:
             await self.application.shutdown()
             for request in self._requests:
                 await request.shutdown()
+            await self.replies.close()
         except Exception:  # closing clients must not stop the server's shutdown
             log.warning("telegram: error while closing the Bot API clients", exc_info=True)
 
@@ -279,7 +277,7 @@ class TelegramChannel:
             "BotFather /setprivacy -> Disable, or make the bot a group admin"
         )
 
-    def _safe(self, exc: BaseException) -> str:
+    def _safe(self, exc: BaseException | str) -> str:
         """An error's text without the token (PTB puts it in InvalidToken's message)."""
         return str(exc).replace(self._token, "<token>")
 
@@ -631,10 +629,10 @@ class TelegramChannel:
         return member.status in _ADMINS
 
     async def _answer_callback(self, query_id: str) -> None:
-        try:
-            await self.bot.answer_callback_query(query_id)
-        except TelegramError as exc:  # too old, or the network: the press is handled all the same
-            log.debug("telegram: answerCallbackQuery failed: %s", self._safe(exc))
+        # One per button press, like a reply: through the replies' client (telegram_send.py).
+        answer = await self.replies.post("answerCallbackQuery", {"callback_query_id": query_id})
+        if not answer.ok:  # too old, or the network: the press is handled all the same
+            log.debug("telegram: answerCallbackQuery failed: %s", self._safe(answer.description))
 
     async def _on_callback(self, update: Update, query: CallbackQuery) -> Work | None:
         # Stops the button's spinner; the press is handled meanwhile, not after a round trip to Telegram.
@@ -730,8 +728,9 @@ class TelegramChannel:
 
     # ------------------------------------------------------------------ sending
 
-    def keyboard(self, buttons: Sequence[Choice]) -> InlineKeyboardMarkup | None:
-        """One button a row; callback data are the core's payloads, never the labels."""
+    def keyboard(self, buttons: Sequence[Choice]) -> dict[str, Any] | None:
+        """The Bot API's InlineKeyboardMarkup, one button a row; callback data are the core's payloads, never
+        the labels. Written as the JSON object the Bot API reads: it is stored in the outbox as such."""
         rows = []
         for choice in buttons:
             link = choice.link
@@ -739,13 +738,13 @@ class TelegramChannel:
             if link and link.private_start and self.username:
                 url = f"https://t.me/{self.username}?start={link.private_start}"
             if url:
-                rows.append([InlineKeyboardButton(choice.label, url=url)])
+                rows.append([{"text": choice.label, "url": url}])
                 continue
             if not 1 <= len(choice.payload.encode()) <= MAX_CALLBACK_BYTES:
                 log.error("telegram: button payload %r is not 1-64 bytes; button left out", choice.payload[:80])
                 continue
-            rows.append([InlineKeyboardButton(choice.label, callback_data=choice.payload)])
-        return InlineKeyboardMarkup(rows) if rows else None
+            rows.append([{"text": choice.label, "callback_data": choice.payload}])
+        return {"inline_keyboard": rows} if rows else None
 
     def render_calls(
         self, replies: Sequence[Reply], *, reply_to: int | None = None, thread_id: int | None = None
@@ -763,7 +762,7 @@ class TelegramChannel:
                 call: dict[str, Any] = {"m": "sendMessage", "text": text, "thread": thread_id}
                 last = index == len(texts) - 1
                 if last and markup is not None:
-                    call["markup"] = markup.to_dict()
+                    call["markup"] = markup
                 if reply_to is not None and not any(c["m"] == "sendMessage" for c in calls):
                     call["reply_to"] = reply_to
                 if reply_to is not None and last and markup is None and (rendered.numbered or "?" in text):
@@ -785,43 +784,28 @@ class TelegramChannel:
         """Make one Bot API call of the outbox and say how it ended (the pipeline's sender retries)."""
         await self.ready.wait()
         target = int(chat_id)
-        thread_id = call.get("thread")
-        try:
-            if call.get("m") == "sendPhoto":
-                await self.bot.send_photo(target, call["photo"], message_thread_id=thread_id)
-            else:
-                options: dict[str, Any] = {
-                    "link_preview_options": LinkPreviewOptions(is_disabled=True),
-                    "message_thread_id": thread_id,
-                }
-                if call.get("markup"):
-                    options["reply_markup"] = InlineKeyboardMarkup.de_json(call["markup"], self.bot)
-                elif call.get("force_reply"):
-                    options["reply_markup"] = ForceReply(selective=True)
-                if call.get("reply_to"):
-                    options["reply_parameters"] = ReplyParameters(call["reply_to"], allow_sending_without_reply=True)
-                await self.bot.send_message(target, call["text"], **options)
+        answer = await self.replies.post(*api_call(target, call))
+        if answer.ok:
             self.typing.sent(chat_id)
             return Sent()
-        except RetryAfter as exc:
-            return Retry("flood control", retry_seconds(exc))
-        except ChatMigrated as exc:
-            await self.migrate_chat(target, exc.new_chat_id)
-            return Moved(str(exc.new_chat_id))
-        except Forbidden as exc:
-            log.info("telegram: chat %s blocked or removed the bot (%s); marked inactive", target, self._safe(exc))
+        if answer.migrate_to_chat_id is not None:
+            await self.migrate_chat(target, answer.migrate_to_chat_id)
+            return Moved(str(answer.migrate_to_chat_id))
+        if answer.retry_after is not None:
+            return Retry("flood control", answer.retry_after)
+        reason = self._safe(answer.description)
+        if answer.status == 403:
+            log.info("telegram: chat %s blocked or removed the bot (%s); marked inactive", target, reason)
             await self._mark_inactive(target)
-            return Refused(f"forbidden: {self._safe(exc)}", whole_chat=True)
-        except InvalidToken as exc:  # configuration, not the message: keep it until the token is fixed
-            return Retry(f"token refused: {self._safe(exc)}")
-        except BadRequest as exc:
-            gone = "chat not found" in str(exc).lower()
-            return Refused(f"bad request: {self._safe(exc)}", whole_chat=gone)
-        except TelegramError as exc:  # NetworkError, TimedOut, 5xx answers
-            return Retry(self._safe(exc) or type(exc).__name__)
+            return Refused(f"forbidden: {reason}", whole_chat=True)
+        if answer.status in (401, 404):  # configuration, not the message: keep it until the token is fixed
+            return Retry(f"token refused: {reason}")
+        if answer.status == 400:
+            return Refused(f"bad request: {reason}", whole_chat="chat not found" in reason.lower())
+        return Retry(reason)  # 5xx answers, timeouts, the network
 
     async def _send_typing(self, chat_id: str) -> None:
-        await self.bot.send_chat_action(int(chat_id), ChatAction.TYPING)
+        await self.replies.post("sendChatAction", {"chat_id": int(chat_id), "action": ChatAction.TYPING.value})
 
     async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
         """Make one set-up call (not a reply), waiting out flood control and retrying network errors, boundedly."""

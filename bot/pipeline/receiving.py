@@ -1,9 +1,9 @@
 """Receiving: a delivery is taken once and handled in one transaction with everything it changes.
 
-`Pipeline.receive(work)` runs, under the chat's lock (in this process and, on PostgreSQL, across
-processes): record the delivery's key in the inbox (a key seen before ends it: a retry or a duplicate),
+`Pipeline.receive(work)` runs, under the chat's lock (across processes on PostgreSQL, the write lock on
+SQLite): record the delivery's key in the inbox (a key seen before ends it: a retry or a duplicate),
 apply the channel's own changes, step the core, and add the rendered replies to the outbox — then one
-COMMIT. A crash before the commit leaves nothing, so the platform's retry (no 2xx answer, or an
+COMMIT. Deliveries of other chats that arrive meanwhile share the next transaction (group commit). A crash before the commit leaves nothing, so the platform's retry (no 2xx answer, or an
 unconfirmed long-poll offset) handles it cleanly; a crash after it leaves the replies in the outbox for
 the sender, and the key stops the retry. When the database is away the caller answers non-2xx
 (`Unavailable`), so the platform retries instead of the person getting an error.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,83 +57,247 @@ class Work:
     user_id: str | None = None
 
 
-class Pipeline:
-    """Receive deliveries for every channel and hand their replies to the sender."""
+@dataclass(eq=False)
+class _Item:
+    """A delivery waiting to be handled, and the future its receiver awaits."""
 
-    def __init__(self, service: ChatService, sender: Sender | None = None, *, clock: Callable[[], datetime] | None = None):
+    work: Work
+    started: float
+    done: asyncio.Future[bool]
+
+    @property
+    def keys(self) -> set[tuple[str, ...]]:
+        """What it must not share a transaction with (a later delivery of its chat, or of its sender)."""
+        work = self.work
+        keys: set[tuple[str, ...]] = {("chat", work.channel, work.chat_id)}
+        if work.incoming is not None:
+            keys.add(("person", work.channel, work.incoming.sender_id))
+        return keys
+
+
+class Pipeline:
+    """Receive deliveries for every channel and hand their replies to the sender.
+
+    Deliveries that arrive while a transaction is running are handled together in the next one (group
+    commit): one transaction, and one statement per kind of row, for all of them. A transaction takes at
+    most one delivery of a chat and of a person, so a chat's deliveries are handled one after the other
+    in arrival order, each in its own transaction; `batch` caps how many go together and `concurrency`
+    how many transactions run at once (one: the next batch forms while the database works on this one,
+    and measured on PostgreSQL, two cost more CPU per delivery for no more throughput; SQLite has one
+    writer anyway).
+    """
+
+    def __init__(
+        self,
+        service: ChatService,
+        sender: Sender | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        batch: int = 64,
+        concurrency: int = 1,
+    ):
         self.service = service
         self.db = service.db
         self.sender = sender
         self.clock = clock or service.clock
         self.error_text = lambda: service.catalog.msg("error")
+        self.batch = max(1, batch)
+        self.concurrency = max(1, concurrency)
         # Hooks for metrics: (channel, outcome, seconds).
         self.on_handled: Callable[[str, str, float], None] | None = None
         self._receiving = 0
         self._quiet = asyncio.Event()
         self._quiet.set()
+        self._waiting: list[_Item] = []
+        self._busy: set[tuple[str, ...]] = set()
+        self._running = 0
+        self._tasks: set[asyncio.Task] = set()
 
     async def receive(self, work: Work) -> bool:
         """Handle a delivery once; False when it was taken before. Raises Unavailable when the database is away."""
-        started = time.perf_counter()
+        return (await self._receive_all([work]))[0]
+
+    async def receive_all(self, works: Iterable[Work]) -> None:
+        """Handle a batch (a long poll's updates): each chat's in order, chats side by side."""
+        await self._receive_all(list(works))
+
+    async def _receive_all(self, works: list[Work]) -> list[bool]:
         self._receiving += 1
         self._quiet.clear()
         try:
-            fresh = await self._receive(work, started)
+            loop = asyncio.get_running_loop()
+            items = [_Item(work, time.perf_counter(), loop.create_future()) for work in works]
+            self._waiting.extend(items)
+            self._start()
+            results = await asyncio.gather(*(item.done for item in items), return_exceptions=True)
         finally:
             self._receiving -= 1
             if not self._receiving:
                 self._quiet.set()
-        if fresh and self.sender is not None:
-            self.sender.wake()
-        return fresh
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return list(results)
 
-    async def _receive(self, work: Work, started: float) -> bool:
+    # -- transactions ------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Start transactions for waiting deliveries while fewer than `concurrency` run."""
+        while self._running < self.concurrency and self._waiting:
+            batch = self._take()
+            if not batch:
+                return
+            self._running += 1
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _take(self) -> list[_Item]:
+        """The next deliveries to handle together: in arrival order, none sharing a chat or a person with
+        another, or with a transaction running, or with an earlier delivery left waiting."""
+        taken: list[_Item] = []
+        left: list[_Item] = []
+        blocked = set(self._busy)
+        for item in self._waiting:
+            if item.done.done():  # its receiver gave up (cancelled) before it was handled
+                continue
+            keys = item.keys
+            if len(taken) < self.batch and not keys & blocked:
+                taken.append(item)
+            else:
+                left.append(item)
+            blocked |= keys
+        self._waiting = left
+        for item in taken:
+            self._busy |= item.keys
+        return taken
+
+    async def _run(self, batch: list[_Item]) -> None:
+        try:
+            await self._handle(batch)
+        except BaseException as exc:  # cancelled at shutdown: the receivers answer non-2xx
+            for item in batch:
+                if not item.done.done():
+                    item.done.set_exception(Unavailable(type(exc).__name__))
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._running -= 1
+            for item in batch:
+                self._busy -= item.keys
+            self._start()
+
+    async def _handle(self, batch: list[_Item]) -> None:
         for attempt in (1, 2):
             try:
-                # The erasure check needs the pseudonym salt: loaded once, outside the chat's lock.
+                # The erasure check needs the pseudonym salt: loaded once, outside the transaction.
                 await self.service.load_salt()
-                return await self._transaction(work, started)
+                fresh, rows, earlier = await self._transaction(batch)
             except Exception as exc:
                 if is_unavailable(exc):
                     # A connection the database dropped (restart) is replaced at once: try once more.
                     if attempt == 1:
                         continue
-                    self._report(work.channel, "unavailable", started)
-                    raise Unavailable(str(exc)[:200]) from exc
-                log.exception("%s: handling delivery %s failed", work.channel, work.key)
+                    for item in batch:
+                        self._report(item.work.channel, "unavailable", item.started)
+                        self._finish(item, Unavailable(str(exc)[:200]))
+                    self._fail_followers(batch, str(exc)[:200])
+                    return
+                if len(batch) > 1:
+                    # One of them is a bug: each alone finds which, and the others are handled all the same.
+                    log.warning("handling %d deliveries together failed (%s); one by one now", len(batch), type(exc).__name__)
+                    for item in batch:
+                        await self._handle([item])
+                    return
+                log.exception("%s: handling delivery %s failed", batch[0].work.channel, batch[0].work.key)
                 break
+            # This process's sender takes the new rows as they are; it scans for them only when it must.
+            if self.sender is not None and rows and not self.sender.offer(rows, earlier):
+                self.sender.wake()
+            for item in batch:
+                self._report(item.work.channel, "handled" if item in fresh else "duplicate", item.started)
+                self._finish(item, item in fresh)
+            return
         # A bug, not an outage: a retry would fail the same way. Take the delivery and say sorry once.
+        item = batch[0]
         try:
-            async with self.db.locked(f"{work.channel}:{work.chat_id}") as session:
-                if not await deliveries.take(session, work.channel, work.key, self.clock()):
-                    return False
-                if work.render is not None and work.incoming is not None:
-                    calls = work.render([Reply(self.error_text())])
-                    await deliveries.enqueue(session, work.channel, work.chat_id, calls, self.clock(), user_id=work.user_id)
+            self._finish(item, await self._apologise(item.work))
+            self._report(item.work.channel, "error", item.started)
         except Exception as exc:
-            if is_unavailable(exc):
-                raise Unavailable(str(exc)[:200]) from exc
-            raise
-        self._report(work.channel, "error", started)
+            self._finish(item, Unavailable(str(exc)[:200]) if is_unavailable(exc) else exc)
+
+    async def _transaction(
+        self, batch: list[_Item]
+    ) -> tuple[set[_Item], list[deliveries.Outgoing], dict[tuple[str, str], list[int]]]:
+        """One transaction for the batch: take the keys, apply the channels' changes, step the core, queue
+        the replies. Returns the deliveries handled, the outbox rows added, and (for the sender, when this
+        process sends) the rows of their chats that were pending before."""
+        now = self.clock()
+        for item in batch:
+            if item.work.incoming is not None:
+                self.service.prematch(item.work.incoming)  # the slow part, before the write lock (bot/service.py)
+        async with self.db.locked_many(f"{item.work.channel}:{item.work.chat_id}" for item in batch) as session:
+            taken = await deliveries.take_many(session, [(item.work.channel, item.work.key) for item in batch], now)
+            fresh: list[_Item] = []
+            for item in batch:
+                key = (item.work.channel, item.work.key[: deliveries.KEY_LENGTH])
+                if key in taken:
+                    taken.discard(key)  # the same key twice in a batch: the second is a duplicate
+                    fresh.append(item)
+            for item in fresh:
+                if item.work.apply is not None:
+                    await item.work.apply(session)
+            asking = [item for item in fresh if item.work.incoming is not None]
+            answers = await self.service.handle_many(
+                session, [item.work.incoming for item in asking], [item.started for item in asking]
+            )
+            replies = dict(zip(asking, answers, strict=True))
+            calls = []
+            for item in fresh:
+                work = item.work
+                said = list(work.replies) + replies.get(item, [])
+                if said and work.render is not None:
+                    calls.append((work.channel, work.chat_id, work.render(said), work.user_id))
+            earlier = {}
+            if calls and self.sender is not None and self.sender.holding:
+                earlier = await deliveries.pending_of(session, [(channel, chat) for channel, chat, _calls, _user in calls])
+            rows = await deliveries.enqueue_many(session, calls, now)
+        return set(fresh), rows, earlier
+
+    async def _apologise(self, work: Work) -> bool:
+        """Take a delivery whose handling failed and queue the generic error reply once."""
+        async with self.db.locked(f"{work.channel}:{work.chat_id}") as session:
+            if not await deliveries.take(session, work.channel, work.key, self.clock()):
+                return False
+            if work.render is not None and work.incoming is not None:
+                calls = work.render([Reply(self.error_text())])
+                await deliveries.enqueue(session, work.channel, work.chat_id, calls, self.clock(), user_id=work.user_id)
+        if self.sender is not None:
+            self.sender.wake()
         return True
 
-    async def _transaction(self, work: Work, started: float) -> bool:
-        if work.incoming is not None:
-            self.service.prematch(work.incoming)  # the slow part, before the write lock (bot/service.py)
-        async with self.db.locked(f"{work.channel}:{work.chat_id}", write=True) as session:
-            if not await deliveries.take(session, work.channel, work.key, self.clock()):
-                self._report(work.channel, "duplicate", started)
-                return False
-            if work.apply is not None:
-                await work.apply(session)
-            replies = list(work.replies)
-            if work.incoming is not None:
-                replies += await self.service.handle_in(session, work.incoming, started)
-            if replies and work.render is not None:
-                calls = work.render(replies)
-                await deliveries.enqueue(session, work.channel, work.chat_id, calls, self.clock(), user_id=work.user_id)
-        self._report(work.channel, "handled", started)
-        return True
+    def _fail_followers(self, failed: list[_Item], reason: str) -> None:
+        """Deliveries waiting behind failed ones of their chat fail too: handling them first would break
+        the chat's order when the platform delivers the failed ones again."""
+        keys: set[tuple[str, ...]] = set().union(*(item.keys for item in failed))
+        left: list[_Item] = []
+        for item in self._waiting:
+            if item.keys & keys:
+                keys |= item.keys
+                self._report(item.work.channel, "unavailable", item.started)
+                self._finish(item, Unavailable(reason))
+            else:
+                left.append(item)
+        self._waiting = left
+
+    @staticmethod
+    def _finish(item: _Item, result: bool | BaseException) -> None:
+        if item.done.done():
+            return
+        if isinstance(result, BaseException):
+            item.done.set_exception(result)
+        else:
+            item.done.set_result(result)
 
     async def enqueue(
         self, channel: str, chat_id: str, calls: list[dict[str, Any]], *, user_id: str | None = None, kind: str = "reply"
@@ -148,21 +311,6 @@ class Pipeline:
     def _report(self, channel: str, outcome: str, started: float) -> None:
         if self.on_handled is not None:
             self.on_handled(channel, outcome, time.perf_counter() - started)
-
-    async def receive_all(self, works: Iterable[Work]) -> None:
-        """Handle a batch (a long poll's updates): each chat's in order, chats side by side."""
-        by_chat: dict[str, list[Work]] = defaultdict(list)
-        for work in works:
-            by_chat[work.chat_id].append(work)
-
-        async def one_chat(items: list[Work]) -> None:
-            for item in items:
-                await self.receive(item)
-
-        results = await asyncio.gather(*(one_chat(items) for items in by_chat.values()), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
 
     async def idle(self) -> None:
         """Wait until deliveries being received are handled and the sender has delivered what is due."""

@@ -164,6 +164,8 @@ class Sender:
         self._chats: dict[tuple[str, str], collections.deque[Outgoing]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._claimed: set[int] = set()
+        # Ids this process ended lately (sent, refused): a row offered behind them may go straight out.
+        self._ended: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._to_mark: list[int] = []
         self._background: list[asyncio.Task] = []
         self._housekept = float("-inf")
@@ -245,7 +247,7 @@ class Sender:
         if self.holding and mono - self._renewed_at < self.lease_ttl / 3:
             return True
         try:
-            async with self.db.writing() as session:
+            async with self.db.autocommit() as session:
                 held = await deliveries.hold_lease(session, LEASE, self.holder, self.clock(), timedelta(seconds=self.lease_ttl))
         except Exception:
             # Unreachable database: keep sending while our lease is surely still ours.
@@ -278,21 +280,60 @@ class Sender:
             # while the database was away) are recorded first: else they would be fetched as due and sent twice.
             await self._flush()
         async with self._fetch_lock:
-            async with self.db.transaction() as session:
+            async with self.db.autocommit() as session:
                 keys = await deliveries.due_keys(session, self.clock(), self.batch)
                 fresh = [id_ for id_, _channel, _chat in keys if id_ not in self._claimed]
                 rows = await deliveries.load(session, fresh) if fresh else []
             for row in rows:
-                self._claimed.add(row.id)
-                key = (row.channel, row.chat_id)
-                queue = self._chats.get(key)
-                if queue is None:
-                    queue = self._chats[key] = collections.deque()
-                    task = asyncio.get_running_loop().create_task(self._serve(key, queue))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                queue.append(row)
+                # An offer may have queued it (or even sent it) while the scan was loading.
+                if row.id not in self._claimed and row.id not in self._ended:
+                    self._queue(row)
         return len(keys)
+
+    def offer(self, rows: list[Outgoing], earlier: dict[tuple[str, str], list[int]]) -> bool:
+        """Take rows committed in this process without scanning for them; False when some must wait for a scan.
+
+        `earlier` holds, per chat, the ids of the rows that were pending when the offered ones were
+        added (read under the chat's lock). A chat's rows are taken only when this process holds every
+        earlier one (queued, in flight, or ended here), so they go out behind them, in order; otherwise
+        the next scan finds them all, in id order.
+        """
+        if not self.holding:
+            return False
+        complete = True
+        by_chat: dict[tuple[str, str], list[Outgoing]] = {}
+        for row in rows:
+            by_chat.setdefault((row.channel, row.chat_id), []).append(row)
+        for key, chat_rows in by_chat.items():
+            known = all(id_ in self._claimed or id_ in self._ended for id_ in earlier.get(key, ()))
+            if not known or key[0] not in self.transports:
+                complete = False
+                continue
+            for row in sorted(chat_rows, key=lambda r: r.id):
+                # A scan running as the rows were committed may have queued (or even sent) them already.
+                if row.id not in self._claimed and row.id not in self._ended:
+                    self._queue(row)
+        return complete
+
+    def _queue(self, row: Outgoing) -> None:
+        """Queue a row behind its chat's others, starting the chat's task when it has none."""
+        self._claimed.add(row.id)
+        key = (row.channel, row.chat_id)
+        queue = self._chats.get(key)
+        if queue is None:
+            queue = self._chats[key] = collections.deque()
+            task = asyncio.get_running_loop().create_task(self._serve(key, queue))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        queue.append(row)
+
+    def _end(self, ids) -> None:
+        """Rows this process recorded as ended (sent or refused)."""
+        for id_ in ids:
+            self._claimed.discard(id_)
+            self._ended[id_] = None
+        while len(self._ended) > 50_000:
+            self._ended.popitem(last=False)
 
     async def drain(self) -> None:
         """Deliver everything due now (tests, `idle`): returns when nothing is queued, in flight or unrecorded."""
@@ -319,8 +360,7 @@ class Sender:
                     ended_chat = await self._deliver(row)
                     queue.popleft()
                     if ended_chat:
-                        for other in queue:
-                            self._claimed.discard(other.id)
+                        self._end(other.id for other in queue)  # refused with the chat
                         queue.clear()
         finally:
             # Cancelled (shutdown, lease lost): what was queued here is left pending for the next holder.
@@ -366,7 +406,7 @@ class Sender:
                     await self._write(deliveries.refuse_chat, row.channel, row.chat_id, result.reason, self.clock())
                 else:
                     await self._write(deliveries.mark_refused, [row.id], result.reason, self.clock())
-                self._claimed.discard(row.id)
+                self._end([row.id])
                 return result.whole_chat
             attempts += 1
             self._count(row, "retried")
@@ -440,12 +480,12 @@ class Sender:
         async with self._fetch_lock:
             ids, self._to_mark = self._to_mark, []
             try:
-                async with self.db.writing() as session:
+                async with self.db.autocommit() as session:
                     await deliveries.mark_sent(session, ids, self.clock())
             except BaseException:
                 self._to_mark = ids + self._to_mark
                 raise
-            self._claimed.difference_update(ids)
+            self._end(ids)
             for id_ in ids:
                 waiter = self._mark_waiters.pop(id_, None)
                 if waiter is not None and not waiter.done():
@@ -461,8 +501,13 @@ class Sender:
             await deliveries.prune_inbox(session, now)
             await deliveries.prune_outbox(session, now)
 
+    def _notified(self, _conn, pid: int, _channel: str, _payload: str) -> None:
+        # Commits of this process were offered, or woke the sender, already.
+        if pid not in self.db.backend_pids:
+            self.wake()
+
     async def _listen(self) -> None:
-        """PostgreSQL: wake on the outbox trigger's NOTIFY (rows committed by any process)."""
+        """PostgreSQL: wake on the outbox trigger's NOTIFY (rows committed by other processes)."""
         import asyncpg
 
         dsn = self.db.url.replace("postgresql+asyncpg://", "postgresql://")
@@ -470,7 +515,7 @@ class Sender:
             conn = None
             try:
                 conn = await asyncpg.connect(dsn, timeout=5)
-                await conn.add_listener("cccd_outbox", lambda *_: self.wake())
+                await conn.add_listener("cccd_outbox", self._notified)
                 while not conn.is_closed():
                     await asyncio.sleep(2)
             except asyncio.CancelledError:
