@@ -362,6 +362,8 @@ class StatUnanswered(Base):
     __table_args__ = (
         Index("ix_stat_unanswered_text_hash", "text_hash"),
         Index("ix_stat_unanswered_ungrouped", "text_hash", postgresql_where=text("group_id IS NULL"), sqlite_where=text("group_id IS NULL")),
+        # Everything the unanswered page reads of a commune's period, in the index: no table row is visited.
+        Index("ix_stat_unanswered_page", "hamlet_code", "day", "group_id", "n", "last_at", "text_hash"),
     )
 
     hamlet_code: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -91,6 +91,8 @@ def upgrade() -> None:
     op.create_index("ix_stat_unanswered_text_hash", "stat_unanswered", ["text_hash"])
     ungrouped = sa.text("group_id IS NULL")
     op.create_index("ix_stat_unanswered_ungrouped", "stat_unanswered", ["text_hash"], postgresql_where=ungrouped, sqlite_where=ungrouped)
+    # Covering the unanswered page's reads (an index-only scan of a commune's period).
+    op.create_index("ix_stat_unanswered_page", "stat_unanswered", ["hamlet_code", "day", "group_id", "n", "last_at", "text_hash"])
     # Built from the log and from stat_seen_daily (0012). This calls the current code: a later
     # migration that changes these tables must freeze the statements it needs here.
     from storage.stats import rebuild_sync
@@ -129,6 +131,7 @@ def downgrade() -> None:
         sa.PrimaryKeyConstraint("day", "hamlet_code", "channel", "chat_type", "outcome", "topic"),
     )
     op.create_index("ix_stat_query_daily_hamlet_day", "stat_query_daily", ["hamlet_code", "day"])
+    op.drop_index("ix_stat_unanswered_page", table_name="stat_unanswered")
     op.drop_index("ix_stat_unanswered_ungrouped", table_name="stat_unanswered")
     op.drop_index("ix_stat_unanswered_text_hash", table_name="stat_unanswered")
     op.drop_table("stat_unanswered")
