@@ -1,18 +1,21 @@
-"""Benchmark the broadcast sender against a fake Telegram Bot API over real HTTP (results in BENCHMARKS.md).
+"""Benchmark a broadcast sent by the server against a fake Telegram Bot API over real HTTP (results in BENCHMARKS.md).
 
     .venv/bin/python bench/broadcast.py                      # 10,000 recipients at the default cap of 25/s
-    .venv/bin/python bench/broadcast.py --recipients 1000 --cap 50
+    .venv/bin/python bench/broadcast.py --recipients 2000 --groups 200
 
-10,000 recipients (9,000 private, 1,000 hamlet groups) in 100 hamlets. The fake server (this process)
-answers 5% of sendMessage calls with 429 retry_after, 2% with 500, 1% hang past the client's timeout
-(and deliver nothing), 1% with 403 (the chat has blocked the bot, for good). The sender runs as a
-separate process (`cccd-bot broadcast send --until-done`), is killed with SIGKILL once when about
-40% of the recipients have their message, and is restarted at once; the new process takes the lease
-over when the dead one's expires. The fake server counts what it accepted independently of our tables.
+What runs is the deployment: `cccd-bot serve` (role `all`) in a process of its own, its Telegram channel
+long-polling the fake Bot API, its broadcast sender sending through the channel's client. 10,000
+recipients (9,000 private subscribers, 1,000 hamlet groups) in 100 hamlets of 10 communes. The fake server
+(a thread of this process) answers 5% of the broadcast's sendMessage calls with 429 retry_after, 2% with
+500, 1% hang past the client's timeout (nothing delivered), 1% with 403 (the chat blocks the bot for good).
+The server is killed with SIGKILL once, when 40% of the recipients have their message, and started again
+at once. The fake server counts what it accepted per chat, independently of our tables.
 
-While the sender runs, this process plays residents writing to the bot (ChatService.handle on the same
-database, one message every 200 ms) and measures their reply latency; the baseline is the same probe
-before the broadcast starts.
+Residents write to the bot all along (one message every 200 ms, from 50 private chats, through the fake
+server's getUpdates, without faults); a reply's latency is the time from the update being available to
+the bot to the fake server receiving the reply's sendMessage. Baseline: the same residents for 30 s with
+no broadcast running, in the same run. Messages sent while the server is down (from the kill until the
+restarted server polls again) wait for the restart, not for the broadcast: they are reported apart.
 """
 
 from __future__ import annotations
@@ -21,9 +24,8 @@ import argparse
 import asyncio
 import os
 import platform
-import random
 import signal
-import statistics
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,10 +41,6 @@ sys.path.insert(0, str(ROOT))
 from bot.broadcasts import workflow  # noqa: E402
 from bot.broadcasts.model import Audience  # noqa: E402
 from bot.broadcasts.workflow import Actor  # noqa: E402
-from bot.catalog import load_valid_catalog  # noqa: E402
-from bot.config import Settings  # noqa: E402
-from bot.messages import ChatType, Incoming  # noqa: E402
-from bot.service import ChatService  # noqa: E402
 from storage import broadcasts as repo  # noqa: E402
 from storage import registry  # noqa: E402
 from storage.db import Database  # noqa: E402
@@ -51,6 +49,8 @@ from tests.fakes.telegram_api import FakeTelegramAPI  # noqa: E402
 
 PROBE_TEXTS = ["hướng dẫn", "tiếp", "mất căn cước làm lại thế nào", "chào", "làm căn cước cho con dưới 14 tuổi", "menu"]
 GROUP_SPACING, PRIVATE_SPACING = 3.0, 1.0
+RESIDENTS = [900_000_000 + k for k in range(50)]
+COMMUNES = [f"xa{c}" for c in range(10)]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -60,7 +60,7 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-async def populate(db: Database, recipients: int, groups: int) -> tuple[dict[int, str], int]:
+async def populate(db: Database, recipients: int, groups: int) -> dict[int, str]:
     """100 hamlets in 10 communes; `groups` groups and the rest private subscribers. Returns chat id -> kind."""
     csv = "commune_code,commune_name,hamlet_code,hamlet_name\n" + "".join(
         f"xa{c},Xã {c},xa{c}_t{h},Thôn {h}\n" for c in range(10) for h in range(10)
@@ -70,9 +70,9 @@ async def populate(db: Database, recipients: int, groups: int) -> tuple[dict[int
     kinds: dict[int, str] = {}
     async with db.transaction() as session:
         await registry.import_rows(session, registry.parse_csv(csv.encode()))
-        for c in range(10):
+        for commune in COMMUNES:
             # Quiet hours off for the run (they are tested with a fake clock in tests/broadcasts).
-            await repo.set_policy(session, f"xa{c}", quiet_start="00:00", quiet_end="00:00")
+            await repo.set_policy(session, commune, quiet_start="00:00", quiet_end="00:00")
         chat_rows, user_rows = [], []
         for i in range(groups):
             cid = -1_000_000_000 - i
@@ -90,59 +90,92 @@ async def populate(db: Database, recipients: int, groups: int) -> tuple[dict[int
             await session.execute(Chat.__table__.insert(), chat_rows[start : start + 2000])
         for start in range(0, len(user_rows), 2000):
             await session.execute(User.__table__.insert(), user_rows[start : start + 2000])
-    return kinds, len(hamlets)
+    return kinds
 
 
-async def probe(service: ChatService, stop: asyncio.Event, out: list[float], interval: float = 0.2) -> None:
-    """Residents writing to the bot: one message every `interval`, latency of handling each."""
-    i = 0
-    while not stop.is_set():
-        text = PROBE_TEXTS[i % len(PROBE_TEXTS)]
-        user = f"resident-{i % 50}"
-        msg = Incoming("console", user, ChatType.PRIVATE, user, "Bà Lan", text, datetime.now(timezone.utc))
-        started = time.perf_counter()
-        await service.handle(msg)
-        out.append((time.perf_counter() - started) * 1000)
-        if os.environ.get("BENCH_TRACE") and out[-1] > 300:
-            print(f"slow reply {out[-1]:.0f}ms at {time.monotonic():.1f} ({text})", flush=True)
-        i += 1
-        try:
-            await asyncio.wait_for(stop.wait(), interval)
-        except asyncio.TimeoutError:
-            pass
+class Fake:
+    """The fake Bot API on its own thread and event loop, so that this process's work cannot delay its answers."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        holder: dict[str, FakeTelegramAPI] = {}
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            holder["api"] = self.loop.run_until_complete(FakeTelegramAPI().start())
+            ready.set()
+            self.loop.run_forever()
+
+        threading.Thread(target=run, daemon=True, name="fake-telegram").start()
+        ready.wait(30)
+        self.api = holder["api"]
+
+    def push(self, update: dict) -> None:
+        asyncio.run_coroutine_threadsafe(self.api.push_update(update), self.loop).result(10)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.api.close(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
-def start_fake_server() -> tuple[FakeTelegramAPI, asyncio.AbstractEventLoop]:
-    """The fake Bot API on its own thread and event loop, so the residents' probe cannot delay its answers."""
-    loop = asyncio.new_event_loop()
-    holder: dict[str, FakeTelegramAPI] = {}
-    ready = threading.Event()
+class Residents:
+    """Residents writing to the bot in private, one message every `interval`; each push is remembered."""
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        holder["fake"] = loop.run_until_complete(FakeTelegramAPI().start())
-        ready.set()
-        loop.run_forever()
+    def __init__(self, fake: Fake, interval: float):
+        self.fake = fake
+        self.interval = interval
+        self.pushed: list[tuple[int, float]] = []  # (chat id, when it was available to the bot)
+        self._n = 0
 
-    threading.Thread(target=run, daemon=True, name="fake-telegram").start()
-    ready.wait(30)
-    return holder["fake"], loop
-
-
-def spawn_sender(env: dict[str, str], log) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "broadcast", "send", "--until-done"],
-        cwd=ROOT, env=env, stdout=log, stderr=log,
-    )
-
-
-def accepted_sends(fake: FakeTelegramAPI) -> Counter:
-    return Counter(c.params.get("chat_id") for c in fake.calls_of("sendMessage") if not getattr(c, "refused", False))
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            chat = RESIDENTS[self._n % len(RESIDENTS)]
+            text = PROBE_TEXTS[self._n % len(PROBE_TEXTS)]
+            user = {"id": chat, "is_bot": False, "first_name": "Lan"}
+            update = {"message": {"message_id": self._n + 1, "date": int(time.time()), "text": text,
+                                  "chat": {"id": chat, "type": "private", "first_name": "Lan"}, "from": user}}
+            await asyncio.to_thread(self.fake.push, update)
+            self.pushed.append((chat, time.monotonic()))
+            self._n += 1
+            try:
+                await asyncio.wait_for(stop.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
 
 
-def pause_union(fake: FakeTelegramAPI, retry_after: float) -> float:
+def latencies(api: FakeTelegramAPI, pushed: list[tuple[int, float]]) -> list[tuple[float, float | None]]:
+    """(pushed at, ms until the first reply to that chat after it), None when no reply came."""
+    replies: dict[int, list[float]] = defaultdict(list)
+    for c in api.calls_of("sendMessage"):
+        if not getattr(c, "refused", False) and c.params.get("chat_id") in RESIDENTS:
+            replies[c.params["chat_id"]].append(c.at)
+    out = []
+    for chat, at in pushed:
+        after = [t for t in replies[chat] if t >= at]
+        out.append((at, (min(after) - at) * 1000 if after else None))
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_server(env: dict[str, str], log) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env=env, stdout=log, stderr=log)
+
+
+def polls_after(api: FakeTelegramAPI, t: float) -> float | None:
+    """When the bot first asked getUpdates after `t` (a restarted server is receiving again)."""
+    later = [c.at for c in api.calls_of("getUpdates") if c.at > t]
+    return min(later) if later else None
+
+
+def pause_union(api: FakeTelegramAPI, retry_after: float) -> float:
     """Seconds covered by the pauses the server demanded (overlapping 429s counted once)."""
-    windows = sorted((c.at, c.at + retry_after) for c in fake.calls_of("sendMessage") if getattr(c, "fault", None) == 429)
+    windows = sorted((c.at, c.at + retry_after) for c in api.calls_of("sendMessage") if getattr(c, "fault", None) == 429)
     total, end = 0.0, float("-inf")
     for start, stop in windows:
         if stop <= end:
@@ -152,17 +185,28 @@ def pause_union(fake: FakeTelegramAPI, retry_after: float) -> float:
     return total
 
 
+async def wait_for(predicate, timeout: float, step: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return predicate()
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--groups", type=int, default=1_000)
     parser.add_argument("--cap", type=float, default=25.0, help="the sender's Telegram rate (messages/s)")
-    parser.add_argument("--kill-at", type=float, default=0.4, help="SIGKILL when this share of recipients got theirs")
+    parser.add_argument("--kill-at", type=float, default=0.4, help="SIGKILL when this share of recipients got theirs (0: never)")
     parser.add_argument("--retry-after", type=int, default=1)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--db-url", help="database URL (default: a fresh SQLite file)")
-    parser.add_argument("--lease-ttl", type=float, default=5.0)
+    parser.add_argument("--lease-ttl", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight at once (bounds `unknown`)")
+    parser.add_argument("--probe-interval", type=float, default=0.2)
+    parser.add_argument("--baseline", type=float, default=30.0, help="seconds of residents' messages before the broadcast")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="bench-broadcast-")
@@ -176,31 +220,20 @@ async def main() -> int:
         await conn.close()
     db = Database(db_url)
     await db.migrate()
-    kinds, hamlet_count = await populate(db, args.recipients, args.groups)
-    officer, approver = Actor("telegram:1", officer=True), Actor("telegram:2", officer=True)
-    now = datetime.now(timezone.utc)
-    b = await workflow.create(db, officer, "Thông báo: tổ cấp căn cước lưu động đến thôn vào sáng thứ Bảy. Anh/chị mang theo giấy tờ cần thiết.", Audience("all", channels=("telegram",)), now)
-    await workflow.submit(db, officer, b.id, now)
-    await workflow.approve(db, approver, b.id, now)
+    kinds = await populate(db, args.recipients, args.groups)
 
-    settings = Settings(_env_file=None, database_url=db_url)
-    service = ChatService(db, load_valid_catalog(), settings)
-    fake, fake_loop = start_fake_server()
-    fake.chaos(rate_429=0.05, rate_5xx=0.02, rate_timeout=0.01, rate_403=0.01, retry_after=args.retry_after, hang=4.0, seed=args.seed)
-
-    # Baseline: residents' reply latency with no broadcast running (same process, same database).
-    baseline: list[float] = []
-    stop = asyncio.Event()
-    task = asyncio.create_task(probe(service, stop, baseline))
-    await asyncio.sleep(8)
-    stop.set()
-    await task
-
+    fake = Fake()
+    api = fake.api
+    api.chaos(rate_429=0.05, rate_5xx=0.02, rate_timeout=0.01, rate_403=0.01, retry_after=args.retry_after,
+              hang=4.0, seed=args.seed, chats=set(kinds))
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCCD_")}
     env.update(
         CCCD_DATABASE_URL=db_url,
-        CCCD_TELEGRAM_TOKEN=fake.token,
-        CCCD_TELEGRAM_BASE_URL=fake.base_url,
+        CCCD_HOST="127.0.0.1",
+        CCCD_PORT=str(port),
+        CCCD_TELEGRAM_TOKEN=api.token,
+        CCCD_TELEGRAM_BASE_URL=api.base_url,
         CCCD_BROADCAST_TELEGRAM_RATE=str(args.cap),
         CCCD_BROADCAST_LEASE_TTL=str(args.lease_ttl),
         CCCD_BROADCAST_CONCURRENCY=str(args.concurrency),
@@ -208,35 +241,78 @@ async def main() -> int:
         CCCD_LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
     )
-    log = open(Path(tmp) / "sender.log", "w")
-    during: list[float] = []
+    log = open(Path(tmp) / "server.log", "w")
+    server = spawn_server(env, log)
+    if not await wait_for(lambda: polls_after(api, 0.0) is not None or server.poll() is not None, 120):
+        print(f"the server did not start; see {tmp}/server.log", file=sys.stderr)
+        return 2
+
+    # Baseline: residents' reply latency with no broadcast running.
+    residents = Residents(fake, args.probe_interval)
     stop = asyncio.Event()
-    probing = asyncio.create_task(probe(service, stop, during))
+    probing = asyncio.create_task(residents.run(stop))
+    await asyncio.sleep(args.baseline)
+    stop.set()
+    await probing
+    await asyncio.sleep(3)  # the last replies
+    baseline = [ms for _, ms in latencies(api, residents.pushed)]
+    baseline_missing = sum(1 for ms in baseline if ms is None)
+    baseline = [ms for ms in baseline if ms is not None]
+
+    # The broadcast, created and approved as the dashboard or the command line would (another process).
+    officer, approver = Actor("telegram:1", officer=True), Actor("telegram:2", officer=True)
+    now = datetime.now(timezone.utc)
+    text = "Thông báo: tổ cấp căn cước lưu động đến thôn vào sáng thứ Bảy. Anh/chị mang theo giấy tờ cần thiết."
+    b = await workflow.create(db, officer, text, Audience("communes", tuple(COMMUNES), channels=("telegram",)), now)
+    await workflow.submit(db, officer, b.id, now)
+    residents = Residents(fake, args.probe_interval)
+    stop = asyncio.Event()
+    probing = asyncio.create_task(residents.run(stop))
     started = time.monotonic()
-    print(f"sender started at {started:.1f}", flush=True)
-    proc = spawn_sender(env, log)
-    killed_at = None
-    while proc.poll() is None and killed_at is None:
-        await asyncio.sleep(0.2)
-        if len(accepted_sends(fake)) >= args.kill_at * args.recipients:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            killed_at = time.monotonic() - started
-            print(f"killed the sender (SIGKILL) at {killed_at:.1f}s with {len(accepted_sends(fake))} recipients served", flush=True)
-            proc = spawn_sender(env, log)
-    while proc.poll() is None:
-        await asyncio.sleep(0.5)
+    await workflow.approve(db, approver, b.id, now)
+    print(f"broadcast {b.id} approved at {started:.1f}", flush=True)
+
+    def accepted() -> Counter:
+        return Counter(c.params.get("chat_id") for c in api.calls_of("sendMessage")
+                       if not getattr(c, "refused", False) and c.params.get("chat_id") in kinds)
+
+    killed_at = restarted_at = None
+    if args.kill_at > 0:
+        await wait_for(lambda: len(accepted()) >= args.kill_at * args.recipients or server.poll() is not None, 7200, 0.5)
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        killed_at = time.monotonic()
+        print(f"killed the server (SIGKILL) at {killed_at - started:.1f}s with {len(accepted())} recipients served", flush=True)
+        server = spawn_server(env, log)
+        await wait_for(lambda: polls_after(api, killed_at) is not None, 120)
+        restarted_at = polls_after(api, killed_at)
+        print(f"restarted: polling again {restarted_at - killed_at:.1f}s after the kill", flush=True)
+
+    async def open_left() -> bool:
+        async with db.transaction() as session:
+            status = (await repo.get(session, b.id)).status
+        return status in ("scheduled", "sending")
+
+    while await open_left():
+        if server.poll() is not None:
+            print(f"the server stopped ({server.returncode}); see {tmp}/server.log", file=sys.stderr)
+            break
+        await asyncio.sleep(1.0)
     elapsed = time.monotonic() - started
     stop.set()
     await probing
+    await asyncio.sleep(3)
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(30)
+    except subprocess.TimeoutExpired:
+        server.kill()
     log.close()
-    if proc.returncode != 0:
-        print(f"sender exited with {proc.returncode}; see {tmp}/sender.log", file=sys.stderr)
 
     # ---- what the fake server saw, independently of our tables
-    accepted = accepted_sends(fake)
-    calls = fake.calls_of("sendMessage")
-    duplicates = sum(n - 1 for n in accepted.values() if n > 1)
+    got = accepted()
+    calls = [c for c in api.calls_of("sendMessage") if c.params.get("chat_id") in kinds]
+    duplicates = sum(n - 1 for n in got.values() if n > 1)
     violations = 0
     by_chat: dict[int, list[float]] = defaultdict(list)
     for c in calls:
@@ -251,7 +327,39 @@ async def main() -> int:
         while stamps[j] < t - 1.0:
             j += 1
         window_max = max(window_max, i - j + 1)
-    active = (stamps[-1] - stamps[0]) - pause_union(fake, args.retry_after) if stamps else 0.0
+    demanded = pause_union(api, args.retry_after)
+    span = (stamps[-1] - stamps[0]) if stamps else 0.0
+    active = span - demanded
+    downtime = (restarted_at - killed_at) if killed_at and restarted_at else 0.0
+
+    during_all = latencies(api, residents.pushed)
+    # Messages that waited for the restart: unanswered at the kill, sent while the server was down, or
+    # queued behind those (until the restarted server had answered all of them).
+    down = (0.0, 0.0)
+    if killed_at and restarted_at:
+        waiting = [at + ms / 1000 for at, ms in during_all if ms is not None and at <= restarted_at and at + ms / 1000 > killed_at]
+        down = (min((at for at, ms in during_all if ms is not None and at + ms / 1000 > killed_at), default=killed_at),
+                max(waiting, default=restarted_at))
+    during = [ms for at, ms in during_all if ms is not None and not (down[0] <= at <= down[1])]
+    held = [ms for at, ms in during_all if ms is not None and down[0] <= at <= down[1]]
+    missing = sum(1 for _, ms in during_all if ms is None)
+    if os.environ.get("BENCH_TRACE"):  # where the time went
+        # Where the time went: the wait after each demanded pause before the next request, the gaps of
+        # more than 0.2 s outside pauses, and the tail.
+        windows = sorted((c.at, c.at + args.retry_after) for c in calls if getattr(c, "fault", None) == 429)
+        after_pause = 0.0
+        for start, end in windows:
+            nxt = next((t for t in stamps if t >= end), None)
+            if nxt is not None and not any(s2 <= nxt <= e2 for s2, e2 in windows if s2 > start):
+                after_pause += nxt - end
+        covered = lambda t: any(s2 <= t <= e2 for s2, e2 in windows)  # noqa: E731
+        gaps = [(b2 - a) for a, b2 in zip(stamps, stamps[1:]) if b2 - a > 0.2 and not covered(a) and not covered(b2)]
+        print(f"lost after pauses={after_pause:.1f}s; gaps>0.2s outside pauses: n={len(gaps)} total={sum(gaps):.1f}s; "
+              f"tail (last 1% of requests)={stamps[-1] - stamps[int(len(stamps) * 0.99)]:.1f}s")
+        slow = sorted(((ms, at) for at, ms in during_all if ms is not None and not (down[0] <= at <= down[1])), reverse=True)[:25]
+        print("slowest replies (ms, seconds after the start):", ", ".join(f"{ms:.0f}@{at - started:.1f}" for ms, at in slow))
+        if killed_at:
+            print(f"kill at {killed_at - started:.1f}, polling again at {restarted_at - started:.1f}")
 
     # ---- what our tables say
     async with db.transaction() as session:
@@ -262,29 +370,34 @@ async def main() -> int:
     lost = 0
     unknown_delivered = 0
     for d in rows:
-        got = accepted.get(int(d.chat_id), 0)
-        if d.status == "sent" and got == 0:
+        n = got.get(int(d.chat_id), 0)
+        if d.status == "sent" and n == 0:
             lost += 1  # we think it went, the server never accepted it
         elif d.status not in settled and d.status != "sent":
             lost += 1  # never settled: skipped
-        if d.status == "unknown" and got:
+        if d.status == "unknown" and n:
             unknown_delivered += 1
     lost += max(0, args.recipients - len(rows))
     await db.close()
-    asyncio.run_coroutine_threadsafe(fake.close(), fake_loop).result(30)
-    fake_loop.call_soon_threadsafe(fake_loop.stop)
+    fake.close()
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {db_url.split(':')[0]}")
-    print(f"broadcast status={status}; elapsed={elapsed:.1f}s; requests={len(calls)}; 429={sum(1 for c in calls if getattr(c, 'fault', None) == 429)} "
-          f"5xx={sum(1 for c in calls if getattr(c, 'fault', None) == 500)} timeouts={sum(1 for c in calls if getattr(c, 'fault', None) == 'timeout')} "
-          f"403={sum(1 for c in calls if getattr(c, 'fault', None) == 403)}")
-    print(f"demanded pause={pause_union(fake, args.retry_after):.1f}s; max requests in any 1 s window={window_max} (cap {args.cap:g}); "
-          f"accepted messages/s over active time={sum(accepted.values()) / active if active else 0:.2f}")
+    load = os.getloadavg()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"{db_url.split(':')[0]}, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print(f"broadcast status={status}; elapsed={elapsed:.1f}s; requests={len(calls)}; "
+          f"429={sum(1 for c in calls if getattr(c, 'fault', None) == 429)} 5xx={sum(1 for c in calls if getattr(c, 'fault', None) == 500)} "
+          f"timeouts={sum(1 for c in calls if getattr(c, 'fault', None) == 'timeout')} 403={sum(1 for c in calls if getattr(c, 'fault', None) == 403)}")
+    print(f"first to last request={span:.1f}s; demanded pause={demanded:.1f}s; server down {downtime:.1f}s (kill to polling again); "
+          f"max requests in any 1 s window={window_max} (cap {args.cap:g}); accepted messages/s over active time={sum(got.values()) / active if active else 0:.2f}")
     print(f"unknown rows actually delivered (per the fake server)={unknown_delivered} of {totals.get('unknown', 0)}; policy: not sent again")
-    print(f"reply latency baseline (no broadcast) p50={percentile(baseline, 0.5):.1f}ms p99={percentile(baseline, 0.99):.1f}ms n={len(baseline)}; "
-          f"during p50={percentile(during, 0.5):.1f}ms p99={percentile(during, 0.99):.1f}ms n={len(during)}; "
-          f"ratio p99={percentile(during, 0.99) / percentile(baseline, 0.99):.2f}")
+    print(f"reply latency baseline (no broadcast) p50={percentile(baseline, 0.5):.1f}ms p99={percentile(baseline, 0.99):.1f}ms "
+          f"n={len(baseline)} unanswered={baseline_missing}; during p50={percentile(during, 0.5):.1f}ms p99={percentile(during, 0.99):.1f}ms "
+          f"max={max(during, default=float('nan')):.1f}ms n={len(during)} unanswered={missing}; "
+          f"ratio p99={percentile(during, 0.99) / percentile(baseline, 0.99):.2f}; "
+          f"waited for the restart ({down[1] - down[0]:.1f}s from the first unanswered at the kill to the last of them answered): "
+          f"n={len(held)} p50={percentile(held, 0.5):.0f}ms max={max(held, default=float('nan')):.0f}ms")
     throughput = len(calls) / active if active else 0.0
+    print(f"throughput={throughput:.2f}/s = {throughput / args.cap:.1%} of the cap")
     print(
         f"recipients={len(rows)} sent={totals.get('sent', 0)} failed={totals.get('failed', 0)} blocked={totals.get('blocked', 0)} "
         f"unknown={totals.get('unknown', 0)} lost={lost} duplicates={duplicates} throughput={throughput:.2f}/s cap={args.cap:g}/s "

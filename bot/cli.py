@@ -79,10 +79,22 @@ def _web_text_problems(settings) -> list[str]:
     return []
 
 
+def _broadcast_text_problems() -> list[str]:
+    """The problems of broadcasts.yaml (opt-out words, /phatthanh, reminders and schedules)."""
+    from bot.broadcasts.optout import load
+
+    load.cache_clear()
+    try:
+        load()
+    except (OSError, ValueError) as exc:
+        return [str(exc)]
+    return []
+
+
 def cmd_content_check(args) -> int:
     settings = _settings()
     catalog = load_catalog(settings.content_dir)
-    problems = [str(p) for p in catalog.problems] + _web_text_problems(settings)
+    problems = [str(p) for p in catalog.problems] + _web_text_problems(settings) + _broadcast_text_problems()
     for problem in problems:
         print(problem)
     if problems:

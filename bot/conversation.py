@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.catalog import Catalog
 from bot.hamlets import HamletDirectory
 from bot.matcher import Matcher
 from bot.messages import Reply
+
+if TYPE_CHECKING:
+    from bot.broadcasts.compose import Desk
 
 
 class Flow:
@@ -24,8 +27,10 @@ class Flow:
     DELETE = "delete"
     # "Are you in <the hamlet of the group you wrote in>?"
     OFFER = "offer"
+    # A team member writing a broadcast (/phatthanh, bot/broadcasts/compose.py).
+    COMPOSE = "compose"
 
-    ALL = (IDLE, GUIDE, RESUME, OUTCOME, HAMLET, CHOOSE, DELETE, OFFER)
+    ALL = (IDLE, GUIDE, RESUME, OUTCOME, HAMLET, CHOOSE, DELETE, OFFER, COMPOSE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,8 @@ class State:
     choices: tuple[str, ...] = ()
     hamlet_asked: bool = False
     pending: str = ""
+    # The broadcast being written in the COMPOSE flow: text, then scope and codes (never changed in place).
+    draft: dict = field(default_factory=dict)
 
     def evolve(self, **changes: Any) -> "State":
         return replace(self, **changes)
@@ -50,6 +57,7 @@ class State:
             "choices": list(self.choices),
             "hamlet_asked": self.hamlet_asked,
             "pending": self.pending,
+            "draft": dict(self.draft),
         }
 
     @classmethod
@@ -64,6 +72,9 @@ class State:
         if flow in (Flow.GUIDE, Flow.RESUME) and step is None:
             flow = Flow.IDLE
         choices = data.get("choices")
+        from bot.broadcasts.compose import clean_draft
+
+        draft = clean_draft(data.get("draft")) if flow == Flow.COMPOSE else {}
         return cls(
             flow=flow,
             step=step,
@@ -71,6 +82,7 @@ class State:
             choices=tuple(str(c) for c in choices) if isinstance(choices, list) else (),
             hamlet_asked=bool(data.get("hamlet_asked", False)),
             pending=str(data.get("pending") or "")[:500],
+            draft=draft,
         )
 
 
@@ -88,6 +100,8 @@ class Context:
     # last wrote in: offered instead of the whole list.
     chat_hamlet: str | None = None
     opted_out: bool = False  # the person asked for no broadcasts (/dung)
+    # For a registered team member or officer, what /phatthanh may use; None for everyone else.
+    desk: Desk | None = None
 
 
 class Outcomes:

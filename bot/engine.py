@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from bot.broadcasts import optout
+from bot.broadcasts import compose, optout
 from bot.conversation import Context, Flow, Outcome, Outcomes, QueryHandled, State
 from bot.flows import faq, guide, hamlet, menu
 from bot import replies
@@ -82,6 +82,10 @@ def _press(state: State, msg: Incoming, ctx: Context, payload: str) -> Outcome:
         return guide.record_outcome(state, ctx, arg)
     if kind == "x" and arg in ("yes", "no") and private:
         return menu.answer_delete(state, ctx, arg)
+    if kind == compose.PREFIX:
+        pressed = compose.press(state, msg, ctx, arg)
+        if pressed is not None:
+            return pressed
     return _stale(state, msg, ctx)
 
 
@@ -128,6 +132,8 @@ def _command(state: State, msg: Incoming, ctx: Context, name: str, arg: str) -> 
         return menu.ask_delete(state, ctx) if private else _group_guide(state, ctx)
     if name == "thon":
         return hamlet.link_group(state, msg, ctx, arg.strip())
+    if name == "phatthanh":
+        return compose.start(state, msg, ctx)
     if name == "cauhoi" and arg.strip():
         return None
     return menu.show_menu(state, msg, ctx)
@@ -228,6 +234,12 @@ def step(state: State, msg: Incoming, ctx: Context) -> Outcome:
     if msg.chat_type is ChatType.GROUP and not msg.addressed:
         return Outcome(state)
     text = clean_text(msg.text)
+    if state.flow == Flow.COMPOSE and not msg.payload:
+        # A team member writing a broadcast: the text is theirs, not a question (commands leave the flow).
+        written = compose.typed(state, msg, ctx, text)
+        if written is not None:
+            return written
+        state = state.evolve(flow=Flow.IDLE, draft={})
     # Opting out of broadcasts works from anywhere, whatever flow the person is in.
     stop = None if msg.payload else optout.step(state, msg, ctx, text, ctx.opted_out)
     if stop is not None:

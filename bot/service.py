@@ -12,12 +12,14 @@ from datetime import datetime, timezone
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.broadcasts import compose
 from bot.broadcasts.optout import OptOutChanged
 from bot.catalog import Catalog, with_added_examples
 from bot.config import Settings
 from bot.conversation import (
     ChatHamletLinked,
     Context,
+    Flow,
     ForgetUser,
     GuideFinished,
     Outcome,
@@ -105,6 +107,7 @@ class ChatService:
         self.matches = RememberedMatches(self.matcher)
         self.clock = clock
         self.officers = self.settings.officer_ids()
+        self.team = self.settings.team_members()
         self._hamlets: HamletDirectory | None = None
         # Told how each query was handled (answered, choices, unanswered...): the FAQ metrics.
         self.on_query: Callable[[str], None] | None = None
@@ -292,6 +295,7 @@ class ChatService:
             msg = msgs[i]
             user_hamlet, opted_out = users[(msg.channel, msg.sender_id)]
             chat_hamlet = chats[(msg.channel, msg.chat_id)]
+            state = State.from_dict(states.get(msg.key), self._valid_steps)
             ctx = Context(
                 catalog=self.catalog,
                 matcher=self.matches,
@@ -301,8 +305,9 @@ class ChatService:
                 is_officer=msg.sender_is_admin or (msg.channel, msg.sender_id) in self.officers,
                 chat_hamlet=chat_hamlet if msg.chat_type is ChatType.GROUP else last_group.get(homeless.get(i, "")),
                 opted_out=opted_out,
+                desk=await self._desk(session, msg, state),
             )
-            outcome = step(State.from_dict(states.get(msg.key), self._valid_steps), msg, ctx)
+            outcome = step(state, msg, ctx)
             if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):
                 log.info(
                     "refused input on %s: payload=%r, %d characters",
@@ -311,9 +316,61 @@ class ChatService:
                     len(msg.text),
                 )
             await self._record(session, msg, outcome, user_hamlet, chat_hamlet, now, started[i], records)
-            replies[i] = list(outcome.replies)
+            replies[i] = list(outcome.replies) + await self._broadcasts_composed(session, msg, outcome, now)
         await logs.add_many(session, queries=records.queries, events=records.events)
         await conversations.write_states(session, records.states, now)
+        return replies
+
+    def broadcaster_communes(self, channel: str, user_id: str) -> frozenset[str]:
+        """The communes a registered team member may broadcast to ("*" for an officer); empty for anyone else."""
+        communes = set(self.team.get((channel, user_id), ()))
+        if (channel, user_id) in self.officers:
+            communes.add(compose.EVERYWHERE)
+        return frozenset(communes)
+
+    async def _desk(self, session: AsyncSession, msg: Incoming, state: State) -> compose.Desk | None:
+        """Loaded only for a team member or officer who is writing a broadcast (or starting to)."""
+        communes = self.broadcaster_communes(msg.channel, msg.sender_id)
+        if not communes:
+            return None
+        wanted = (
+            state.flow == Flow.COMPOSE
+            or (msg.payload or "").startswith(f"{compose.PREFIX}:")
+            or clean_text(msg.text).lower().startswith("/phatthanh")
+        )
+        if not wanted:
+            return None
+        from bot.broadcasts.audience import desk
+
+        return await desk(session, communes)
+
+    async def _broadcasts_composed(self, session: AsyncSession, msg: Incoming, outcome: Outcome, now: datetime) -> list[Reply]:
+        """Make the broadcasts confirmed in /phatthanh (permissions checked again), and say what became of them."""
+        from bot.broadcasts import workflow
+        from bot.broadcasts.model import Audience, AudienceError
+        from bot.broadcasts.optout import load
+
+        content = load()
+        replies: list[Reply] = []
+        for event in outcome.events:
+            if not isinstance(event, compose.BroadcastComposed):
+                continue
+            communes = self.broadcaster_communes(msg.channel, msg.sender_id)
+            actor = workflow.Actor(
+                f"{msg.channel}:{msg.sender_id}", officer=compose.EVERYWHERE in communes, communes=communes - {compose.EVERYWHERE}
+            )
+            try:
+                audience = Audience(event.scope, event.codes)
+                async with session.begin_nested():
+                    b = await workflow.create_in(session, actor, event.text, audience, now)
+                    b = await workflow.submit_in(session, actor, b, now)
+            except (AudienceError, workflow.BadRequest, workflow.NotAllowed) as exc:
+                log.warning("/phatthanh: broadcast refused: %s", exc)
+                replies.append(Reply(content.msg("bc_bad_audience", reason=content.msg("bc_reason_changed"))))
+                continue
+            waiting = b.status == workflow.BroadcastStatus.AWAITING_APPROVAL
+            nxt = content.msg("bc_next_approval" if waiting else "bc_next_scheduled")
+            replies.append(Reply(content.msg("bc_submitted", id=b.id, next=nxt)))
         return replies
 
     async def _record(self, session, msg: Incoming, outcome: Outcome, user_hamlet, chat_hamlet, now, started, records: _Records) -> None:

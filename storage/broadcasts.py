@@ -173,6 +173,22 @@ async def audience(
     return out
 
 
+async def reach_by_hamlet(session: AsyncSession) -> dict[str, tuple[int, int]]:
+    """hamlet code -> (active hamlet groups, active private subscribers who have not opted out)."""
+    reach: dict[str, list[int]] = {}
+    groups = select(Chat.hamlet_code, func.count()).where(
+        Chat.type == "group", Chat.active.is_(True), Chat.hamlet_code.is_not(None)
+    ).group_by(Chat.hamlet_code)
+    for hamlet, n in (await session.execute(groups)).all():
+        reach.setdefault(hamlet, [0, 0])[0] = n
+    people = select(User.hamlet_code, func.count()).where(
+        User.active.is_(True), User.opted_out.is_(False), User.hamlet_code.is_not(None)
+    ).group_by(User.hamlet_code)
+    for hamlet, n in (await session.execute(people)).all():
+        reach.setdefault(hamlet, [0, 0])[1] = n
+    return {hamlet: (g, p) for hamlet, (g, p) in reach.items()}
+
+
 # ---------------------------------------------------------------- deliveries
 
 

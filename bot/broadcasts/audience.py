@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.broadcasts.compose import Desk
 from bot.broadcasts.model import Audience
 from storage import broadcasts as repo
+from storage import registry
 from storage.broadcasts import Recipient
 
 
@@ -50,3 +52,14 @@ async def unknown_codes(session: AsyncSession, audience: Audience) -> list[str]:
     communes_of = await repo.hamlet_communes(session)
     known = set(communes_of) if audience.scope == "hamlets" else set(communes_of.values())
     return [c for c in audience.codes if c not in known] if audience.scope != "all" else []
+
+
+async def desk(session: AsyncSession, communes: frozenset[str]) -> Desk:
+    """What /phatthanh shows a team member (or an officer, communes {"*"}): the registry and each hamlet's reach."""
+    return Desk(
+        communes=communes,
+        commune_names=dict(await registry.communes(session)),
+        hamlet_communes=await repo.hamlet_communes(session),
+        hamlet_names={code: name for code, name, _ in await registry.list_hamlets(session)},
+        reach=await repo.reach_by_hamlet(session),
+    )

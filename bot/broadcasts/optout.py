@@ -39,7 +39,35 @@ class BroadcastContent:
         return self.messages[key].format(**values).strip()
 
 
-REQUIRED = ("optout_done", "optout_already", "optin_done", "optin_already", "bc_refused", "bc_private_only")
+REQUIRED = (
+    "optout_done",
+    "optout_already",
+    "optin_done",
+    "optin_already",
+    # /phatthanh (bot/broadcasts/compose.py)
+    "bc_refused",
+    "bc_private_only",
+    "bc_ask_text",
+    "bc_ask_audience",
+    "bc_bad_audience",
+    "bc_preview",
+    "bc_submitted",
+    "bc_next_approval",
+    "bc_next_scheduled",
+    "bc_cancelled",
+    "bc_confirm_word",
+    "bc_confirm_again",
+    "bc_text_too_long",
+    "bc_summary",
+    "bc_reason_unknown",
+    "bc_reason_empty",
+    "bc_reason_outside",
+    "bc_reason_all",
+    "bc_reason_changed",
+    "bc_send_label",
+    "bc_cancel_label",
+    "bc_all_label",
+)
 
 
 def _norm(text: str) -> str:

@@ -63,16 +63,23 @@ def check_audience(actor: Actor, audience: Audience, hamlet_communes: dict[str, 
 async def create(
     db: Database, actor: Actor, text: str, audience: Audience, now: datetime, *, scheduled_at: datetime | None = None
 ) -> Broadcast:
+    async with db.writing() as session:
+        return await create_in(session, actor, text, audience, now, scheduled_at=scheduled_at)
+
+
+async def create_in(
+    session, actor: Actor, text: str, audience: Audience, now: datetime, *, scheduled_at: datetime | None = None
+) -> Broadcast:
+    """`create` inside the caller's transaction (the chat service's, for /phatthanh)."""
     try:
         text = check_text(text)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    async with db.writing() as session:
-        check_audience(actor, audience, await repo.hamlet_communes(session))
-        unknown = await unknown_codes(session, audience)
-        if unknown:
-            raise BadRequest(f"unknown code(s): {', '.join(unknown)}")
-        return await repo.create(session, author=actor.id, text=text, audience=audience.to_dict(), now=now, scheduled_at=scheduled_at)
+    check_audience(actor, audience, await repo.hamlet_communes(session))
+    unknown = await unknown_codes(session, audience)
+    if unknown:
+        raise BadRequest(f"unknown code(s): {', '.join(unknown)}")
+    return await repo.create(session, author=actor.id, text=text, audience=audience.to_dict(), now=now, scheduled_at=scheduled_at)
 
 
 async def _load(session, broadcast_id: int) -> Broadcast:
@@ -103,17 +110,21 @@ async def _needs_approval(session, audience: Audience, communes_of: dict[str, st
 async def submit(db: Database, actor: Actor, broadcast_id: int, now: datetime) -> Broadcast:
     """Draft -> awaiting approval, or straight to scheduled where the communes do not ask for approval."""
     async with db.writing() as session:
-        b = await _load(session, broadcast_id)
-        communes = await repo.hamlet_communes(session)
-        _check_owner(actor, b, communes)
-        if b.status != BroadcastStatus.DRAFT:
-            raise BadRequest(f"broadcast {b.id} is {b.status}, not a draft")
-        if await _needs_approval(session, Audience.from_dict(b.audience), communes):
-            b.status = BroadcastStatus.AWAITING_APPROVAL
-        else:
-            b.status = BroadcastStatus.SCHEDULED
-        b.updated_at = now
-        return b
+        return await submit_in(session, actor, await _load(session, broadcast_id), now)
+
+
+async def submit_in(session, actor: Actor, b: Broadcast, now: datetime) -> Broadcast:
+    """`submit` inside the caller's transaction."""
+    communes = await repo.hamlet_communes(session)
+    _check_owner(actor, b, communes)
+    if b.status != BroadcastStatus.DRAFT:
+        raise BadRequest(f"broadcast {b.id} is {b.status}, not a draft")
+    if await _needs_approval(session, Audience.from_dict(b.audience), communes):
+        b.status = BroadcastStatus.AWAITING_APPROVAL
+    else:
+        b.status = BroadcastStatus.SCHEDULED
+    b.updated_at = now
+    return b
 
 
 async def approve(db: Database, actor: Actor, broadcast_id: int, now: datetime) -> Broadcast:

@@ -29,6 +29,7 @@ NAV = (
     ("unanswered", "Chưa trả lời được"),
     ("content", "Nội dung"),
     ("registry", "Thôn và nhóm"),
+    ("broadcasts", "Tin thông báo"),
 )
 MAX_VARIANTS = 50
 CHART_ROWS = 60
@@ -468,3 +469,6 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/registry/{code}/qr/{kind}.svg", hamlet_qr)
     r.add_get("/registry/{code}/poster.pdf", hamlet_poster)
     r.add_get("/export/report.{fmt}", export)
+    from bot.web import broadcasts
+
+    broadcasts.add_routes(app)

@@ -1,0 +1,358 @@
+"""Dashboard pages for broadcasts: compose, preview (as each channel shows it) with the dry run, submit,
+approve, live progress and the delivery report per hamlet and channel, pause, resume, cancel, and each
+commune's rules (approval on or off, quiet hours).
+
+Who may do what is decided by bot/broadcasts/workflow.py, as for the command line and /phatthanh: a
+team member broadcasts to their commune; an officer or admin of a commune approves what stays in it;
+an account without a commune (admin, officer) broadcasts and approves anywhere. Nobody approves their own.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from bot.broadcasts import workflow
+from bot.broadcasts.audience import dry_run, unknown_codes
+from bot.broadcasts.model import CHANNELS, KINDS, MAX_TEXT, Audience, AudienceError, check_text, parts_for
+from bot.broadcasts.quiet import QuietHours
+from bot.web import auth
+from bot.web.app import CONFIG, PREFIX, VIEWER, forbidden, render
+from bot.web.auth import EDITORS, EVERYONE, roles
+from storage import broadcasts as repo
+from storage import registry
+from storage.broadcasts import BroadcastStatus, DeliveryStatus
+
+STATUS_VI = {
+    "draft": "nháp",
+    "awaiting_approval": "chờ duyệt",
+    "scheduled": "đã lên lịch",
+    "sending": "đang gửi",
+    "paused": "tạm dừng",
+    "done": "xong",
+    "cancelled": "đã huỷ",
+}
+DELIVERY_COLUMNS = (
+    ("sent", "Đã gửi"),
+    ("failed", "Lỗi"),
+    ("blocked", "Bị chặn"),
+    ("no_window", "Quá 7 ngày (Zalo OA)"),
+    ("opted_out", "Đã dừng nhận"),
+    ("unknown", "Không rõ"),
+    ("pending", "Đang chờ"),
+    ("cancelled", "Đã huỷ"),
+)
+KIND_VI = {"group": "nhóm thôn", "private": "người đăng ký"}
+ACTIONS = {"approve", "pause", "resume", "cancel"}
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+def actor_of(viewer: auth.Viewer) -> workflow.Actor:
+    """A dashboard account as the workflow sees it (`approve` is decided per broadcast, see `_may_approve`)."""
+    everywhere = viewer.commune is None
+    return workflow.Actor(
+        f"web:{viewer.username}",
+        officer=viewer.role in EDITORS and everywhere,
+        communes=frozenset({"*"} if everywhere else {viewer.commune}),
+    )
+
+
+def _may_approve(viewer: auth.Viewer, audience: Audience, hamlet_communes: dict[str, str]) -> bool:
+    """An officer or admin approves broadcasts that stay within their commune (all, without one)."""
+    if viewer.role not in EDITORS:
+        return False
+    if viewer.commune is None:
+        return True
+    try:
+        workflow.check_audience(workflow.Actor("check", communes=frozenset({viewer.commune})), audience, hamlet_communes)
+    except workflow.NotAllowed:
+        return False
+    return True
+
+
+def _in_scope(viewer: auth.Viewer, audience: Audience, hamlet_communes: dict[str, str]) -> bool:
+    """Whether the account sees a broadcast: all of them without a commune, else those touching its commune."""
+    if viewer.commune is None:
+        return True
+    if audience.scope == "all":
+        return True
+    if audience.scope == "communes":
+        return viewer.commune in audience.codes
+    return any(hamlet_communes.get(h) == viewer.commune for h in audience.codes)
+
+
+async def _form_audience(form, viewer: auth.Viewer) -> Audience:
+    """The audience chosen in the compose form: the whole commune(s) picked, or some hamlets."""
+    hamlets = tuple(str(v)[:40] for v in form.getall("hamlet", []))
+    communes = tuple(str(v)[:40] for v in form.getall("commune", []))
+    kinds = tuple(k for k in (str(v) for v in form.getall("kind", [])) if k in KINDS) or KINDS
+    channels = tuple(c for c in (str(v) for v in form.getall("channel", [])) if c in CHANNELS)
+    if str(form.get("scope", "")) == "all":
+        return Audience("all", (), kinds, channels)
+    if hamlets:
+        return Audience("hamlets", hamlets, kinds, channels)
+    if not communes and viewer.commune:
+        communes = (viewer.commune,)
+    return Audience("communes", communes, kinds, channels)
+
+
+def _audience_words(audience: Audience, commune_names: dict[str, str], hamlet_names: dict[str, str]) -> str:
+    if audience.scope == "all":
+        where = "tất cả các xã"
+    elif audience.scope == "communes":
+        where = ", ".join(commune_names.get(c, c) for c in audience.codes)
+    else:
+        where = ", ".join(hamlet_names.get(h, h) for h in audience.codes)
+    kinds = " và ".join(KIND_VI[k] for k in audience.kinds)
+    channels = ", ".join(audience.channels) if audience.channels else "mọi kênh"
+    return f"{where} · {kinds} · {channels}"
+
+
+async def _names(session) -> tuple[dict[str, str], dict[str, str], list[tuple[str, str, str]]]:
+    communes = dict(await registry.communes(session))
+    hamlets = await registry.hamlets_in(session, None)
+    return communes, {code: name for code, name, _ in hamlets}, hamlets
+
+
+# --- List and compose ----------------------------------------------------------------------------
+
+
+@roles(*EVERYONE)
+async def broadcast_list(request: web.Request) -> web.Response:
+    return await _list_page(request, message=request.query.get("msg"), error=request.query.get("err"))
+
+
+async def _list_page(request: web.Request, *, message=None, error=None, form=None, status: int = 200) -> web.Response:
+    """The broadcasts the account sees, and the compose form (filled again with what was typed after an error)."""
+    cfg = request.app[CONFIG]
+    viewer: auth.Viewer = request[VIEWER]
+    async with cfg.db.transaction() as session:
+        commune_names, hamlet_names, hamlets = await _names(session)
+        communes_of = await repo.hamlet_communes(session)
+        rows = []
+        for b in await repo.list_recent(session, 100):
+            audience = Audience.from_dict(b.audience)
+            if not _in_scope(viewer, audience, communes_of):
+                continue
+            totals = await repo.totals(session, b.id)
+            rows.append((b, STATUS_VI.get(b.status, b.status), totals.get("sent", 0), sum(totals.values()),
+                         _audience_words(audience, commune_names, hamlet_names)))
+    own = [h for h in hamlets if viewer.commune is None or h[2] == viewer.commune]
+    communes = [(c, n) for c, n in commune_names.items() if viewer.commune is None or c == viewer.commune]
+    return render("broadcasts.html", request, {
+        "page": "broadcasts", "rows": rows, "hamlets": own, "communes": communes, "commune_names": commune_names,
+        "channels": CHANNELS, "max_text": MAX_TEXT, "message": message, "error": error,
+        "form": form or {"text": "", "hamlets": set(), "communes": set(), "kinds": set(KINDS), "channels": set(), "scope": ""},
+    }, status=status)
+
+
+def _typed(form) -> dict:
+    return {
+        "text": str(form.get("text", ""))[:MAX_TEXT],
+        "hamlets": set(form.getall("hamlet", [])),
+        "communes": set(form.getall("commune", [])),
+        "kinds": set(form.getall("kind", [])) or set(KINDS),
+        "channels": set(form.getall("channel", [])),
+        "scope": str(form.get("scope", "")),
+    }
+
+
+@roles(*EVERYONE)
+async def broadcast_preview(request: web.Request) -> web.Response:
+    """The text as each channel will show it, and the dry run: nothing is stored yet."""
+    cfg = request.app[CONFIG]
+    viewer: auth.Viewer = request[VIEWER]
+    form = await request.post()
+    text = str(form.get("text", ""))[: MAX_TEXT + 1]
+    error = None
+    try:
+        audience = await _form_audience(form, viewer)
+    except AudienceError as exc:
+        return await _compose_again(request, form, f"Chưa chọn đúng người nhận: {exc}.")
+    async with cfg.db.transaction() as session:
+        commune_names, hamlet_names, _ = await _names(session)
+        try:
+            workflow.check_audience(actor_of(viewer), audience, await repo.hamlet_communes(session))
+            text = check_text(text)
+        except workflow.NotAllowed:
+            error = "Tài khoản của anh/chị chỉ gửi được tới xã/phường của mình."
+        except ValueError:
+            error = f"Nội dung trống hoặc dài quá {MAX_TEXT} ký tự."
+        if error is None and await unknown_codes(session, audience):
+            error = "Có xã hoặc thôn không còn trong danh sách."
+        lines = [] if error else await dry_run(session, audience)
+    if error:
+        return await _compose_again(request, form, error)
+    channels = audience.channels or CHANNELS
+    shown = [(ch, parts_for(ch, text)) for ch in channels if any(l.channel == ch for l in lines) or ch in audience.channels]
+    return render("broadcast_preview.html", request, {
+        "page": "broadcasts", "text": text, "audience": audience, "shown": shown, "lines": lines,
+        "words": _audience_words(audience, commune_names, hamlet_names), "hamlet_names": hamlet_names,
+        "kind_vi": KIND_VI, "to_send": sum(l.to_send for l in lines), "opted_out": sum(l.opted_out for l in lines),
+        "at": str(form.get("at", ""))[:20],
+    })
+
+
+async def _compose_again(request: web.Request, form, error: str) -> web.Response:
+    return await _list_page(request, error=error, form=_typed(form), status=400)
+
+
+@roles(*EVERYONE)
+async def broadcast_submit(request: web.Request) -> web.StreamResponse:
+    cfg = request.app[CONFIG]
+    viewer: auth.Viewer = request[VIEWER]
+    form = await request.post()
+    try:
+        audience = await _form_audience(form, viewer)
+    except AudienceError:
+        raise web.HTTPSeeOther(f"{PREFIX}/broadcasts?{urlencode({'err': 'Chưa chọn đúng người nhận.'})}") from None
+    actor = actor_of(viewer)
+    now = cfg.clock()
+    try:
+        b = await workflow.create(cfg.db, actor, str(form.get("text", ""))[: MAX_TEXT + 1], audience, now)
+        b = await workflow.submit(cfg.db, actor, b.id, now)
+    except workflow.NotAllowed:
+        return forbidden(request, "scope")
+    except workflow.BadRequest:
+        raise web.HTTPSeeOther(f"{PREFIX}/broadcasts?{urlencode({'err': 'Không tạo được tin: nội dung hoặc người nhận không hợp lệ.'})}") from None
+    done = "Tin đang chờ duyệt." if b.status == BroadcastStatus.AWAITING_APPROVAL else "Tin sẽ được gửi dần, ngoài giờ nghỉ đêm."
+    raise web.HTTPSeeOther(f"{PREFIX}/broadcasts/{b.id}?{urlencode({'msg': done})}")
+
+
+# --- One broadcast: progress, report, actions -----------------------------------------------------
+
+
+@roles(*EVERYONE)
+async def broadcast_detail(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG]
+    viewer: auth.Viewer = request[VIEWER]
+    try:
+        broadcast_id = int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+    async with cfg.db.transaction() as session:
+        b = await repo.get(session, broadcast_id)
+        if b is None:
+            raise web.HTTPNotFound()
+        communes_of = await repo.hamlet_communes(session)
+        audience = Audience.from_dict(b.audience)
+        if not _in_scope(viewer, audience, communes_of):
+            raise web.HTTPNotFound()
+        commune_names, hamlet_names, _ = await _names(session)
+        rows = await repo.report(session, broadcast_id)
+        unknown = [d for d in await repo.deliveries(session, broadcast_id) if d.status == DeliveryStatus.UNKNOWN][:200]
+        totals = await repo.totals(session, broadcast_id)
+    table: dict[tuple, dict[str, int]] = {}
+    for hamlet, channel, kind, status, n in rows:
+        key = "pending" if status == DeliveryStatus.SENDING else status
+        counts = table.setdefault((hamlet or "", channel, kind), {})
+        counts[key] = counts.get(key, 0) + n
+    total = sum(totals.values())
+    settled = total - totals.get("pending", 0) - totals.get("sending", 0)
+    actor = actor_of(viewer)
+    mine = actor.id == b.author
+    actions = []
+    if b.status == BroadcastStatus.AWAITING_APPROVAL and not mine and _may_approve(viewer, audience, communes_of):
+        actions.append(("approve", "Duyệt và gửi"))
+    if b.status == BroadcastStatus.SENDING:
+        actions.append(("pause", "Tạm dừng"))
+    if b.status == BroadcastStatus.PAUSED:
+        actions.append(("resume", "Gửi tiếp"))
+    if b.status in (BroadcastStatus.DRAFT, BroadcastStatus.AWAITING_APPROVAL, BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING, BroadcastStatus.PAUSED):
+        actions.append(("cancel", "Huỷ tin"))
+    return render("broadcast.html", request, {
+        "page": "broadcasts", "b": b, "status": STATUS_VI.get(b.status, b.status),
+        "words": _audience_words(audience, commune_names, hamlet_names), "table": sorted(table.items()),
+        "columns": DELIVERY_COLUMNS, "hamlet_names": hamlet_names, "kind_vi": KIND_VI, "unknown": unknown,
+        "totals": totals, "total": total, "settled": settled, "percent": round(100 * settled / total) if total else 0,
+        "actions": actions, "live": b.status in (BroadcastStatus.SENDING, BroadcastStatus.SCHEDULED),
+        "message": request.query.get("msg"), "error": request.query.get("err"),
+    })
+
+
+@roles(*EVERYONE)
+async def broadcast_action(request: web.Request) -> web.StreamResponse:
+    cfg = request.app[CONFIG]
+    viewer: auth.Viewer = request[VIEWER]
+    action = request.match_info["action"]
+    if action not in ACTIONS:
+        raise web.HTTPNotFound()
+    try:
+        broadcast_id = int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+    actor = actor_of(viewer)
+    async with cfg.db.transaction() as session:
+        b = await repo.get(session, broadcast_id)
+        if b is None:
+            raise web.HTTPNotFound()
+        communes_of = await repo.hamlet_communes(session)
+        audience = Audience.from_dict(b.audience)
+    if not _in_scope(viewer, audience, communes_of):
+        raise web.HTTPNotFound()
+    if action == "approve":
+        if not _may_approve(viewer, audience, communes_of):
+            return forbidden(request, "role")
+        actor = workflow.Actor(actor.id, officer=True, communes=actor.communes)
+    back = f"{PREFIX}/broadcasts/{broadcast_id}"
+    try:
+        await getattr(workflow, action)(cfg.db, actor, broadcast_id, cfg.clock())
+    except workflow.NotAllowed as exc:
+        message = "Không ai tự duyệt tin của mình." if "own" in str(exc) else "Tài khoản của anh/chị không được làm việc này với tin này."
+        raise web.HTTPSeeOther(f"{back}?{urlencode({'err': message})}") from None
+    except workflow.BadRequest:
+        raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Tin không còn ở trạng thái cho phép việc này.'})}") from None
+    done = {"approve": "Đã duyệt: tin sẽ được gửi dần.", "pause": "Đã tạm dừng.", "resume": "Đã cho gửi tiếp.", "cancel": "Đã huỷ tin."}[action]
+    raise web.HTTPSeeOther(f"{back}?{urlencode({'msg': done})}")
+
+
+# --- Each commune's rules ------------------------------------------------------------------------
+
+
+@roles(*EDITORS)
+async def policies(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG]
+    viewer: auth.Viewer = request[VIEWER]
+    async with cfg.db.transaction() as session:
+        rows = []
+        for code, name in await registry.communes(session):
+            if viewer.commune and code != viewer.commune:
+                continue
+            p = await repo.policy(session, code)
+            rows.append((code, name, p.approval_required, p.quiet_start, p.quiet_end))
+    return render("broadcast_rules.html", request, {
+        "page": "broadcasts", "rows": rows, "message": request.query.get("msg"), "error": request.query.get("err"),
+    })
+
+
+@roles(*EDITORS)
+async def policy_change(request: web.Request) -> web.StreamResponse:
+    cfg = request.app[CONFIG]
+    viewer: auth.Viewer = request[VIEWER]
+    form = await request.post()
+    code = str(form.get("commune", "")).strip()[:40]
+    if viewer.commune and code != viewer.commune:
+        return forbidden(request, "scope")
+    start, end = str(form.get("quiet_start", "")).strip(), str(form.get("quiet_end", "")).strip()
+    back = f"{PREFIX}/broadcasts/rules"
+    if not (_HHMM.match(start) and _HHMM.match(end)):
+        raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Giờ nghỉ phải có dạng GG:PP, ví dụ 21:00.'})}")
+    QuietHours(start, end)  # a valid pair (equal: no quiet hours)
+    async with cfg.db.writing() as session:
+        if code not in dict(await registry.communes(session)):
+            raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Không có xã/phường này.'})}")
+        await repo.set_policy(session, code, approval_required=form.get("approval") == "on", quiet_start=start, quiet_end=end)
+    raise web.HTTPSeeOther(f"{back}?{urlencode({'msg': 'Đã lưu.'})}")
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/broadcasts", broadcast_list, name="broadcasts")
+    r.add_post("/broadcasts/preview", broadcast_preview)
+    r.add_post("/broadcasts", broadcast_submit)
+    r.add_get("/broadcasts/rules", policies)
+    r.add_post("/broadcasts/rules", policy_change)
+    r.add_get("/broadcasts/{id}", broadcast_detail)
+    r.add_post("/broadcasts/{id}/{action}", broadcast_action)
