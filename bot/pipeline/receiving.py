@@ -233,8 +233,11 @@ class Pipeline:
         the replies. Returns the deliveries handled, the outbox rows added, and (for the sender, when this
         process sends) the rows of their chats that were pending before."""
         now = self.clock()
-        async with self.db.locked_many(f"{item.work.channel}:{item.work.chat_id}" for item in batch) as session:
-            taken = await deliveries.take_many(session, [(item.work.channel, item.work.key) for item in batch], now)
+        chats = [f"{item.work.channel}:{item.work.chat_id}" for item in batch]
+        async with self.db.locked_many(chats, by_first_statement=True) as session:
+            # On PostgreSQL the chats' locks are taken by the same statement, before it records the keys.
+            locks = () if self.db.is_sqlite else self.db.advisory_keys(chats)
+            taken = await deliveries.take_many(session, [(item.work.channel, item.work.key) for item in batch], now, locks=locks)
             fresh: list[_Item] = []
             for item in batch:
                 key = (item.work.channel, item.work.key[: deliveries.KEY_LENGTH])
