@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,17 +38,34 @@ async def take(session: AsyncSession, channel: str, update_key: str, now: dateti
     return bool(await take_many(session, [(channel, update_key)], now))
 
 
-async def take_many(session: AsyncSession, keys: Sequence[tuple[str, str]], now: datetime) -> set[tuple[str, str]]:
+async def take_many(
+    session: AsyncSession, keys: Sequence[tuple[str, str]], now: datetime, *, locks: Sequence[int] = ()
+) -> set[tuple[str, str]]:
     """Record deliveries' (channel, key) in one statement; return those no process recorded before.
 
-    Keys are cut to the column's length, in the returned pairs too.
+    Keys are cut to the column's length, in the returned pairs too. `locks` (PostgreSQL): advisory lock
+    numbers, in order, that the same statement takes before it inserts (`Database.locked_many`).
     """
     rows = sorted({(channel, key[:KEY_LENGTH]) for channel, key in keys})
+    conn = await session.connection()
+    if locks:
+        params = {"locks": list(locks), "channels": [c for c, _ in rows], "keys": [k for _, k in rows], "now": now}
+        return {(channel, key) for channel, key in (await conn.execute(_LOCK_AND_TAKE, params)).all()}
     if not rows:
         return set()
-    conn = await session.connection()
     params = [{"channel": channel, "update_key": key, "received_at": now} for channel, key in rows]
     return {(channel, key) for channel, key in (await conn.execute(_take_stmt(conn.dialect.name), params)).all()}
+
+
+# The locks first (an InitPlan, evaluated once before any row), then the keys; without keys, the locks only.
+_LOCK_AND_TAKE = text(
+    "INSERT INTO inbox (channel, update_key, received_at) "
+    "SELECT t.channel, t.update_key, :now "
+    "FROM unnest(CAST(:channels AS VARCHAR[]), CAST(:keys AS VARCHAR[])) AS t(channel, update_key) "
+    "WHERE (SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:locks AS BIGINT[])) AS k) >= 0 "
+    "ON CONFLICT (channel, update_key) DO NOTHING "
+    "RETURNING channel, update_key"
+)
 
 
 @functools.cache

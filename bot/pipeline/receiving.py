@@ -236,8 +236,11 @@ class Pipeline:
         for item in batch:
             if item.work.incoming is not None:
                 self.service.prematch(item.work.incoming)  # the slow part, before the write lock (bot/service.py)
-        async with self.db.locked_many(f"{item.work.channel}:{item.work.chat_id}" for item in batch) as session:
-            taken = await deliveries.take_many(session, [(item.work.channel, item.work.key) for item in batch], now)
+        chats = [f"{item.work.channel}:{item.work.chat_id}" for item in batch]
+        async with self.db.locked_many(chats, by_first_statement=True) as session:
+            # On PostgreSQL the chats' locks are taken by the same statement, before it records the keys.
+            locks = () if self.db.is_sqlite else self.db.advisory_keys(chats)
+            taken = await deliveries.take_many(session, [(item.work.channel, item.work.key) for item in batch], now, locks=locks)
             fresh: list[_Item] = []
             for item in batch:
                 key = (item.work.channel, item.work.key[: deliveries.KEY_LENGTH])
