@@ -370,10 +370,16 @@ def test_every_message_id_in_the_code_is_checked():
     from bot.catalog import MESSAGE_FIELDS
     from bot.flows.guide import OUTCOMES
 
+    from bot.broadcasts.optout import REQUIRED, load
+
     source = "\n".join(p.read_text(encoding="utf-8") for p in (CONTENT_DIR.parent).rglob("*.py"))
-    used = set(re.findall(r"\bmsg\(\s*\"([a-z_]+)\"", source))
+    # `content.msg(...)` reads broadcasts.yaml (bot.broadcasts.optout), checked apart: its ids must be there.
+    used = set(re.findall(r"(?<!content\.)\bmsg\(\s*\"([a-z_]+)\"", source))
     used |= {f"outcome_{o}" for o in OUTCOMES} | {f"outcome_thanks_{o}" for o in OUTCOMES}
     assert used - set(MESSAGE_FIELDS) == set()
+    broadcast_ids = set(re.findall(r"\bcontent\.msg\(\s*\"([a-z_]+)\"", source))
+    assert broadcast_ids and broadcast_ids - set(load().messages) == set(), broadcast_ids - set(load().messages)
+    assert set(REQUIRED) <= set(load().messages)
 
 
 def test_readme_lists_every_answer_with_the_source_it_shows(catalog):
