@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from aiohttp import web
-from markupsafe import Markup
 from aiohttp_session import get_session
 
 from bot import figures
@@ -218,18 +217,29 @@ async def unanswered(request, session, f: Filters) -> dict:
         g.status = next((status[k] for k in g.keys if k in status), None)
         if show_all or g.status != "handled":
             shown_groups.append(g)
-    catalog = request.app[CONFIG].catalog()
     return {
         "groups": shown_groups,
         "hidden": len(groups) - len(shown_groups),
         "show_all": show_all,
         "texts_visible": viewer.sees_texts_of(f.commune),
         "total": await figures.low_confidence_total(session, f.period, f.commune),
-        # The same choices on every row: drawn once (a hundred rows of forty options would cost more than the figures).
-        "topic_options": Markup("").join(
-            Markup('<option value="{}">{}</option>').format(t.id, t.title) for t in sorted(catalog.topics.values(), key=lambda t: t.id)
-        ),
     }
+
+
+@roles(*EDITORS)
+@page("propose.html")
+async def unanswered_propose(request, session, f: Filters) -> dict:
+    """Choose the topic a group of questions is proposed for, seeing the texts that will be proposed."""
+    viewer: auth.Viewer = request[VIEWER]
+    try:
+        group = int(request.query.get("group", ""))
+    except ValueError:
+        raise web.HTTPNotFound() from None
+    texts = await stats.group_texts(session, group, viewer.commune, MAX_VARIANTS)
+    if not texts:
+        raise web.HTTPNotFound(text="Không có nhóm câu hỏi này.")
+    catalog = request.app[CONFIG].catalog()
+    return {"group": group, "texts": texts, "topic_choices": sorted((t.id, t.title) for t in catalog.topics.values())}
 
 
 @roles(*EDITORS)
@@ -460,6 +470,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/funnel", funnel, name="funnel")
     r.add_get("/topics", topics, name="topics")
     r.add_get("/unanswered", unanswered, name="unanswered")
+    r.add_get("/unanswered/propose", unanswered_propose, name="unanswered_propose")
     r.add_post("/unanswered/mark", unanswered_mark)
     r.add_get("/content", content, name="content")
     r.add_post("/proposals/{id}", proposal_close)

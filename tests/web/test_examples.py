@@ -61,7 +61,11 @@ async def test_an_accepted_proposal_is_answered_by_the_bot(db_url, catalog):
         page = await (await client.get(f"{PREFIX}/unanswered")).text()
         row = re.search(r'<tr class="group">(.*?)</tr>', page, re.S).group(1)
         assert QUESTION in row
-        group = re.search(r'name="group" value="(-?\d+)"', row).group(1)
+        propose = re.search(rf'href="({PREFIX}/unanswered/propose\?[^"]+)"', row).group(1).replace("&amp;", "&")
+        form = await (await client.get(propose)).text()
+        assert QUESTION in re.search(r'<ul class="variants" id="texts">(.*?)</ul>', form, re.S).group(1)
+        assert f'<option value="{TOPIC}">' in form
+        group = re.search(r'name="group" value="(-?\d+)"', form).group(1)
         resp = await client.post(
             f"{PREFIX}/unanswered/mark", data=[("csrf", token), ("action", "proposed"), ("topic", TOPIC), ("group", group)], allow_redirects=False
         )
@@ -108,6 +112,7 @@ async def test_only_an_admin_accepts_and_only_the_communes_questions_are_propose
         f"{PREFIX}/unanswered/mark", data=[("csrf", token), ("action", "proposed"), ("topic", TOPIC), ("group", str(theirs[0][0]))]
     )
     assert resp.status == 404, "another commune's question cannot be proposed by number"
+    assert (await officer.get(f"{PREFIX}/unanswered/propose?group={theirs[0][0]}")).status == 404
     ours = re.findall(r'name="group" value="(-?\d+)"', page)[0]
     resp = await officer.post(
         f"{PREFIX}/unanswered/mark", data=[("csrf", token), ("action", "proposed"), ("topic", TOPIC), ("group", ours)], allow_redirects=False
@@ -115,3 +120,10 @@ async def test_only_an_admin_accepts_and_only_the_communes_questions_are_propose
     assert resp.status == 303
     assert (await officer.post(f"{PREFIX}/proposals/1", data={"csrf": token, "decision": "accepted"})).status == 403
     assert (await officer.post(f"{PREFIX}/examples/1/withdraw", data={"csrf": token})).status == 403
+
+
+async def test_a_team_member_proposes_nothing(client, sign_in):
+    team = await sign_in("team")
+    page = await (await team.get(f"{PREFIX}/unanswered")).text()
+    assert "/unanswered/propose" not in page and "lam can cuoc o dau vay" in page
+    assert (await team.get(f"{PREFIX}/unanswered/propose?group=1")).status == 403
