@@ -49,11 +49,13 @@ import yaml
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.fakes.bot_process import HOOK_PATH, SECRET, TOKEN, bot_env  # noqa: E402  (the same processes as the fault tests)
+
 CEILING = ROOT.parent.parent / "shared" / "bench" / "ceiling.py"
 if not CEILING.exists():
     CEILING = Path("/work/shared/bench/ceiling.py")
-TOKEN = "123:abc"
-SECRET = "s3cret"
 BOT_USER = {"id": 123, "is_bot": True, "first_name": "Trợ lý", "username": "cccd_bench_bot"}
 PG_ADMIN = os.environ.get("CCCD_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DB = os.environ.get("CCCD_BENCH_PG_DB", "cccd_bench_pipeline")
@@ -204,21 +206,6 @@ def reset_database(kind: str, workdir: Path) -> str:
     return f"{base}/{PG_DB}"
 
 
-def bot_env(db_url: str, api_port: int, port: int, index: int, extra: dict | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CCCD_")}
-    env.update(
-        CCCD_DATABASE_URL=db_url,
-        CCCD_TELEGRAM_TOKEN=TOKEN,
-        CCCD_TELEGRAM_BASE_URL=f"http://127.0.0.1:{api_port}/bot",
-        CCCD_TELEGRAM_WEBHOOK_URL=f"http://127.0.0.1:{port}/tg/hook",
-        CCCD_TELEGRAM_WEBHOOK_SECRET=SECRET,
-        CCCD_INSTANCE_NAME=f"bench-{index}",
-        CCCD_LOG_LEVEL="WARNING",
-    )
-    env.update(extra or {})
-    return env
-
-
 class Target:
     """One or more server processes under load."""
 
@@ -226,7 +213,7 @@ class Target:
         self.kind = kind
         self.procs = procs
         self.ports = ports
-        self.urls = [f"http://127.0.0.1:{p}/tg/hook" for p in ports]
+        self.urls = [f"http://127.0.0.1:{p}{HOOK_PATH}" for p in ports]
         self.ps = [psutil.Process(p.pid) for p in procs]
 
     def cpu(self) -> list[float]:
@@ -272,7 +259,7 @@ def start_bot(db_url: str, api_port: int, ports: list[int], log, env_extra: dict
     procs = []
     for i, port in enumerate(ports):
         cmd = (wrap or []) + [exe, "serve", "--port", str(port)]
-        procs.append(subprocess.Popen(cmd, env=bot_env(db_url, api_port, port, i, env_extra), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
+        procs.append(subprocess.Popen(cmd, env=bot_env(db_url, f"http://127.0.0.1:{api_port}/bot", port, f"bench-{i}", extra=env_extra), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
     return Target("bot", procs, ports)
 
 
@@ -532,12 +519,12 @@ async def main_async(args) -> None:
         db_url = await asyncio.to_thread(reset_database, args.db, workdir)
         if args.target == "bot":
             # the bot's schema and hamlets once; the run then measures handling only
-            env = bot_env(db_url, PORT_BASE + 1, PORT_BASE + 10, 0)
+            env = bot_env(db_url, f"http://127.0.0.1:{PORT_BASE + 1}/bot", PORT_BASE + 10, "bench-0")
             subprocess.run([str(ROOT / ".venv" / "bin" / "cccd-bot"), "hamlets", "import", str(ROOT / "bot" / "content" / "hamlets_example.csv")],
                            env=env, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         kinds = ["ceiling", "bot"] * args.pairs if args.target == "both" else [args.target] * args.pairs
         if args.target == "both":
-            env = bot_env(db_url, PORT_BASE + 1, PORT_BASE + 10, 0)
+            env = bot_env(db_url, f"http://127.0.0.1:{PORT_BASE + 1}/bot", PORT_BASE + 10, "bench-0")
             subprocess.run([str(ROOT / ".venv" / "bin" / "cccd-bot"), "hamlets", "import", str(ROOT / "bot" / "content" / "hamlets_example.csv")],
                            env=env, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         for i, kind in enumerate(kinds):

@@ -9,8 +9,10 @@ It also measures what keeping the statistics costs when a message is logged.
     .venv/bin/python bench/stats.py --backend postgresql --rows 10000000 --events 2000000
     .venv/bin/python bench/stats.py --backend sqlite --rows 1000000 --events 200000
 
-PostgreSQL: a database `cccd_bench_stats` is (re)created at CCCD_BENCH_POSTGRES_URL
-(default postgresql+asyncpg://postgres@127.0.0.1:5432/postgres); --reuse keeps the generated data.
+PostgreSQL: a database (CCCD_BENCH_PG_DB, default `cccd_bench_stats`) is (re)created at
+CCCD_BENCH_POSTGRES_URL (default postgresql+asyncpg://postgres@127.0.0.1:5432/postgres).
+--reuse measures again on the data an earlier run generated: the migrations bring its schema up to date
+(building any new statistics tables from the log), and the grouper groups any wording not grouped yet.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -32,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import text  # noqa: E402
 
 from bot.catalog import load_valid_catalog  # noqa: E402
+from bot.unanswered import Grouper  # noqa: E402
 from storage import accounts, logs, registry, stats  # noqa: E402
 from storage.db import Database  # noqa: E402
 
@@ -48,6 +52,7 @@ WORDS = (
 ).split()
 PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "benchmark password 1"
+PG_DB = os.environ.get("CCCD_BENCH_PG_DB", "cccd_bench_stats")
 
 
 def registry_rows() -> list[registry.Row]:
@@ -123,14 +128,14 @@ async def pg_database(reuse: bool) -> str:
     admin = os.environ.get("CCCD_BENCH_POSTGRES_URL", PG_DEFAULT)
     conn = await asyncpg.connect(admin.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = 'cccd_bench_stats'")
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", PG_DB)
         if exists and not reuse:
-            await conn.execute("DROP DATABASE cccd_bench_stats")
+            await conn.execute(f'DROP DATABASE "{PG_DB}"')
         if not exists or not reuse:
-            await conn.execute("CREATE DATABASE cccd_bench_stats")
+            await conn.execute(f'CREATE DATABASE "{PG_DB}"')
     finally:
         await conn.close()
-    return admin.rpartition("/")[0] + "/cccd_bench_stats"
+    return admin.rpartition("/")[0] + "/" + PG_DB
 
 
 async def secondary_indexes(session, backend: str) -> list[tuple[str, str]]:
@@ -202,8 +207,10 @@ async def run(backend: str, rows: int, events: int, repeat: int, reuse: bool) ->
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         url = f"sqlite+aiosqlite:///{path}"
     db = Database(url)
+    t = time.perf_counter()
     await db.migrate()
-    result: dict = {"backend": backend, "rows": rows, "events": events}
+    result: dict = {"backend": backend, "rows": rows, "events": events, "migrate_s": round(time.perf_counter() - t, 1)}
+    print(f"migrated in {result['migrate_s']} s", flush=True)
     async with db.transaction() as s:
         have = (await s.execute(text("SELECT count(*) FROM query_log"))).scalar_one()
     if not (reuse and have >= rows):
@@ -235,13 +242,18 @@ async def run(backend: str, rows: int, events: int, repeat: int, reuse: bool) ->
             await stats.rebuild(s)
         result["rebuild_s"] = round(time.perf_counter() - t, 1)
         print(f"statistics built in {result['rebuild_s']} s", flush=True)
-        async with db.engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            # After a bulk load, as autovacuum would do in time: statistics for the planner, and the
-            # visibility map, without which index-only scans read every heap page.
-            await conn.execute(text("VACUUM (ANALYZE)" if backend == "postgresql" else "ANALYZE"))
         async with db.transaction() as s:
             await accounts.add(s, "bench", PASSWORD, "admin", None, datetime.now(timezone.utc))
+    # What the server does at start and every minute: every wording of an unanswered question in its group.
+    t = time.perf_counter()
+    grouped = await Grouper().catch_up(db, batch=20_000)
+    result["grouping_s"], result["grouped_wordings"] = round(time.perf_counter() - t, 1), grouped
+    print(f"grouped {grouped} wordings in {result['grouping_s']} s", flush=True)
+    async with db.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        # After a bulk load or a migration, as autovacuum would do in time: statistics for the planner,
+        # and the visibility map, without which index-only scans read every heap page.
+        await conn.execute(text("VACUUM (ANALYZE)" if backend == "postgresql" else "ANALYZE"))
     async with db.transaction() as s:
         result["query_log_rows"] = (await s.execute(text("SELECT count(*) FROM query_log"))).scalar_one()
         result["guide_event_rows"] = (await s.execute(text("SELECT count(*) FROM guide_events"))).scalar_one()
@@ -251,6 +263,12 @@ async def run(backend: str, rows: int, events: int, repeat: int, reuse: bool) ->
     async def baseline():
         async with db.transaction() as s:
             await s.execute(text("SELECT count(*) FROM query_log"))
+
+    top_id = result["query_log_rows"]
+
+    async def lookup():
+        async with db.transaction() as s:
+            await s.execute(text("SELECT * FROM query_log WHERE id = :id"), {"id": random.randint(1, top_id)})
 
     cfg = DashboardConfig(db=db, settings=Settings(_env_file=None, database_url=url), catalog=lambda: catalog)
     app = web.Application()
@@ -276,7 +294,9 @@ async def run(backend: str, rows: int, events: int, repeat: int, reuse: bool) ->
         resp = await client.post(f"{PREFIX}/login", data={"username": "bench", "password": PASSWORD, "csrf": token})
         assert resp.status == 200, resp.status
         await baseline()
+        result["load_before"] = os.getloadavg()
         timings["Baseline: SELECT count(*) FROM query_log"] = await timed(baseline, repeat)
+        timings["Baseline: one query_log row by id"] = await timed(lookup, repeat)
         for name, path in pages.items():
 
             async def get(path=path):
@@ -289,6 +309,8 @@ async def run(backend: str, rows: int, events: int, repeat: int, reuse: bool) ->
             timings[name] = await timed(get, n)
             print(f"{name}: p50 {timings[name][0]:.0f} ms, p95 {timings[name][1]:.0f} ms", flush=True)
         timings["Baseline (again, after the pages)"] = await timed(baseline, repeat)
+        timings["Baseline: one row by id (again)"] = await timed(lookup, repeat)
+        result["load_after"] = os.getloadavg()
     result["timings_ms"] = {k: [round(v[0], 1), round(v[1], 1)] for k, v in timings.items()}
     with_stats, plain = await measure_logging_cost(db, 300)
     result["log_ms_per_message"] = {"with_statistics": round(with_stats, 2), "plain_insert": round(plain, 2)}
@@ -298,9 +320,11 @@ async def run(backend: str, rows: int, events: int, repeat: int, reuse: bool) ->
 
 def report(result: dict) -> str:
     base = result["timings_ms"]["Baseline: SELECT count(*) FROM query_log"][1]
+    load = lambda key: ", ".join(f"{x:.1f}" for x in result.get(key, ()))  # noqa: E731
     lines = [
         f"{result['backend']}: {result['query_log_rows']:,} query-log rows, {result['guide_event_rows']:,} guide events; "
         f"statistics rows {result['stat_rows']}",
+        f"load average (1, 5, 15 min) before the pages: {load('load_before')}; after: {load('load_after')}",
         "",
         "| view | p50 ms | p95 ms | p95 / baseline p95 |",
         "|---|---:|---:|---:|",
@@ -312,6 +336,9 @@ def report(result: dict) -> str:
     lines.append(f"Logging one message (own transaction): {cost['with_statistics']} ms with statistics, {cost['plain_insert']} ms plain insert.")
     if "generate_s" in result:
         lines.append(f"Generating the rows took {result['generate_s']} s; building the statistics from them {result['rebuild_s']} s.")
+    lines.append(
+        f"Migrations {result['migrate_s']} s; grouping {result['grouped_wordings']:,} wordings not grouped yet {result['grouping_s']} s."
+    )
     return "\n".join(lines)
 
 

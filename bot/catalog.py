@@ -80,6 +80,9 @@ class Topic:
     # What the answer becomes when the law moves on a known day (a fee reduction ending), in date order:
     # (first day it applies, the topic as answered from that day). See `changes:` in SCHEMA.md.
     later: tuple[tuple[date, "Topic"], ...] = ()
+    # Examples an admin accepted on the dashboard (unanswered questions proposed for this topic); they
+    # are also in `examples`, last. Kept in the database, not in the files (see `with_added_examples`).
+    added_examples: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,9 @@ class MatchingData:
 
     neighbour_services: dict[str, tuple[str, ...]] = field(default_factory=dict)
     our_subjects: tuple[str, ...] = ()
+    # what people do with our subjects ("đổi thẻ", "tờ khai", "đính kèm"): read like a subject by the
+    # scope models, but never asked back on its own
+    our_procedures: tuple[str, ...] = ()
     subject_filler: frozenset[str] = frozenset()
     ask_back: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # canonical phrase -> the variants people type instead (bot/content/synonyms.yaml)
@@ -493,6 +499,7 @@ def _load_matching(directory: Path, problems: list[Problem]) -> MatchingData:
     return MatchingData(
         neighbour_services={str(k): _phrases(v, f"neighbour_services.{k}", problems) for k, v in services.items()},
         our_subjects=_phrases(data.get("our_subjects"), "our_subjects", problems),
+        our_procedures=_phrases(data.get("our_procedures"), "our_procedures", problems),
         subject_filler=frozenset(_phrases(data.get("subject_filler"), "subject_filler", problems)),
         ask_back={str(k): tuple(str(t) for t in v or ()) for k, v in ask_back.items()},
         synonyms=_load_synonyms(directory, problems),
@@ -715,6 +722,31 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     if len(problems) != len(catalog.problems):
         catalog = replace(catalog, problems=tuple(problems))
     return catalog
+
+
+def with_added_examples(catalog: Catalog, added: dict[str, list[str]]) -> Catalog:
+    """The catalog with examples accepted on the dashboard added to their topics (topic id -> texts).
+
+    A text already an example of any topic (compared folded) is left out: it would only repeat one, or
+    pull the matcher between two topics. Topics no longer in the content are skipped.
+    """
+    if not added:
+        return catalog
+    seen = {fold_key(e) for t in catalog.topics.values() for e in t.examples}
+    topics = dict(catalog.topics)
+    for tid, texts in added.items():
+        topic = topics.get(tid)
+        if topic is None:
+            continue
+        new = []
+        for text in (" ".join(str(t).split()) for t in texts):
+            key = fold_key(text)
+            if text and key and key not in seen:
+                seen.add(key)
+                new.append(text)
+        if new:
+            topics[tid] = replace(topic, examples=topic.examples + tuple(new), added_examples=topic.added_examples + tuple(new))
+    return replace(catalog, topics=topics)
 
 
 def load_valid_catalog(directory: Path | None = None) -> Catalog:

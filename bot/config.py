@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     broadcast_concurrency: int = Field(default=8, ge=1, le=64)
     broadcast_max_attempts: int = Field(default=5, ge=1, le=20)
     broadcast_lease_ttl: float = Field(default=10.0, ge=4.0, le=300)
+    # Seconds a platform may take to answer one broadcast message before the call counts as timed out.
+    broadcast_read_timeout: float = Field(default=10.0, gt=0.1, le=120)
 
     @field_validator("database_url")
     @classmethod

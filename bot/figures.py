@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.catalog import Catalog
+from bot.normalize import has_diacritics
 from storage import logs, registry, stats
 from storage.stats import LOCAL_TZ
 
@@ -123,26 +124,31 @@ class Overview:
 
 
 async def overview(session: AsyncSession, period: Period, commune: str | None) -> Overview:
-    rows = await stats.query_counts(session, period.start, period.end, commune, ("channel", "outcome"))
+    s, e = period.start, period.end
     channels: dict[str, ChannelRow] = {}
-    for channel, outcome, n in rows:
+    per_day: dict[date, int] = defaultdict(int)
+    for day, channel, outcome, n in await stats.message_counts(session, s, e, commune, ("day", "channel", "outcome")):
         row = channels.setdefault(channel, ChannelRow(channel))
         row.messages += n
+        per_day[_as_date(day)] += n
         if outcome == "answered":
             row.answered += n
         elif outcome in ("choices", "asked_back"):
             row.choices += n
         elif outcome == "unanswered":
             row.unanswered += n
-    for channel, n in await stats.distinct_counts(session, period.start, period.end, commune, "person", ("channel",)):
-        channels.setdefault(channel, ChannelRow(channel)).people = n
-    people = (await stats.distinct_counts(session, period.start, period.end, commune, "person"))[0][0]
-    groups = (await stats.distinct_counts(session, period.start, period.end, commune, "group"))[0][0]
-    per_day = dict(await stats.query_counts(session, period.start, period.end, commune, ("day",)))
+    groups = 0
+    people = await stats.people_counts(session, s, e, commune, ("person", "group"), ("what", "channel"))
+    for what, channel, n in people:
+        if what == "person":
+            channels.setdefault(channel, ChannelRow(channel)).people = n
+        else:
+            groups += n
     ordered = sorted(channels.values(), key=lambda r: (-r.messages, r.channel))
     return Overview(
         messages=sum(r.messages for r in ordered),
-        people=people,
+        # Pseudonyms are per channel (bot/privacy.py): a person on two channels counts on each.
+        people=sum(r.people for r in ordered),
         groups=groups,
         answered=sum(r.answered for r in ordered),
         choices=sum(r.choices for r in ordered),
@@ -150,6 +156,11 @@ async def overview(session: AsyncSession, period: Period, commune: str | None) -
         channels=ordered,
         per_day=[(d, per_day.get(d, 0)) for d in period.day_list()],
     )
+
+
+def _as_date(value) -> date:
+    """SQLite hands a date column back as text when it went through an aggregate."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 @dataclass
@@ -178,21 +189,15 @@ async def hamlet_rows(session: AsyncSession, period: Period, commune: str | None
     first, last = catalog.steps[0].slug, catalog.steps[-1].slug
     s, e = period.start, period.end
 
-    def put(attr: str, pairs) -> None:
-        for code, n in pairs:
-            if code in rows:
-                setattr(rows[code], attr, n)
-
-    put("people", await stats.distinct_counts(session, s, e, commune, "person", ("hamlet_code",)))
-    put("messages", await stats.query_counts(session, s, e, commune, ("hamlet_code",)))
-    put("started", await stats.distinct_counts(session, s, e, commune, f"step:{first}", ("hamlet_code",)))
-    put("reached_last", await stats.distinct_counts(session, s, e, commune, f"step:{last}", ("hamlet_code",)))
-    put("submitted", await stats.distinct_counts(session, s, e, commune, f"outcome:{SUBMITTED}", ("hamlet_code",)))
-    unanswered = defaultdict(int)
-    for code, outcome, n in await stats.query_counts(session, s, e, commune, ("hamlet_code", "outcome")):
-        if outcome == "unanswered":
-            unanswered[code] += n
-    put("unanswered", unanswered.items())
+    attrs = {"person": "people", f"step:{first}": "started", f"step:{last}": "reached_last", f"outcome:{SUBMITTED}": "submitted"}
+    for code, what, n in await stats.people_counts(session, s, e, commune, tuple(attrs), ("hamlet", "what")):
+        if code in rows:
+            setattr(rows[code], attrs[what], n)
+    for code, outcome, n in await stats.message_counts(session, s, e, commune, ("hamlet", "outcome")):
+        if code in rows:
+            rows[code].messages += n
+            if outcome == "unanswered":
+                rows[code].unanswered += n
     sort = sort if sort in HAMLET_SORTS else "people"
     ordered = list(rows.values())  # already in the registry's natural order
     if sort != "name":
@@ -228,9 +233,10 @@ class Funnel:
 
 async def funnel(session: AsyncSession, period: Period, commune: str | None, catalog: Catalog, per_hamlet: bool = True) -> Funnel:
     s, e = period.start, period.end
-    reached = {what: n for what, n in await stats.distinct_counts(session, s, e, commune, "step:", ("what",), prefix=True)}
-    stuck = {name: n for name, n in await stats.event_counts(session, s, e, commune, "stuck")}
-    submitted = (await stats.distinct_counts(session, s, e, commune, f"outcome:{SUBMITTED}"))[0][0]
+    whats = ("step:", f"outcome:{SUBMITTED}")
+    reached = dict(await stats.people_counts(session, s, e, commune, whats, ("what",)))
+    stuck = await stats.stuck_counts(session, s, e, commune)
+    submitted = reached.get(f"outcome:{SUBMITTED}", 0)
     steps = [
         FunnelStep(i + 1, st.slug, st.title, reached.get(f"step:{st.slug}", 0), stuck.get(st.slug, 0))
         for i, st in enumerate(catalog.steps)
@@ -241,11 +247,12 @@ async def funnel(session: AsyncSession, period: Period, commune: str | None, cat
     if not per_hamlet:
         return Funnel(steps, submitted)
     by_hamlet: dict[str, dict[str, int]] = defaultdict(dict)
-    for what, code, n in await stats.distinct_counts(session, s, e, commune, "step:", ("what", "hamlet_code"), prefix=True):
+    for code, what, n in await stats.people_counts(session, s, e, commune, whats, ("hamlet", "what")):
         by_hamlet[code][what] = n
-    done = dict(await stats.distinct_counts(session, s, e, commune, f"outcome:{SUBMITTED}", ("hamlet_code",)))
     hamlets = [
-        FunnelHamlet(code, name, [by_hamlet[code].get(f"step:{st.slug}", 0) for st in steps], done.get(code, 0))
+        FunnelHamlet(
+            code, name, [by_hamlet[code].get(f"step:{st.slug}", 0) for st in steps], by_hamlet[code].get(f"outcome:{SUBMITTED}", 0)
+        )
         for code, name, _ in await registry.hamlets_in(session, commune)
     ]
     return Funnel(steps, submitted, hamlets)
@@ -267,11 +274,9 @@ class TopicRow:
 async def topics(session: AsyncSession, period: Period, commune: str | None, catalog: Catalog, limit: int = 50) -> list[TopicRow]:
     """Topics answered in the period, most asked first, with the previous period's count."""
 
-    async def answered(p: Period) -> dict[str, int]:
-        rows = await stats.query_counts(session, p.start, p.end, commune, ("outcome", "topic"))
-        return {topic: n for outcome, topic, n in rows if outcome == "answered" and topic}
-
-    now, before = await answered(period), await answered(period.previous())
+    before_period = period.previous()
+    now = await stats.topic_counts(session, period.start, period.end, commune)
+    before = await stats.topic_counts(session, before_period.start, before_period.end, commune)
     out = [
         TopicRow(t, catalog.topics[t].title if t in catalog.topics else t, n, before.get(t, 0))
         for t, n in now.items()
@@ -289,41 +294,41 @@ class UnansweredGroup:
     hamlets: list[str]
     last: datetime
     status: str | None = None  # handled / proposed, when an editor decided
-
-
-# Grouping compares each wording with every group so far: the most frequent wordings are grouped, the long
-# tail of one-off wordings (counted in the page's total all the same) is left out to keep the page fast.
-GROUPED_WORDINGS = 500
+    keys: list[str] = field(default_factory=list)  # each variant's normalised form, as decisions are matched
+    group: int = 0  # as storage.stats.unanswered_groups names it (what a decision form sends back)
 
 
 async def low_confidence_total(session: AsyncSession, period: Period, commune: str | None) -> int:
-    rows = await stats.query_counts(session, period.start, period.end, commune, ("outcome",))
+    rows = await stats.message_counts(session, period.start, period.end, commune, ("outcome",))
     return sum(n for outcome, n in rows if outcome in logs.LOW_CONFIDENCE_OUTCOMES)
 
 
 async def unanswered(session: AsyncSession, period: Period, commune: str | None, limit: int = 100) -> list[UnansweredGroup]:
-    """The period's low-confidence questions (already masked when logged), near-duplicates grouped."""
-    from bot.unanswered import group_questions, question_key
+    """The period's most asked groups of low-confidence questions (texts masked when logged).
 
-    rows = await logs.low_confidence_by_text(
-        session, stats.day_start_utc(period.start), stats.day_start_utc(period.end), commune, limit=GROUPED_WORDINGS
-    )
+    Every wording of the period counts: each is in a group kept in the database (bot.unanswered.Grouper),
+    so the page sums the period's counts per group instead of comparing wordings on each request."""
+    from bot.unanswered import question_key
+
+    top = await stats.unanswered_groups(session, period.start, period.end, commune, limit)
+    rows = await stats.unanswered_wordings(session, period.start, period.end, commune, [g for g, _, _ in top])
     names = {code: name for code, name, _ in await registry.hamlets_in(session, commune)}
-    by_text: dict[str, list] = defaultdict(list)
-    for text, hamlet, n, last in rows:
-        by_text[text.strip()].append((hamlet, n, last))
-    texts = [t for t, items in by_text.items() for _ in range(sum(n for _, n, _ in items))]
+    texts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    keys: dict[str, str | None] = {}
+    places: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for group, text, key, hamlet, n, _ in rows:
+        texts[group][text] += n
+        keys[text] = key
+        places[group][names.get(hamlet, hamlet or "—")] += n
     out = []
-    for g in group_questions(texts)[:limit]:
-        hamlets: dict[str, int] = defaultdict(int)
-        last = None
-        for v in g.variants:
-            for hamlet, n, ts in by_text.get(v, ()):
-                hamlets[names.get(hamlet or "", hamlet or "—")] += n
-                ts = ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts
-                last = ts if last is None or ts > last else last
-        ordered = [h for h, _ in sorted(hamlets.items(), key=lambda kv: -kv[1])]
-        out.append(UnansweredGroup(question_key(g.text), g.text, g.count, g.variants, ordered, last))
+    for group, count, last in top:
+        # Most asked first; on a tie, a wording with diacritics reads better as the group's name.
+        variants = sorted(texts[group], key=lambda t: (-texts[group][t], not has_diacritics(t), len(t), t))
+        if not variants:
+            continue
+        variant_keys = [keys[v] or question_key(v) for v in variants]
+        hamlets = [h for h, _ in sorted(places[group].items(), key=lambda kv: -kv[1])]
+        out.append(UnansweredGroup(variant_keys[0], variants[0], count, variants, hamlets, last, keys=variant_keys, group=group))
     return out
 
 

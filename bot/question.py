@@ -54,13 +54,14 @@ class _Word:
     folded: str
 
 
-def _phrases(phrases: Iterable[str]) -> dict[str, set[tuple[str, ...]]]:
-    """Phrases grouped by their first word, for a scan that only looks where a phrase can start."""
+def _phrases(phrases: Iterable[str]) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """Phrases grouped by their first word, longest first, for a scan that only looks where a phrase
+    can start."""
     by_first: dict[str, set[tuple[str, ...]]] = {}
     for phrase in phrases:
         toks = tuple(phrase.split())
         by_first.setdefault(toks[0], set()).add(toks)
-    return by_first
+    return {w: tuple(sorted(group, key=lambda p: (-len(p), p))) for w, group in by_first.items()}
 
 
 class QuestionFinder:
@@ -78,16 +79,18 @@ class QuestionFinder:
         self.cues = _phrases(cues)
         self.courtesy = _phrases(courtesy)
         self.endings = frozenset(endings)
-        self.particles = frozenset(particles)
+        # trailing particles and forms of address ("ạ", "vậy", "mọi người"), matched from the end
+        self.particles = {tuple(p.split()) for p in particles}
+        self.particle_lengths = sorted({len(p) for p in self.particles}, reverse=True)
         self.context_weight = context_weight
         self.min_words = min_words
 
     @staticmethod
-    def _found(folded: list[str], phrases: dict[str, set[tuple[str, ...]]]) -> list[tuple[int, int]]:
+    def _found(folded: list[str], phrases: dict[str, tuple[tuple[str, ...], ...]]) -> list[tuple[int, int]]:
         """Spans (start, end) of the phrases found in `folded`, longest first at each start."""
         spans = []
         for i, w in enumerate(folded):
-            for phrase in sorted(phrases.get(w, ()), key=len, reverse=True):
+            for phrase in phrases.get(w, ()):
                 if tuple(folded[i : i + len(phrase)]) == phrase:
                     spans.append((i, i + len(phrase)))
                     break
@@ -97,8 +100,14 @@ class QuestionFinder:
         if question_mark:
             return True
         folded = [w.folded for w in words]
-        while folded and folded[-1] in self.particles:
-            folded.pop()
+        stripped = True
+        while folded and stripped:
+            stripped = False
+            for n in self.particle_lengths:
+                if len(folded) >= n and tuple(folded[-n:]) in self.particles:
+                    del folded[-n:]
+                    stripped = True
+                    break
         return bool(folded) and (folded[-1] in self.endings or bool(self._found(folded, self.cues)))
 
     def _text(self, text: str, words: list[_Word]) -> str:

@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -19,7 +20,7 @@ from bot.config import Settings
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline, Sender, is_unavailable
 from bot.service import ChatService
-from storage import erasure
+from storage import erasure, stats
 from storage import deliveries
 from storage.db import Database
 
@@ -128,6 +129,9 @@ async def readyz(request: web.Request) -> web.Response:
         body["database"] = type(exc).__name__ if is_unavailable(exc) else f"error: {type(exc).__name__}"
     sender = app[SENDER]
     body["sender_here"] = sender.holding
+    from bot.broadcasts.runner import BROADCAST_SENDER
+
+    body["broadcast_sender_here"] = BROADCAST_SENDER in app and app[BROADCAST_SENDER].lease_valid()
     body["ok"] = ok
     return web.json_response(body, status=200 if ok else 503)
 
@@ -170,22 +174,22 @@ async def apply_retention(app: web.Application) -> tuple[int, int]:
     return texts, tombstones
 
 
-def setup_retention(app: web.Application) -> None:
-    """Apply the retention rules at start and then every hour, in the background."""
+def setup_periodic(app: web.Application, name: str, every: float, job: Callable[[web.Application], Awaitable[object]]) -> None:
+    """Run `job` at start and then every `every` seconds in the background, until shutdown."""
     tasks: list[asyncio.Task] = []
 
     async def loop() -> None:
         while True:
             try:
-                await apply_retention(app)
+                await job(app)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database may be away for a while: next round
-                log.exception("retention: could not apply the retention rules")
-            await asyncio.sleep(RETENTION_EVERY)
+                log.exception("%s: failed, trying again in %.0f s", name, every)
+            await asyncio.sleep(every)
 
     async def start(_app: web.Application) -> None:
-        tasks.append(asyncio.get_running_loop().create_task(loop(), name="retention"))
+        tasks.append(asyncio.get_running_loop().create_task(loop(), name=name))
 
     async def stop(_app: web.Application) -> None:
         for task in tasks:
@@ -194,6 +198,25 @@ def setup_retention(app: web.Application) -> None:
 
     app.on_startup.append(start)
     app.on_shutdown.append(stop)
+
+
+def setup_retention(app: web.Application) -> None:
+    """Apply the retention rules at start and then every hour, in the background."""
+    setup_periodic(app, "retention", RETENTION_EVERY, apply_retention)
+
+
+GROUPING_EVERY = 60.0
+# How soon a process that did not serve the admin's click uses newly accepted examples.
+EXAMPLES_EVERY = 60.0
+
+
+def setup_examples(app: web.Application) -> None:
+    """Use the FAQ examples accepted on the dashboard: at start, then whenever they change."""
+
+    async def check(_app: web.Application) -> None:
+        await _app[SERVICE].load_examples()
+
+    setup_periodic(app, "accepted examples", EXAMPLES_EVERY, check)
 
 
 def reload_content(app: web.Application) -> bool:
@@ -317,11 +340,20 @@ def create_app(
     setup_core(app, settings, catalog, db or Database(settings.database_url), role=role, instance=instance)
     setup_reload(app)
     setup_retention(app)
+    setup_examples(app)
     setup_channels(app)
     setup_dashboard(app)
     setup_sender(app)
-    setup_started(app)
+    setup_broadcasts(app)
+    setup_started(app)  # last: it marks the end of the start-up hooks
     return app
+
+
+def setup_broadcasts(app: web.Application) -> None:
+    """The broadcast sender (bot/broadcasts/), one per deployment by its lease; not in a web-only process."""
+    from bot.broadcasts.runner import setup
+
+    setup(app)
 
 
 def setup_started(app: web.Application) -> None:
@@ -339,6 +371,13 @@ def setup_dashboard(app: web.Application) -> None:
 
     service = app[SERVICE]
     config = DashboardConfig(
-        db=app[DATABASE], settings=app[SETTINGS], catalog=lambda: service.catalog, on_registry_change=service.forget_hamlets
+        db=app[DATABASE], settings=app[SETTINGS], catalog=lambda: service.catalog, on_registry_change=service.forget_hamlets,
+        on_examples_change=service.load_examples,
     )
     app.add_subapp(PREFIX, create_dashboard(config))
+
+    async def group_questions(_app: web.Application) -> None:
+        await config.grouper.catch_up(_app[DATABASE])
+
+    # New wordings of unanswered questions join their group in the background, so the page rarely has to.
+    setup_periodic(app, "question grouping", GROUPING_EVERY, group_questions)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -12,7 +13,7 @@ from datetime import datetime, timezone
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.broadcasts.optout import OptOutChanged
-from bot.catalog import Catalog
+from bot.catalog import Catalog, with_added_examples
 from bot.config import Settings
 from bot.conversation import (
     ChatHamletLinked,
@@ -27,13 +28,13 @@ from bot.conversation import (
     UnansweredRecorded,
     UserHamletChosen,
 )
-from bot.engine import clean_text, step
+from bot.engine import MAX_INPUT, clean_text, step
 from bot.hamlets import Hamlet, HamletDirectory
 from bot.masking import mask
-from bot.matcher import Matcher
+from bot.matcher import Match, Matcher
 from bot.messages import ChatType, Incoming, Reply
 from bot.privacy import erasure_ref, load_salt, pseudonym
-from storage import conversations, deliveries, erasure, logs, people, registry
+from storage import conversations, deliveries, erasure, logs, people, registry, unanswered_marks
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,34 @@ MAX_LOGGED_TEXT = 1000
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class RememberedMatches:
+    """The matcher, answering from the matches worked out before a chat's write lock was taken.
+
+    Matching is the slow part of handling a message and a pure function of the text and the content,
+    so `ChatService.prematch` runs it first, outside the write transaction (on SQLite, a write lock on
+    the whole database), and the step inside the transaction finds the result here. A text the step
+    matches that was not foreseen is matched then, as before. Bounded; emptied when the content changes.
+    """
+
+    SIZE = 256
+
+    def __init__(self, matcher: Matcher):
+        self.matcher = matcher
+        self._known: OrderedDict[str, Match] = OrderedDict()
+
+    def match(self, text: str) -> Match:
+        found = self._known.get(text)
+        if found is None:
+            found = self.matcher.match(text)
+            self._known[text] = found
+            if len(self._known) > self.SIZE:
+                self._known.popitem(last=False)
+        return found
+
+    def forget(self) -> None:
+        self._known.clear()
 
 
 @dataclass
@@ -66,9 +95,14 @@ class ChatService:
         clock: Callable[[], datetime] = utcnow,
     ):
         self.db = db
-        self.catalog = catalog
+        self.content = catalog  # as read from the content files
+        self.catalog = catalog  # what the bot uses: the files plus the examples accepted on the dashboard
+        self._added_examples: dict[str, list[str]] = {}
+        self._examples_version: int | None = None
+        self._examples_lock = asyncio.Lock()
         self.settings = settings or Settings()
         self.matcher = matcher or Matcher(catalog)
+        self.matches = RememberedMatches(self.matcher)
         self.clock = clock
         self.officers = self.settings.officer_ids()
         self._hamlets: HamletDirectory | None = None
@@ -119,9 +153,59 @@ class ChatService:
 
     def reload_content(self, catalog: Catalog) -> None:
         """Use new content; states pointing at removed steps fall back safely on their next load."""
+        self.content = catalog
+        self._use(with_added_examples(catalog, self._added_examples))
+
+    def _use(self, catalog: Catalog, matcher: Matcher | None = None) -> None:
         self.catalog = catalog
-        self.matcher.reload(catalog)
+        if matcher is None:
+            self.matcher.reload(catalog)
+        else:
+            self.matcher = matcher
+        # Matches remembered before the change were made with the old content.
+        self.matches = RememberedMatches(self.matcher)
         self._valid_steps = frozenset(catalog.step_index)
+
+    async def load_examples(self) -> bool:
+        """Use the examples admins accepted on the dashboard, when they changed since the last look.
+
+        Cheap when nothing changed (one key read); otherwise the matcher's index is rebuilt in a
+        thread, so the chats keep being answered meanwhile. Returns whether anything changed."""
+        async with self._examples_lock:
+            async with self.db.transaction() as session:
+                version = await unanswered_marks.examples_version(session)
+                if version == self._examples_version:
+                    return False
+                added = await unanswered_marks.accepted_examples(session)
+            content = self.content
+            catalog = with_added_examples(content, added)
+            matcher = await asyncio.to_thread(Matcher, catalog, self.matcher.thresholds, self.matcher.weights)
+            self._added_examples, self._examples_version = added, version
+            if self.content is content:
+                self._use(catalog, matcher)
+            else:  # the files were reloaded meanwhile, with the examples known before
+                self.reload_content(self.content)
+            log.info("examples accepted on the dashboard: %d in %d topic(s)", sum(map(len, added.values())), len(added))
+            return True
+
+    def prematch(self, msg: Incoming) -> None:
+        """Match the text of a message before its write transaction (see RememberedMatches).
+
+        Only typed text that can reach the FAQ is matched: not a button press, a command (but the
+        question after /cauhoi), a number, or text the core refuses. Synchronous, so a chat's messages
+        keep their order on its lock.
+        """
+        if msg.payload or (msg.chat_type is ChatType.GROUP and not msg.addressed):
+            return
+        text = clean_text(msg.text)
+        if text.startswith("/"):
+            parts = text.split(None, 1)
+            if len(parts) < 2 or parts[0].split("@")[0].lower() != "/cauhoi":
+                return
+            text = parts[1]
+        if len(text) > MAX_INPUT or text.isdecimal() or not any(ch.isalnum() for ch in text):
+            return
+        self.matches.match(text)
 
     async def handle(self, msg: Incoming) -> list[Reply]:
         """Process one message in its own locked transaction; return the replies to send (console, tests)."""
@@ -131,6 +215,8 @@ class ChatService:
             if self._salt is None:  # once per process; the server loads it at start
                 await self.load_salt()
             # Nothing else is awaited before the lock: messages of a chat queue on it in arrival order.
+            # The slow part, matching, is done first, so that the write lock is held only to record.
+            self.prematch(msg)
             async with self.db.locked(f"{msg.channel}:{msg.chat_id}", write=True) as session:
                 return await self.handle_in(session, msg)
         except Exception:
@@ -208,7 +294,7 @@ class ChatService:
             chat_hamlet = chats[(msg.channel, msg.chat_id)]
             ctx = Context(
                 catalog=self.catalog,
-                matcher=self.matcher,
+                matcher=self.matches,
                 hamlets=hamlets,
                 now=now,
                 user_hamlet=user_hamlet,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Broadcast, BroadcastDelivery, BroadcastPolicy, Chat, Hamlet, User
@@ -176,7 +176,10 @@ async def audience(
 # ---------------------------------------------------------------- deliveries
 
 
-async def add_deliveries(session: AsyncSession, broadcast_id: int, recipients: Iterable[Recipient], now: datetime) -> int:
+async def add_deliveries(
+    session: AsyncSession, broadcast_id: int, recipients: Iterable[Recipient], now: datetime, *, staged_by: str | None = None
+) -> int:
+    """Insert one row per recipient; with `staged_by`, claimed by that sender (nobody sends them) until `unstage`."""
     rows = [
         {
             "broadcast_id": broadcast_id,
@@ -190,12 +193,39 @@ async def add_deliveries(session: AsyncSession, broadcast_id: int, recipients: I
             "attempts": 0,
             "next_attempt_at": now,
             "updated_at": now,
+            "claimed_by": staged_by,
         }
         for r in recipients
     ]
     for start in range(0, len(rows), 1000):
         await session.execute(BroadcastDelivery.__table__.insert(), rows[start : start + 1000])
     return len(rows)
+
+
+async def drop_staged(session: AsyncSession, broadcast_id: int, *, only_holder: str | None = None) -> int:
+    """Delete the rows of a broadcast that has not started (left by a start cut short), or only the rows
+    one sender staged (its start gave up)."""
+    if only_holder is None:
+        where = BroadcastDelivery.broadcast_id.in_(select(Broadcast.id).where(Broadcast.status == BroadcastStatus.SCHEDULED))
+    else:
+        where = BroadcastDelivery.claimed_by == only_holder
+    query = delete(BroadcastDelivery).where(BroadcastDelivery.broadcast_id == broadcast_id, where)
+    return (await session.execute(query)).rowcount or 0
+
+
+async def staged_count(session: AsyncSession, broadcast_id: int, holder: str) -> int:
+    query = select(func.count()).select_from(BroadcastDelivery).where(
+        BroadcastDelivery.broadcast_id == broadcast_id, BroadcastDelivery.claimed_by == holder
+    )
+    return (await session.execute(query)).scalar_one()
+
+
+async def unstage(session: AsyncSession, broadcast_id: int, holder: str) -> None:
+    await session.execute(
+        update(BroadcastDelivery)
+        .where(BroadcastDelivery.broadcast_id == broadcast_id, BroadcastDelivery.claimed_by == holder)
+        .values(claimed_by=None)
+    )
 
 
 async def claim_due(
@@ -248,6 +278,42 @@ async def mark_sending(session: AsyncSession, delivery_id: int, holder: str, now
     return bool(result.rowcount)
 
 
+async def mark_sending_many(session: AsyncSession, delivery_ids: Sequence[int], holder: str, now: datetime) -> set[int]:
+    """`mark_sending` for several rows in one statement; returns the ids marked."""
+    if not delivery_ids:
+        return set()
+    result = await session.execute(
+        update(BroadcastDelivery)
+        .where(
+            BroadcastDelivery.id.in_(list(delivery_ids)),
+            BroadcastDelivery.claimed_by == holder,
+            BroadcastDelivery.status == DeliveryStatus.PENDING,
+            BroadcastDelivery.broadcast_id.in_(select(Broadcast.id).where(Broadcast.status == BroadcastStatus.SENDING)),
+        )
+        .values(status=DeliveryStatus.SENDING, attempts=BroadcastDelivery.attempts + 1, updated_at=now)
+        .returning(BroadcastDelivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(result.scalars())
+
+
+async def settle_many(session: AsyncSession, holder: str, outcomes: Sequence[tuple[int, datetime, dict]]) -> None:
+    """`settle` for several rows: one executemany for each set of columns written."""
+    table = BroadcastDelivery.__table__
+    shapes: dict[tuple[str, ...], list[dict]] = {}
+    for delivery_id, now, values in outcomes:
+        values = {"claimed_by": None, **values, "updated_at": now}
+        keys = tuple(sorted(values))
+        shapes.setdefault(keys, []).append({"_id": delivery_id, "_holder": holder, **{f"_v_{k}": v for k, v in values.items()}})
+    for keys, params in shapes.items():
+        statement = (
+            table.update()
+            .where(table.c.id == bindparam("_id"), table.c.claimed_by == bindparam("_holder"))
+            .values({k: bindparam(f"_v_{k}") for k in keys})
+        )
+        await session.execute(statement, params)
+
+
 async def settle(session: AsyncSession, delivery_id: int, holder: str, now: datetime, **values) -> bool:
     """Write the outcome of a call (status, parts_sent, next_attempt_at, errors) and release the claim."""
     values.setdefault("claimed_by", None)
@@ -286,6 +352,14 @@ async def recover(session: AsyncSession, now: datetime) -> int:
         .values(claimed_by=None, updated_at=now)
     )
     return result.rowcount or 0
+
+
+async def recent_calls(session: AsyncSession, since: datetime) -> list[tuple[str, str, datetime]]:
+    """(channel, chat id, when) of deliveries tried since `since`: a new sender keeps their spacing."""
+    query = select(BroadcastDelivery.channel, BroadcastDelivery.chat_id, BroadcastDelivery.updated_at).where(
+        BroadcastDelivery.updated_at >= since, BroadcastDelivery.attempts > 0
+    )
+    return [tuple(r) for r in (await session.execute(query)).all()]
 
 
 async def cancel_open(session: AsyncSession, broadcast_id: int, now: datetime) -> int:

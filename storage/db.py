@@ -29,7 +29,7 @@ def _count_transaction(conn, *_args) -> None:
         STATS["transactions"] += 1
 
 
-def _advisory_key(key: str) -> int:
+def advisory_key(key: str) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
 
 
@@ -161,7 +161,7 @@ class Database:
     @staticmethod
     def advisory_keys(keys: Iterable[str]) -> list[int]:
         """PostgreSQL's advisory lock numbers of `keys`, in the one order every transaction takes them in."""
-        return sorted({_advisory_key(key) for key in keys})
+        return sorted({advisory_key(key) for key in keys})
 
     async def _take_locks(self, session: AsyncSession, keys: Iterable[str], write: bool) -> None:
         if self.is_sqlite:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import stats
 from storage.models import Erasure, QueryLog
 
 
@@ -78,7 +79,9 @@ async def apply_retention(session: AsyncSession, now: datetime, text_days: int) 
 
     Returns (texts deleted, tombstones deleted). The server runs it hourly; `cccd-bot db retention` on demand.
     """
-    texts = await expire_query_texts(session, now, timedelta(days=text_days))
+    keep = timedelta(days=text_days)
+    texts = await expire_query_texts(session, now, keep)
+    await stats.expire_wordings(session, now - keep)  # the unanswered page's copy of those texts
     tombstones = await prune_tombstones(session, now - timedelta(days=TOMBSTONE_DAYS))
     return texts, tombstones
 

@@ -10,9 +10,9 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import stats
-from storage.models import GuideEvent, Hamlet, QueryLog
+from storage.models import GuideEvent, QueryLog
 
-LOW_CONFIDENCE_OUTCOMES = ("unanswered", "choices", "asked_back")
+LOW_CONFIDENCE_OUTCOMES = stats.LOW_CONFIDENCE_OUTCOMES
 
 
 async def add_query(session: AsyncSession, **fields) -> None:
@@ -59,6 +59,16 @@ async def mark_unanswered(session: AsyncSession, user_ref: str, text: str) -> No
 
 async def forget(session: AsyncSession, user_ref: str, private_chat_ref: str | None = None) -> None:
     """Remove the texts and the pseudonyms of a person, keeping anonymous counts."""
+    mine = QueryLog.user_ref == user_ref
+    if private_chat_ref:
+        mine = mine | ((QueryLog.chat_ref == private_chat_ref) & (QueryLog.chat_type == "private"))
+    questions = (
+        await session.execute(
+            select(QueryLog.created_at, QueryLog.hamlet_code, QueryLog.text).where(
+                mine, QueryLog.outcome.in_(LOW_CONFIDENCE_OUTCOMES), QueryLog.text.is_not(None)
+            )
+        )
+    ).all()
     if private_chat_ref:
         # A private chat's pseudonym is as personal as the user's (often the very same value).
         await session.execute(
@@ -68,7 +78,7 @@ async def forget(session: AsyncSession, user_ref: str, private_chat_ref: str | N
         )
     await session.execute(update(QueryLog).where(QueryLog.user_ref == user_ref).values(text=None, user_ref=None))
     await session.execute(update(GuideEvent).where(GuideEvent.user_ref == user_ref).values(user_ref=None))
-    await stats.forget(session, user_ref)
+    await stats.forget(session, user_ref, [tuple(q) for q in questions])
 
 
 async def low_confidence_texts(session: AsyncSession, since: datetime | None = None) -> list[tuple[str, str]]:
@@ -101,25 +111,3 @@ _LAST_GROUP_HAMLETS = select(_LOG.c.user_ref, _LOG.c.hamlet_code).where(
         .group_by(_LOG.c.user_ref)
     )
 )
-
-
-async def low_confidence_by_text(
-    session: AsyncSession, start: datetime, end: datetime, commune: str | None, limit: int = 3000
-) -> list[tuple[str, str | None, int, datetime]]:
-    """(text, hamlet code, count, last time) of the period's low-confidence queries, most frequent first."""
-    query = (
-        select(QueryLog.text, QueryLog.hamlet_code, func.count(), func.max(QueryLog.created_at))
-        .where(
-            QueryLog.outcome.in_(LOW_CONFIDENCE_OUTCOMES),
-            QueryLog.created_at >= start,
-            QueryLog.created_at < end,
-            QueryLog.text.is_not(None),
-            ~QueryLog.text.startswith("["),
-        )
-        .group_by(QueryLog.text, QueryLog.hamlet_code)
-        .order_by(func.count().desc())
-        .limit(limit)
-    )
-    if commune:
-        query = query.where(QueryLog.hamlet_code.in_(select(Hamlet.code).where(Hamlet.commune_code == commune)))
-    return [(t, h, int(n), last) for t, h, n, last in (await session.execute(query)).all()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, true
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -247,37 +247,129 @@ class Lease(Base):
 
 
 # Pre-aggregated statistics, kept up to date in the same transaction as each logged row
-# (storage/stats.py). Day is the Vietnamese calendar day (UTC+7); hamlet_code '' means none.
+# (storage/stats.py). Day is the Vietnamese calendar day (UTC+7), month its first day.
+# `scope` is where a row counts: a hamlet code, "@" + a commune code (the commune the hamlet belonged
+# to when the row was logged), or "*" (everything, hamlet or not). Each logged row counts in its
+# hamlet, its commune and "*", so a page reads one scope's few rows instead of summing hamlets.
 
 
-class StatQueryDaily(Base):
-    """Messages per day, hamlet, channel, chat type, outcome and topic."""
+class StatMessages(Base):
+    """Messages per day, scope, channel and outcome."""
 
-    __tablename__ = "stat_query_daily"
-    # A commune's pages read its hamlets' rows of a period: hamlet first, then day.
-    __table_args__ = (Index("ix_stat_query_daily_hamlet_day", "hamlet_code", "day"),)
+    __tablename__ = "stat_messages"
 
+    scope: Mapped[str] = mapped_column(String(41), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    hamlet_code: Mapped[str] = mapped_column(String(40), primary_key=True)
     channel: Mapped[str] = mapped_column(String(20), primary_key=True)
-    chat_type: Mapped[str] = mapped_column(String(10), primary_key=True)
     outcome: Mapped[str] = mapped_column(String(20), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StatMessagesMonthly(Base):
+    """Messages per month, scope and outcome: a month of every hamlet at once (all communes) stays small."""
+
+    __tablename__ = "stat_messages_monthly"
+
+    scope: Mapped[str] = mapped_column(String(41), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(20), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StatTopics(Base):
+    """Answered questions per day, scope and topic."""
+
+    __tablename__ = "stat_topics"
+
+    scope: Mapped[str] = mapped_column(String(41), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
     topic: Mapped[str] = mapped_column(String(64), primary_key=True)
     n: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class StatEventDaily(Base):
-    """Guide events per day, hamlet and channel: kind 'step', 'outcome' or 'stuck', with the step or value."""
+class StatStuck(Base):
+    """Presses of "stuck at this step" per day, scope and step."""
 
-    __tablename__ = "stat_event_daily"
-    __table_args__ = (Index("ix_stat_event_daily_hamlet_day", "hamlet_code", "day"),)
+    __tablename__ = "stat_stuck"
 
+    scope: Mapped[str] = mapped_column(String(41), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    hamlet_code: Mapped[str] = mapped_column(String(40), primary_key=True)
-    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
-    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    step: Mapped[str] = mapped_column(String(40), primary_key=True)
     n: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StatSeenMonthly(Base):
+    """Who was seen doing what in a month, per scope: a new row here is one more person in `stat_people`."""
+
+    __tablename__ = "stat_seen_monthly"
+    __table_args__ = (Index("ix_stat_seen_monthly_ref", "ref"),)
+
+    scope: Mapped[str] = mapped_column(String(41), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    what: Mapped[str] = mapped_column(String(60), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class StatPeople(Base):
+    """Distinct people (or groups) per month, scope, `what` and channel: the count of stat_seen_monthly rows.
+
+    Pseudonyms are per channel (bot/privacy.py), so people add up across channels."""
+
+    __tablename__ = "stat_people"
+
+    scope: Mapped[str] = mapped_column(String(41), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    what: Mapped[str] = mapped_column(String(60), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class QuestionWording(Base):
+    """One wording (exact masked text) of a low-confidence question, and the group of near-duplicates it is in.
+
+    `key` (the normalised form) and `group_id` are filled by the grouper (bot/unanswered.py), shortly after."""
+
+    __tablename__ = "question_wordings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    text_hash: Mapped[str] = mapped_column(String(40), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    group_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class QuestionGroup(Base):
+    """A group of near-duplicate questions: the normalised form (tokens sorted) new wordings are compared with.
+
+    Ids are given by the grouper (never twice); a retired group (no wording left) has no key."""
+
+    __tablename__ = "question_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    key: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class StatUnanswered(Base):
+    """Low-confidence questions per day, hamlet ('' for none) and wording, with the wording's group.
+
+    The group is copied here (when the row is written, or when the grouper places the wording) so the page
+    sums a period's rows per group without reading each wording; a row still without it is looked up."""
+
+    __tablename__ = "stat_unanswered"
+    __table_args__ = (
+        Index("ix_stat_unanswered_text_hash", "text_hash"),
+        Index("ix_stat_unanswered_ungrouped", "text_hash", postgresql_where=text("group_id IS NULL"), sqlite_where=text("group_id IS NULL")),
+    )
+
+    hamlet_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    text_hash: Mapped[str] = mapped_column(String(40), primary_key=True)
+    group_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class StatSeenDaily(Base):
@@ -287,7 +379,7 @@ class StatSeenDaily(Base):
     """
 
     __tablename__ = "stat_seen_daily"
-    __table_args__ = (Index("ix_stat_seen_daily_what_day", "what", "day"),)
+    __table_args__ = (Index("ix_stat_seen_daily_what_day", "what", "day"), Index("ix_stat_seen_daily_ref", "ref"))
 
     what: Mapped[str] = mapped_column(String(60), primary_key=True)
     hamlet_code: Mapped[str] = mapped_column(String(40), primary_key=True)

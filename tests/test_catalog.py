@@ -447,3 +447,22 @@ def test_a_dated_change_is_checked_like_its_topic(content):
     ])
     assert any("xưng hô “Bạn”" in p for p in found)
     assert any(p.startswith("faq_card.yaml: le_phi:") and "caveat" in p for p in found)
+
+
+def test_examples_accepted_on_the_dashboard_join_their_topic_once(catalog):
+    from bot.catalog import with_added_examples
+
+    theirs = catalog.topics["mat_the"].examples[0]
+    added = with_added_examples(
+        catalog,
+        {
+            "le_phi": ["  làm thẻ  mất   bao nhiêu  ", "lam the mat bao nhieu", theirs],
+            "no_such_topic": ["câu gì đó"],
+        },
+    )
+    le_phi = added.topics["le_phi"]
+    # Spaces tidied; the unaccented twin and another topic's example are left out.
+    assert le_phi.added_examples == ("làm thẻ mất bao nhiêu",)
+    assert le_phi.examples == catalog.topics["le_phi"].examples + ("làm thẻ mất bao nhiêu",)
+    assert "no_such_topic" not in added.topics and added.topics["mat_the"] == catalog.topics["mat_the"]
+    assert catalog.topics["le_phi"].added_examples == (), "the loaded content is not changed"

@@ -267,3 +267,24 @@ def test_the_story_weighs_less_than_the_question(matcher):
     reading = matcher.read(LONG_LOST)
     assert [p.weight for p in reading.parts] == [0.5, 0.5, 1.0]  # two sentences of story, then the question
     assert reading.questions == ("tôi phải làm thủ tục gì để được cấp lại thẻ",)  # "Xin hỏi" dropped
+
+
+LONG_PROCEDURE = (
+    "Tôi vừa làm lại giấy khai sinh vì sai năm sinh, giờ muốn đổi thẻ cho khớp. Người trong xóm bảo phải mang "
+    "theo bản chính giấy khai sinh. Xin hỏi đi đổi thẻ thì cần mang giấy tờ gì?"
+)
+
+
+def test_a_long_story_that_names_what_it_does_with_the_card_is_ours(matcher, catalog):
+    """It says "đổi thẻ", never "căn cước", and names a birth certificate (a civil-status word) on the way."""
+    m = matcher.match(LONG_PROCEDURE)
+    assert m.decision is Decision.ANSWER and m.topic == "giay_to_mang_theo"
+    without = dataclasses.replace(catalog, matching=dataclasses.replace(catalog.matching, our_procedures=()))
+    assert Matcher(without).match(LONG_PROCEDURE).decision is Decision.ABSTAIN
+
+
+def test_a_word_that_folds_onto_a_neighbouring_service_does_not_turn_a_question_away(matcher):
+    # "ý kiến" (an opinion) folds to "y kien"; "kiện" (to sue) is listed as "khởi kiện", "kiện ra tòa"...
+    m = matcher.match("cho tôi xin ý kiến về việc đổi thẻ khi sáp nhập xã")
+    assert m.decision is not Decision.ABSTAIN
+    assert m.candidates[0].topic == "doi_don_vi_hanh_chinh"

@@ -43,3 +43,12 @@ def test_two_questions_in_one_sentence_are_both_found():
 def test_a_message_where_nothing_asks_weighs_every_part_fully():
     reading = FINDER.read("Tôi năm nay 45 tuổi, ở thôn Đông. Tôi đã làm thẻ căn cước năm ngoái. Thẻ vẫn tốt.")
     assert {p.weight for p in reading.parts} == {1.0}
+
+
+def test_a_form_of_address_after_the_question_word_does_not_hide_it():
+    finder = QuestionFinder(CUES, COURTESY, 0.5, 12, endings=["khong", "ko"], particles=["a", "moi nguoi", "ca nha"])
+    reading = finder.read("toi 40 tuoi o thon dong da lam the nam 2016. gio the cu con dung duoc ko moi nguoi")
+    assert [p.asks for p in reading.parts] == [False, True]
+    reading = finder.read("toi 40 tuoi o thon dong da lam the nam 2016. gio the cu con dung duoc ko ca nha a")
+    assert [p.asks for p in reading.parts] == [False, True]
+    assert not finder.asks("toi da hoi moi nguoi")  # a form of address alone asks nothing

@@ -49,7 +49,7 @@ async def test_reload_picks_up_an_added_example_and_refuses_broken_content(db_ur
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-@pytest.mark.parametrize("channel", ["telegram", "zalo_bot"])
+@pytest.mark.parametrize("channel", ["telegram", "zalo_bot", "zalo_oa"])
 async def test_healthz_reports_a_channel_that_cannot_reach_its_platform(db_url, catalog, channel):
     import asyncio
     import socket
@@ -60,11 +60,16 @@ async def test_healthz_reports_a_channel_that_cannot_reach_its_platform(db_url, 
     base = f"http://127.0.0.1:{closed}/bot"
     if channel == "telegram":
         settings = Settings(_env_file=None, database_url=db_url, telegram_token="123:abc", telegram_base_url=base)
-    else:
+    elif channel == "zalo_bot":
         settings = Settings(_env_file=None, database_url=db_url, zalo_bot_token="123:abc", zalo_bot_base_url=base)
+    else:
+        settings = Settings(
+            _env_file=None, database_url=db_url, zalo_oa_app_id="app-1", zalo_oa_secret_key="key",
+            zalo_oa_access_token="access-1", zalo_oa_api_base=base, zalo_oa_oauth_base=base,
+        )
     app = create_app(settings, catalog)
     async with TestClient(TestServer(app)) as client:
-        # Telegram reports at the first refused call; Zalo after the Bot API client's own retries (15 s).
+        # Telegram reports at the first refused call; Zalo after the API client's own retries (15 s, 7.5 s).
         for _ in range(300):
             resp = await client.get("/healthz")
             if resp.status == 503:

@@ -207,3 +207,93 @@ async def test_someone_else_in_private_gets_the_whole_list(service, clock):
     await service.handle(msg(clock, "lệ phí làm căn cước bao nhiêu", chat="g1", chat_type=ChatType.GROUP))
     replies = await service.handle(msg(clock, "/start", user="u2"))
     assert [c.label for c in replies[1].choices][:2] == ["Tổ dân phố 1", "Tổ dân phố 2"]
+
+
+class WatchingMatcher:
+    """The real matcher, noting whether another process could write to the SQLite file while it ran."""
+
+    def __init__(self, catalog, path):
+        from bot.matcher import Matcher
+
+        self.inner = Matcher(catalog)
+        self.path = path
+        self.texts: list[str] = []
+        self.others_could_write: list[bool] = []
+
+    def match(self, text):
+        import sqlite3
+
+        conn = sqlite3.connect(self.path, timeout=0)
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # what any writer (the broadcast sender) must get first
+            conn.execute("ROLLBACK")
+            self.others_could_write.append(True)
+        except sqlite3.OperationalError:
+            self.others_could_write.append(False)
+        finally:
+            conn.close()
+        self.texts.append(text)
+        return self.inner.match(text)
+
+    def reload(self, catalog):
+        self.inner.reload(catalog)
+
+
+def _answerable(catalog) -> tuple[str, str]:
+    from bot.matcher import Decision, Matcher
+
+    matcher = Matcher(catalog)
+    for topic in catalog.topics.values():
+        for example in topic.examples:
+            found = matcher.match(example)
+            if found.decision is Decision.ANSWER and found.candidates[0].topic == topic.id:
+                return example, topic.id
+    raise AssertionError("no FAQ example is answered outright")
+
+
+async def test_the_database_is_not_locked_while_a_question_is_matched(catalog, clock, tmp_path):
+    """On SQLite the write lock covers the whole database: while the slow part of a reply (matching)
+    runs, other writers (the broadcast sender, another reply) must not wait for it."""
+    path = tmp_path / "bot.sqlite3"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    await db.migrate()
+    matcher = WatchingMatcher(catalog, str(path))
+    service = ChatService(db, catalog, Settings(_env_file=None), matcher=matcher, clock=clock)
+    question, topic = _answerable(catalog)
+    try:
+        replies = await service.handle(msg(clock, question))
+        assert replies[0].text == catalog.first_part(catalog.topics[topic])
+        replies = await service.handle(msg(clock, f"/cauhoi {question}", user="u2", chat="g1", chat_type=ChatType.GROUP))
+        assert replies[0].text == catalog.first_part(catalog.topics[topic])
+        # Matched once, before the transaction; the step inside it used that result.
+        assert matcher.texts == [question]
+        assert matcher.others_could_write == [True]
+        log = await rows(db, QueryLog)
+        assert [(r.outcome, r.topic) for r in log] == [("answered", topic), ("answered", topic)]
+    finally:
+        await db.close()
+
+
+
+async def test_the_pipeline_matches_before_its_write_transaction_too(catalog, clock, tmp_path):
+    from bot.pipeline import Pipeline, Work
+
+    path = tmp_path / "bot.sqlite3"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    await db.migrate()
+    matcher = WatchingMatcher(catalog, str(path))
+    service = ChatService(db, catalog, Settings(_env_file=None), matcher=matcher, clock=clock)
+    pipeline = Pipeline(service)
+    question, topic = _answerable(catalog)
+    rendered: list = []
+
+    def render(replies):
+        rendered.extend(r.text for r in replies)
+        return [{"text": r.text} for r in replies]
+
+    try:
+        assert await pipeline.receive(Work("console", "k1", "u1", render=render, incoming=msg(clock, question)))
+        assert rendered[0] == catalog.first_part(catalog.topics[topic])
+        assert matcher.texts == [question] and matcher.others_could_write == [True]
+    finally:
+        await db.close()

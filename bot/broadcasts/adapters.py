@@ -2,11 +2,14 @@
 
 The sender knows nothing of Telegram or Zalo; an adapter turns the platform's answer into a
 `SendResult`. Each adapter goes through the project's real client (PTB's Bot for Telegram, the OA
-channel's client for Zalo OA).
+channel's client for Zalo OA, the Zalo Bot channel's API client). In the server, an adapter shares its
+channel's client and waits for the channel to be connected (`ready`): until then a call is put off
+(RETRY_AFTER, not counted as a failed attempt).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -34,8 +37,24 @@ class SendResult:
 
 class Adapter(Protocol):
     channel: str
+    ready: asyncio.Event | None  # set once the channel is connected (None: always ready)
 
     async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult: ...
+
+
+# How long a call waits for its channel to connect to its platform before it is put off.
+NOT_READY_WAIT = 5.0
+
+
+async def not_ready(ready: asyncio.Event | None) -> SendResult | None:
+    """Wait (a while) for the channel to connect: None when it may send, else a put-off result."""
+    if ready is None or ready.is_set():
+        return None
+    try:
+        await asyncio.wait_for(ready.wait(), NOT_READY_WAIT)
+        return None
+    except asyncio.TimeoutError:
+        return SendResult(Result.RETRY_AFTER, retry_after=NOT_READY_WAIT, error="channel not connected yet")
 
 
 class TelegramAdapter:
@@ -43,10 +62,15 @@ class TelegramAdapter:
 
     channel = "telegram"
 
-    def __init__(self, bot):
+    def __init__(self, bot, ready: asyncio.Event | None = None, *, read_timeout: float | None = None):
         self.bot = bot
+        self.ready = ready
+        self.read_timeout = read_timeout  # None: the client's own
 
     async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult:
+        waiting = await not_ready(self.ready)
+        if waiting is not None:
+            return waiting
         from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
 
         from bot.channels.telegram import retry_seconds
@@ -54,7 +78,9 @@ class TelegramAdapter:
         if not chat_id.lstrip("-").isdigit():
             return SendResult(Result.FAILED, error=f"not a Telegram chat id: {chat_id[:20]}")
         try:
-            message = await self.bot.send_message(int(chat_id), text, disable_web_page_preview=True)
+            message = await self.bot.send_message(
+                int(chat_id), text, disable_web_page_preview=True, read_timeout=self.read_timeout
+            )
         except RetryAfter as exc:
             return SendResult(Result.RETRY_AFTER, retry_after=retry_seconds(exc), error=str(exc))
         except Forbidden as exc:
@@ -83,18 +109,24 @@ class ZaloOAAdapter:
 
     channel = "zalo_oa"
 
-    def __init__(self, oa_channel):
+    def __init__(self, oa_channel, ready: asyncio.Event | None = None):
         self.oa = oa_channel
+        self.ready = ready
 
     async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult:
         from bot.channels import zalo_oa
+
+        waiting = await not_ready(self.ready)
+        if waiting is not None:
+            return waiting
 
         if kind == "group":
             path, body = zalo_oa.GROUP_PATH, {"recipient": {"group_id": chat_id}, "message": {"text": text}}
         else:
             path, body = zalo_oa.CS_PATH, {"recipient": {"user_id": chat_id}, "message": {"text": text}}
         try:
-            data = await self.oa.call("POST", path, body)
+            # One request: the sender does its own retries (and counts them).
+            data = await self.oa.call("POST", path, body, retries=False)
         except zalo_oa.OAError as exc:
             return zalo_oa_result(exc.code, exc.status, str(exc))
         message_id = (data.get("data") or {}).get("message_id") if isinstance(data.get("data"), dict) else None
@@ -116,3 +148,47 @@ def zalo_oa_result(code: int, status: int, error: str) -> SendResult:
     if code == zalo_oa.NETWORK or status >= 500 or code in zalo_oa.TOKEN_ERRORS or code == zalo_oa.NO_TOKEN:
         return SendResult(Result.TRANSIENT, error=error)
     return SendResult(Result.FAILED, error=error)
+
+
+class ZaloBotAdapter:
+    """Zalo Bot through the Zalo Bot channel's API client (`ZaloBotApi.call_once`: no retries of its own)."""
+
+    channel = "zalo_bot"
+
+    def __init__(self, api, ready: asyncio.Event | None = None, *, read_timeout: float = 15.0):
+        self.api = api
+        self.ready = ready
+        self.read_timeout = read_timeout
+
+    async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult:
+        from bot.channels.zalo_bot import ZaloBotError
+
+        waiting = await not_ready(self.ready)
+        if waiting is not None:
+            return waiting
+        try:
+            result = await self.api.call_once("sendMessage", {"chat_id": chat_id, "text": text}, self.read_timeout)
+        except ZaloBotError as exc:
+            return zalo_bot_result(exc.code, exc.description, exc.retry_after)
+        message_id = result.get("message_id") if isinstance(result, dict) else None
+        return SendResult(Result.SENT, message_id=str(message_id) if message_id is not None else None)
+
+
+def zalo_bot_result(code: int, description: str, retry_after: float | None = None) -> SendResult:
+    """What a Zalo Bot API error means for a broadcast delivery (codes: /work/shared/notes/platforms.md)."""
+    from bot.channels import zalo_bot
+
+    error = f"error {code}: {description}"[:300]
+    if code == zalo_bot.RATE_LIMITED:
+        return SendResult(Result.RETRY_AFTER, retry_after=retry_after if retry_after else 5.0, error=error)
+    if code == 404:
+        return SendResult(Result.BLOCKED, error=error)  # no such chat (left, removed): skipped next time
+    if code == 400:
+        return SendResult(Result.FAILED, error=error)  # the message itself was refused
+    if code == zalo_bot.UNKNOWN:
+        # No answer (timeout, broken connection): it may have been shown, and Zalo cannot take a message
+        # back; like Zalo OA's, it is reported `unknown` rather than sent twice.
+        return SendResult(Result.AMBIGUOUS, error=error)
+    # 5xx, 408, 403 (documented as "internal server error" on this platform), 401 (the token: fixed by
+    # configuration), the network, or no answer at all: retried with backoff, then failed with the reason.
+    return SendResult(Result.TRANSIENT, error=error)

@@ -41,6 +41,9 @@ class ChannelPacer:
         self.clock = clock
         # One token at a time, refilled every 1/rate s: a steady rate with no burst above it.
         self.limiter = AsyncLimiter(1, 1.0 / rules.rate)
+        # The same rate again just before each call: what happens between the two (recording that the
+        # call is about to be made) takes a varying time, and calls must not bunch up after it.
+        self.spacer = AsyncLimiter(1, 1.0 / rules.rate)
         self._last: dict[str, float] = {}
         self._paused_until = 0.0
         self.paused_total = 0.0  # seconds of pause the platform demanded (for reports)
@@ -52,10 +55,11 @@ class ChannelPacer:
             return 0.0
         return max(0.0, last + self.rules.spacing(kind) - self.clock())
 
-    def note_send(self, chat: str) -> None:
-        """Record a call to `chat` (made now), whatever its outcome: a failed call counts for spacing too."""
+    def note_send(self, chat: str, *, ago: float = 0.0) -> None:
+        """Record a call to `chat` (made now, or `ago` seconds ago), whatever its outcome: a failed call
+        counts for spacing too."""
         now = self.clock()
-        self._last[chat] = now
+        self._last[chat] = max(self._last.get(chat, float("-inf")), now - ago)
         if len(self._last) > 50_000:
             horizon = now - max(self.rules.group_spacing, self.rules.private_spacing)
             self._last = {k: v for k, v in self._last.items() if v > horizon}
@@ -70,12 +74,22 @@ class ChannelPacer:
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - self.clock())
 
-    async def acquire(self) -> None:
-        """Wait for the end of any pause and for a slot in the overall rate."""
+    async def acquire(self, lead: float = 0.0) -> None:
+        """Wait for a slot in the overall rate, and for a pause to end — up to `lead` seconds before its
+        end, for what must precede a call (recording it) to be done when the pause ends; `space()` then
+        waits for the end itself."""
+        await self._through(self.limiter, lead)
+
+    async def space(self) -> None:
+        """Just before a call (after `acquire` and whatever came since): keep the calls evenly spaced and
+        wait for the end of any pause."""
+        await self._through(self.spacer, 0.0)
+
+    async def _through(self, limiter: AsyncLimiter, lead: float) -> None:
         while True:
-            wait = self.paused_for()
+            wait = self.paused_for() - lead
             if wait > 0:
                 await asyncio.sleep(wait)
-            await self.limiter.acquire()
-            if self.paused_for() <= 0:
+            await limiter.acquire()
+            if self.paused_for() <= lead:
                 return

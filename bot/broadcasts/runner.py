@@ -1,4 +1,9 @@
-"""Build and run the broadcast sender from the settings (the shell around bot/broadcasts/sender.py)."""
+"""Build and run the broadcast sender from the settings (the shell around bot/broadcasts/sender.py).
+
+Two ways to run it: inside the server (`cccd-bot serve`, roles `all` and `sender`; `setup` below), where
+it shares the channels' clients, or alone (`cccd-bot broadcast send`). Either way the lease in the
+database lets exactly one sender run per deployment; the others wait and take over when it dies.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ import logging
 import os
 import signal
 
-from bot.broadcasts.adapters import TelegramAdapter
+from aiohttp import web
+
+from bot.broadcasts.adapters import Adapter, TelegramAdapter, ZaloBotAdapter, ZaloOAAdapter
 from bot.broadcasts.pacing import ZALO, ChannelPacer, PacingRules
 from bot.broadcasts.sender import Sender, SenderConfig
 from bot.config import Settings
@@ -41,7 +48,7 @@ async def telegram_bot(settings: Settings):
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines contain the token
     request = HTTPXRequest(
         connection_pool_size=settings.broadcast_concurrency + 2,
-        read_timeout=float(os.environ.get("CCCD_BROADCAST_READ_TIMEOUT", "10")),
+        read_timeout=settings.broadcast_read_timeout,
         connect_timeout=5.0,
     )
     bot = Bot(settings.telegram_token or "", base_url=settings.telegram_base_url, request=request)
@@ -49,17 +56,103 @@ async def telegram_bot(settings: Settings):
     return bot
 
 
+BROADCAST_SENDER = web.AppKey("broadcast_sender", Sender)
+
+
+def server_adapters(app: web.Application) -> dict[str, Adapter]:
+    """An adapter for each channel the server runs, on the channel's own client."""
+    from bot.server import SETTINGS
+
+    timeout = app[SETTINGS].broadcast_read_timeout
+    adapters: dict[str, Adapter] = {}
+    from bot.channels.telegram import TELEGRAM
+    from bot.channels.zalo_bot import ZALO_BOT
+    from bot.channels.zalo_oa import ZALO_OA
+
+    if TELEGRAM in app:
+        adapters["telegram"] = TelegramAdapter(app[TELEGRAM].bot, app[TELEGRAM].ready, read_timeout=timeout)
+    if ZALO_BOT in app:
+        adapters["zalo_bot"] = ZaloBotAdapter(app[ZALO_BOT].api, app[ZALO_BOT].ready, read_timeout=timeout)
+    if ZALO_OA in app:
+        adapters["zalo_oa"] = ZaloOAAdapter(app[ZALO_OA], app[ZALO_OA].ready)
+    return adapters
+
+
+def setup(app: web.Application) -> None:
+    """Run the broadcast sender in the server, except in a web-only process.
+
+    Wired after the channels: it starts after them (it sends through their clients) and stops at
+    shutdown, before they close those clients. It holds the lease under the server's instance name
+    (<host>:<port>), so a server restarted after a crash takes its lease back at once.
+    """
+    from bot.server import DATABASE, ROLE, SENDER, SERVICE, SETTINGS
+
+    if app[ROLE] == "web":
+        return
+    settings: Settings = app[SETTINGS]
+
+    sender = Sender(
+        app[DATABASE],
+        {},
+        pacers(settings),
+        config=config(settings),
+        clock=app[SERVICE].clock,
+        # The reply sender's name (<host>:<port> unless CCCD_INSTANCE_NAME), for this job's own lease.
+        holder=f"{app[SENDER].holder}/broadcasts",
+    )
+    app[BROADCAST_SENDER] = sender
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task] = []
+
+    async def start(_app: web.Application) -> None:
+        sender.adapters.update(server_adapters(_app))
+        stop.clear()
+        tasks.append(asyncio.get_running_loop().create_task(_keep_running(sender, stop), name="broadcast-sender"))
+
+    async def halt(_app: web.Application) -> None:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(halt)
+
+
+async def _keep_running(sender: Sender, stop: asyncio.Event) -> None:
+    """Run the sender until stopped; after an unexpected error (the database away), start again."""
+    while not stop.is_set():
+        try:
+            await sender.run(stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("broadcast sender: stopped on an error; starting again in 5 s")
+            try:
+                await asyncio.wait_for(stop.wait(), 5)
+            except asyncio.TimeoutError:
+                pass
+
+
 async def run(settings: Settings, *, until_idle: bool = False) -> None:
     """Send until stopped (SIGINT/SIGTERM) or, with `until_idle`, until nothing is left to send."""
     db = Database(settings.database_url)
     await db.migrate()
-    adapters = {}
+    adapters: dict[str, Adapter] = {}
     bot = None
+    http = None
     if settings.telegram_token:
         bot = await telegram_bot(settings)
         adapters["telegram"] = TelegramAdapter(bot)
-    # Zalo OA/Bot adapters follow the same shape (bot/broadcasts/adapters.py); without one, a delivery
-    # to that channel fails with "channel not configured" rather than waiting for ever.
+    if settings.zalo_bot_token:
+        import aiohttp
+
+        from bot.channels.zalo_bot import ZaloBotApi
+
+        http = aiohttp.ClientSession()
+        adapters["zalo_bot"] = ZaloBotAdapter(
+            ZaloBotApi(settings.zalo_bot_token, settings.zalo_bot_base_url, http=http), read_timeout=settings.broadcast_read_timeout
+        )
+    # Zalo OA needs the server's token store: its broadcasts are sent by `cccd-bot serve`. Without an
+    # adapter, a delivery to a channel fails with "channel not configured" rather than waiting for ever.
     sender = Sender(db, adapters, pacers(settings), config=config(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,4 +166,6 @@ async def run(settings: Settings, *, until_idle: bool = False) -> None:
     finally:
         if bot is not None:
             await bot.shutdown()
+        if http is not None:
+            await http.close()
         await db.close()

@@ -67,7 +67,7 @@ async def create(
         text = check_text(text)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    async with db.transaction() as session:
+    async with db.writing() as session:
         check_audience(actor, audience, await repo.hamlet_communes(session))
         unknown = await unknown_codes(session, audience)
         if unknown:
@@ -102,7 +102,7 @@ async def _needs_approval(session, audience: Audience, communes_of: dict[str, st
 
 async def submit(db: Database, actor: Actor, broadcast_id: int, now: datetime) -> Broadcast:
     """Draft -> awaiting approval, or straight to scheduled where the communes do not ask for approval."""
-    async with db.transaction() as session:
+    async with db.writing() as session:
         b = await _load(session, broadcast_id)
         communes = await repo.hamlet_communes(session)
         _check_owner(actor, b, communes)
@@ -117,7 +117,7 @@ async def submit(db: Database, actor: Actor, broadcast_id: int, now: datetime) -
 
 
 async def approve(db: Database, actor: Actor, broadcast_id: int, now: datetime) -> Broadcast:
-    async with db.transaction() as session:
+    async with db.writing() as session:
         b = await _load(session, broadcast_id)
         if not actor.officer:
             raise NotAllowed("only an officer may approve a broadcast")
@@ -149,13 +149,13 @@ async def cancel(db: Database, actor: Actor, broadcast_id: int, now: datetime) -
         BroadcastStatus.PAUSED,
     }
     b = await _move(db, actor, broadcast_id, now, open_, BroadcastStatus.CANCELLED)
-    async with db.transaction() as session:
+    async with db.writing() as session:
         await repo.cancel_open(session, broadcast_id, now)
     return b
 
 
 async def _move(db: Database, actor: Actor, broadcast_id: int, now: datetime, allowed: set, to: BroadcastStatus) -> Broadcast:
-    async with db.transaction() as session:
+    async with db.writing() as session:
         b = await _load(session, broadcast_id)
         _check_owner(actor, b, await repo.hamlet_communes(session))
         if b.status not in allowed:

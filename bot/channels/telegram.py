@@ -288,11 +288,11 @@ class TelegramChannel:
             raise
         except Exception:  # the server goes on serving the other channels
             log.exception("telegram: the channel stopped on an unexpected error")
-            self._set_status(False, "error: stopped on an unexpected error (see the log)")
+            self._set_status(False, say("telegram_stopped"))
 
     async def _connect_and_receive(self) -> None:
         if not await self._persist("getMe", self.application.initialize):
-            self._set_status(False, "error: the Bot API rejected CCCD_TELEGRAM_TOKEN")
+            self._set_status(False, say("telegram_token_rejected"))
             return
         self.bot_id = self.bot.id
         self.username = self.bot.username or self.username
@@ -314,7 +314,7 @@ class TelegramChannel:
                 ),
             )
             if not done:
-                self._set_status(False, "error: Telegram refused the webhook address (see the log)")
+                self._set_status(False, say("telegram_webhook_refused"))
             else:
                 self._set_status(True, f"bật: webhook tại {webhook_path(self.webhook_url)}, bot @{self.username}")
             self.ready.set()
@@ -390,7 +390,7 @@ class TelegramChannel:
                 continue
             except InvalidToken as exc:
                 log.error("telegram: polling stopped: %s", self._safe(exc))
-                self._set_status(False, "error: the Bot API rejected CCCD_TELEGRAM_TOKEN")
+                self._set_status(False, say("telegram_token_rejected"))
                 return
             except (TypeError, ValueError, KeyError, AttributeError):
                 # An update PTB cannot read would come back on every call: fetch them raw, skip it.

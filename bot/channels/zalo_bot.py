@@ -265,12 +265,13 @@ class ZaloBotChannel:
 
     async def _bootstrap(self) -> None:
         problem = ""
+        working = True
         try:
             self.me = await self.api.call("getMe") or {}
             self._reached(None)
         except ZaloBotError as exc:
             log.error("zalo_bot: getMe failed (%s); check CCCD_ZALO_BOT_TOKEN", exc)
-            problem = f"; getMe failed: {exc}"
+            problem = "; " + say("zalo_bot_getme_failed", reason=exc)
             self._reached(exc)
         groups = self.me.get("can_join_groups")
         group_note = say({True: "zalo_bot_groups_on", False: "zalo_bot_groups_off"}.get(groups, "zalo_bot_groups_unknown"))
@@ -298,14 +299,15 @@ class ZaloBotChannel:
             if result is not None:
                 self.detail = f"bật: webhook {self.webhook_url} (không long polling), bot {name}, {group_note}{self._verification(result)}"
             else:
-                self.detail = f"error: setWebhook {self.webhook_url} refused, no updates will arrive (see the log); {group_note}"
+                self.detail = f"{say('zalo_bot_webhook_refused', url=self.webhook_url)}; {group_note}"
+                working = False
         else:
             await self._delete_webhook()
             self.detail = f"bật: long polling (đã xóa webhook), bot {name}, {group_note}"
         if self.status is not None:
             self.status.detail = self.detail
-            self.status.on = not self.detail.startswith("error")
-        announce(f"channel {CHANNEL}: {self.detail}")
+            self.status.on = working
+        announce(say("serve_channel", name=CHANNEL, detail=self.detail))
         self.started.set()
         if not self.webhook_url and self.receive:
             await self.poll_forever()

@@ -33,12 +33,11 @@ import json
 import logging
 import re
 import secrets
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -58,7 +57,7 @@ from bot.config import Settings
 from bot.messages import Capabilities, ChatType, Choice, Incoming, Reply
 from bot.pipeline import Pacer, Pipeline, Refused, Result, Retry, Sent, Unavailable, Work
 from bot.render import render
-from bot.startup import say
+from bot.startup import load_settings, say
 from storage import kv, people
 
 if TYPE_CHECKING:  # kept out of imports: the command line loads this module to build its parser
@@ -444,6 +443,7 @@ class ZaloOAChannel:
         receive: bool = True,
         retry_delays: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
         keeper_interval: float = 600.0,
+        recheck_interval: float = 30.0,
         refresh_margin: timedelta = timedelta(hours=1),
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], datetime] = utcnow,
@@ -456,6 +456,7 @@ class ZaloOAChannel:
         self.api_base = settings.zalo_oa_api_base.rstrip("/")
         self.retry_delays = tuple(retry_delays)
         self.keeper_interval = keeper_interval
+        self.recheck_interval = recheck_interval
         self.sleep = sleep
         self.clock = clock
         self.tokens = TokenStore(service.db, settings, clock=clock, refresh_margin=refresh_margin, sleep=sleep)
@@ -503,34 +504,53 @@ class ZaloOAChannel:
             self._http = None
 
     async def _keep_tokens(self) -> None:
-        """Check the token now and then, so it is refreshed ahead of expiry even when nobody writes."""
+        """Check the token now and then, so it is refreshed ahead of expiry even when nobody writes, and ask
+        Zalo who the OA is: whether it answers shows at /healthz (asked again every `recheck_interval`
+        while it does not), and its name recognises mentions in groups."""
         introduced = warned = False
         while True:
             try:
                 await self.tokens.access_token()
-                if not introduced:
-                    await self._introduce()
+                known = self.oa_name
+                problem = await self._read_oa()
+                if problem is not None and not introduced:
+                    log.warning("zalo_oa: could not read the OA's name (%s); group messages starting with @ count as mentions", problem)
+                if not introduced or self.oa_name != known:
+                    self._set_detail(f"bật: webhook {self.settings.zalo_oa_webhook_path}, OA {self.oa_name or '?'}", quiet=introduced)
                     introduced = True
-            except OAError as exc:
+            except OAError as exc:  # from the token: none usable, or OAuth did not answer a needed refresh
+                self._reached(exc, self.settings.zalo_oa_oauth_base)
                 log.error("zalo_oa: %s", exc)
                 if not introduced and not warned:
-                    self._set_detail(f"bật: webhook {self.settings.zalo_oa_webhook_path}; chưa có token dùng được ({exc.message})")
+                    self._set_detail(f"bật: webhook {self.settings.zalo_oa_webhook_path}; " + say("zalo_oa_no_token", reason=exc.message))
                     warned = True
             except Exception:
                 log.exception("zalo_oa: token check failed")
             self.ready.set()
-            await asyncio.sleep(self.keeper_interval)
+            unreachable = self.status is not None and self.status.unreachable
+            await asyncio.sleep(self.recheck_interval if unreachable else self.keeper_interval)
 
-    async def _introduce(self) -> None:
-        """Read the OA's name (to recognise mentions in groups) and say the channel is on."""
+    async def _read_oa(self) -> OAError | None:
+        """Read the OA's name and id (getoa); the error when Zalo did not give them."""
         try:
             data = await self.call("GET", OA_INFO_PATH)
-            info = data.get("data") if isinstance(data.get("data"), dict) else {}
-            self.oa_name = str(info.get("name") or "") or None
-            self.oa_id = _id(info.get("oa_id"))
         except OAError as exc:
-            log.warning("zalo_oa: could not read the OA's name (%s); group messages starting with @ count as mentions", exc)
-        self._set_detail(f"bật: webhook {self.settings.zalo_oa_webhook_path}, OA {self.oa_name or '?'}")
+            self._reached(exc, self.api_base)
+            return exc
+        self._reached(None)
+        info = data.get("data") if isinstance(data.get("data"), dict) else {}
+        self.oa_name = str(info.get("name") or "") or self.oa_name
+        self.oa_id = _id(info.get("oa_id")) or self.oa_id
+        return None
+
+    def _reached(self, exc: OAError | None, url: str = "") -> None:
+        """Tell /healthz whether Zalo answers: no answer at all (a network error, a timeout) means not."""
+        if self.status is None:
+            return
+        if exc is not None and exc.status == 0 and exc.code in (NETWORK, FAILED_UNKNOWN):
+            self.status.cannot_reach(urlsplit(url).netloc or "Zalo", exc.message)
+        elif exc is None or exc.code != NO_TOKEN:  # NO_TOKEN: nothing was asked
+            self.status.reached()
 
     def _set_detail(self, detail: str, *, quiet: bool = False) -> None:
         self._detail = detail
@@ -543,7 +563,7 @@ class ZaloOAChannel:
         if self.status is not None:
             self.status.detail = shown
         if not quiet:
-            announce(f"channel {CHANNEL}: {shown}")
+            announce(say("serve_channel", name=CHANNEL, detail=shown))
 
     # -- receiving -------------------------------------------------------------------------------
 
@@ -1000,16 +1020,9 @@ async def authorize(
 
 
 def cmd_authorize(args) -> int:
-    from pydantic import ValidationError
-
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        for err in exc.errors():
-            print(f"error: configuration CCCD_{'.'.join(map(str, err['loc'])).upper()}: {err['msg']}", file=sys.stderr)
-        return 2
-
     from storage.db import Database
+
+    settings = load_settings()  # a wrong setting raises OperatorError, which the command line prints
 
     async def run() -> int:
         db = Database(settings.database_url)

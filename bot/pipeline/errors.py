@@ -14,8 +14,13 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
-        # asyncpg's "the database system is starting up / shutting down" and lost connections.
-        name = type(exc.orig).__name__ if exc.orig is not None else ""
+        # asyncpg's "the database system is starting up / shutting down" and lost connections. SQLAlchemy
+        # wraps asyncpg's error in its own `Error`: its SQLSTATE tells (class 08: connection exception;
+        # 57P01-57P03: shut down, crashed, starting up), and the original is its cause.
+        if str(getattr(exc.orig, "sqlstate", None) or "").startswith(("08", "57P01", "57P02", "57P03")):
+            return True
+        inner = exc.orig.__cause__ if exc.orig is not None and exc.orig.__cause__ is not None else exc.orig
+        name = type(inner).__name__ if inner is not None else ""
         return name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "AdminShutdownError", "ConnectionFailureError"} or (
             "connection" in str(exc.orig).lower() and "closed" in str(exc.orig).lower()
         )

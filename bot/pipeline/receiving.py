@@ -233,6 +233,9 @@ class Pipeline:
         the replies. Returns the deliveries handled, the outbox rows added, and (for the sender, when this
         process sends) the rows of their chats that were pending before."""
         now = self.clock()
+        for item in batch:
+            if item.work.incoming is not None:
+                self.service.prematch(item.work.incoming)  # the slow part, before the write lock (bot/service.py)
         chats = [f"{item.work.channel}:{item.work.chat_id}" for item in batch]
         async with self.db.locked_many(chats, by_first_statement=True) as session:
             # On PostgreSQL the chats' locks are taken by the same statement, before it records the keys.

@@ -275,6 +275,10 @@ class Sender:
         The scan reads ids only; the calls themselves are loaded for the rows not already queued here,
         so a backlog is not decoded again at every wake.
         """
+        if self._to_mark and not self._flushing:
+            # Calls made but not recorded yet (their chats' tasks were cancelled when the lease was lost
+            # while the database was away) are recorded first: else they would be fetched as due and sent twice.
+            await self._flush()
         async with self._fetch_lock:
             async with self.db.autocommit() as session:
                 keys = await deliveries.due_keys(session, self.clock(), self.batch)

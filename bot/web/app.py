@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +19,7 @@ from cryptography.fernet import Fernet
 
 from bot.catalog import Catalog
 from bot.config import Settings
+from bot.unanswered import Grouper
 from bot.web import auth, charts
 from storage import kv
 from storage.db import Database
@@ -42,6 +43,8 @@ class DashboardConfig:
     throttle: auth.LoginThrottle = field(default_factory=auth.LoginThrottle)
     session_key: bytes | None = None
     on_registry_change: Callable[[], None] | None = None  # hamlets changed: the chat core reloads them
+    on_examples_change: Callable[[], Awaitable[object]] | None = None  # accepted examples changed: the matcher reloads
+    grouper: Grouper = field(default_factory=Grouper)  # groups the unanswered questions' wordings
 
 
 CONFIG = web.AppKey("dashboard_config", DashboardConfig)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from aiohttp import web
+from markupsafe import Markup
 from aiohttp_session import get_session
 
 from bot import figures
@@ -16,7 +17,7 @@ from bot.unanswered import question_key
 from bot.web import auth, links
 from bot.web.app import CONFIG, PREFIX, VIEWER, forbidden, render
 from bot.web.auth import EDITORS, EVERYONE, roles
-from storage import accounts, registry, unanswered_marks
+from storage import accounts, registry, stats, unanswered_marks
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ NAV = (
 )
 MAX_VARIANTS = 50
 CHART_ROWS = 60
-MAX_FIELD = 1000
 
 
 @dataclass
@@ -86,12 +86,16 @@ async def read_filters(request: web.Request, session) -> Filters:
     return Filters(period, commune, communes, error)
 
 
-def page(template: str):
-    """Render `template` with what the handler returns, plus the filters; scope errors answer 403."""
+def page(template: str, before=None):
+    """Render `template` with what the handler returns, plus the filters; scope errors answer 403.
+
+    `before(cfg)`, when given, is awaited first, in its own transaction (bringing a table up to date)."""
 
     def wrap(fn):
         async def handler(request: web.Request) -> web.StreamResponse:
             cfg = request.app[CONFIG]
+            if before is not None:
+                await before(cfg)
             async with cfg.db.transaction() as session:
                 try:
                     f = await read_filters(request, session)
@@ -193,12 +197,16 @@ async def topics(request, session, f: Filters) -> dict:
     return {"rows": rows, "previous": f.period.previous(), "chart": [(r.title, r.count) for r in rows[:15]]}
 
 
+# At most this many new wordings are grouped when the page is opened (the rest by the background run).
+PAGE_GROUPING = 100
+
+
 @roles(*EVERYONE)
-@page("unanswered.html")
+@page("unanswered.html", before=lambda cfg: cfg.grouper.run(cfg.db, PAGE_GROUPING))
 async def unanswered(request, session, f: Filters) -> dict:
     viewer: auth.Viewer = request[VIEWER]
     groups = await figures.unanswered(session, f.period, f.commune)
-    marks = await unanswered_marks.in_scope(session, f.commune, ("handled", "proposed", "accepted", "rejected"))
+    marks = await unanswered_marks.in_scope(session, f.commune, unanswered_marks.STATUSES)
     status: dict[str, str] = {}
     for mark in reversed(marks):  # the latest decision wins
         for text in mark.texts:
@@ -206,7 +214,7 @@ async def unanswered(request, session, f: Filters) -> dict:
     show_all = request.query.get("all") == "1"
     shown_groups = []
     for g in groups:
-        g.status = next((status[question_key(v)] for v in g.variants if question_key(v) in status), None)
+        g.status = next((status[k] for k in g.keys if k in status), None)
         if show_all or g.status != "handled":
             shown_groups.append(g)
     catalog = request.app[CONFIG].catalog()
@@ -216,7 +224,10 @@ async def unanswered(request, session, f: Filters) -> dict:
         "show_all": show_all,
         "texts_visible": viewer.sees_texts_of(f.commune),
         "total": await figures.low_confidence_total(session, f.period, f.commune),
-        "topic_choices": sorted((t.id, t.title) for t in catalog.topics.values()),
+        # The same choices on every row: drawn once (a hundred rows of forty options would cost more than the figures).
+        "topic_options": Markup("").join(
+            Markup('<option value="{}">{}</option>').format(t.id, t.title) for t in sorted(catalog.topics.values(), key=lambda t: t.id)
+        ),
     }
 
 
@@ -226,15 +237,22 @@ async def unanswered_mark(request: web.Request) -> web.StreamResponse:
     viewer: auth.Viewer = request[VIEWER]
     form = await request.post()
     action = form.get("action")
-    variants = [str(v)[:MAX_FIELD] for v in form.getall("variant", [])][:MAX_VARIANTS]
     topic = str(form.get("topic") or "") or None
-    if action not in ("handled", "proposed") or not variants or (action == "proposed" and topic not in cfg.catalog().topics):
+    try:
+        group = int(str(form.get("group", "")))
+    except ValueError:
+        group = 0
+    if action not in ("handled", "proposed") or not group or (action == "proposed" and topic not in cfg.catalog().topics):
         raise web.HTTPBadRequest(text="Thiếu câu hỏi hoặc chủ đề.")
     commune = viewer.commune or (str(form.get("commune") or "") or None)
     async with cfg.db.transaction() as session:
+        # The texts are read here (already masked when logged), only those asked in the viewer's commune.
+        found = await stats.group_texts(session, group, viewer.commune, MAX_VARIANTS)
+        if not found:
+            raise web.HTTPNotFound(text="Không có nhóm câu hỏi này.")
         await unanswered_marks.add(
-            session, key=question_key(variants[0]), commune=commune, status=action,
-            topic=topic if action == "proposed" else None, texts=variants, by=viewer.username, now=cfg.clock(),
+            session, key=found[0][1] or question_key(found[0][0]), commune=commune, status=action,
+            topic=topic if action == "proposed" else None, texts=[t for t, _ in found], by=viewer.username, now=cfg.clock(),
         )
     raise web.HTTPSeeOther(f"{PREFIX}/unanswered?{form.get('back', '')}" if isinstance(form.get("back"), str) else f"{PREFIX}/unanswered")
 
@@ -246,11 +264,18 @@ async def content(request, session, f: Filters) -> dict:
     steps = [(catalog.step_number(s.slug), s) for s in catalog.steps if s.review_note]
     review = [t for t in catalog.topics.values() if t.needs_review]
     proposals = await unanswered_marks.in_scope(session, f.commune, ("proposed",))
-    return {"steps": steps, "review": review, "proposals": proposals, "titles": {t.id: t.title for t in catalog.topics.values()}}
+    accepted = await unanswered_marks.in_scope(session, f.commune, ("accepted",))
+    # Which accepted texts the matcher reads: one already an example of a topic is left out.
+    in_use = {e for t in catalog.topics.values() for e in t.added_examples}
+    return {
+        "steps": steps, "review": review, "proposals": proposals, "accepted": accepted, "in_use": in_use,
+        "titles": {t.id: t.title for t in catalog.topics.values()}, "message": request.query.get("msg"),
+    }
 
 
 @roles("admin")
 async def proposal_close(request: web.Request) -> web.StreamResponse:
+    """Accept a proposal (its texts become examples of the topic at once) or reject it."""
     cfg = request.app[CONFIG]
     form = await request.post()
     decision = form.get("decision")
@@ -261,9 +286,39 @@ async def proposal_close(request: web.Request) -> web.StreamResponse:
     if decision not in ("accepted", "rejected"):
         raise web.HTTPBadRequest(text="Quyết định không hợp lệ.")
     async with cfg.db.transaction() as session:
-        if await unanswered_marks.close(session, mark_id, decision, request[VIEWER].username) is None:
+        if await unanswered_marks.close(session, mark_id, decision, request[VIEWER].username, cfg.clock()) is None:
             raise web.HTTPNotFound()
-    raise web.HTTPSeeOther(f"{PREFIX}/content")
+    done = "Đã bỏ qua đề xuất."
+    if decision == "accepted":
+        done = await _examples_changed(cfg, "Đã thêm các câu hỏi vào ví dụ của chủ đề; bot dùng chúng ngay.")
+    raise web.HTTPSeeOther(f"{PREFIX}/content?{urlencode({'msg': done})}")
+
+
+@roles("admin")
+async def examples_withdraw(request: web.Request) -> web.StreamResponse:
+    """Take an accepted proposal's examples out of the topic again."""
+    cfg = request.app[CONFIG]
+    try:
+        mark_id = int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+    async with cfg.db.transaction() as session:
+        if await unanswered_marks.withdraw(session, mark_id, request[VIEWER].username, cfg.clock()) is None:
+            raise web.HTTPNotFound()
+    done = await _examples_changed(cfg, "Đã gỡ các câu ví dụ này khỏi chủ đề.")
+    raise web.HTTPSeeOther(f"{PREFIX}/content?{urlencode({'msg': done})}")
+
+
+async def _examples_changed(cfg, done: str) -> str:
+    """Tell the chat core (this process at once; the others within a minute)."""
+    if cfg.on_examples_change is None:
+        return done
+    try:
+        await cfg.on_examples_change()
+    except Exception:
+        log.exception("accepted examples saved, but this process could not reload them")
+        return f"{done} (Bot sẽ dùng thay đổi này trong vòng vài phút.)"
+    return done
 
 
 # --- Hamlets and groups --------------------------------------------------------------------------
@@ -407,6 +462,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/unanswered/mark", unanswered_mark)
     r.add_get("/content", content, name="content")
     r.add_post("/proposals/{id}", proposal_close)
+    r.add_post("/examples/{id}/withdraw", examples_withdraw)
     r.add_get("/registry", registry_page, name="registry")
     r.add_post("/registry/{action}", registry_change)
     r.add_get("/registry/{code}/qr/{kind}.svg", hamlet_qr)

@@ -105,3 +105,21 @@ async def test_zalo_no_window_and_unfollowed_are_recorded_and_never_retried(worl
         inactive = set((await session.execute(select(User.external_id).where(User.active.is_(False)))).scalars())
     assert got == {"76": DeliveryStatus.SENT, "77": DeliveryStatus.NO_WINDOW, "78": DeliveryStatus.BLOCKED}
     assert inactive == {"77", "78"}
+
+
+async def test_a_delivery_may_be_prepared_just_before_a_pause_ends_but_not_sent():
+    """`acquire(lead)` lets the sender record a call in the last moments of a pause; `space()`, just
+    before the call itself, still waits for the end."""
+    now = [100.0]
+    pacer = ChannelPacer(PacingRules(rate=100.0, group_spacing=3.0, private_spacing=1.0), clock=lambda: now[0])
+    pacer.pause(1.0)
+    now[0] = 100.9  # 0.1 s of the pause left
+    await asyncio.wait_for(pacer.acquire(lead=0.2), 1.0)
+    try:
+        await asyncio.wait_for(pacer.space(), 0.3)
+    except asyncio.TimeoutError:
+        pass  # still paused: the call waits (this clock does not move by itself)
+    else:
+        raise AssertionError("a call went out during the pause")
+    now[0] = 101.0
+    await asyncio.wait_for(pacer.space(), 1.0)

@@ -43,6 +43,7 @@ class DiesInFlight:
     """An adapter whose process dies during its Nth call: the call never returns."""
 
     channel = "telegram"
+    ready = None
 
     def __init__(self, inner, die_at: int):
         self.inner = inner
@@ -134,3 +135,66 @@ async def test_resume_after_a_crash_at_every_status(world, fake_tg, tg_bot, cloc
             await successor.run_once()
         chats = [m["chat_id"] for m in fake_tg.sent()]
         assert len(chats) == len(set(chats)) == 5
+
+
+async def test_a_start_cut_short_is_done_again_without_duplicate_rows(world, fake_tg, tg_bot, clock):
+    """A sender died while writing a broadcast's rows (some written, the broadcast still scheduled):
+    the next start writes them all again, once, and everyone gets the message once."""
+    from bot.broadcasts.audience import resolve
+
+    b = await approved(world, clock)
+    async with world.transaction() as session:
+        recipients = await resolve(session, Audience("communes", ("xa_a",)))
+        await repo.add_deliveries(session, b.id, recipients[:3], clock(), staged_by="dead-sender")
+        await repo.recover(session, clock())  # what a successor's lease takeover does first
+    successor = make_sender(world, tg_bot, clock, lease_ttl=5)
+    await successor.run_once()
+    chats = [m["chat_id"] for m in fake_tg.sent()]
+    assert sorted(chats) == sorted([-1001, -1002, 11, 12, 13])
+    async with world.transaction() as session:
+        assert await repo.totals(session, b.id) == {DeliveryStatus.SENT: 5}
+        assert (await repo.get(session, b.id)).status == BroadcastStatus.DONE
+
+
+async def test_a_broadcast_cancelled_while_it_starts_sends_nothing(world, fake_tg, tg_bot, clock):
+    """The team cancels just as the sender starts the broadcast (its rows written one per transaction):
+    whichever comes first, nothing is sent and no row is left waiting."""
+    b = await approved(world, clock)
+    sender = make_sender(world, tg_bot, clock, start_chunk=1)
+    cancelling = asyncio.create_task(workflow.cancel(world, TEAM_A, b.id, clock()))
+    await sender.start_due()
+    await cancelling
+    await sender.run_once()
+    assert fake_tg.sent() == []
+    async with world.transaction() as session:
+        assert set(await repo.totals(session, b.id)) <= {DeliveryStatus.CANCELLED}
+        assert (await repo.get(session, b.id)).status == BroadcastStatus.CANCELLED
+
+
+async def test_writes_queued_together_share_one_commit_and_a_bad_one_fails_alone(world, clock):
+    from bot.broadcasts.sender import DeliveryWriter
+
+    b = await approved(world, clock)
+    holder = "sender-1"
+    async with world.transaction() as session:
+        from bot.broadcasts.audience import resolve
+
+        await repo.add_deliveries(session, b.id, await resolve(session, Audience("communes", ("xa_a",))), clock(), staged_by=holder)
+        ids = [d.id for d in await repo.deliveries(session, b.id)]
+    writer = DeliveryWriter(world, holder)
+    await asyncio.gather(*(writer.settle(i, clock(), {"status": DeliveryStatus.SENT}) for i in ids[:3]))
+    assert (writer.commits, writer.writes) == (1, 3)
+
+    async def broken(session):
+        raise RuntimeError("a bug in a side effect")
+
+    results = await asyncio.gather(
+        writer.settle(ids[3], clock(), {"status": DeliveryStatus.FAILED, "last_error": "x"}),
+        writer.settle(ids[4], clock(), {"status": DeliveryStatus.SENT}, broken),
+        return_exceptions=True,
+    )
+    assert results[0] is None and isinstance(results[1], RuntimeError)
+    async with world.transaction() as session:
+        rows = {d.id: d for d in await repo.deliveries(session, b.id)}
+    assert [rows[i].status for i in ids] == ["sent", "sent", "sent", "failed", "pending"]
+    assert rows[ids[4]].claimed_by == holder and rows[ids[0]].claimed_by is None

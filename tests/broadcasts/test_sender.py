@@ -224,3 +224,30 @@ async def test_run_until_idle_sends_everything_and_gives_the_lease_back(world, f
     async with world.transaction() as session:
         assert (await repo.get(session, b.id)).status == BroadcastStatus.DONE
         assert await leases.acquire(session, "broadcast-sender", "someone-else", clock(), __import__("datetime").timedelta(seconds=5))
+
+
+async def test_a_communes_own_quiet_hours_hold_while_the_sender_reads_them_again(world, fake_tg, tg_bot, clock):
+    """The sender reads the communes' quiet hours again every minute; deliveries claimed before that
+    must still follow their commune's rule, not the default (here: off, at 21:30 local time)."""
+    clock.now = clock.now.replace(hour=14, minute=30)  # 21:30 local: inside the default quiet hours
+    async with world.transaction() as session:
+        await repo.set_policy(session, "xa_a", quiet_start="00:00", quiet_end="00:00")  # no quiet hours
+    b = await approved(world, clock)
+    sender = make_sender(world, tg_bot, clock, batch=5, concurrency=1)
+    base = clock.now
+
+    class Ticking:
+        """A clock that moves 30 s each time it is read: the minute passes while the batch is sent."""
+
+        def __init__(self):
+            self.n = 0
+
+        def __call__(self):
+            self.n += 1
+            return base + __import__("datetime").timedelta(seconds=30 * self.n)
+
+    sender.clock = Ticking()
+    await asyncio.wait_for(sender.run(asyncio.Event(), until_idle=True), 60)
+    assert sorted(m["chat_id"] for m in fake_tg.sent()) == sorted([-1001, -1002, 11, 12, 13])
+    async with world.transaction() as session:
+        assert (await repo.get(session, b.id)).status == BroadcastStatus.DONE

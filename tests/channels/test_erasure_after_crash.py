@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from sqlalchemy import select
 
 from storage.db import Database
 from storage.models import Chat, ConversationState, Erasure, GuideEvent, InboxEntry, OutboxMessage, QueryLog, User
+from tests.fakes.bot_process import free_port
 from tests.fakes.telegram_api import FakeTelegramAPI
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,18 +27,6 @@ TOKEN = "123456:TEST-token_abc"
 SECRET = "crash-test-secret_0123"
 LAN = {"id": 1001, "is_bot": False, "first_name": "Lan"}
 PRIVATE_LAN = {"id": 1001, "type": "private", "first_name": "Lan"}
-PORTS = range(6100, 6200)
-
-
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 6100-6199")
 
 
 class Server:

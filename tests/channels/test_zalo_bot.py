@@ -160,7 +160,7 @@ async def test_a_bad_token_is_reported_at_start(fake, db_path, catalog):
     async with running(settings, catalog) as (app, _server, channel):
         assert channel.me == {}
         assert fake.calls_to("getMe")[0].answer == {"ok": False, "error_code": 401, "description": "Unauthorized"}
-        assert "401" in app[CHANNELS]["zalo_bot"].detail
+        assert "lỗi getMe (getMe: error 401 Unauthorized): kiểm tra CCCD_ZALO_BOT_TOKEN" in app[CHANNELS]["zalo_bot"].detail
 
 
 async def test_can_join_groups_is_reported(db_path, catalog):
@@ -252,7 +252,8 @@ async def test_a_refused_webhook_turns_the_channel_off(fake, db_path, catalog):
     settings = make_settings(fake, db_path, zalo_bot_webhook_url="https://bot.example.org/zb", zalo_bot_webhook_secret="short")
     async with running(settings, catalog) as (app, _server, _channel):
         status = app[CHANNELS]["zalo_bot"]
-        assert not status.on and "setWebhook" in status.detail
+        assert not status.on
+        assert status.detail.startswith("lỗi: Zalo không nhận webhook https://bot.example.org/zb (setWebhook")
 
 
 async def test_undecodable_secret_header_is_refused_not_an_error(fake, db_path, catalog):

@@ -82,10 +82,12 @@ def make_settings(fake: FakeZaloOA, sqlite_url: str, *, tokens: bool = True, **e
 
 
 @asynccontextmanager
-async def running(settings: Settings, catalog):
+async def running(settings: Settings, catalog, **channel_settings):
     app = create_app(settings, catalog, Database(settings.database_url), instance=f"test-{next(INSTANCES)}")
     channel = app[ZALO_OA]
     channel.retry_delays = (0.01, 0.01, 0.01)
+    for name, value in channel_settings.items():
+        setattr(channel, name, value)
     app[SENDER].backoff = (0.01, 0.02)
     channel.tokens.wait_delays = (0.05, 0.1, 0.2, 0.4)
     server = TestServer(app, host="127.0.0.1")
@@ -520,6 +522,17 @@ async def test_authorize_is_a_cli_subcommand(fake, db, monkeypatch):
     assert re.fullmatch(r"access-\d+", pair.access_token)
 
 
+def test_authorize_says_in_vietnamese_which_setting_is_wrong(monkeypatch, capsys):
+    from bot.cli import main
+
+    monkeypatch.setenv("CCCD_DATABASE_URL", "mysql://bot@localhost/cccd")
+    for argv in (["zalo-oa", "authorize"], ["-v", "zalo-oa", "authorize"]):  # -v: settings are read by the command
+        assert main(argv) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("Lỗi: Giá trị của CCCD_DATABASE_URL không dùng được ('mysql://bot@localhost/cccd')")
+        assert "sqlite+aiosqlite:///" in error and "Traceback" not in error
+
+
 async def test_undecodable_signature_header_is_refused_not_an_error(fake, sqlite_url, catalog):
     async with running(make_settings(fake, sqlite_url), catalog) as bot:
         raw, good = sign_oa(oa_event("user_send_text", sender="u1", text="/menu"), secret_key=SECRET_KEY)
@@ -753,3 +766,29 @@ async def test_a_refresh_token_from_the_api_explorer_is_exchanged_and_stored(fak
     parser = argparse.ArgumentParser(prog="cccd-bot")
     register_cli(parser.add_subparsers(dest="command", required=True))
     assert parser.parse_args(["zalo-oa", "authorize", "--refresh-token", "r-1"]).refresh_token == "r-1"
+
+
+async def test_healthz_says_when_zalo_cannot_be_reached_and_is_normal_again_once_it_answers(fake, sqlite_url, catalog):
+    async with running(make_settings(fake, sqlite_url), catalog, keeper_interval=0.05, recheck_interval=0.05) as bot:
+
+        async def health_until(expected: int) -> dict:
+            for _ in range(200):
+                async with bot.http.get(bot.server.make_url("/healthz")) as resp:
+                    if resp.status == expected:
+                        return await resp.json()
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"/healthz never answered {expected}")
+
+        assert (await health_until(200))["ok"] is True
+        port = fake.port
+        await fake.close()  # Zalo stops answering
+        body = await health_until(503)
+        assert body["ok"] is False and list(body["failing"]) == ["zalo_oa"]
+        assert f"127.0.0.1:{port}" in body["failing"]["zalo_oa"] and "không kết nối được" in body["failing"]["zalo_oa"]
+        # A person writes meanwhile: the webhook takes the message, the reply waits for Zalo.
+        assert await bot.post(oa_event("user_send_text", sender="u1", text="/menu")) == 200
+        await fake.start(port)  # Zalo answers again
+        body = await health_until(200)
+        assert body["ok"] is True and "failing" not in body
+        (menu,) = await fake.wait_delivered(1, "u1")
+        assert menu["text"].startswith("Anh/chị cần gì?")

@@ -3,7 +3,8 @@
 `POST`/`GET /bot<token>/<method>` with JSON, form or query parameters, answered with
 `{"ok": true, "result": ...}` or `{"ok": false, "error_code", "description", "parameters"}` like
 api.telegram.org. Every call is recorded. Failures are injected on demand: 429 with retry_after,
-403 Forbidden (a blocked user), 400 with migrate_to_chat_id (a group that became a supergroup), 5xx.
+403 Forbidden (a blocked user), 400 with migrate_to_chat_id (a group that became a supergroup), 5xx,
+for a number of calls or for a while, optionally after hanging (a call the client gives up on).
 It enforces the limits a real bot runs into (4096 characters, callback data of 1-64 bytes,
 well-formed HTML when parse_mode is HTML) so that tests catch what Telegram would refuse.
 """
@@ -54,6 +55,9 @@ class Failure:
     times: int | None = 1  # None: every time
     chat_id: int | None = None
     parameters: dict[str, Any] | None = None
+    seconds: float | None = None  # how long the failure lasts from the first call it meets
+    hang: float = 0.0
+    until: float | None = None  # time.monotonic() after which it is over (set at that first call)
 
 
 class FakeTelegramAPI:
@@ -126,8 +130,15 @@ class FakeTelegramAPI:
         retry_after: int | None = None,
         migrate_to: int | None = None,
         description: str | None = None,
+        seconds: float | None = None,
+        hang: float = 0.0,
     ) -> None:
-        """Answer the next `times` calls of `method` (for `chat_id`, if given) with an error."""
+        """Answer the next `times` calls of `method` (for `chat_id`, if given) with an error.
+
+        With `seconds`, every such call for that long from the first one (`times` is then ignored). With `hang`,
+        the answer comes only after that many seconds (or when the fake closes): a client with a shorter
+        read timeout gives up first, as with a Bot API that stopped answering.
+        """
         parameters: dict[str, Any] = {}
         if retry_after is not None:
             parameters["retry_after"] = retry_after
@@ -141,7 +152,8 @@ class FakeTelegramAPI:
             502: "Bad Gateway",
         }.get(status, "Error")
         methods = (method,) if isinstance(method, str) else tuple(method)
-        self.failures.append(Failure(methods, status, description or default, times, chat_id, parameters or None))
+        times = None if seconds is not None else times
+        self.failures.append(Failure(methods, status, description or default, times, chat_id, parameters or None, seconds, hang))
 
     def chaos(
         self,
@@ -154,12 +166,14 @@ class FakeTelegramAPI:
         hang: float = 30.0,
         seed: int = 0,
         methods: tuple[str, ...] = ("sendMessage",),
+        chats: set[int] | None = None,
     ) -> None:
         """Random faults on a share of the calls: 429 with retry_after, 500, a hang past the client's
-        timeout (the message is not delivered), 403 (the chat blocks the bot, for good)."""
+        timeout (the message is not delivered), 403 (the chat blocks the bot, for good). With `chats`,
+        only calls to those chats are touched."""
         import random
 
-        self._chaos = Chaos(random.Random(seed), rate_429, rate_5xx, rate_timeout, rate_403, retry_after, hang, methods)
+        self._chaos = Chaos(random.Random(seed), rate_429, rate_5xx, rate_timeout, rate_403, retry_after, hang, methods, chats)
 
     def block(self, chat_id: int) -> None:
         """The user blocked the bot: every send to them is refused with 403."""
@@ -312,12 +326,12 @@ class FakeTelegramAPI:
         self.calls.append(call)
         try:
             chaos = self._chaos
-            if chaos is not None and method in chaos.methods:
+            if chaos is not None and method in chaos.methods and (chaos.chats is None or params.get("chat_id") in chaos.chats):
                 fault = chaos.roll()
                 if fault == "timeout":
                     call.refused = True  # type: ignore[attr-defined]
                     call.fault = fault  # type: ignore[attr-defined]
-                    await asyncio.sleep(chaos.hang)
+                    await self._hang(chaos.hang)
                     return self._error(504, "Gateway Timeout")
                 if fault == 403:
                     self.blocked.add(params.get("chat_id"))
@@ -334,6 +348,10 @@ class FakeTelegramAPI:
             failure = self._failure_for(method, params)
             if failure is not None:
                 call.refused = True  # type: ignore[attr-defined]
+                call.fault = failure.status  # type: ignore[attr-defined]
+                if failure.hang:
+                    call.fault = "timeout"  # type: ignore[attr-defined]
+                    await self._hang(failure.hang)
                 return self._error(failure.status, failure.description, failure.parameters)
             handler = getattr(self, f"api_{method}", None)
             if handler is None:
@@ -355,12 +373,25 @@ class FakeTelegramAPI:
                 continue
             if failure.chat_id is not None and params.get("chat_id") != failure.chat_id:
                 continue
+            if failure.seconds is not None:
+                if failure.until is None:
+                    failure.until = time.monotonic() + failure.seconds
+                elif time.monotonic() > failure.until:
+                    continue
             if failure.times is not None:
                 if failure.times <= 0:
                     continue
                 failure.times -= 1
             return failure
         return None
+
+    async def _hang(self, seconds: float) -> None:
+        """Answer nothing for `seconds`, or until the fake closes."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self._closing), seconds)
+            except asyncio.TimeoutError:
+                pass
 
     @staticmethod
     def _error(status: int, description: str, parameters: dict[str, Any] | None = None) -> web.Response:
@@ -528,6 +559,7 @@ class Chaos:
     retry_after: int
     hang: float
     methods: tuple[str, ...]
+    chats: set[int] | None = None
 
     def roll(self) -> int | str | None:
         x = self.rng.random()

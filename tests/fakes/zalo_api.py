@@ -47,10 +47,11 @@ class _Server:
         self._failures: dict[str, deque[Failure]] = defaultdict(deque)
         self._changed = asyncio.Condition()
 
-    async def start(self) -> str:
+    async def start(self, port: int = 0) -> str:
+        """Listen on `port` (any free one by default; the same one again after `close`: Zalo is back)."""
         self._runner = web.AppRunner(self.app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self.url
@@ -60,8 +61,10 @@ class _Server:
         return f"http://127.0.0.1:{self.port}"
 
     async def close(self) -> None:
+        """Stop listening: calls to the fake are refused, as when Zalo cannot be reached."""
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
 
     def fail(self, name: str, code: int, description: str = "", *, status: int = 200, times: int = 1) -> None:
         """Answer the next `times` calls of `name` (a method or path) with this error."""

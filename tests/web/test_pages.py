@@ -79,24 +79,21 @@ async def test_unanswered_grouped_then_marked_handled_and_proposed(client, sign_
     rows = cells(html, "unanswered")[1:]
     assert rows[0][0] == "2" and UNANSWERED_A in rows[0][1] and UNANSWERED_B in rows[0][1] and rows[0][2] == "Tổ dân phố 2"
     token = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+    first, second = re.findall(r'name="group" value="(-?\d+)"', html)
     resp = await client.post(
-        f"{PREFIX}/unanswered/mark",
-        data=[("csrf", token), ("action", "handled"), ("variant", UNANSWERED_A), ("variant", UNANSWERED_B), ("back", NOV)],
-        allow_redirects=False,
+        f"{PREFIX}/unanswered/mark", data=[("csrf", token), ("action", "handled"), ("group", first), ("back", NOV)], allow_redirects=False
     )
     assert resp.status == 303
     html = await (await client.get(f"{PREFIX}/unanswered?{NOV}")).text()
     assert UNANSWERED_A not in html and "1 nhóm đã xử lý được ẩn" in html
     resp = await client.post(
-        f"{PREFIX}/unanswered/mark",
-        data=[("csrf", token), ("action", "proposed"), ("topic", "mat_the"), ("variant", "mất thẻ thì sao")],
-        allow_redirects=False,
+        f"{PREFIX}/unanswered/mark", data=[("csrf", token), ("action", "proposed"), ("topic", "mat_the"), ("group", second)], allow_redirects=False
     )
     assert resp.status == 303
     html = await (await client.get(f"{PREFIX}/content?{NOV}")).text()
     proposals = cells(html, "proposals")[1:]
     assert proposals[0][0].startswith(catalog.topics["mat_the"].title) and "mất thẻ thì sao" in proposals[0][1]
-    assert "Đã thêm vào nội dung" not in html, "only an admin closes a proposal"
+    assert "Thêm vào ví dụ" not in html, "only an admin closes a proposal"
 
 
 async def test_content_lists_what_to_check(client, sign_in, catalog):

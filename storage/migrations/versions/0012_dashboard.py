@@ -80,11 +80,29 @@ def upgrade() -> None:
     )
     op.create_index("ix_unanswered_marks_group_key", "unanswered_marks", ["group_key"])
     op.create_index("ix_query_log_outcome_hamlet_created_at", "query_log", ["outcome", "hamlet_code", "created_at"])
-    # The statistics of everything logged before this revision.
-    from storage.stats import rebuild_statements
-
-    for statement in rebuild_statements(op.get_bind().dialect.name):
-        op.execute(statement)
+    # Who was seen when, for everything logged before this revision (0016 builds the other statistics
+    # from the log and from this table). Frozen here: storage/stats.py has moved on since.
+    if op.get_bind().dialect.name == "postgresql":
+        day = "((created_at) AT TIME ZONE 'Asia/Ho_Chi_Minh')::date"
+    else:
+        day = "date(created_at, '+7 hours')"
+    name = "CASE WHEN kind = 'step' THEN coalesce(step, '') ELSE coalesce(value, '') END"
+    op.execute(
+        f"""INSERT INTO stat_seen_daily (what, hamlet_code, day, channel, ref)
+            SELECT DISTINCT w, h, d, c, r FROM (
+              SELECT 'person' AS w, coalesce(hamlet_code, '') AS h, {day} AS d, channel AS c, user_ref AS r
+              FROM query_log WHERE user_ref IS NOT NULL
+              UNION ALL
+              SELECT 'group', coalesce(hamlet_code, ''), {day}, channel, chat_ref
+              FROM query_log WHERE chat_type = 'group' AND chat_ref IS NOT NULL
+              UNION ALL
+              SELECT 'person', coalesce(hamlet_code, ''), {day}, channel, user_ref
+              FROM guide_events WHERE user_ref IS NOT NULL
+              UNION ALL
+              SELECT substr(kind || ':' || {name}, 1, 60), coalesce(hamlet_code, ''), {day}, channel, user_ref
+              FROM guide_events WHERE user_ref IS NOT NULL
+            ) AS s"""
+    )
 
 
 def downgrade() -> None:
