@@ -42,7 +42,11 @@ class Database:
         # No pool_pre_ping: it costs a round trip per checkout. A connection the server dropped fails its
         # first statement; SQLAlchemy then discards the pool's stale connections, and the pipeline
         # retries once or answers "try again" (see bot/pipeline/receiving.py).
+        # LIFO: the connection used last is used next, so the few a process needs at a time stay warm
+        # (statements prepared, types known) instead of every pooled connection preparing everything.
         kwargs = {"pool_size": 10, "max_overflow": 20} if url.startswith("postgresql") else {}
+        if ":memory:" not in url:
+            kwargs["pool_use_lifo"] = True
         if url.startswith("postgresql+asyncpg"):
             # Statements of batches of different sizes are different statements to prepare: keep more
             # of them prepared than asyncpg's 100, so a connection does not prepare them again and again.

@@ -332,7 +332,8 @@ class Sender:
         for id_ in ids:
             self._claimed.discard(id_)
             self._ended[id_] = None
-        while len(self._ended) > 50_000:
+        # Only rows ended while a receiving transaction ran matter (seconds): the last 10,000 are plenty.
+        while len(self._ended) > 10_000:
             self._ended.popitem(last=False)
 
     async def drain(self) -> None:
