@@ -42,6 +42,7 @@ class DashboardConfig:
     throttle: auth.LoginThrottle = field(default_factory=auth.LoginThrottle)
     session_key: bytes | None = None
     on_registry_change: Callable[[], None] | None = None  # hamlets changed: the chat core reloads them
+    on_visits_change: Callable[[], None] | None = None  # mobile teams' visits changed: the FAQ answer reads them again
 
 
 CONFIG = web.AppKey("dashboard_config", DashboardConfig)
