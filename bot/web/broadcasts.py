@@ -426,6 +426,82 @@ async def visit_change(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"{back}?{urlencode({'msg': done})}")
 
 
+# --- Recurring broadcasts -------------------------------------------------------------------------
+
+
+@roles(*EDITORS)
+async def recurring_page(request: web.Request) -> web.Response:
+    from storage import schedules
+
+    cfg = request.app[CONFIG]
+    viewer: auth.Viewer = request[VIEWER]
+    async with cfg.db.transaction() as session:
+        commune_names, hamlet_names, hamlets = await _names(session)
+        communes_of = await repo.hamlet_communes(session)
+        rules = [
+            (r, _audience_words(Audience.from_dict(r.audience), commune_names, hamlet_names),
+             jobs.repo_aware(r.next_run_at).astimezone(jobs.LOCAL).strftime("%d/%m/%Y %H:%M"))
+            for r in await schedules.recurring(session)
+            if _in_scope(viewer, Audience.from_dict(r.audience), communes_of)
+        ]
+    communes = [(c, n) for c, n in commune_names.items() if viewer.commune is None or c == viewer.commune]
+    return render("recurring.html", request, {
+        "page": "broadcasts", "rules": rules, "communes": communes, "channels": CHANNELS, "max_text": MAX_TEXT,
+        "hamlets": [h for h in hamlets if viewer.commune is None or h[2] == viewer.commune],
+        "message": request.query.get("msg"), "error": request.query.get("err"),
+    })
+
+
+@roles(*EDITORS)
+async def recurring_change(request: web.Request) -> web.StreamResponse:
+    from croniter import croniter
+
+    from storage import schedules
+
+    cfg = request.app[CONFIG]
+    viewer: auth.Viewer = request[VIEWER]
+    action = request.match_info["action"]
+    back = f"{PREFIX}/broadcasts/recurring"
+    form = await request.post()
+    now = cfg.clock()
+    if action == "add":
+        cron = " ".join(str(form.get("cron", "")).split())[:100]
+        if len(cron.split()) != 5 or not croniter.is_valid(cron):
+            raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Lịch lặp phải có 5 phần: phút giờ ngày tháng thứ, ví dụ 0 8 1 * *.'})}")
+        try:
+            audience = await _form_audience(form, viewer)
+            text = check_text(str(form.get("text", ""))[: MAX_TEXT + 1])
+        except (AudienceError, ValueError):
+            raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Nội dung hoặc người nhận không hợp lệ.'})}") from None
+        async with cfg.db.writing() as session:
+            try:
+                workflow.check_audience(actor_of(viewer), audience, await repo.hamlet_communes(session))
+            except workflow.NotAllowed:
+                return forbidden(request, "scope")
+            if await unknown_codes(session, audience):
+                raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Có xã hoặc thôn không còn trong danh sách.'})}")
+            await schedules.add_recurring(
+                session, author=f"web:{viewer.username}", text=text, audience=audience.to_dict(), cron=cron,
+                timezone=str(jobs.LOCAL), next_run_at=jobs.next_run(cron, str(jobs.LOCAL), now), now=now,
+            )
+        done = "Đã lưu lịch gửi định kỳ."
+    elif action == "stop":
+        async with cfg.db.writing() as session:
+            try:
+                rule = await session.get(schedules.RecurringBroadcast, int(str(form.get("id", ""))))
+            except ValueError:
+                rule = None
+            if rule is None or not _in_scope(viewer, Audience.from_dict(rule.audience), await repo.hamlet_communes(session)):
+                raise web.HTTPNotFound()
+            if viewer.commune is not None and not _may_approve(viewer, Audience.from_dict(rule.audience), await repo.hamlet_communes(session)):
+                return forbidden(request, "scope")
+            rule.active, rule.updated_at = False, now
+        done = "Đã dừng gửi định kỳ."
+    else:
+        raise web.HTTPNotFound()
+    raise web.HTTPSeeOther(f"{back}?{urlencode({'msg': done})}")
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/broadcasts", broadcast_list, name="broadcasts")
@@ -433,6 +509,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/broadcasts", broadcast_submit)
     r.add_get("/broadcasts/visits", visit_page)
     r.add_post("/broadcasts/visits/{action}", visit_change)
+    r.add_get("/broadcasts/recurring", recurring_page)
+    r.add_post("/broadcasts/recurring/{action}", recurring_change)
     r.add_get("/broadcasts/rules", policies)
     r.add_post("/broadcasts/rules", policy_change)
     r.add_get("/broadcasts/{id}", broadcast_detail)

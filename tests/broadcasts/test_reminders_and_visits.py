@@ -159,3 +159,36 @@ async def test_a_visit_is_announced_to_its_hamlets_groups_the_day_before_once(wo
         assert (await session.get(schedules.MobileVisit, later.id)).announced_broadcast_id is None
     await sender.run_once()
     assert len(fake_tg.sent()) == 2
+
+
+# ---------------------------------------------------------------- recurring broadcasts
+
+
+async def test_a_recurring_broadcast_goes_out_at_each_run_and_once_after_a_long_stop(world, clock, fake_tg, tg_bot):
+    from bot.broadcasts.jobs import next_run
+
+    text = "Nhắc lại 9 bước làm căn cước trực tuyến: anh/chị gõ /huongdan để xem từng bước."
+    first = next_run("0 8 1 * *", "Asia/Ho_Chi_Minh", clock())
+    assert first == datetime(2026, 12, 1, 1, 0, tzinfo=timezone.utc)  # 08:00 on 1 December in Vietnam
+    async with world.transaction() as session:
+        rule = await schedules.add_recurring(
+            session, author="web:officer", text=text, audience={"scope": "communes", "codes": ["xa_a"], "kinds": ["group"], "channels": []},
+            cron="0 8 1 * *", timezone="Asia/Ho_Chi_Minh", next_run_at=first, now=clock(),
+        )
+    sender = make_sender(world, tg_bot, clock, frozen_pacer=True)  # a group's spacing follows the test's clock
+    await sender.run_once()
+    assert fake_tg.sent() == []
+    clock.now = datetime(2026, 12, 1, 1, 0, tzinfo=timezone.utc)
+    await sender.run_once()
+    assert sorted(m["chat_id"] for m in fake_tg.sent()) == [-1002, -1001] and all(m["text"] == text for m in fake_tg.sent())
+    # The sender was stopped from January to March: one broadcast when it is back, then the next on 1 April.
+    clock.now = datetime(2027, 3, 15, 3, 0, tzinfo=timezone.utc)
+    for _ in range(2):
+        await sender.run_once()
+        clock.advance(seconds=20)
+    assert len(fake_tg.sent()) == 4
+    async with world.transaction() as session:
+        row = await session.get(schedules.RecurringBroadcast, rule.id)
+        made = [b for b in await repo.list_recent(session) if b.kind == "recurring"]
+    assert len(made) == 2 and all(b.status == "done" for b in made)
+    assert row.next_run_at.replace(tzinfo=timezone.utc) == datetime(2027, 4, 1, 1, 0, tzinfo=timezone.utc)

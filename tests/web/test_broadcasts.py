@@ -254,3 +254,27 @@ async def test_officers_enter_mobile_team_visits_by_form_and_csv(sign_in, client
     await client.post(f"{PREFIX}/logout", data={"csrf": await csrf(client)})
     team = await sign_in("team")
     assert (await team.get(f"{PREFIX}/broadcasts/visits")).status == 403
+
+
+async def test_officers_set_recurring_broadcasts(sign_in, client, people_here):
+    from storage import schedules
+
+    officer = await sign_in("officer")
+    token = await csrf(officer, f"{PREFIX}/broadcasts/recurring")
+    base = {"csrf": token, "text": TEXT, "scope": "some", "commune": COMMUNE, "kind": "group"}
+    html = await (await officer.post(f"{PREFIX}/broadcasts/recurring/add", data={**base, "cron": "0 8 32 * *"})).text()
+    assert "5 phần" in html
+    assert (await officer.post(f"{PREFIX}/broadcasts/recurring/add", data={**base, "commune": OTHER, "cron": "0 8 1 * *"})).status == 403
+    html = await (await officer.post(f"{PREFIX}/broadcasts/recurring/add", data={**base, "cron": "0 8 1 * *"})).text()
+    assert "Đã lưu lịch gửi định kỳ." in html
+    row = rows_of(html, "recurring")[0]
+    assert row[:2] == ["0 8 1 * *", "01/12/2026 08:00"]  # the fixture's clock is 20 November
+    async with people_here.transaction() as s:
+        [rule] = await schedules.recurring(s)
+    resp = await officer.post(f"{PREFIX}/broadcasts/recurring/stop", data={"csrf": token, "id": str(rule.id)})
+    assert "Đã dừng gửi định kỳ." in await resp.text()
+    async with people_here.transaction() as s:
+        assert not (await schedules.recurring(s))[0].active
+    await client.post(f"{PREFIX}/logout", data={"csrf": await csrf(client)})
+    team = await sign_in("team")
+    assert (await team.get(f"{PREFIX}/broadcasts/recurring")).status == 403
