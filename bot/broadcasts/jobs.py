@@ -25,9 +25,12 @@ LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 ANNOUNCE_FROM = time(8, 0)
 
 
-async def make_due(db: Database, now: datetime) -> int:
+async def make_due(db: Database, now: datetime, *, weekly_summary: bool = False) -> int:
     """Make the broadcasts that are due; return how many were made."""
-    return await reminders_due(db, now) + await visits_due(db, now) + await recurring_due(db, now)
+    made = await reminders_due(db, now) + await visits_due(db, now) + await recurring_due(db, now)
+    if weekly_summary:
+        made += await weekly_summary_due(db, now)
+    return made
 
 
 def _broadcast(kind: str, author: str, text: str, audience: dict, status: str, now: datetime, approver: str | None = None) -> Broadcast:
@@ -117,3 +120,53 @@ async def recurring_due(db: Database, now: datetime) -> int:
 def repo_aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
+
+
+# ---------------------------------------------------------------- the weekly summary (optional)
+
+SUMMARY_KEY = "broadcasts.weekly_summary"
+SUMMARY_FROM = time(8, 0)  # Monday morning, local time
+# Like the dashboard's "< 5": a hamlet where fewer people used the guide gets no summary (nobody counts a few).
+SUMMARY_MIN = 5
+
+
+async def weekly_summary_due(db: Database, now: datetime) -> int:
+    """On Monday morning, tell each hamlet group how many people of the hamlet used the guide in the past 7 days."""
+    from sqlalchemy import distinct, func, select
+
+    from bot.broadcasts.optout import load
+    from storage import kv
+    from storage.models import Chat, GuideEvent
+
+    local = now.astimezone(LOCAL)
+    if local.weekday() != 0 or local.time() < SUMMARY_FROM:
+        return 0
+    year, week, _ = local.isocalendar()
+    key = f"{year}-W{week:02d}"
+    async with db.transaction() as session:
+        stored = await kv.get(session, SUMMARY_KEY)
+    if stored is not None and stored[0].get("week") == key:
+        return 0
+    made = 0
+    async with db.writing() as session:
+        # The mark and the broadcasts in one transaction: made once a week, whatever happens.
+        if not await kv.put_if_version(session, SUMMARY_KEY, {"week": key}, stored[1] if stored else None, now):
+            return 0  # made by another sender
+        grouped = set((await session.execute(
+            select(Chat.hamlet_code).where(Chat.type == "group", Chat.active.is_(True), Chat.hamlet_code.is_not(None))
+        )).scalars())
+        counts = await session.execute(
+            select(GuideEvent.hamlet_code, func.count(distinct(GuideEvent.user_ref)))
+            .where(GuideEvent.kind == "step", GuideEvent.created_at >= now - timedelta(days=7), GuideEvent.created_at < now)
+            .group_by(GuideEvent.hamlet_code)
+        )
+        names = {code: name for code, name, _ in await registry.list_hamlets(session)}
+        content = load()
+        for hamlet, n in counts.all():
+            if hamlet not in grouped or hamlet not in names or n < SUMMARY_MIN:
+                continue
+            text = content.msg("weekly_summary", n=n, hamlet=names[hamlet])
+            audience = {"scope": "hamlets", "codes": [hamlet], "kinds": ["group"], "channels": []}
+            session.add(_broadcast("summary", "system:summary", text, audience, BroadcastStatus.SCHEDULED, now, approver="system:summary"))
+            made += 1
+    return made

@@ -84,6 +84,7 @@ REQUIRED = (
     "visit_next",
     "visit_time_from",
     "visit_time_range",
+    "weekly_summary",
 )
 
 

@@ -163,6 +163,7 @@ class SenderConfig:
     idle_poll: float = 1.0
     start_chunk: int = 500  # delivery rows written per transaction when a broadcast starts
     jobs_every: float = 10.0  # seconds between two looks at due reminders, visits and recurring rules
+    weekly_summary: bool = False  # CCCD_BROADCAST_WEEKLY_SUMMARY
 
 
 class Sender:
@@ -384,7 +385,7 @@ class Sender:
         if self._jobs_at is None or (now - self._jobs_at).total_seconds() >= self.config.jobs_every:
             self._jobs_at = now
             try:
-                await jobs.make_due(self.db, now)
+                await jobs.make_due(self.db, now, weekly_summary=self.config.weekly_summary)
             except OperationalError:
                 log.warning("broadcast sender: reminders, visits and recurring rules not looked at (database busy)")
         async with self.db.transaction() as session:

@@ -45,7 +45,7 @@ DELIVERY_COLUMNS = (
     ("cancelled", "Đã huỷ"),
 )
 KIND_VI = {"group": "nhóm thôn", "private": "người đăng ký"}
-MADE_BY = {"visit": "lịch lưu động", "recurring": "định kỳ"}  # broadcasts not written by hand
+MADE_BY = {"visit": "lịch lưu động", "recurring": "định kỳ", "summary": "tóm tắt tuần"}  # broadcasts not written by hand
 ACTIONS = {"approve", "pause", "resume", "cancel"}
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 

@@ -192,3 +192,30 @@ async def test_a_recurring_broadcast_goes_out_at_each_run_and_once_after_a_long_
         made = [b for b in await repo.list_recent(session) if b.kind == "recurring"]
     assert len(made) == 2 and all(b.status == "done" for b in made)
     assert row.next_run_at.replace(tzinfo=timezone.utc) == datetime(2027, 4, 1, 1, 0, tzinfo=timezone.utc)
+
+
+# ---------------------------------------------------------------- the weekly summary
+
+
+async def test_the_weekly_summary_tells_each_hamlet_group_how_many_used_the_guide(world, clock, fake_tg, tg_bot):
+    from datetime import timedelta
+
+    from storage import logs
+
+    # 2 November 2026 is a Monday; 15:30 in Vietnam. Six people of a1 and two of a2 used the guide last week,
+    # one of a1 twice; one of a1 a month ago.
+    async with world.transaction() as session:
+        for user, hamlet, days in [(f"p{i}", "a1", 1 + i % 6) for i in range(6)] + [("p0", "a1", 2), ("q1", "a2", 1), ("q2", "a2", 3), ("old", "a1", 30)]:
+            await logs.add_guide_event(session, created_at=clock() - timedelta(days=days), channel="telegram", hamlet_code=hamlet,
+                                       user_ref=user, kind="step", step="tao_tai_khoan")
+    off = make_sender(world, tg_bot, clock)
+    await off.run_once()
+    assert fake_tg.sent() == []  # not asked for (CCCD_BROADCAST_WEEKLY_SUMMARY)
+    await off.release()
+    sender = make_sender(world, tg_bot, clock, weekly_summary=True, jobs_every=0)
+    await sender.run_once()
+    await sender.run_once()  # the same week: not again
+    assert [(m["chat_id"], m["text"]) for m in fake_tg.sent()] == [(-1001, M("weekly_summary", n=6, hamlet="Thôn A1"))]  # a2: fewer than 5
+    clock.advance(days=1)  # Tuesday: nothing
+    await sender.run_once()
+    assert len(fake_tg.sent()) == 1
