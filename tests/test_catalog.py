@@ -367,13 +367,15 @@ def test_step_problem_without_topic(content):
 
 
 def test_every_message_id_in_the_code_is_checked():
+    from bot.broadcasts.optout import REQUIRED as BROADCAST_FIELDS
     from bot.catalog import MESSAGE_FIELDS
     from bot.flows.guide import OUTCOMES
 
     source = "\n".join(p.read_text(encoding="utf-8") for p in (CONTENT_DIR.parent).rglob("*.py"))
     used = set(re.findall(r"\bmsg\(\s*\"([a-z_]+)\"", source))
     used |= {f"outcome_{o}" for o in OUTCOMES} | {f"outcome_thanks_{o}" for o in OUTCOMES}
-    assert used - set(MESSAGE_FIELDS) == set()
+    # Two stores, each checked when loaded: messages.yaml (the catalog) and broadcasts.yaml (bot/broadcasts/optout.py).
+    assert used - set(MESSAGE_FIELDS) - set(BROADCAST_FIELDS) == set()
 
 
 def test_readme_lists_every_answer_with_the_source_it_shows(catalog):
