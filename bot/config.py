@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     broadcast_lease_ttl: float = Field(default=10.0, ge=4.0, le=300)
     # Seconds a platform may take to answer one broadcast message before the call counts as timed out.
     broadcast_read_timeout: float = Field(default=10.0, gt=0.1, le=120)
+    # On Monday morning, tell each hamlet group how many people there used the guide in the past week.
+    broadcast_weekly_summary: bool = False
 
     @field_validator("database_url")
     @classmethod

@@ -13,6 +13,7 @@ from bot.messages import Reply
 
 if TYPE_CHECKING:
     from bot.broadcasts.compose import Desk
+    from bot.broadcasts.visits import NextVisit
 
 
 class Flow:
@@ -29,8 +30,10 @@ class Flow:
     OFFER = "offer"
     # A team member writing a broadcast (/phatthanh, bot/broadcasts/compose.py).
     COMPOSE = "compose"
+    # Waiting for the date of the person's appointment (bot/broadcasts/reminders.py).
+    REMIND = "remind"
 
-    ALL = (IDLE, GUIDE, RESUME, OUTCOME, HAMLET, CHOOSE, DELETE, OFFER, COMPOSE)
+    ALL = (IDLE, GUIDE, RESUME, OUTCOME, HAMLET, CHOOSE, DELETE, OFFER, COMPOSE, REMIND)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,8 @@ class Context:
     opted_out: bool = False  # the person asked for no broadcasts (/dung)
     # For a registered team member or officer, what /phatthanh may use; None for everyone else.
     desk: Desk | None = None
+    # The next visit of the mobile issuing team to the hamlet of this conversation, if one is planned.
+    next_visit: NextVisit | None = None
 
 
 class Outcomes:

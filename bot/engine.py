@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from bot.broadcasts import compose, optout
+from bot.broadcasts import compose, optout, reminders
 from bot.conversation import Context, Flow, Outcome, Outcomes, QueryHandled, State
 from bot.flows import faq, guide, hamlet, menu
 from bot import replies
@@ -86,6 +86,10 @@ def _press(state: State, msg: Incoming, ctx: Context, payload: str) -> Outcome:
         pressed = compose.press(state, msg, ctx, arg)
         if pressed is not None:
             return pressed
+    if kind == reminders.PREFIX:
+        pressed = reminders.press(state, msg, ctx, arg)
+        if pressed is not None:
+            return pressed
     return _stale(state, msg, ctx)
 
 
@@ -134,6 +138,8 @@ def _command(state: State, msg: Incoming, ctx: Context, name: str, arg: str) -> 
         return hamlet.link_group(state, msg, ctx, arg.strip())
     if name == "phatthanh":
         return compose.start(state, msg, ctx)
+    if name == "huynhac" and private:
+        return reminders.cancel(state)
     if name == "cauhoi" and arg.strip():
         return None
     return menu.show_menu(state, msg, ctx)
@@ -240,6 +246,11 @@ def step(state: State, msg: Incoming, ctx: Context) -> Outcome:
         if written is not None:
             return written
         state = state.evolve(flow=Flow.IDLE, draft={})
+    if state.flow == Flow.REMIND and not msg.payload:
+        dated = reminders.typed(state, msg, ctx, text)
+        if dated is not None:
+            return dated
+        state = state.evolve(flow=Flow.IDLE)
     # Opting out of broadcasts works from anywhere, whatever flow the person is in.
     stop = None if msg.payload else optout.step(state, msg, ctx, text, ctx.opted_out)
     if stop is not None:

@@ -371,8 +371,12 @@ def setup_dashboard(app: web.Application) -> None:
 
     service = app[SERVICE]
     config = DashboardConfig(
-        db=app[DATABASE], settings=app[SETTINGS], catalog=lambda: service.catalog, on_registry_change=service.forget_hamlets,
+        db=app[DATABASE],
+        settings=app[SETTINGS],
+        catalog=lambda: service.catalog,
+        on_registry_change=service.forget_hamlets,
         on_examples_change=service.load_examples,
+        on_visits_change=service.forget_visits,
     )
     app.add_subapp(PREFIX, create_dashboard(config))
 

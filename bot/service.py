@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.broadcasts import compose
+from bot.broadcasts import compose, reminders, visits
 from bot.broadcasts.optout import OptOutChanged
 from bot.catalog import Catalog, with_added_examples
 from bot.config import Settings
@@ -114,6 +114,9 @@ class ChatService:
         self._valid_steps = frozenset(catalog.step_index)
         self._salt: str | None = self.settings.pseudonym_salt or None
         self._salt_lock = asyncio.Lock()
+        # hamlet code -> its next mobile team visit; read again at most once a minute (VISITS_TTL).
+        self._visits: dict[str, visits.NextVisit] = {}
+        self._visits_read: float | None = None
 
     async def load_salt(self) -> str:
         """Load (or create, once per installation) the pseudonym salt; cached afterwards."""
@@ -306,6 +309,9 @@ class ChatService:
                 chat_hamlet=chat_hamlet if msg.chat_type is ChatType.GROUP else last_group.get(homeless.get(i, "")),
                 opted_out=opted_out,
                 desk=await self._desk(session, msg, state),
+                next_visit=(await self._next_visits(session)).get(
+                    chat_hamlet if msg.chat_type is ChatType.GROUP else user_hamlet or ""
+                ),
             )
             outcome = step(state, msg, ctx)
             if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):
@@ -320,6 +326,28 @@ class ChatService:
         await logs.add_many(session, queries=records.queries, events=records.events)
         await conversations.write_states(session, records.states, now)
         return replies
+
+    VISITS_TTL = 60.0
+
+    async def _next_visits(self, session: AsyncSession) -> dict[str, visits.NextVisit]:
+        """The next visit of each hamlet, cached: read again once a minute (an officer's change shows within it)."""
+        started = time.monotonic()
+        if self._visits_read is None or started - self._visits_read > self.VISITS_TTL:
+            from storage import schedules
+
+            today = self.clock().astimezone(reminders.LOCAL).date()
+            upcoming: dict[str, visits.NextVisit] = {}
+            for v in await schedules.visits(session, None, today):
+                if v.cancelled:
+                    continue
+                for hamlet in v.hamlets:
+                    upcoming.setdefault(hamlet, visits.NextVisit(v.visit_date, v.start_time, v.end_time, v.place))
+            self._visits, self._visits_read = upcoming, started
+        return self._visits
+
+    def forget_visits(self) -> None:
+        """Read the visits again at the next message (after a change in the dashboard)."""
+        self._visits_read = None
 
     def broadcaster_communes(self, channel: str, user_id: str) -> frozenset[str]:
         """The communes a registered team member may broadcast to ("*" for an officer); empty for anyone else."""
@@ -343,6 +371,28 @@ class ChatService:
         from bot.broadcasts.audience import desk
 
         return await desk(session, communes)
+
+    async def _reminder(self, session: AsyncSession, msg: Incoming, event, hamlet: str | None, now: datetime) -> None:
+        """Store or cancel the person's appointment reminder; its text is written now, from today's content."""
+        from storage import schedules
+
+        if isinstance(event, reminders.ReminderCancelled):
+            await schedules.cancel_reminders(session, msg.channel, msg.sender_id, now)
+            return
+        content = reminders.load()
+        catalog = self.catalog
+        step = catalog.steps[catalog.step_index[content.reminder_step]] if content.reminder_step in catalog.step_index else None
+        bring = catalog.topics.get(content.bring_topic)
+        text = content.msg(
+            "reminder_text",
+            date=reminders.shown(event.day),
+            go=catalog.step_text(step).strip() if step else "",
+            bring=catalog.first_part(bring).strip() if bring else "",
+        )
+        await schedules.set_reminder(
+            session, channel=msg.channel, user_id=msg.sender_id, hamlet=hamlet, appointment=event.day,
+            remind_at=reminders.remind_at(event.day, now), text=text, now=now,
+        )
 
     async def _broadcasts_composed(self, session: AsyncSession, msg: Incoming, outcome: Outcome, now: datetime) -> list[Reply]:
         """Make the broadcasts confirmed in /phatthanh (permissions checked again), and say what became of them."""
@@ -386,12 +436,17 @@ class ChatService:
                 await people.set_chat_hamlet(session, msg.channel, msg.chat_id, event.hamlet)
             elif isinstance(event, OptOutChanged):
                 await people.set_user_opted_out(session, msg.channel, msg.sender_id, event.opted_out)
+            elif isinstance(event, (reminders.ReminderWanted, reminders.ReminderCancelled)):
+                await self._reminder(session, msg, event, user_hamlet, now)
         hamlet = chat_hamlet if msg.chat_type is ChatType.GROUP else user_hamlet
         chat_ref: str | None = self.pseudonym(msg.channel, msg.chat_id)
         if forget:
             # A private chat's id is the person's own id on most platforms: it goes with them.
             private = msg.chat_type is ChatType.PRIVATE
             await conversations.delete_states_of_user(session, msg.channel, msg.sender_id)
+            from storage import schedules
+
+            await schedules.forget_reminders(session, msg.channel, msg.sender_id)
             # Replies still waiting to be sent to them go too (the answer to this request comes after).
             await deliveries.delete_pending_of_user(session, msg.channel, msg.sender_id)
             await logs.forget(session, user_ref, chat_ref if private else None)

@@ -192,6 +192,9 @@ class Broadcast(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # "broadcast" (written by a team), "reminder" (one person's appointment), "visit" (a mobile team's
+    # visit announced to its hamlets' groups), "recurring" (made by a recurring rule).
+    kind: Mapped[str] = mapped_column(String(20), default="broadcast", server_default="broadcast")
 
 
 class BroadcastDelivery(Base):
@@ -231,6 +234,63 @@ class BroadcastPolicy(Base):
     quiet_end: Mapped[str] = mapped_column(String(5), default="07:00")
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Ho_Chi_Minh")
     approval_required: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Reminder(Base):
+    """A person's appointment, to be reminded of the evening before (sent by the broadcast sender)."""
+
+    __tablename__ = "reminders"
+    __table_args__ = (Index("ix_reminders_due", "status", "remind_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    user_id: Mapped[str] = mapped_column(String(64), index=True)  # the person; their private chat has the same id
+    hamlet_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    appointment: Mapped[date] = mapped_column(Date)
+    remind_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    text: Mapped[str] = mapped_column(Text)  # written when set, from the content of that time
+    status: Mapped[str] = mapped_column(String(20))  # pending, sent (handed to the sender), cancelled
+    broadcast_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MobileVisit(Base):
+    """A visit of the mobile issuing team ("tổ cấp lưu động"): when, where, which hamlets it serves."""
+
+    __tablename__ = "mobile_visits"
+    __table_args__ = (Index("ix_mobile_visits_day", "visit_date"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    commune_code: Mapped[str] = mapped_column(String(40), index=True)
+    visit_date: Mapped[date] = mapped_column(Date)
+    start_time: Mapped[str] = mapped_column(String(5))
+    end_time: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    place: Mapped[str] = mapped_column(String(300))
+    hamlets: Mapped[list] = mapped_column(JSON)  # hamlet codes served
+    created_by: Mapped[str] = mapped_column(String(100))
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The announcement to the hamlets' groups, the day before (made once).
+    announced_broadcast_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RecurringBroadcast(Base):
+    """A broadcast made again and again by a cron-like rule (e.g. the nine steps on the 1st of each month)."""
+
+    __tablename__ = "recurring_broadcasts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    author: Mapped[str] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text)
+    audience: Mapped[dict] = mapped_column(JSON)
+    cron: Mapped[str] = mapped_column(String(100))  # minute hour day month weekday, local time
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Ho_Chi_Minh")
+    next_run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_broadcast_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Lease(Base):

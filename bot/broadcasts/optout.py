@@ -34,6 +34,9 @@ class BroadcastContent:
     messages: dict[str, str]
     phrases: frozenset[str]
     plain: frozenset[str]
+    reminder_step: str = "den_dung_hen"  # the step whose message offers a reminder
+    bring_topic: str = "giay_to_mang_theo"  # the FAQ topic a reminder quotes (what to bring)
+    mobile_topic: str = "cap_luu_dong"  # the FAQ topic whose answer gives the next mobile team visit
 
     def msg(self, key: str, **values) -> str:
         return self.messages[key].format(**values).strip()
@@ -67,6 +70,21 @@ REQUIRED = (
     "bc_send_label",
     "bc_cancel_label",
     "bc_all_label",
+    # reminders and mobile teams' visits
+    "reminder_offer",
+    "reminder_ask_date",
+    "reminder_bad_date",
+    "reminder_past_date",
+    "reminder_far_date",
+    "reminder_set",
+    "reminder_cancelled",
+    "reminder_cancel_label",
+    "reminder_text",
+    "visit_announce",
+    "visit_next",
+    "visit_time_from",
+    "visit_time_range",
+    "weekly_summary",
 )
 
 
@@ -91,7 +109,8 @@ def load(path: Path = CONTENT) -> BroadcastContent:
     plain = frozenset(_norm(p) for p in raw.get("optout_plain") or ())
     if not phrases or any(not p.isascii() for p in plain):
         raise ValueError(f"{path.name}: optout_phrases must be given and optout_plain must be without diacritics")
-    return BroadcastContent(messages, phrases, plain)
+    names = {key: str(raw[key]) for key in ("reminder_step", "bring_topic", "mobile_topic") if raw.get(key)}
+    return BroadcastContent(messages, phrases, plain, **names)
 
 
 def wants(text: str, content: BroadcastContent | None = None) -> bool | None:

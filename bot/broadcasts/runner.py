@@ -37,6 +37,7 @@ def config(settings: Settings) -> SenderConfig:
         concurrency=settings.broadcast_concurrency,
         max_attempts=settings.broadcast_max_attempts,
         lease_ttl=settings.broadcast_lease_ttl,
+        weekly_summary=settings.broadcast_weekly_summary,
     )
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.broadcasts import jobs
 from bot.broadcasts.adapters import NOT_READY_WAIT, Adapter, Result, SendResult, not_ready
 from bot.broadcasts.audience import resolve
 from bot.broadcasts.model import Audience, parts_for
@@ -161,6 +162,8 @@ class SenderConfig:
     backoff_cap: float = 300.0
     idle_poll: float = 1.0
     start_chunk: int = 500  # delivery rows written per transaction when a broadcast starts
+    jobs_every: float = 10.0  # seconds between two looks at due reminders, visits and recurring rules
+    weekly_summary: bool = False  # CCCD_BROADCAST_WEEKLY_SUMMARY
 
 
 class Sender:
@@ -190,6 +193,7 @@ class Sender:
         self._in_flight: set[tuple[str, str]] = set()
         self.recovered_unknown = 0
         self.writer = DeliveryWriter(db, self.holder)
+        self._jobs_at: datetime | None = None
 
     # ---------------------------------------------------------------- lease
 
@@ -378,6 +382,12 @@ class Sender:
         the next start deletes them first.
         """
         now = self.clock()
+        if self._jobs_at is None or (now - self._jobs_at).total_seconds() >= self.config.jobs_every:
+            self._jobs_at = now
+            try:
+                await jobs.make_due(self.db, now, weekly_summary=self.config.weekly_summary)
+            except OperationalError:
+                log.warning("broadcast sender: reminders, visits and recurring rules not looked at (database busy)")
         async with self.db.transaction() as session:
             due = [b.id for b in await repo.due_to_start(session, now)]
         for broadcast_id in due:

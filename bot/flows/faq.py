@@ -41,7 +41,20 @@ def answer_topic(
     if topic.more:
         choices = (Choice(c.msg("faq_more"), f"fm:{topic_id}"), *choices)
     reply = Reply(c.first_part(topic), choices)
-    return respond(new, [reply], log=QueryHandled(Outcomes.ANSWERED, topic_id, score))
+    visit = _next_visit(ctx, topic_id, chat_type)
+    return respond(new, [reply, *visit], log=QueryHandled(Outcomes.ANSWERED, topic_id, score))
+
+
+def _next_visit(ctx: Context, topic_id: str, chat_type: ChatType) -> tuple[Reply, ...]:
+    """The answer about mobile teams, followed by the team's next visit to the person's hamlet, if planned."""
+    from bot.broadcasts import visits
+
+    if ctx.next_visit is None or topic_id != visits.load().mobile_topic:
+        return ()
+    hamlet = ctx.hamlets.get(ctx.chat_hamlet if chat_type is ChatType.GROUP else ctx.user_hamlet)
+    if hamlet is None:
+        return ()
+    return (Reply(visits.next_visit_text(ctx.next_visit, hamlet.name)),)
 
 
 def answer_more(state: State, ctx: Context, topic_id: str, chat_type: ChatType) -> Outcome:

@@ -22,6 +22,12 @@ def show_step(state: State, ctx: Context, slug: str) -> Outcome:
     if index > 0:
         choices.append(Choice(c.msg("step_back"), f"g:b:{slug}"))
     choices += [Choice(c.msg("step_stuck"), f"g:s:{slug}"), menu_choice(ctx)]
+    from bot.broadcasts import reminders
+
+    if slug == reminders.load().reminder_step:
+        # The date was chosen at the step before: offer to remind the person of it (last, so that the
+        # numbers people type for the other buttons stay the same on every step).
+        choices.append(reminders.offer_choice())
     new = state.evolve(flow=Flow.GUIDE, step=slug, finished=False)
     return respond(new, [Reply(f"{header}\n{c.step_text(step)}", tuple(choices))], StepReached(slug))
 

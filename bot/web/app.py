@@ -45,6 +45,7 @@ class DashboardConfig:
     on_registry_change: Callable[[], None] | None = None  # hamlets changed: the chat core reloads them
     on_examples_change: Callable[[], Awaitable[object]] | None = None  # accepted examples changed: the matcher reloads
     grouper: Grouper = field(default_factory=Grouper)  # groups the unanswered questions' wordings
+    on_visits_change: Callable[[], None] | None = None  # mobile teams' visits changed: the FAQ answer reads them again
 
 
 CONFIG = web.AppKey("dashboard_config", DashboardConfig)

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from bot.broadcasts import workflow
+from bot.broadcasts import jobs, visits, workflow
 from bot.broadcasts.audience import dry_run, unknown_codes
 from bot.broadcasts.model import CHANNELS, KINDS, MAX_TEXT, Audience, AudienceError, check_text, parts_for
 from bot.broadcasts.quiet import QuietHours
@@ -45,6 +45,7 @@ DELIVERY_COLUMNS = (
     ("cancelled", "Đã huỷ"),
 )
 KIND_VI = {"group": "nhóm thôn", "private": "người đăng ký"}
+MADE_BY = {"visit": "lịch lưu động", "recurring": "định kỳ", "summary": "tóm tắt tuần"}  # broadcasts not written by hand
 ACTIONS = {"approve", "pause", "resume", "cancel"}
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -134,11 +135,11 @@ async def _list_page(request: web.Request, *, message=None, error=None, form=Non
         rows = []
         for b in await repo.list_recent(session, 100):
             audience = Audience.from_dict(b.audience)
-            if not _in_scope(viewer, audience, communes_of):
-                continue
+            if b.kind == "reminder" or not _in_scope(viewer, audience, communes_of):
+                continue  # a person's own reminder is nobody else's business
             totals = await repo.totals(session, b.id)
             rows.append((b, STATUS_VI.get(b.status, b.status), totals.get("sent", 0), sum(totals.values()),
-                         _audience_words(audience, commune_names, hamlet_names)))
+                         _audience_words(audience, commune_names, hamlet_names), MADE_BY.get(b.kind, "")))
     own = [h for h in hamlets if viewer.commune is None or h[2] == viewer.commune]
     communes = [(c, n) for c, n in commune_names.items() if viewer.commune is None or c == viewer.commune]
     return render("broadcasts.html", request, {
@@ -234,7 +235,7 @@ async def broadcast_detail(request: web.Request) -> web.Response:
         raise web.HTTPNotFound() from None
     async with cfg.db.transaction() as session:
         b = await repo.get(session, broadcast_id)
-        if b is None:
+        if b is None or b.kind == "reminder":
             raise web.HTTPNotFound()
         communes_of = await repo.hamlet_communes(session)
         audience = Audience.from_dict(b.audience)
@@ -286,7 +287,7 @@ async def broadcast_action(request: web.Request) -> web.StreamResponse:
     actor = actor_of(viewer)
     async with cfg.db.transaction() as session:
         b = await repo.get(session, broadcast_id)
-        if b is None:
+        if b is None or b.kind == "reminder":
             raise web.HTTPNotFound()
         communes_of = await repo.hamlet_communes(session)
         audience = Audience.from_dict(b.audience)
@@ -347,11 +348,169 @@ async def policy_change(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"{back}?{urlencode({'msg': 'Đã lưu.'})}")
 
 
+# --- Mobile teams' visits -------------------------------------------------------------------------
+
+
+@roles(*EDITORS)
+async def visit_page(request: web.Request) -> web.Response:
+    return await _visits_page(request, message=request.query.get("msg"), error=request.query.get("err"))
+
+
+async def _visits_page(request: web.Request, *, message=None, error=None, status: int = 200) -> web.Response:
+    from storage import schedules
+
+    cfg = request.app[CONFIG]
+    viewer: auth.Viewer = request[VIEWER]
+    today = cfg.clock().astimezone(jobs.LOCAL).date()
+    async with cfg.db.transaction() as session:
+        commune_names, hamlet_names, hamlets = await _names(session)
+        rows = await schedules.visits(session, viewer.commune, today)
+    communes = [(c, n) for c, n in commune_names.items() if viewer.commune is None or c == viewer.commune]
+    return render("visits.html", request, {
+        "page": "broadcasts", "rows": rows, "hamlet_names": hamlet_names, "commune_names": commune_names, "communes": communes,
+        "hamlets": [h for h in hamlets if viewer.commune is None or h[2] == viewer.commune], "message": message, "error": error,
+    }, status=status)
+
+
+def _visit_commune(viewer: auth.Viewer, form) -> str:
+    return viewer.commune or str(form.get("commune", "")).strip()[:40]
+
+
+@roles(*EDITORS)
+async def visit_change(request: web.Request) -> web.StreamResponse:
+    from storage import schedules
+
+    cfg = request.app[CONFIG]
+    viewer: auth.Viewer = request[VIEWER]
+    action = request.match_info["action"]
+    back = f"{PREFIX}/broadcasts/visits"
+    form = await request.post()
+    today = cfg.clock().astimezone(jobs.LOCAL).date()
+    async with cfg.db.writing() as session:
+        known = await repo.hamlet_communes(session)
+        if action == "cancel":
+            try:
+                visit = await session.get(schedules.MobileVisit, int(str(form.get("id", ""))))
+            except ValueError:
+                visit = None
+            if visit is None or (viewer.commune and visit.commune_code != viewer.commune):
+                raise web.HTTPNotFound()
+            visit.cancelled = True
+            done = "Đã huỷ lịch."
+        elif action in ("add", "import"):
+            commune = _visit_commune(viewer, form)
+            if viewer.commune and commune != viewer.commune:
+                return forbidden(request, "scope")
+            try:
+                if action == "add":
+                    entries = [visits.check_visit(
+                        str(form.get("day", ""))[:20], str(form.get("start", ""))[:10], str(form.get("end", ""))[:10],
+                        str(form.get("place", ""))[: visits.MAX_PLACE + 1], [str(h) for h in form.getall("hamlet", [])], known, commune, today,
+                    )]
+                else:
+                    upload = form.get("file")
+                    data = upload.file.read(1024 * 1024 + 1) if hasattr(upload, "file") else b""
+                    if len(data) > 1024 * 1024:
+                        raise visits.VisitError("tệp lớn quá 1 MB")
+                    entries = visits.parse_csv(data, known, commune, today)
+            except visits.VisitError as exc:
+                raise web.HTTPSeeOther(f"{back}?{urlencode({'err': f'Không lưu được: {exc}.'})}") from None
+            for e in entries:
+                await schedules.add_visit(session, commune=commune, day=e.day, start=e.start, end=e.end, place=e.place,
+                                          hamlets=e.hamlets, by=f"web:{viewer.username}", now=cfg.clock())
+            done = f"Đã lưu {len(entries)} lịch."
+        else:
+            raise web.HTTPNotFound()
+    if cfg.on_visits_change:
+        cfg.on_visits_change()
+    raise web.HTTPSeeOther(f"{back}?{urlencode({'msg': done})}")
+
+
+# --- Recurring broadcasts -------------------------------------------------------------------------
+
+
+@roles(*EDITORS)
+async def recurring_page(request: web.Request) -> web.Response:
+    from storage import schedules
+
+    cfg = request.app[CONFIG]
+    viewer: auth.Viewer = request[VIEWER]
+    async with cfg.db.transaction() as session:
+        commune_names, hamlet_names, hamlets = await _names(session)
+        communes_of = await repo.hamlet_communes(session)
+        rules = [
+            (r, _audience_words(Audience.from_dict(r.audience), commune_names, hamlet_names),
+             jobs.repo_aware(r.next_run_at).astimezone(jobs.LOCAL).strftime("%d/%m/%Y %H:%M"))
+            for r in await schedules.recurring(session)
+            if _in_scope(viewer, Audience.from_dict(r.audience), communes_of)
+        ]
+    communes = [(c, n) for c, n in commune_names.items() if viewer.commune is None or c == viewer.commune]
+    return render("recurring.html", request, {
+        "page": "broadcasts", "rules": rules, "communes": communes, "channels": CHANNELS, "max_text": MAX_TEXT,
+        "hamlets": [h for h in hamlets if viewer.commune is None or h[2] == viewer.commune],
+        "message": request.query.get("msg"), "error": request.query.get("err"),
+    })
+
+
+@roles(*EDITORS)
+async def recurring_change(request: web.Request) -> web.StreamResponse:
+    from croniter import croniter
+
+    from storage import schedules
+
+    cfg = request.app[CONFIG]
+    viewer: auth.Viewer = request[VIEWER]
+    action = request.match_info["action"]
+    back = f"{PREFIX}/broadcasts/recurring"
+    form = await request.post()
+    now = cfg.clock()
+    if action == "add":
+        cron = " ".join(str(form.get("cron", "")).split())[:100]
+        if len(cron.split()) != 5 or not croniter.is_valid(cron):
+            raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Lịch lặp phải có 5 phần: phút giờ ngày tháng thứ, ví dụ 0 8 1 * *.'})}")
+        try:
+            audience = await _form_audience(form, viewer)
+            text = check_text(str(form.get("text", ""))[: MAX_TEXT + 1])
+        except (AudienceError, ValueError):
+            raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Nội dung hoặc người nhận không hợp lệ.'})}") from None
+        async with cfg.db.writing() as session:
+            try:
+                workflow.check_audience(actor_of(viewer), audience, await repo.hamlet_communes(session))
+            except workflow.NotAllowed:
+                return forbidden(request, "scope")
+            if await unknown_codes(session, audience):
+                raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Có xã hoặc thôn không còn trong danh sách.'})}")
+            await schedules.add_recurring(
+                session, author=f"web:{viewer.username}", text=text, audience=audience.to_dict(), cron=cron,
+                timezone=str(jobs.LOCAL), next_run_at=jobs.next_run(cron, str(jobs.LOCAL), now), now=now,
+            )
+        done = "Đã lưu lịch gửi định kỳ."
+    elif action == "stop":
+        async with cfg.db.writing() as session:
+            try:
+                rule = await session.get(schedules.RecurringBroadcast, int(str(form.get("id", ""))))
+            except ValueError:
+                rule = None
+            if rule is None or not _in_scope(viewer, Audience.from_dict(rule.audience), await repo.hamlet_communes(session)):
+                raise web.HTTPNotFound()
+            if viewer.commune is not None and not _may_approve(viewer, Audience.from_dict(rule.audience), await repo.hamlet_communes(session)):
+                return forbidden(request, "scope")
+            rule.active, rule.updated_at = False, now
+        done = "Đã dừng gửi định kỳ."
+    else:
+        raise web.HTTPNotFound()
+    raise web.HTTPSeeOther(f"{back}?{urlencode({'msg': done})}")
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/broadcasts", broadcast_list, name="broadcasts")
     r.add_post("/broadcasts/preview", broadcast_preview)
     r.add_post("/broadcasts", broadcast_submit)
+    r.add_get("/broadcasts/visits", visit_page)
+    r.add_post("/broadcasts/visits/{action}", visit_change)
+    r.add_get("/broadcasts/recurring", recurring_page)
+    r.add_post("/broadcasts/recurring/{action}", recurring_change)
     r.add_get("/broadcasts/rules", policies)
     r.add_post("/broadcasts/rules", policy_change)
     r.add_get("/broadcasts/{id}", broadcast_detail)

@@ -258,7 +258,10 @@ def step_buttons(k: int) -> list[tuple[str, str]]:
     buttons = [("Tiếp theo", f"g:n:{slug}")]
     if k > 1:
         buttons.append(("Quay lại", f"g:b:{slug}"))
-    return buttons + [("Tôi bị vướng ở bước này", f"g:s:{slug}"), ("Về menu", "m")]
+    buttons += [("Tôi bị vướng ở bước này", f"g:s:{slug}"), ("Về menu", "m")]
+    if slug == "den_dung_hen":  # the step after the date was chosen offers a reminder (bot/broadcasts/reminders.py)
+        buttons.append(("Nhắc tôi trước ngày hẹn", "rm"))
+    return buttons
 
 
 # ---------------------------------------------------------------------------- start-up and configuration

@@ -213,3 +213,68 @@ async def test_the_list_shows_only_the_broadcasts_of_the_accounts_commune(sign_i
     assert (await team.get(f"{PREFIX}/broadcasts/{theirs}")).status == 404
     # Text people typed is escaped on every page.
     assert "<script>" not in html
+
+
+async def test_officers_enter_mobile_team_visits_by_form_and_csv(sign_in, client, people_here):
+    from aiohttp import FormData
+
+    from storage import schedules
+
+    officer = await sign_in("officer")
+    token = await csrf(officer, f"{PREFIX}/broadcasts/visits")
+    resp = await officer.post(f"{PREFIX}/broadcasts/visits/add", data={
+        "csrf": token, "day": "2026-11-25", "start": "7h30", "end": "11:00", "place": "Nhà văn hoá TDP 1", "hamlet": [T1, T2],
+    })
+    html = await resp.text()
+    assert "Đã lưu 1 lịch." in html
+    assert rows_of(html, "visits")[0][:4] == ["25/11/2026", "07:30–11:00", "Nhà văn hoá TDP 1", "Tổ dân phố 1, Tổ dân phố 2"]
+
+    def csv_form(body: str) -> FormData:
+        form = FormData()
+        form.add_field("csrf", token)
+        form.add_field("file", body.encode(), filename="lich.csv", content_type="text/csv")
+        return form
+
+    header = "ngay,bat_dau,ket_thuc,dia_diem,thon\n"
+    bad = header + "2026-11-26,07:30,,Nhà văn hoá TDP 2,ngoctrao_tdp02\n27/11/2026,08:00,,Hội trường,camthach_01\n"
+    html = await (await officer.post(f"{PREFIX}/broadcasts/visits/import", data=csv_form(bad))).text()
+    assert "dòng 3: không có thôn camthach_01" in html  # another commune's hamlet: nothing saved
+    good = header + "2026-11-26,07:30,,Nhà văn hoá TDP 2,ngoctrao_tdp02\n27/11/2026,08:00,10:00,Hội trường phường,ngoctrao_tdp03;ngoctrao_tdp04\n"
+    html = await (await officer.post(f"{PREFIX}/broadcasts/visits/import", data=csv_form(good))).text()
+    assert "Đã lưu 2 lịch." in html and len(rows_of(html, "visits")) == 3
+    past = await officer.post(f"{PREFIX}/broadcasts/visits/add", data={
+        "csrf": token, "day": "2026-11-01", "start": "07:30", "end": "", "place": "x", "hamlet": T1})
+    assert "đã qua" in await past.text()
+    async with people_here.transaction() as s:
+        first = (await schedules.visits(s, COMMUNE, __import__("datetime").date(2026, 11, 1)))[0]
+    await client.post(f"{PREFIX}/logout", data={"csrf": await csrf(client)})
+    other = await sign_in("officer_other")
+    token = await csrf(other, f"{PREFIX}/broadcasts/visits")
+    assert (await other.post(f"{PREFIX}/broadcasts/visits/cancel", data={"csrf": token, "id": str(first.id)})).status == 404
+    await client.post(f"{PREFIX}/logout", data={"csrf": await csrf(client)})
+    team = await sign_in("team")
+    assert (await team.get(f"{PREFIX}/broadcasts/visits")).status == 403
+
+
+async def test_officers_set_recurring_broadcasts(sign_in, client, people_here):
+    from storage import schedules
+
+    officer = await sign_in("officer")
+    token = await csrf(officer, f"{PREFIX}/broadcasts/recurring")
+    base = {"csrf": token, "text": TEXT, "scope": "some", "commune": COMMUNE, "kind": "group"}
+    html = await (await officer.post(f"{PREFIX}/broadcasts/recurring/add", data={**base, "cron": "0 8 32 * *"})).text()
+    assert "5 phần" in html
+    assert (await officer.post(f"{PREFIX}/broadcasts/recurring/add", data={**base, "commune": OTHER, "cron": "0 8 1 * *"})).status == 403
+    html = await (await officer.post(f"{PREFIX}/broadcasts/recurring/add", data={**base, "cron": "0 8 1 * *"})).text()
+    assert "Đã lưu lịch gửi định kỳ." in html
+    row = rows_of(html, "recurring")[0]
+    assert row[:2] == ["0 8 1 * *", "01/12/2026 08:00"]  # the fixture's clock is 20 November
+    async with people_here.transaction() as s:
+        [rule] = await schedules.recurring(s)
+    resp = await officer.post(f"{PREFIX}/broadcasts/recurring/stop", data={"csrf": token, "id": str(rule.id)})
+    assert "Đã dừng gửi định kỳ." in await resp.text()
+    async with people_here.transaction() as s:
+        assert not (await schedules.recurring(s))[0].active
+    await client.post(f"{PREFIX}/logout", data={"csrf": await csrf(client)})
+    team = await sign_in("team")
+    assert (await team.get(f"{PREFIX}/broadcasts/recurring")).status == 403

@@ -1,0 +1,128 @@
+"""Appointment reminders: offered on the guide's step "Đến đúng hẹn" (after the person chose a date in step 8);
+the person types or picks the date; the evening before, the bot reminds them where to go and what to bring.
+`/huynhac` (or the button) cancels at any time.
+
+Pure: the flow returns an Outcome with a `ReminderWanted` or `ReminderCancelled` event; the service stores
+it (storage/schedules.py) and the broadcast sender sends it when due, like a broadcast of one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from bot.broadcasts.optout import load
+from bot.conversation import Context, Flow, Outcome, State
+from bot.flows.common import respond
+from bot.messages import ChatType, Choice, Incoming, Reply
+from bot.normalize import fold_key
+
+PREFIX = "rm"
+LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
+EVENING = time(19, 0)  # when the reminder goes out, the evening before (local time)
+MAX_DAYS = 120
+_NUMERIC = re.compile(r"^(?:ngay\s*)?(\d{1,2})\s*[/.\-]\s*(\d{1,2})(?:\s*[/.\-]\s*(\d{2}|\d{4}))?$")
+_WORDS = re.compile(r"^(?:ngay\s*)?(\d{1,2})\s*thang\s*(\d{1,2})(?:\s*nam\s*(\d{4}))?$")
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderWanted:
+    day: date
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderCancelled:
+    pass
+
+
+def _msg(key: str, **values) -> str:
+    return load().msg(key, **values)
+
+
+def today(ctx: Context) -> date:
+    return ctx.now.astimezone(LOCAL).date()
+
+
+def remind_at(day: date, now: datetime) -> datetime:
+    """The evening before the appointment (UTC); at once when that evening has begun already."""
+    evening = datetime.combine(day - timedelta(days=1), EVENING, tzinfo=LOCAL).astimezone(timezone.utc)
+    return max(evening, now)
+
+
+def shown(day: date) -> str:
+    return day.strftime("%d/%m/%Y")
+
+
+def offer_choice() -> Choice:
+    return Choice(_msg("reminder_offer"), PREFIX)
+
+
+def ask(state: State, ctx: Context, prefix: tuple[Reply, ...] = ()) -> Outcome:
+    first = today(ctx)
+    days = [first + timedelta(days=k) for k in (1, 2, 3)]
+    choices = tuple(Choice(d.strftime("%d/%m"), f"{PREFIX}:{d.isoformat()}") for d in days)
+    example = (first + timedelta(days=7)).strftime("%d/%m")
+    reply = Reply(_msg("reminder_ask_date", example=example), (*choices, Choice(_msg("reminder_cancel_label"), f"{PREFIX}:x")))
+    return respond(state.evolve(flow=Flow.REMIND), [*prefix, reply], log=None)
+
+
+def cancel(state: State) -> Outcome:
+    keep = state.flow if state.flow not in (Flow.REMIND,) else Flow.IDLE
+    return respond(state.evolve(flow=keep), [Reply(_msg("reminder_cancelled"))], ReminderCancelled(), log=None)
+
+
+def parse_day(text: str, first: date) -> date | None:
+    """A date typed as 15/12, 15-12-2026, "ngày 15 tháng 12"; without a year, the next such day from `first`."""
+    compact = re.sub(r"\s+", " ", text.strip().lower()).replace("ngày", "ngay")
+    for pattern, source in ((_NUMERIC, compact), (_WORDS, fold_key(text))):
+        found = pattern.match(source)
+        if not found:
+            continue
+        d, m, y = int(found.group(1)), int(found.group(2)), found.group(3)
+        try:
+            if y:
+                year = int(y) + (2000 if len(y) == 2 else 0)
+                return date(year, m, d)
+            day = date(first.year, m, d)
+            return day if day >= first else date(first.year + 1, m, d)
+        except ValueError:
+            return None
+    return None
+
+
+def set_day(state: State, ctx: Context, day: date) -> Outcome:
+    first = today(ctx)
+    if day <= first:
+        return respond(state, [Reply(_msg("reminder_past_date"))], log=None)
+    if day > first + timedelta(days=MAX_DAYS):
+        return respond(state, [Reply(_msg("reminder_far_date", days=MAX_DAYS))], log=None)
+    eve = (day - timedelta(days=1)).strftime("%d/%m")
+    reply = Reply(_msg("reminder_set", eve=eve, date=shown(day)), (Choice(_msg("reminder_cancel_label"), f"{PREFIX}:x"),))
+    return respond(state.evolve(flow=Flow.IDLE), [reply], ReminderWanted(day), log=None)
+
+
+def typed(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome | None:
+    """Text while the bot waits for the date; None for a command (it leaves the flow)."""
+    if msg.chat_type is not ChatType.PRIVATE or text.startswith("/"):
+        return None
+    day = parse_day(text, today(ctx))
+    if day is None:
+        example = (today(ctx) + timedelta(days=7)).strftime("%d/%m")
+        return respond(state, [Reply(_msg("reminder_bad_date", example=example))], log=None)
+    return set_day(state, ctx, day)
+
+
+def press(state: State, msg: Incoming, ctx: Context, arg: str) -> Outcome | None:
+    if msg.chat_type is not ChatType.PRIVATE:
+        return None
+    if not arg:
+        return ask(state, ctx)
+    if arg == "x":
+        return cancel(state)
+    try:
+        day = date.fromisoformat(arg)
+    except ValueError:
+        return None
+    return set_day(state, ctx, day)
