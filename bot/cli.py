@@ -222,11 +222,45 @@ def _ask_record(matcher, catalog: Catalog, question: str) -> dict:
     }
 
 
+def _accepted_examples(settings) -> dict[str, list[str]]:
+    """The examples admins accepted on the dashboard, so that `ask` answers as the running bot does.
+
+    `ask` also works where no database was ever made (a content writer's laptop): it never creates one,
+    and reads none from a SQLite file that does not exist. A database that cannot be read is said on
+    stderr (stdout stays the answers, for scripts) and the content alone answers."""
+    from sqlalchemy.engine import make_url
+
+    from storage import unanswered_marks
+    from storage.db import Database
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).is_file()):
+        return {}
+
+    async def read() -> dict[str, list[str]]:
+        db = Database(settings.database_url)
+        try:
+            async with db.transaction() as session:
+                return await unanswered_marks.accepted_examples(session)
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(read())
+    except Exception as exc:  # unreachable server, tables not made yet: the content still answers
+        print(say("ask_no_examples", error=type(exc).__name__), file=sys.stderr)
+        return {}
+
+
 def cmd_ask(args) -> int:
+    from bot.catalog import with_added_examples
     from bot.matcher import Matcher
 
     settings = _settings()
     catalog = _catalog_or_exit(settings)
+    added = _accepted_examples(settings)
+    if added:
+        catalog = with_added_examples(catalog, added)
     matcher = Matcher(catalog)
     questions = [" ".join(args.question)] if args.question else (line.rstrip("\n") for line in sys.stdin)
     for question in questions:

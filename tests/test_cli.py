@@ -94,6 +94,18 @@ def test_ask_json_reads_lines_in_order(tmp_path):
     assert records[1]["answer"]
 
 
+def test_ask_answers_from_the_content_when_the_database_cannot_be_read(tmp_path):
+    # A configured PostgreSQL that is down: the answers still come (stdout stays JSON), the reason on stderr.
+    url = "postgresql+asyncpg://nobody@127.0.0.1:9/none"
+    result = run(["ask", "--json", "lệ phí làm căn cước bao nhiêu tiền"], tmp_path, CCCD_DATABASE_URL=url)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["topic"] == "le_phi"
+    assert "không đọc được các câu ví dụ đã duyệt" in result.stderr and "Traceback" not in result.stderr
+    # No database at all (the default SQLite file was never made): nothing said, and none made.
+    quiet = run(["ask", "--json", "lệ phí làm căn cước bao nhiêu tiền"], tmp_path)
+    assert quiet.stderr == "" and not (tmp_path / "cli.sqlite3").exists()
+
+
 def test_piped_chat_reaches_the_last_step(tmp_path):
     lines = ["/start", "11", "/huongdan"] + ["tiếp"] * 8
     result = run(["chat"], tmp_path, stdin="\n".join(lines) + "\n")

@@ -7,7 +7,11 @@ resident's same question is answered. A second process on the same database foll
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import re
+import sys
 from datetime import date, datetime, timezone
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -29,6 +33,16 @@ async def ask(client, text: str) -> str:
     resp = await client.post("/chat/api/message", json={"text": text})
     assert resp.status == 200, await resp.text()
     return "\n".join(t for r in (await resp.json())["replies"] for t in r["texts"])
+
+
+async def ask_cli(db_url: str, text: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCCD_")} | {"CCCD_DATABASE_URL": db_url}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "ask", "--json", text, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0 and not err, err.decode()
+    return json.loads(out)
 
 
 async def sign_in(client, username: str) -> str:
@@ -85,6 +99,8 @@ async def test_an_accepted_proposal_is_answered_by_the_bot(db_url, catalog):
         accepted = re.search(r'<table id="accepted">(.*?)</table>', page, re.S).group(1)
         assert QUESTION in accepted and "không dùng" not in accepted
         assert answer_start in await ask(client, QUESTION)
+        # `cccd-bot ask` on the same database answers it too (people script the FAQ with it).
+        assert (await ask_cli(db_url, QUESTION))["topic"] == TOPIC
 
         # Another process on the same database (a second replica) uses it after its periodic check.
         other = ChatService(db, catalog, Settings(_env_file=None, database_url=db_url))
