@@ -303,7 +303,7 @@ class TelegramChannel:
             log.warning("telegram: @%s: %s", self.username, self.privacy_log())
         await self._register_commands()
         if self.mode == "webhook" and not self.receive:
-            self._set_status(True, f"bật: chỉ gửi, bot @{self.username} (tiến trình này không nhận tin)")
+            self._set_status(True, say("telegram_status_send_only", name=self.username))
             self.ready.set()
             return
         if self.mode == "webhook":
@@ -316,11 +316,11 @@ class TelegramChannel:
             if not done:
                 self._set_status(False, say("telegram_webhook_refused"))
             else:
-                self._set_status(True, f"bật: webhook tại {webhook_path(self.webhook_url)}, bot @{self.username}")
+                self._set_status(True, say("telegram_status_webhook", path=webhook_path(self.webhook_url), name=self.username))
             self.ready.set()
             return
         await self._persist("deleteWebhook", lambda: self.bot.delete_webhook(drop_pending_updates=False))
-        self._set_status(True, f"bật: long polling, bot @{self.username}")
+        self._set_status(True, say("telegram_status_polling", name=self.username))
         self.ready.set()
         if self.receive:
             await self._poll()

@@ -215,7 +215,7 @@ class ZaloBotChannel:
         self.mention_names = settings.zalo_bot_mentions()
         self.typing = Typing(self._send_typing, settings.typing_after_seconds)
         self.mode = "webhook" if self.webhook_url else "polling"
-        self.detail = f"bật ({self.mode})"
+        self.detail = say("status_on_mode", mode=self.mode)
         self._http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
@@ -290,20 +290,20 @@ class ZaloBotChannel:
         # arrives while setWebhook is still being answered, and must not be refused as "not ready").
         self.ready.set()
         if not self.receive:
-            self.detail = f"bật: chỉ gửi, bot {name} (tiến trình này không nhận tin), {group_note}"
+            self.detail = say("zalo_bot_status_send_only", name=name, groups=group_note)
         elif self.webhook_url:
             if self.server_started is not None:
                 # setWebhook calls the URL back before it answers: not before this server listens.
                 await self.server_started.wait()
             result = await self._set_webhook()
             if result is not None:
-                self.detail = f"bật: webhook {self.webhook_url} (không long polling), bot {name}, {group_note}{self._verification(result)}"
+                self.detail = say("zalo_bot_status_webhook", url=self.webhook_url, name=name, groups=group_note) + self._verification(result)
             else:
                 self.detail = f"{say('zalo_bot_webhook_refused', url=self.webhook_url)}; {group_note}"
                 working = False
         else:
             await self._delete_webhook()
-            self.detail = f"bật: long polling (đã xóa webhook), bot {name}, {group_note}"
+            self.detail = say("zalo_bot_status_polling", name=name, groups=group_note)
         if self.status is not None:
             self.status.detail = self.detail
             self.status.on = working

@@ -516,13 +516,13 @@ class ZaloOAChannel:
                 if problem is not None and not introduced:
                     log.warning("zalo_oa: could not read the OA's name (%s); group messages starting with @ count as mentions", problem)
                 if not introduced or self.oa_name != known:
-                    self._set_detail(f"bật: webhook {self.settings.zalo_oa_webhook_path}, OA {self.oa_name or '?'}", quiet=introduced)
+                    self._set_detail(say("zalo_oa_status_named", path=self.settings.zalo_oa_webhook_path, name=self.oa_name or "?"), quiet=introduced)
                     introduced = True
             except OAError as exc:  # from the token: none usable, or OAuth did not answer a needed refresh
                 self._reached(exc, self.settings.zalo_oa_oauth_base)
                 log.error("zalo_oa: %s", exc)
                 if not introduced and not warned:
-                    self._set_detail(f"bật: webhook {self.settings.zalo_oa_webhook_path}; " + say("zalo_oa_no_token", reason=exc.message))
+                    self._set_detail(say("zalo_oa_status", path=self.settings.zalo_oa_webhook_path) + "; " + say("zalo_oa_no_token", reason=exc.message))
                     warned = True
             except Exception:
                 log.exception("zalo_oa: token check failed")
@@ -875,7 +875,7 @@ class ZaloOAChannel:
                 await people.set_chat_active(session, CHANNEL, chat_id, False)
             self.undeliverable[GROUP_OFF] += 1
             self.inactive_groups[chat_id] = say(GROUP_INACTIVE_SAID[exc.code], code=exc.code)
-            self._set_detail(self._detail or f"bật: webhook {self.settings.zalo_oa_webhook_path}", quiet=True)
+            self._set_detail(self._detail or say("zalo_oa_status", path=self.settings.zalo_oa_webhook_path), quiet=True)
             return Refused(f"{GROUP_OFF}: error {exc.code}", whole_chat=True)
         if exc.code in PERSON_UNREACHABLE:
             result = WINDOW_CLOSED if exc.code in WINDOW_ERRORS else NOT_A_FOLLOWER if exc.code == NOT_FOLLOWER else UNREACHABLE_PERSON
