@@ -11,15 +11,15 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-STATUS_VI = {
-    "draft": "nháp",
-    "awaiting_approval": "chờ duyệt",
-    "scheduled": "đã lên lịch",
-    "sending": "đang gửi",
-    "paused": "tạm dừng",
-    "done": "xong",
-    "cancelled": "đã huỷ",
-}
+
+
+def _status(status: str) -> str:
+    """A broadcast status as the dashboard names it (dashboard.yaml: bc_status_<status>)."""
+    from bot.broadcasts.report import status_name
+    from bot.cli import _settings
+    from bot.web.texts import load_dashboard_texts
+
+    return status_name(load_dashboard_texts(_settings().content_dir), status)
 
 
 def _now() -> datetime:
@@ -104,7 +104,7 @@ def cmd_create(args) -> int:
         actor = _actor(settings, args.as_)
         b = await workflow.create(db, actor, text, audience, _now(), scheduled_at=at)
         b = await workflow.submit(db, actor, b.id, _now())
-        print(f"tin số {b.id}: {STATUS_VI[b.status]}")
+        print(f"tin số {b.id}: {_status(b.status)}")
         return 0
 
     return _run(go)
@@ -138,7 +138,7 @@ def _transition(name: str):
         async def go(settings, db):
             actor = _actor(settings, args.as_)
             b = await getattr(workflow, name)(db, actor, args.id, _now())
-            print(f"tin số {b.id}: {STATUS_VI[b.status]}")
+            print(f"tin số {b.id}: {_status(b.status)}")
             return 0
 
         return _run(go)
@@ -156,34 +156,30 @@ def cmd_list(args) -> int:
                 totals = await repo.totals(session, b.id)
                 first = b.text.splitlines()[0][:50]
                 done = totals.get("sent", 0)
-                print(f"{b.id:>5}  {STATUS_VI.get(b.status, b.status):<12} {done:>6}/{sum(totals.values()):<6} {b.author:<20} {first}")
+                print(f"{b.id:>5}  {_status(b.status):<12} {done:>6}/{sum(totals.values()):<6} {b.author:<20} {first}")
         return 0
 
     return _run(go)
 
 
 def cmd_report(args) -> int:
-    from storage import broadcasts as repo
+    from bot.broadcasts import report as reports
 
     async def go(settings, db):
         async with db.transaction() as session:
-            b = await repo.get(session, args.id)
-            if b is None:
-                print(f"lỗi: không có tin số {args.id}", file=sys.stderr)
-                return 1
-            rows = await repo.report(session, args.id)
-            unknown = [d for d in await repo.deliveries(session, args.id) if d.status == "unknown"]
-        print(f"tin số {b.id}: {STATUS_VI.get(b.status, b.status)}; tạo bởi {b.author}, duyệt bởi {b.approver or '-'}")
-        table: dict[tuple, dict[str, int]] = {}
-        for hamlet, channel, kind, status, n in rows:
-            table.setdefault((hamlet or "-", channel, kind), {})[status] = n
-        cols = ("sent", "failed", "blocked", "no_window", "opted_out", "unknown", "pending", "cancelled")
+            found = await reports.read(session, args.id, unknown_limit=10_000)
+        if found is None:
+            print(f"lỗi: không có tin số {args.id}", file=sys.stderr)
+            return 1
+        b = found.broadcast
+        print(f"tin số {b.id}: {_status(b.status)}; tạo bởi {b.author}, duyệt bởi {b.approver or '-'}")
+        cols = reports.COLUMNS
         print(f"{'thôn':<20} {'kênh':<10} {'loại':<8} " + " ".join(f"{c:>9}" for c in cols))
-        for (hamlet, channel, kind), counts in sorted(table.items()):
-            print(f"{hamlet:<20} {channel:<10} {kind:<8} " + " ".join(f"{counts.get(c, 0) + (counts.get('sending', 0) if c == 'pending' else 0):>9}" for c in cols))
-        if unknown:
+        for (hamlet, channel, kind), counts in found.table:
+            print(f"{hamlet or '-':<20} {channel:<10} {kind:<8} " + " ".join(f"{counts.get(c, 0):>9}" for c in cols))
+        if found.unknown:
             print("không rõ đã tới hay chưa (không gửi lại):")
-            for d in unknown:
+            for d in found.unknown:
                 print(f"  {d.channel} {d.kind} {d.chat_id} ({d.hamlet_code or '-'})")
         return 0
 

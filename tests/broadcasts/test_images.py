@@ -190,3 +190,22 @@ async def test_zalo_oa_sends_the_image_as_its_media_template_with_the_text(world
     assert got == [("g1", True, url, "Lịch tổ cấp lưu động: xem ảnh."), ("u1", False, url, "Lịch tổ cấp lưu động: xem ảnh.")]
     async with world.transaction() as session:
         assert await repo.totals(session, b.id) == {DeliveryStatus.SENT: 2}
+
+
+async def test_the_server_serves_the_image_where_zalo_fetches_it(world, clock, db_url, catalog):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.config import Settings
+    from bot.server import create_app
+
+    data = png(80, 60)
+    _, image = await with_image(world, clock, data)
+    app = create_app(Settings(_env_file=None, database_url=db_url, public_url=PUBLIC), catalog, world, role="web", instance="web-1")
+    async with TestClient(TestServer(app)) as client:
+        path = image.url(PUBLIC)[len(PUBLIC):]
+        assert path == f"/media/broadcasts/{image.key}.png"
+        resp = await client.get(path)
+        assert resp.status == 200 and resp.content_type == "image/png" and await resp.read() == data
+        assert (await client.get(f"/media/broadcasts/{image.key}.jpg")).status == 404  # not under another name
+        assert (await client.get(f"/media/broadcasts/{'0' * 32}.png")).status == 404
+        assert (await client.get("/media/broadcasts/..%2Fcccd-bot.sqlite3")).status == 404
