@@ -13,6 +13,7 @@ import re
 from urllib.parse import urlencode
 
 from aiohttp import web
+from markupsafe import Markup
 
 from bot.broadcasts import images, jobs, visits, workflow
 from bot.broadcasts import report as reports
@@ -47,9 +48,17 @@ def texts(request: web.Request) -> WebTexts:
 
 
 def page(template: str, request: web.Request, context: dict, status: int = 200) -> web.Response:
-    """A broadcast page, with `tx(id, **values)` for its texts and the names of statuses, kinds and channels."""
+    """A broadcast page, with `tx(id, **values)` for its texts (escaped; a value made with `code(...)` is
+    shown as code) and the names of statuses, kinds and channels."""
     t = texts(request)
-    return render(template, request, {"page": "broadcasts", "tx": t.get, **context}, status=status)
+
+    def tx(key: str, **values) -> Markup:
+        return Markup.escape(t.messages[key]).format(**values)
+
+    def code(value: str) -> Markup:
+        return Markup("<code>{}</code>").format(value)
+
+    return render(template, request, {"page": "broadcasts", "tx": tx, "code": code, **context}, status=status)
 
 
 def back_to(path: str, **query: str) -> web.HTTPSeeOther:
@@ -362,8 +371,8 @@ async def policies(request: web.Request) -> web.Response:
                 continue
             p = await repo.policy(session, code)
             rows.append((code, name, p.approval_required, p.quiet_start, p.quiet_end))
-    return render("broadcast_rules.html", request, {
-        "page": "broadcasts", "rows": rows, "message": request.query.get("msg"), "error": request.query.get("err"),
+    return page("broadcast_rules.html", request, {
+        "rows": rows, "message": request.query.get("msg"), "error": request.query.get("err"),
     })
 
 
@@ -377,14 +386,15 @@ async def policy_change(request: web.Request) -> web.StreamResponse:
         return forbidden(request, "scope")
     start, end = str(form.get("quiet_start", "")).strip(), str(form.get("quiet_end", "")).strip()
     back = f"{PREFIX}/broadcasts/rules"
+    t = texts(request)
     if not (_HHMM.match(start) and _HHMM.match(end)):
-        raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Giờ nghỉ phải có dạng GG:PP, ví dụ 21:00.'})}")
+        raise back_to(back, err=t.get("rules_err_time"))
     QuietHours(start, end)  # a valid pair (equal: no quiet hours)
     async with cfg.db.writing() as session:
         if code not in dict(await registry.communes(session)):
-            raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Không có xã/phường này.'})}")
+            raise back_to(back, err=t.get("rules_err_commune"))
         await repo.set_policy(session, code, approval_required=form.get("approval") == "on", quiet_start=start, quiet_end=end)
-    raise web.HTTPSeeOther(f"{back}?{urlencode({'msg': 'Đã lưu.'})}")
+    raise back_to(back, msg=t.get("bc_saved"))
 
 
 # --- Mobile teams' visits -------------------------------------------------------------------------
@@ -405,8 +415,8 @@ async def _visits_page(request: web.Request, *, message=None, error=None, status
         commune_names, hamlet_names, hamlets = await _names(session)
         rows = await schedules.visits(session, viewer.commune, today)
     communes = [(c, n) for c, n in commune_names.items() if viewer.commune is None or c == viewer.commune]
-    return render("visits.html", request, {
-        "page": "broadcasts", "rows": rows, "hamlet_names": hamlet_names, "commune_names": commune_names, "communes": communes,
+    return page("visits.html", request, {
+        "rows": rows, "hamlet_names": hamlet_names, "commune_names": commune_names, "communes": communes,
         "hamlets": [h for h in hamlets if viewer.commune is None or h[2] == viewer.commune], "message": message, "error": error,
     }, status=status)
 
@@ -423,6 +433,7 @@ async def visit_change(request: web.Request) -> web.StreamResponse:
     viewer: auth.Viewer = request[VIEWER]
     action = request.match_info["action"]
     back = f"{PREFIX}/broadcasts/visits"
+    t = texts(request)
     form = await read_form(request)
     today = cfg.clock().astimezone(jobs.LOCAL).date()
     async with cfg.db.writing() as session:
@@ -435,7 +446,7 @@ async def visit_change(request: web.Request) -> web.StreamResponse:
             if visit is None or (viewer.commune and visit.commune_code != viewer.commune):
                 raise web.HTTPNotFound()
             visit.cancelled = True
-            done = "Đã huỷ lịch."
+            done = t.get("visits_done_cancel")
         elif action in ("add", "import"):
             commune = _visit_commune(viewer, form)
             if viewer.commune and commune != viewer.commune:
@@ -450,19 +461,19 @@ async def visit_change(request: web.Request) -> web.StreamResponse:
                     upload = form.get("file")
                     data = upload.data if isinstance(upload, Upload) else b""
                     if isinstance(upload, Upload) and upload.too_big:
-                        raise visits.VisitError("tệp lớn quá 1 MB")
+                        raise visits.VisitError(t.get("visits_err_file_too_big", max_mb=images.MAX_BYTES // (1024 * 1024)))
                     entries = visits.parse_csv(data, known, commune, today)
             except visits.VisitError as exc:
-                raise web.HTTPSeeOther(f"{back}?{urlencode({'err': f'Không lưu được: {exc}.'})}") from None
+                raise back_to(back, err=t.get("visits_err", reason=str(exc))) from None
             for e in entries:
                 await schedules.add_visit(session, commune=commune, day=e.day, start=e.start, end=e.end, place=e.place,
                                           hamlets=e.hamlets, by=f"web:{viewer.username}", now=cfg.clock())
-            done = f"Đã lưu {len(entries)} lịch."
+            done = t.get("visits_done_saved", n=len(entries))
         else:
             raise web.HTTPNotFound()
     if cfg.on_visits_change:
         cfg.on_visits_change()
-    raise web.HTTPSeeOther(f"{back}?{urlencode({'msg': done})}")
+    raise back_to(back, msg=done)
 
 
 # --- Recurring broadcasts -------------------------------------------------------------------------
@@ -485,8 +496,8 @@ async def recurring_page(request: web.Request) -> web.Response:
             if _in_scope(viewer, Audience.from_dict(r.audience), communes_of)
         ]
     communes = [(c, n) for c, n in commune_names.items() if viewer.commune is None or c == viewer.commune]
-    return render("recurring.html", request, {
-        "page": "broadcasts", "rules": rules, "communes": communes, "channels": CHANNELS, "max_text": MAX_TEXT,
+    return page("recurring.html", request, {
+        "rules": rules, "communes": communes, "channels": CHANNELS, "max_text": MAX_TEXT,
         "hamlets": [h for h in hamlets if viewer.commune is None or h[2] == viewer.commune],
         "message": request.query.get("msg"), "error": request.query.get("err"),
     })
@@ -502,29 +513,30 @@ async def recurring_change(request: web.Request) -> web.StreamResponse:
     viewer: auth.Viewer = request[VIEWER]
     action = request.match_info["action"]
     back = f"{PREFIX}/broadcasts/recurring"
+    t = texts(request)
     form = await read_form(request)
     now = cfg.clock()
     if action == "add":
         cron = " ".join(str(form.get("cron", "")).split())[:100]
         if len(cron.split()) != 5 or not croniter.is_valid(cron):
-            raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Lịch lặp phải có 5 phần: phút giờ ngày tháng thứ, ví dụ 0 8 1 * *.'})}")
+            raise back_to(back, err=t.get("recurring_err_cron"))
         try:
             audience = await _form_audience(form, viewer)
             text = check_text(str(form.get("text", ""))[: MAX_TEXT + 1])
         except (AudienceError, ValueError):
-            raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Nội dung hoặc người nhận không hợp lệ.'})}") from None
+            raise back_to(back, err=t.get("recurring_err_invalid")) from None
         async with cfg.db.writing() as session:
             try:
                 workflow.check_audience(actor_of(viewer), audience, await repo.hamlet_communes(session))
             except workflow.NotAllowed:
                 return forbidden(request, "scope")
             if await unknown_codes(session, audience):
-                raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Có xã hoặc thôn không còn trong danh sách.'})}")
+                raise back_to(back, err=t.get("bc_err_unknown_codes"))
             await schedules.add_recurring(
                 session, author=f"web:{viewer.username}", text=text, audience=audience.to_dict(), cron=cron,
                 timezone=str(jobs.LOCAL), next_run_at=jobs.next_run(cron, str(jobs.LOCAL), now), now=now,
             )
-        done = "Đã lưu lịch gửi định kỳ."
+        done = t.get("recurring_done_saved")
     elif action == "stop":
         async with cfg.db.writing() as session:
             try:
@@ -536,10 +548,10 @@ async def recurring_change(request: web.Request) -> web.StreamResponse:
             if viewer.commune is not None and not _may_approve(viewer, Audience.from_dict(rule.audience), await repo.hamlet_communes(session)):
                 return forbidden(request, "scope")
             rule.active, rule.updated_at = False, now
-        done = "Đã dừng gửi định kỳ."
+        done = t.get("recurring_done_stopped")
     else:
         raise web.HTTPNotFound()
-    raise web.HTTPSeeOther(f"{back}?{urlencode({'msg': done})}")
+    raise back_to(back, msg=done)
 
 
 def add_routes(app: web.Application) -> None:

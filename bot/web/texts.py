@@ -62,7 +62,20 @@ DASHBOARD_FIELDS: dict[str, frozenset[str]] = {
         "bc_status_scheduled": "", "bc_status_sending": "", "bc_status_paused": "", "bc_status_done": "",
         "bc_status_cancelled": "", "bc_column_sent": "", "bc_column_failed": "", "bc_column_blocked": "",
         "bc_column_no_window": "", "bc_column_opted_out": "", "bc_column_unknown": "", "bc_column_pending": "",
-        "bc_column_cancelled": "",
+        "bc_column_cancelled": "", "bc_save": "", "bc_saved": "", "bc_commune_label": "", "bc_cancel_button": "",
+        "bc_back_to_broadcasts": "", "rules_title": "", "rules_note": "", "rules_col_approval": "",
+        "rules_col_quiet": "", "rules_needs_approval": "", "rules_start": "", "rules_end": "", "rules_err_time": "",
+        "rules_err_commune": "", "visits_note": "", "visits_col_day": "", "visits_col_time": "",
+        "visits_col_place": "", "visits_col_hamlets": "", "visits_col_announced": "", "visits_cancelled": "",
+        "visits_announced_in": "id", "visits_not_yet": "", "visits_none": "", "visits_add_heading": "",
+        "visits_day": "", "visits_from": "", "visits_to": "", "visits_place": "", "visits_place_example": "",
+        "visits_hamlets_legend": "", "visits_save": "", "visits_import_heading": "", "visits_file_label": "",
+        "visits_import_note": "example header", "visits_import_example": "", "visits_import_button": "", "visits_done_cancel": "",
+        "visits_done_saved": "n", "visits_err": "reason", "visits_err_file_too_big": "max_mb", "recurring_note": "",
+        "recurring_col_rule": "", "recurring_col_next": "", "recurring_col_author": "", "recurring_stopped": "",
+        "recurring_stop": "", "recurring_none": "", "recurring_add_heading": "", "recurring_cron_label": "example",
+        "recurring_err_cron": "", "recurring_err_invalid": "", "recurring_done_saved": "",
+        "recurring_done_stopped": "",
     }.items()
 }
 

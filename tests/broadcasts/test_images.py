@@ -111,6 +111,17 @@ async def test_a_long_text_follows_the_image_and_a_retry_does_not_send_the_image
     assert (d.status, d.parts_sent, d.attempts) == (DeliveryStatus.SENT, 2, 4)
 
 
+async def send_through_zalo_bot(world, clock, fake: FakeZaloBot, public_url: str | None) -> None:
+    """Run a sender over the real Zalo Bot adapter and client against `fake`, then close the fake."""
+    try:
+        async with aiohttp.ClientSession() as http:
+            adapter = ZaloBotAdapter(ZaloBotApi(fake.token, fake.base_url, http=http), public_url=public_url)
+            sender = Sender(world, {"zalo_bot": adapter}, {"zalo_bot": ChannelPacer(FAST)}, config=SenderConfig(), clock=clock)
+            await send_all(sender, clock, rounds=2)
+    finally:
+        await fake.close()
+
+
 async def test_zalo_bot_sends_the_image_by_its_public_address(world, clock):
     fake = FakeZaloBot()
     await fake.start()
@@ -119,13 +130,7 @@ async def test_zalo_bot_sends_the_image_by_its_public_address(world, clock):
             (await people.touch_user(session, "zalo_bot", uid, clock())).hamlet_code = "a1"
             await people.touch_chat(session, "zalo_bot", uid, "private", clock())
     b, image = await with_image(world, clock, jpeg(), audience=Audience("hamlets", ("a1",), kinds=("private",), channels=("zalo_bot",)))
-    try:
-        async with aiohttp.ClientSession() as http:
-            adapter = ZaloBotAdapter(ZaloBotApi(fake.token, fake.base_url, http=http), public_url=PUBLIC)
-            sender = Sender(world, {"zalo_bot": adapter}, {"zalo_bot": ChannelPacer(FAST)}, config=SenderConfig(), clock=clock)
-            await send_all(sender, clock, rounds=2)
-    finally:
-        await fake.close()
+    await send_through_zalo_bot(world, clock, fake, PUBLIC)
     url = f"{PUBLIC}/media/broadcasts/{image.key}.jpg"
     assert sorted((p["chat_id"], p["photo"], p["caption"]) for p in fake.photos()) == [
         ("z1", url, "Lịch tổ cấp lưu động: xem ảnh."), ("z2", url, "Lịch tổ cấp lưu động: xem ảnh."),
@@ -139,13 +144,7 @@ async def test_without_a_public_address_zalo_cannot_fetch_the_image_and_the_deli
     async with world.transaction() as session:
         (await people.touch_user(session, "zalo_bot", "z1", clock())).hamlet_code = "a1"
     b, _ = await with_image(world, clock, jpeg(), audience=Audience("hamlets", ("a1",), kinds=("private",), channels=("zalo_bot",)))
-    try:
-        async with aiohttp.ClientSession() as http:
-            adapter = ZaloBotAdapter(ZaloBotApi(fake.token, fake.base_url, http=http), public_url=None)
-            sender = Sender(world, {"zalo_bot": adapter}, {"zalo_bot": ChannelPacer(FAST)}, config=SenderConfig(), clock=clock)
-            await send_all(sender, clock, rounds=2)
-    finally:
-        await fake.close()
+    await send_through_zalo_bot(world, clock, fake, None)
     assert fake.calls_to("sendPhoto") == []
     async with world.transaction() as session:
         [d] = await repo.deliveries(session, b.id)
