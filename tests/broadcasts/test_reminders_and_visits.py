@@ -219,3 +219,46 @@ async def test_the_weekly_summary_tells_each_hamlet_group_how_many_used_the_guid
     clock.advance(days=1)  # Tuesday: nothing
     await sender.run_once()
     assert len(fake_tg.sent()) == 1
+
+
+async def test_in_one_batch_each_person_hears_of_the_next_visit_of_their_own_hamlet(world, catalog, clock, service):
+    """The pipeline hands the service several messages at once (`handle_many`): each gets its own hamlet's visit."""
+    await add_visit(world, clock, day=date(2026, 11, 3), hamlets=("a1",))
+    await add_visit(world, clock, day=date(2026, 11, 5), hamlets=("a2",))
+    question = mobile_question(catalog)
+    time_range = M("visit_time_range", start="07:30", end="11:00")
+    await service.load_salt()  # as the server does at start
+    async with world.writing() as session:
+        a1, a2, none = await service.handle_many(session, [says(clock, question), says(clock, question, user="13"), says(clock, question, user="30")])
+    assert a1[1].text == M("visit_next", hamlet="Thôn A1", date="03/11/2026", time=time_range, place="Nhà văn hoá thôn A1")
+    assert a2[1].text == M("visit_next", hamlet="Thôn A2", date="05/11/2026", time=time_range, place="Nhà văn hoá thôn A1")
+    assert len(none) == 1  # no hamlet chosen: the answer alone
+
+
+async def test_a_visit_entered_after_a_question_is_told_at_the_next_one(world, catalog, clock, service):
+    question = mobile_question(catalog)
+    assert len(await service.handle(says(clock, question))) == 1
+    await add_visit(world, clock, day=date(2026, 11, 3))
+    service.forget_visits()  # what the dashboard calls when an officer saves a visit
+    replies = await service.handle(says(clock, question))
+    time_range = M("visit_time_range", start="07:30", end="11:00")
+    assert replies[1].text == M("visit_next", hamlet="Thôn A1", date="03/11/2026", time=time_range, place="Nhà văn hoá thôn A1")
+
+
+async def test_a_visit_is_announced_once_across_a_restart_of_the_sender(world, clock, db_url, fake_tg, tg_bot):
+    await add_visit(world, clock, day=date(2026, 11, 3), hamlets=("a1",))
+    clock.now = datetime(2026, 11, 2, 2, 0, tzinfo=timezone.utc)  # 09:00 the day before
+    await make_sender(world, tg_bot, clock, lease_ttl=5).run_once()  # made and sent; then the process dies
+    db = Database(db_url)  # the restarted process
+    try:
+        sender = make_sender(db, tg_bot, clock, lease_ttl=5)
+        clock.advance(seconds=10)  # the dead sender's lease has run out
+        for _ in range(2):
+            await sender.run_once()
+            clock.advance(minutes=30)
+        async with db.transaction() as session:
+            made = [b for b in await repo.list_recent(session) if b.kind == "visit"]
+    finally:
+        await db.close()
+    assert [m["chat_id"] for m in fake_tg.sent()] == [-1001]
+    assert len(made) == 1
