@@ -50,3 +50,24 @@ async def test_the_standalone_sender_sends_on_telegram_zalo_bot_and_zalo_oa(worl
     assert oa.texts("oa-user") == [text]
     async with world.transaction() as session:
         assert await repo.totals(session, b.id) == {DeliveryStatus.SENT: 4}
+
+
+def test_the_broadcast_commands_say_in_vietnamese_what_happened_and_what_is_wrong(tmp_path):
+    from tests.conftest import EXAMPLE_CSV
+    from tests.test_cli import run
+
+    officer = {"CCCD_OFFICERS": "telegram:42"}
+    assert run(["hamlets", "import", str(EXAMPLE_CSV)], tmp_path).returncode == 0
+    made = run(["broadcast", "create", "--as", "telegram:42", "--text", "Thông báo thử.", "--scope", "all"], tmp_path, **officer)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip().startswith("tin số 1: ")
+    report = run(["broadcast", "report", "1"], tmp_path)
+    assert report.returncode == 0 and "tạo bởi telegram:42, duyệt bởi" in report.stdout
+    nobody = run(["broadcast", "create", "--as", "telegram:999", "--text", "Thông báo.", "--scope", "all"], tmp_path, **officer)
+    assert nobody.returncode == 3 and nobody.stderr.startswith("Lỗi: không được phép:")
+    unknown = run(["broadcast", "dry-run", "--scope", "hamlets", "--codes", "khong_co"], tmp_path)
+    assert unknown.returncode == 1 and "Lỗi: không có mã khong_co." in unknown.stderr
+    missing = run(["broadcast", "report", "7"], tmp_path)
+    assert missing.returncode == 1 and "Lỗi: không có tin số 7." in missing.stderr
+    bad_as = run(["broadcast", "approve", "1", "--as", "42"], tmp_path)
+    assert bad_as.returncode == 2 and "kênh:mã_người_dùng" in bad_as.stderr
