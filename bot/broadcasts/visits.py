@@ -45,8 +45,22 @@ def clock_time(value: str) -> str | None:
     return f"{int(found.group(1)):02d}:{found.group(2)}" if found else None
 
 
+COLUMNS = ("ngay", "bat_dau", "ket_thuc", "dia_diem", "thon")  # a CSV's first row
+
+
 class VisitError(ValueError):
-    """A visit that cannot be stored; the message (Vietnamese) says why."""
+    """A visit that cannot be stored: `key` says why (the sentence is `visits_err_<key>` in dashboard.yaml,
+    filled with `values`); a CSV row's error carries the row's own error in `values["reason"]`."""
+
+    def __init__(self, key: str, **values):
+        super().__init__(key, values)
+        self.key = key
+        self.values = values
+
+    def words(self, texts) -> str:
+        """The reason in people's words (`texts`: the dashboard's WebTexts)."""
+        values = {k: v.words(texts) if isinstance(v, VisitError) else v for k, v in self.values.items()}
+        return texts.get(f"visits_err_{self.key}", **values)
 
 
 @dataclass(frozen=True)
@@ -63,24 +77,24 @@ def check_visit(day: str, start: str, end: str, place: str, hamlets: list[str], 
     try:
         when = date.fromisoformat(day.strip()) if "-" in day else datetime.strptime(day.strip(), "%d/%m/%Y").date()
     except ValueError:
-        raise VisitError(f"ngày không hợp lệ: {day[:20]!r} (viết 2026-12-05 hoặc 05/12/2026)") from None
+        raise VisitError("day", day=repr(day[:20])) from None
     if when < today:
-        raise VisitError(f"ngày {when.strftime('%d/%m/%Y')} đã qua")
+        raise VisitError("past", day=when.strftime("%d/%m/%Y"))
     begin = clock_time(start)
     if begin is None:
-        raise VisitError(f"giờ bắt đầu không hợp lệ: {start[:10]!r} (viết 07:30)")
+        raise VisitError("start", time=repr(start[:10]))
     finish = clock_time(end) if end.strip() else None
     if end.strip() and (finish is None or finish <= begin):
-        raise VisitError(f"giờ kết thúc không hợp lệ: {end[:10]!r}")
+        raise VisitError("end", time=repr(end[:10]))
     place = " ".join(place.split())
     if not place or len(place) > MAX_PLACE:
-        raise VisitError(f"địa điểm phải có, tối đa {MAX_PLACE} ký tự")
+        raise VisitError("place", max=MAX_PLACE)
     codes = tuple(dict.fromkeys(h.strip() for h in hamlets if h.strip()))
     if not codes:
-        raise VisitError("chưa chọn thôn nào")
+        raise VisitError("no_hamlet")
     outside = [h for h in codes if known.get(h) != commune]
     if outside:
-        raise VisitError(f"không có thôn {', '.join(outside[:5])} trong xã/phường này")
+        raise VisitError("outside", codes=", ".join(outside[:5]))
     return VisitInput(when, begin, finish, place, codes)
 
 
@@ -89,20 +103,20 @@ def parse_csv(data: bytes, known: dict[str, str], commune: str, today: date) -> 
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise VisitError("tệp không phải văn bản UTF-8 (CSV)") from None
+        raise VisitError("not_utf8") from None
     reader = csv.DictReader(io.StringIO(text))
-    needed = {"ngay", "bat_dau", "ket_thuc", "dia_diem", "thon"}
+    needed = set(COLUMNS)
     if not reader.fieldnames or not needed <= {f.strip() for f in reader.fieldnames}:
-        raise VisitError("dòng đầu phải là: ngay,bat_dau,ket_thuc,dia_diem,thon")
+        raise VisitError("header", header=",".join(COLUMNS))
     out: list[VisitInput] = []
     for number, row in enumerate(reader, start=2):
         if number - 1 > MAX_ROWS:
-            raise VisitError(f"tệp quá {MAX_ROWS} dòng")
+            raise VisitError("rows", max=MAX_ROWS)
         row = {(k or "").strip(): (v or "") for k, v in row.items()}
         try:
             out.append(check_visit(row["ngay"], row["bat_dau"], row["ket_thuc"], row["dia_diem"], row["thon"].split(";"), known, commune, today))
         except VisitError as exc:
-            raise VisitError(f"dòng {number}: {exc}") from None
+            raise VisitError("row", number=number, reason=exc) from None
     if not out:
-        raise VisitError("tệp không có dòng nào")
+        raise VisitError("empty")
     return out

@@ -461,10 +461,10 @@ async def visit_change(request: web.Request) -> web.StreamResponse:
                     upload = form.get("file")
                     data = upload.data if isinstance(upload, Upload) else b""
                     if isinstance(upload, Upload) and upload.too_big:
-                        raise visits.VisitError(t.get("visits_err_file_too_big", max_mb=images.MAX_BYTES // (1024 * 1024)))
+                        raise visits.VisitError("file_too_big", max_mb=images.MAX_BYTES // (1024 * 1024))
                     entries = visits.parse_csv(data, known, commune, today)
             except visits.VisitError as exc:
-                raise back_to(back, err=t.get("visits_err", reason=str(exc))) from None
+                raise back_to(back, err=t.get("visits_err", reason=exc.words(t))) from None
             for e in entries:
                 await schedules.add_visit(session, commune=commune, day=e.day, start=e.start, end=e.end, place=e.place,
                                           hamlets=e.hamlets, by=f"web:{viewer.username}", now=cfg.clock())
