@@ -293,6 +293,7 @@ class ChatService:
             if msgs[i].chat_type is ChatType.PRIVATE and users[(msgs[i].channel, msgs[i].sender_id)][0] is None
         }
         last_group = await logs.last_group_hamlets(session, sorted(set(homeless.values())))
+        next_visits = await self._next_visits(session)  # once for the batch (cached for a minute)
         records = _Records()
         for i in live:
             msg = msgs[i]
@@ -309,9 +310,7 @@ class ChatService:
                 chat_hamlet=chat_hamlet if msg.chat_type is ChatType.GROUP else last_group.get(homeless.get(i, "")),
                 opted_out=opted_out,
                 desk=await self._desk(session, msg, state),
-                next_visit=(await self._next_visits(session)).get(
-                    chat_hamlet if msg.chat_type is ChatType.GROUP else user_hamlet or ""
-                ),
+                next_visit=next_visits.get(chat_hamlet if msg.chat_type is ChatType.GROUP else user_hamlet or ""),
             )
             outcome = step(state, msg, ctx)
             if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):
