@@ -208,7 +208,7 @@ async def broadcast_preview(request: web.Request) -> web.Response:
         return await _compose_again(request, form, t.get("bc_err_audience", reason=str(exc)))
     upload = _image_upload(form)
     image = None
-    async with cfg.db.writing() as session:
+    async with cfg.db.transaction() as session:
         commune_names, hamlet_names, _ = await _names(session)
         try:
             workflow.check_audience(actor_of(viewer), audience, await repo.hamlet_communes(session))
@@ -220,13 +220,14 @@ async def broadcast_preview(request: web.Request) -> web.Response:
         if error is None and await unknown_codes(session, audience):
             error = t.get("bc_err_unknown_codes")
         lines = [] if error else await dry_run(session, audience)
-        if error is None and upload is not None:
-            try:
+    if error is None and upload is not None and not cfg.settings.public_url and any(l.channel != "telegram" and l.to_send for l in lines):
+        error = t.get("bc_err_image_public_url")
+    if error is None and upload is not None:
+        try:
+            async with cfg.db.writing() as session:  # kept now, so that the submit names it
                 image = await _keep_image(session, upload, cfg.clock())
-            except images.ImageError as exc:
-                error = t.get(f"bc_err_image_{exc.reason}", max_mb=images.MAX_BYTES // (1024 * 1024))
-        if error is None and image is not None and not cfg.settings.public_url and any(l.channel != "telegram" and l.to_send for l in lines):
-            error = t.get("bc_err_image_public_url")
+        except images.ImageError as exc:
+            error = t.get(f"bc_err_image_{exc.reason}", max_mb=images.MAX_BYTES // (1024 * 1024))
     if error:
         return await _compose_again(request, form, error)
     channels = audience.channels or CHANNELS
