@@ -18,14 +18,25 @@ from tests.web.conftest import PASSWORD, login
 from tests.web.fixture import COMMUNE, seed
 
 
-async def test_a_commune_words_the_broadcast_pages_in_its_content_directory(database, catalog, dash_clock, tmp_path):
+def edited_content(tmp_path, *changes: tuple[str, str]):
+    """A copy of the shipped content with dashboard.yaml edited (each change: old text, new text)."""
     content = tmp_path / "content"
     shutil.copytree(CONTENT_DIR, content)
     path = content / "dashboard.yaml"
     text = path.read_text(encoding="utf-8")
-    text = text.replace('bc_page_title: "Tin thông báo"', 'bc_page_title: "Thông báo của xã Ngọc Trạo"')
-    text = text.replace('bc_status_awaiting_approval: "chờ duyệt"', 'bc_status_awaiting_approval: "đợi cán bộ xem"')
+    for old, new in changes:
+        assert old in text
+        text = text.replace(old, new)
     path.write_text(text, encoding="utf-8")
+    return content
+
+
+async def test_a_commune_words_the_broadcast_pages_in_its_content_directory(database, catalog, dash_clock, tmp_path):
+    content = edited_content(
+        tmp_path,
+        ('bc_page_title: "Tin thông báo"', 'bc_page_title: "Thông báo của xã Ngọc Trạo"'),
+        ('bc_status_awaiting_approval: "chờ duyệt"', 'bc_status_awaiting_approval: "đợi cán bộ xem"'),
+    )
     await seed(database)
     async with database.transaction() as s:
         await accounts.add(s, "team", PASSWORD, "team", COMMUNE, dash_clock())
@@ -46,13 +57,11 @@ async def test_a_commune_words_the_broadcast_pages_in_its_content_directory(data
 
 
 def test_content_check_names_what_is_wrong_in_dashboard_yaml(tmp_path):
-    content = tmp_path / "content"
-    shutil.copytree(CONTENT_DIR, content)
-    path = content / "dashboard.yaml"
-    text = path.read_text(encoding="utf-8")
-    text = text.replace('  bc_preview_button: "Xem trước và đếm người nhận"\n', "")
-    text = text.replace("Ảnh lớn quá {max_mb} MB", "Ảnh lớn quá {max_size} MB")
-    path.write_text(text, encoding="utf-8")
+    content = edited_content(
+        tmp_path,
+        ('  bc_preview_button: "Xem trước và đếm người nhận"\n', ""),
+        ("Ảnh lớn quá {max_mb} MB", "Ảnh lớn quá {max_size} MB"),
+    )
     check = run(["content", "check"], tmp_path, CCCD_CONTENT_DIR=str(content))
     assert check.returncode == 1
     assert "dashboard.yaml: bc_preview_button:" in check.stdout
