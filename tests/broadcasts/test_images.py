@@ -208,3 +208,41 @@ async def test_the_server_serves_the_image_where_zalo_fetches_it(world, clock, d
         assert (await client.get(f"/media/broadcasts/{image.key}.jpg")).status == 404  # not under another name
         assert (await client.get(f"/media/broadcasts/{'0' * 32}.png")).status == 404
         assert (await client.get("/media/broadcasts/..%2Fcccd-bot.sqlite3")).status == 404
+
+
+async def test_the_server_sends_an_image_that_zalo_can_fetch_from_it(world, clock, db_url, catalog):
+    """End to end: `serve` runs the sender with the Zalo Bot channel; Zalo downloads the image from the
+    server's public address (CCCD_PUBLIC_URL) and gets the bytes that were uploaded."""
+    import asyncio
+
+    from aiohttp.test_utils import TestServer
+
+    from bot.config import Settings
+    from bot.server import create_app
+    from tests.fakes.bot_process import free_port
+
+    async with world.transaction() as session:
+        await repo.set_policy(session, "xa_a", quiet_start="00:00", quiet_end="00:00")  # the server's real clock
+        (await people.touch_user(session, "zalo_bot", "z1", clock())).hamlet_code = "a1"
+        await people.touch_chat(session, "zalo_bot", "z1", "private", clock())
+    data = jpeg(800, 600)
+    _, image = await with_image(world, clock, data, audience=Audience("hamlets", ("a1",), kinds=("private",), channels=("zalo_bot",)))
+    fake = FakeZaloBot(fetch_photos=True)
+    await fake.start()
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    settings = Settings(_env_file=None, database_url=db_url, zalo_bot_token=fake.token, zalo_bot_base_url=fake.base_url,
+                        public_url=public, broadcast_lease_ttl=4.0)
+    server = TestServer(create_app(settings, catalog, world, instance="srv-img"), host="127.0.0.1", port=port)
+    await server.start_server()
+    try:
+        for _ in range(300):
+            if fake.photos():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await server.close()
+        await fake.close()
+    url = f"{public}/media/broadcasts/{image.key}.jpg"
+    assert [(p["chat_id"], p["photo"]) for p in fake.photos()] == [("z1", url)]
+    assert fake.fetched == {url: data}

@@ -117,8 +117,13 @@ class FakeZaloBot(_Server):
         display_name: str = "CCCD Bot",
         poll_wait: float = 0.2,
         probe_webhook: bool = False,
+        fetch_photos: bool = False,
     ):
         super().__init__()
+        # The platform downloads a sendPhoto's `photo` URL to show it; with `fetch_photos` this fake does too,
+        # keeps the bytes (`fetched`), and refuses the message when the address does not give an image.
+        self.fetch_photos = fetch_photos
+        self.fetched: dict[str, bytes] = {}
         self.token = token
         self.can_join_groups = can_join_groups
         self.account_name = account_name
@@ -220,9 +225,24 @@ class FakeZaloBot(_Server):
                 return 200, {"ok": False, "error_code": 400, "description": "photo must be a URL"}
             if caption is not None and (not isinstance(caption, str) or not 1 <= len(caption) <= 2000):
                 return 200, {"ok": False, "error_code": 400, "description": "caption must be 1 to 2000 characters"}
+            if self.fetch_photos and not await self._fetch(photo):
+                return 200, {"ok": False, "error_code": 400, "description": "photo cannot be downloaded"}
             return 200, {"ok": True, "result": {"message_id": f"out-{next(self._ids)}", "date": int(time.time() * 1000)}}
         return 200, {"ok": False, "error_code": 404, "description": "Not Found"}
 
+
+    async def _fetch(self, url: str) -> bool:
+        import aiohttp
+
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                    if resp.status != 200 or resp.content_type not in ("image/jpeg", "image/png"):
+                        return False
+                    self.fetched[url] = await resp.read()
+                    return True
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
 
     async def _probe(self, url: str, secret: str) -> int:
         """What setWebhook does before answering: POST the URL with the secret header; 0 when unreachable."""
