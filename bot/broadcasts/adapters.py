@@ -46,6 +46,8 @@ class Adapter(Protocol):
     async def send_photo(self, chat_id: str, kind: str, image: Image, caption: str | None) -> SendResult: ...
 
 
+# How long the upload of a broadcast's image (≤ 1 MB, once per broadcast) may take.
+UPLOAD_TIMEOUT = 60.0
 # How long a call waits for its channel to connect to its platform before it is put off.
 NOT_READY_WAIT = 5.0
 
@@ -94,7 +96,9 @@ class TelegramAdapter:
         from telegram import InputFile
 
         photo = file_id or InputFile(image.data, filename=image.filename)
-        timeouts = {} if self.read_timeout is None else {"read_timeout": self.read_timeout, "write_timeout": self.read_timeout}
+        timeouts = {} if self.read_timeout is None else {"read_timeout": self.read_timeout}
+        # The one upload of a broadcast's image may take a while on a commune's slow uplink.
+        timeouts["write_timeout"] = UPLOAD_TIMEOUT if file_id is None else (self.read_timeout or UPLOAD_TIMEOUT)
         outcome = await self._send(
             chat_id, lambda chat: self.bot.send_photo(chat, photo, caption=caption, **timeouts),
             keep=lambda message: self._keep_file_id(image.key, message),
