@@ -382,15 +382,16 @@ class ChatService:
         catalog = self.catalog
         step = catalog.steps[catalog.step_index[content.reminder_step]] if content.reminder_step in catalog.step_index else None
         bring = catalog.topics.get(content.bring_topic)
-        text = content.msg(
-            "reminder_text",
-            date=reminders.shown(event.day),
-            go=catalog.step_text(step).strip() if step else "",
-            bring=catalog.first_part(bring).strip() if bring else "",
-        )
+        # Where to go and what to bring; the first line ("ngày mai" or "hôm nay") is written when it is sent.
+        go = catalog.step_text(step).strip() if step else ""
+        text = "\n".join(part for part in (go, catalog.first_part(bring).strip() if bring else "") if part)
+        from storage import broadcasts as repo
+
+        commune = (await repo.hamlet_communes(session)).get(hamlet or "")
+        p = await repo.policy(session, commune)
         await schedules.set_reminder(
             session, channel=msg.channel, user_id=msg.sender_id, hamlet=hamlet, appointment=event.day,
-            remind_at=reminders.remind_at(event.day, now), text=text, now=now,
+            remind_at=reminders.remind_at(event.day, now, p.quiet_start), text=text, now=now,
         )
 
     async def _broadcasts_composed(self, session: AsyncSession, msg: Incoming, outcome: Outcome, now: datetime) -> list[Reply]:

@@ -196,6 +196,8 @@ class Broadcast(Base):
     # "broadcast" (written by a team), "reminder" (one person's appointment), "visit" (a mobile team's
     # visit announced to its hamlets' groups), "recurring" (made by a recurring rule).
     kind: Mapped[str] = mapped_column(String(20), default="broadcast", server_default="broadcast")
+    # Not sent after this (a reminder's "ngày mai" is wrong on the day itself); closed as cancelled then.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class BroadcastImage(Base):

@@ -45,9 +45,16 @@ def today(ctx: Context) -> date:
     return ctx.now.astimezone(LOCAL).date()
 
 
-def remind_at(day: date, now: datetime) -> datetime:
-    """The evening before the appointment (UTC); at once when that evening has begun already."""
-    evening = datetime.combine(day - timedelta(days=1), EVENING, tzinfo=LOCAL).astimezone(timezone.utc)
+def remind_at(day: date, now: datetime, quiet_start: str | None = None) -> datetime:
+    """The evening before the appointment (UTC); at once when that evening has begun already. Where the
+    commune's quiet hours begin at EVENING or earlier (`quiet_start`, "HH:MM"), an hour before they begin."""
+    at = EVENING
+    if quiet_start:
+        hours, _, minutes = quiet_start.partition(":")
+        begins = time(int(hours), int(minutes or 0))
+        if time(12, 0) < begins <= EVENING:
+            at = time(begins.hour - 1, begins.minute)
+    evening = datetime.combine(day - timedelta(days=1), at, tzinfo=LOCAL).astimezone(timezone.utc)
     return max(evening, now)
 
 

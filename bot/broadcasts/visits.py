@@ -9,13 +9,15 @@ import csv
 import io
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
 
 from bot.broadcasts.optout import load
 
 _HHMM = re.compile(r"^([01]?\d|2[0-3])[:hH]([0-5]\d)$")
 MAX_PLACE = 300
 MAX_ROWS = 2000
+LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +37,42 @@ def next_visit_text(visit: NextVisit, hamlet_name: str) -> str:
     return load().msg("visit_next", hamlet=hamlet_name, date=visit.day.strftime("%d/%m/%Y"), time=time_text(visit.start, visit.end), place=visit.place)
 
 
-def announcement(day: date, start: str, end: str | None, place: str, hamlet_names: list[str]) -> str:
-    return load().msg("visit_announce", date=day.strftime("%d/%m/%Y"), time=time_text(start, end), place=place, hamlets=", ".join(hamlet_names))
+def announcement(day: date, start: str, end: str | None, place: str, hamlet_names: list[str], *, today: bool = False) -> str:
+    """The announcement to the hamlets' groups: "ngày mai" the day before, "hôm nay" on the day itself."""
+    key = "visit_announce_today" if today else "visit_announce"
+    return load().msg(key, date=day.strftime("%d/%m/%Y"), time=time_text(start, end), place=place, hamlets=", ".join(hamlet_names))
+
+
+async def cancel(session, visit, now: datetime) -> str:
+    """Cancel a visit (the dashboard). Its announcement not sent yet is cancelled with it; one already sent
+    to some group is followed by a notice that the visit is cancelled, to the same groups (before the visit
+    begins). Returns what happened: "not_announced", "stopped" or "notice"."""
+    from storage import broadcasts as repo
+    from storage.broadcasts import BroadcastStatus, DeliveryStatus
+    from storage.models import Broadcast
+
+    visit.cancelled = True
+    announced = visit.announced_broadcast_id
+    b = await repo.get(session, announced, lock=True) if announced else None
+    if b is None:
+        return "not_announced"
+    counts = await repo.totals(session, b.id)
+    sent = sum(counts.get(s, 0) for s in (DeliveryStatus.SENT, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN))
+    if b.status not in (BroadcastStatus.DONE, BroadcastStatus.CANCELLED):
+        await repo.cancel_open(session, b.id, now)
+        b.status, b.finished_at, b.updated_at = BroadcastStatus.CANCELLED, now, now
+    if not sent:
+        return "stopped"
+    begins = datetime.combine(visit.visit_date, datetime.strptime(visit.start_time, "%H:%M").time(), tzinfo=LOCAL)
+    if begins <= now:
+        return "stopped"  # begun already: a notice comes too late
+    text = load().msg("visit_cancelled", date=visit.visit_date.strftime("%d/%m/%Y"), time=time_text(visit.start_time, visit.end_time), place=visit.place)
+    session.add(Broadcast(
+        kind="visit", author=b.author, approver=b.approver, text=text, audience=dict(b.audience), status=BroadcastStatus.SCHEDULED,
+        created_at=now, updated_at=now, expires_at=begins.astimezone(timezone.utc),
+    ))
+    await session.flush()
+    return "notice"
 
 
 def clock_time(value: str) -> str | None:

@@ -102,7 +102,8 @@ def _check_owner(actor: Actor, b: Broadcast, communes: dict[str, str]) -> None:
     check_audience(actor, Audience.from_dict(b.audience), communes)
 
 
-async def _needs_approval(session, audience: Audience, communes_of: dict[str, str]) -> bool:
+async def needs_approval(session, audience: Audience, communes_of: dict[str, str]) -> bool:
+    """Whether a broadcast to `audience` waits for an officer's approval (one of its communes asks for it)."""
     if audience.scope == "all":
         communes = set(communes_of.values())
     elif audience.scope == "communes":
@@ -126,7 +127,7 @@ async def submit_in(session, actor: Actor, b: Broadcast, now: datetime) -> Broad
     _check_owner(actor, b, communes)
     if b.status != BroadcastStatus.DRAFT:
         raise BadRequest(f"broadcast {b.id} is {b.status}, not a draft")
-    if await _needs_approval(session, Audience.from_dict(b.audience), communes):
+    if await needs_approval(session, Audience.from_dict(b.audience), communes):
         b.status = BroadcastStatus.AWAITING_APPROVAL
     else:
         b.status = BroadcastStatus.SCHEDULED

@@ -446,7 +446,7 @@ async def visit_change(request: web.Request) -> web.StreamResponse:
                 visit = None
             if visit is None or (viewer.commune and visit.commune_code != viewer.commune):
                 raise web.HTTPNotFound()
-            visit.cancelled = True
+            await visits.cancel(session, visit, cfg.clock())  # with its announcement (or a notice that it is off)
             done = t.get("visits_done_cancel")
         elif action in ("add", "import"):
             commune = _visit_commune(viewer, form)
