@@ -144,6 +144,35 @@ async def visits_due(db: Database, now: datetime) -> int:
     return made
 
 
+class CronError(ValueError):
+    """A rule that cannot be kept: `key` is its reason's id in dashboard.yaml (recurring_err_<...>)."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+MIN_GAP = timedelta(days=1)  # between two runs of a recurring rule
+RUNS_CHECKED = 12
+
+
+def check_cron(cron: str, zone: str, now: datetime) -> datetime:
+    """The first run of a rule typed on the dashboard; CronError if it is malformed ("cron"), never comes
+    ("never", e.g. 31 February) or runs more often than once a day ("often")."""
+    from croniter import CroniterError, croniter
+
+    if len(cron.split()) != 5 or not croniter.is_valid(cron):
+        raise CronError("recurring_err_cron")
+    try:
+        runs = croniter(cron, now.astimezone(ZoneInfo(zone)))
+        times = [runs.get_next(datetime) for _ in range(RUNS_CHECKED)]
+    except (CroniterError, ValueError):
+        raise CronError("recurring_err_never") from None
+    if any(b - a < MIN_GAP for a, b in zip(times, times[1:])):
+        raise CronError("recurring_err_often")
+    return times[0].astimezone(timezone.utc)
+
+
 def next_run(cron: str, zone: str, after: datetime) -> datetime:
     """The first run of `cron` (local time in `zone`) strictly after `after` (UTC)."""
     from croniter import croniter
@@ -169,7 +198,11 @@ async def recurring_due(db: Database, now: datetime) -> int:
             session.add(b)
             await session.flush()
             # From now, not from the missed run: a sender that was down for days sends once, not once per missed run.
-            rule.next_run_at = next_run(rule.cron, rule.timezone, now)
+            try:
+                rule.next_run_at = next_run(rule.cron, rule.timezone, now)
+            except Exception:  # a rule stored before rules were checked, that never comes again
+                log.warning("recurring rule %s: no next run of %r; stopped", rule.id, rule.cron)
+                rule.active = False
             rule.last_broadcast_id, rule.updated_at = b.id, now
             made += 1
     return made

@@ -24,6 +24,8 @@ LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 EVENING = time(19, 0)  # when the reminder goes out, the evening before (local time)
 MAX_DAYS = 120
 _NUMERIC = re.compile(r"^(?:ngay\s*)?(\d{1,2})\s*[/.\-]\s*(\d{1,2})(?:\s*[/.\-]\s*(\d{2}|\d{4}))?$")
+_DAY_ALONE = re.compile(r"^ngay\s*(?:mung\s*)?(\d{1,2})$")
+RECENTLY_PAST = 60  # a day/month without a year this many days before today is a day past, not next year's
 _WORDS = re.compile(r"^(?:ngay\s*)?(\d{1,2})\s*thang\s*(\d{1,2})(?:\s*nam\s*(\d{4}))?$")
 
 
@@ -81,8 +83,22 @@ def cancel(state: State) -> Outcome:
 
 
 def parse_day(text: str, first: date) -> date | None:
-    """A date typed as 15/12, 15-12-2026, "ngày 15 tháng 12"; without a year, the next such day from `first`."""
+    """A date typed as 15/12, 15-12-2026, "ngày 15 tháng 12", "ngày 15" (this month, or the next if past);
+    without a year, that day this year (a day just past stays past: the person is told so), else next year."""
     compact = re.sub(r"\s+", " ", text.strip().lower()).replace("ngày", "ngay")
+    alone = _DAY_ALONE.match(fold_key(text))
+    if alone:
+        d = int(alone.group(1))
+        month = date(first.year, first.month, 1)
+        for _ in range(2):
+            try:
+                day = month.replace(day=d)
+            except ValueError:
+                day = None
+            if day is not None and day > first:
+                return day
+            month = (month + timedelta(days=32)).replace(day=1)
+        return None
     for pattern, source in ((_NUMERIC, compact), (_WORDS, fold_key(text))):
         found = pattern.match(source)
         if not found:
@@ -93,7 +109,9 @@ def parse_day(text: str, first: date) -> date | None:
                 year = int(y) + (2000 if len(y) == 2 else 0)
                 return date(year, m, d)
             day = date(first.year, m, d)
-            return day if day >= first else date(first.year + 1, m, d)
+            if day >= first or (first - day).days <= RECENTLY_PAST:
+                return day
+            return date(first.year + 1, m, d)
         except ValueError:
             return None
     return None
@@ -111,8 +129,13 @@ def set_day(state: State, ctx: Context, day: date) -> Outcome:
 
 
 def typed(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome | None:
-    """Text while the bot waits for the date; None for a command (it leaves the flow)."""
+    """Text while the bot waits for the date; None (the flow is left, the text handled as usual) for a
+    command or a text without any digit (a question: "cần mang giấy tờ gì"). "huỷ" cancels."""
     if msg.chat_type is not ChatType.PRIVATE or text.startswith("/"):
+        return None
+    if fold_key(text) in load().reminder_cancel_words:
+        return cancel(state)
+    if not any(ch.isdigit() for ch in text):
         return None
     day = parse_day(text, today(ctx))
     if day is None:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from bot.broadcasts.optout import load
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control characters other than tab and line breaks
 _HHMM = re.compile(r"^([01]?\d|2[0-3])[:hH]([0-5]\d)$")
 MAX_PLACE = 300
 MAX_ROWS = 2000
@@ -110,6 +111,8 @@ class VisitInput:
 
 def check_visit(day: str, start: str, end: str, place: str, hamlets: list[str], known: dict[str, str], commune: str, today: date) -> VisitInput:
     """Check one visit as typed in the form or a CSV row; `known` maps hamlet codes to their commune."""
+    if any(_CONTROL.search(value) for value in (day, start, end, place, *hamlets)):
+        raise VisitError("control")  # NUL and the like: never stored (PostgreSQL refuses NUL in text)
     try:
         when = date.fromisoformat(day.strip()) if "-" in day else datetime.strptime(day.strip(), "%d/%m/%Y").date()
     except ValueError:
@@ -142,17 +145,26 @@ def parse_csv(data: bytes, known: dict[str, str], commune: str, today: date) -> 
         raise VisitError("not_utf8") from None
     reader = csv.DictReader(io.StringIO(text))
     needed = set(COLUMNS)
-    if not reader.fieldnames or not needed <= {f.strip() for f in reader.fieldnames}:
+    try:
+        header = reader.fieldnames
+    except csv.Error:
+        raise VisitError("row", number=1, reason=VisitError("csv")) from None
+    if not header or not needed <= {f.strip() for f in header}:
         raise VisitError("header", header=",".join(COLUMNS))
     out: list[VisitInput] = []
-    for number, row in enumerate(reader, start=2):
-        if number - 1 > MAX_ROWS:
-            raise VisitError("rows", max=MAX_ROWS)
-        row = {(k or "").strip(): (v or "") for k, v in row.items()}
-        try:
-            out.append(check_visit(row["ngay"], row["bat_dau"], row["ket_thuc"], row["dia_diem"], row["thon"].split(";"), known, commune, today))
-        except VisitError as exc:
-            raise VisitError("row", number=number, reason=exc) from None
+    number = 1
+    try:
+        for number, row in enumerate(reader, start=2):
+            if number - 1 > MAX_ROWS:
+                raise VisitError("rows", max=MAX_ROWS)
+            row = {(k or "").strip(): (v if isinstance(v, str) else "") for k, v in row.items()}
+            try:
+                out.append(check_visit(row["ngay"], row["bat_dau"], row["ket_thuc"], row["dia_diem"], row["thon"].split(";"), known, commune, today))
+            except VisitError as exc:
+                raise VisitError("row", number=number, reason=exc) from None
+    except csv.Error:
+        # A field beyond the csv module's limit (131,072 characters), a stray quote, a NUL byte.
+        raise VisitError("row", number=number + 1, reason=VisitError("csv")) from None
     if not out:
         raise VisitError("empty")
     return out

@@ -506,8 +506,6 @@ async def recurring_page(request: web.Request) -> web.Response:
 
 @roles(*EDITORS)
 async def recurring_change(request: web.Request) -> web.StreamResponse:
-    from croniter import croniter
-
     from storage import schedules
 
     cfg = request.app[CONFIG]
@@ -519,8 +517,10 @@ async def recurring_change(request: web.Request) -> web.StreamResponse:
     now = cfg.clock()
     if action == "add":
         cron = " ".join(str(form.get("cron", "")).split())[:100]
-        if len(cron.split()) != 5 or not croniter.is_valid(cron):
-            raise back_to(back, err=t.get("recurring_err_cron"))
+        try:
+            first = jobs.check_cron(cron, str(jobs.LOCAL), now)
+        except jobs.CronError as exc:
+            raise back_to(back, err=t.get(exc.key)) from None
         try:
             audience = await _form_audience(form, viewer)
             text = check_text(str(form.get("text", ""))[: MAX_TEXT + 1])
@@ -535,7 +535,7 @@ async def recurring_change(request: web.Request) -> web.StreamResponse:
                 raise back_to(back, err=t.get("bc_err_unknown_codes"))
             await schedules.add_recurring(
                 session, author=f"web:{viewer.username}", text=text, audience=audience.to_dict(), cron=cron,
-                timezone=str(jobs.LOCAL), next_run_at=jobs.next_run(cron, str(jobs.LOCAL), now), now=now,
+                timezone=str(jobs.LOCAL), next_run_at=first, now=now,
             )
         done = t.get("recurring_done_saved")
     elif action == "stop":

@@ -74,10 +74,11 @@ DASHBOARD_FIELDS: dict[str, frozenset[str]] = {
         "visits_done_saved": "n", "visits_err": "reason", "visits_err_file_too_big": "max_mb",
         "visits_err_day": "day", "visits_err_past": "day", "visits_err_start": "time", "visits_err_end": "time",
         "visits_err_place": "max", "visits_err_no_hamlet": "", "visits_err_outside": "codes", "visits_err_not_utf8": "",
-        "visits_err_header": "header", "visits_err_rows": "max", "visits_err_row": "number reason", "visits_err_empty": "", "recurring_note": "",
+        "visits_err_header": "header", "visits_err_rows": "max", "visits_err_row": "number reason", "visits_err_empty": "", "visits_err_control": "", "visits_err_csv": "", "recurring_note": "",
         "recurring_col_rule": "", "recurring_col_next": "", "recurring_col_author": "", "recurring_stopped": "",
         "recurring_stop": "", "recurring_none": "", "recurring_add_heading": "", "recurring_cron_label": "example",
-        "recurring_err_cron": "", "recurring_err_invalid": "", "recurring_done_saved": "",
+        "recurring_err_cron": "", "recurring_err_never": "", "recurring_err_often": "", "recurring_err_invalid": "",
+        "recurring_done_saved": "",
         "recurring_done_stopped": "",
     }.items()
 }

@@ -88,7 +88,7 @@ async def test_a_new_date_replaces_the_old_one(world, clock, service):
 
 async def test_dates_that_cannot_be_reminded(clock, service):
     await service.handle(says(clock, payload="rm"))
-    assert texts(await service.handle(says(clock, "mai nhé"))) == [M("reminder_bad_date", example="09/11")]
+    assert texts(await service.handle(says(clock, "ngày 40/13"))) == [M("reminder_bad_date", example="09/11")]
     assert texts(await service.handle(says(clock, "2/11"))) == [M("reminder_past_date")]  # today
     assert texts(await service.handle(says(clock, "31/02/2027"))) == [M("reminder_bad_date", example="09/11")]
     assert texts(await service.handle(says(clock, "ngày 3 tháng 11"))) == [M("reminder_set", eve="02/11", date="03/11/2026")]

@@ -242,3 +242,26 @@ async def test_a_recurring_run_waits_for_approval_where_the_commune_asks_for_it(
     await workflow.approve(world, workflow.Actor("web:admin", officer=True), b.id, clock())
     await run(sender, clock)
     assert sorted(m["chat_id"] for m in fake_tg.sent()) == [-1002, -1001]
+
+
+# ---------------------------------------------------------------- 8, 10. waiting for a date traps nobody
+
+
+async def test_waiting_for_a_date_lets_the_person_opt_out_cancel_or_ask(world, catalog, clock, service):
+    bad = M("reminder_bad_date", example="09/11")
+    await service.handle(says(clock, payload="rm"))
+    assert texts(await service.handle(says(clock, "dừng"))) == [M("optout_done")]
+    assert texts(await service.handle(says(clock, "14/12"))) != [M("reminder_set", eve="13/12", date="14/12/2026")]  # no longer waiting
+
+    await service.handle(says(clock, payload="rm"))
+    assert texts(await service.handle(says(clock, "huỷ"))) == [M("reminder_cancelled")]
+
+    await service.handle(says(clock, payload="rm"))
+    answer = texts(await service.handle(says(clock, "cần mang giấy tờ gì")))
+    assert answer and bad not in answer and catalog.first_part(catalog.topics["giay_to_mang_theo"]) in answer
+
+    await service.handle(says(clock, payload="rm"))
+    assert texts(await service.handle(says(clock, "ngày 15"))) == [M("reminder_set", eve="14/11", date="15/11/2026")]
+    await service.handle(says(clock, payload="rm"))
+    assert texts(await service.handle(says(clock, "1/11"))) == [M("reminder_past_date")]  # yesterday, not next year
+    assert texts(await service.handle(says(clock, "ngày 40/13"))) == [bad]
