@@ -139,7 +139,7 @@ def _command(state: State, msg: Incoming, ctx: Context, name: str, arg: str) -> 
     if name == "phatthanh":
         return compose.start(state, msg, ctx)
     if name == "huynhac" and private:
-        return reminders.cancel(state)
+        return reminders.cancel(state, ctx)
     if name == "cauhoi" and arg.strip():
         return None
     return menu.show_menu(state, msg, ctx)

@@ -40,6 +40,9 @@ from storage import conversations, deliveries, erasure, logs, people, registry, 
 from storage.db import Database
 
 log = logging.getLogger(__name__)
+# Channels that let the bot write to a person only for some days after the person's last message (Zalo
+# OA's interaction window): a reminder beyond it may not arrive, and the person is told so.
+REPLY_WINDOW_DAYS = {"zalo_oa": 7}
 MAX_LOGGED_TEXT = 1000
 
 
@@ -311,6 +314,8 @@ class ChatService:
                 opted_out=opted_out,
                 desk=await self._desk(session, msg, state),
                 next_visit=next_visits.get(chat_hamlet if msg.chat_type is ChatType.GROUP else user_hamlet or ""),
+                reply_window_days=REPLY_WINDOW_DAYS.get(msg.channel),
+                has_reminder=await self._has_reminder(session, msg),
             )
             outcome = step(state, msg, ctx)
             if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):
@@ -334,11 +339,12 @@ class ChatService:
         if self._visits_read is None or started - self._visits_read > self.VISITS_TTL:
             from storage import schedules
 
-            today = self.clock().astimezone(reminders.LOCAL).date()
+            local = self.clock().astimezone(reminders.LOCAL)
+            today, hhmm = local.date(), local.strftime("%H:%M")
             upcoming: dict[str, visits.NextVisit] = {}
             for v in await schedules.visits(session, None, today):
-                if v.cancelled:
-                    continue
+                if v.cancelled or (v.visit_date == today and v.end_time and v.end_time <= hhmm):
+                    continue  # cancelled, or ended already today (one without an end time is told all day)
                 for hamlet in v.hamlets:
                     upcoming.setdefault(hamlet, visits.NextVisit(v.visit_date, v.start_time, v.end_time, v.place))
             self._visits, self._visits_read = upcoming, started
@@ -370,6 +376,14 @@ class ChatService:
         from bot.broadcasts.audience import desk
 
         return await desk(session, communes)
+
+    async def _has_reminder(self, session: AsyncSession, msg: Incoming) -> bool:
+        """Read only for /huynhac and its button: whether the person has a reminder to stop."""
+        if msg.payload != f"{reminders.PREFIX}:x" and not clean_text(msg.text).lower().startswith("/huynhac"):
+            return True
+        from storage import schedules
+
+        return await schedules.has_open_reminder(session, msg.channel, msg.sender_id)
 
     async def _reminder(self, session: AsyncSession, msg: Incoming, event, hamlet: str | None, now: datetime) -> None:
         """Store or cancel the person's appointment reminder; its text is written now, from today's content."""

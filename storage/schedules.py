@@ -76,6 +76,17 @@ async def _stop_reminder_broadcasts(session: AsyncSession, channel: str, user_id
     return len(open_)
 
 
+async def has_open_reminder(session: AsyncSession, channel: str, user_id: str) -> bool:
+    """Whether the person has a reminder not sent yet (pending, or handed to the sender and not finished)."""
+    if await pending_reminder(session, channel, user_id) is not None:
+        return True
+    ids = await _reminder_broadcasts(session, channel, user_id)
+    if not ids:
+        return False
+    query = select(Broadcast.id).where(Broadcast.id.in_(ids), Broadcast.status.in_(_UNFINISHED)).limit(1)
+    return (await session.execute(query)).first() is not None
+
+
 async def pending_reminder(session: AsyncSession, channel: str, user_id: str) -> Reminder | None:
     query = select(Reminder).where(Reminder.channel == channel, Reminder.user_id == user_id, Reminder.status == PENDING)
     return (await session.execute(query.order_by(Reminder.id.desc()).limit(1))).scalar_one_or_none()

@@ -83,6 +83,8 @@ REQUIRED = (
     "reminder_cancel_label",
     "reminder_text",
     "reminder_text_today",
+    "reminder_window_note",
+    "reminder_none",
     "visit_announce",
     "visit_announce_today",
     "visit_cancelled",

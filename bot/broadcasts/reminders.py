@@ -77,8 +77,10 @@ def ask(state: State, ctx: Context, prefix: tuple[Reply, ...] = ()) -> Outcome:
     return respond(state.evolve(flow=Flow.REMIND), [*prefix, reply], log=None)
 
 
-def cancel(state: State) -> Outcome:
+def cancel(state: State, ctx: Context) -> Outcome:
     keep = state.flow if state.flow not in (Flow.REMIND,) else Flow.IDLE
+    if state.flow != Flow.REMIND and not ctx.has_reminder:
+        return respond(state.evolve(flow=keep), [Reply(_msg("reminder_none"))], log=None)  # nothing to stop: say so
     return respond(state.evolve(flow=keep), [Reply(_msg("reminder_cancelled"))], ReminderCancelled(), log=None)
 
 
@@ -125,6 +127,10 @@ def set_day(state: State, ctx: Context, day: date) -> Outcome:
         return respond(state, [Reply(_msg("reminder_far_date", days=MAX_DAYS))], log=None)
     eve = (day - timedelta(days=1)).strftime("%d/%m")
     reply = Reply(_msg("reminder_set", eve=eve, date=shown(day)), (Choice(_msg("reminder_cancel_label"), f"{PREFIX}:x"),))
+    window = ctx.reply_window_days
+    if window and (day - timedelta(days=1)) > first + timedelta(days=window):
+        # The channel lets the bot write only so long after the person's last message: say so now.
+        reply = Reply(f"{reply.text}\n{_msg('reminder_window_note', days=window)}", reply.choices)
     return respond(state.evolve(flow=Flow.IDLE), [reply], ReminderWanted(day), log=None)
 
 
@@ -134,7 +140,7 @@ def typed(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome | Non
     if msg.chat_type is not ChatType.PRIVATE or text.startswith("/"):
         return None
     if fold_key(text) in load().reminder_cancel_words:
-        return cancel(state)
+        return cancel(state, ctx)
     if not any(ch.isdigit() for ch in text):
         return None
     day = parse_day(text, today(ctx))
@@ -150,7 +156,7 @@ def press(state: State, msg: Incoming, ctx: Context, arg: str) -> Outcome | None
     if not arg:
         return ask(state, ctx)
     if arg == "x":
-        return cancel(state)
+        return cancel(state, ctx)
     try:
         day = date.fromisoformat(arg)
     except ValueError:

@@ -67,7 +67,7 @@ DASHBOARD_FIELDS: dict[str, frozenset[str]] = {
         "rules_col_quiet": "", "rules_needs_approval": "", "rules_start": "", "rules_end": "", "rules_err_time": "",
         "rules_err_commune": "", "visits_note": "", "visits_col_day": "", "visits_col_time": "",
         "visits_col_place": "", "visits_col_hamlets": "", "visits_col_announced": "", "visits_cancelled": "",
-        "visits_announced_in": "id", "visits_not_yet": "", "visits_none": "", "visits_add_heading": "",
+        "visits_announced_in": "id", "visits_not_yet": "", "visits_never_announced": "", "visits_none": "", "visits_add_heading": "",
         "visits_day": "", "visits_from": "", "visits_to": "", "visits_place": "", "visits_place_example": "",
         "visits_hamlets_legend": "", "visits_save": "", "visits_import_heading": "", "visits_file_label": "",
         "visits_import_note": "example header", "visits_import_example": "", "visits_import_button": "", "visits_done_cancel": "",
