@@ -462,13 +462,25 @@ async def set_opted_out(session: AsyncSession, channel: str, external_id: str, o
 EXPIRED = "expired"  # last_error of the deliveries of a broadcast closed at its expires_at
 
 
+_OPEN_BROADCAST = (
+    BroadcastStatus.DRAFT, BroadcastStatus.AWAITING_APPROVAL, BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING, BroadcastStatus.PAUSED,
+)
+
+
+def _expired(now: datetime):
+    return select(Broadcast.id).where(
+        Broadcast.expires_at.is_not(None), Broadcast.expires_at <= now, Broadcast.status.in_(list(_OPEN_BROADCAST))
+    )
+
+
+async def expired_exist(session: AsyncSession, now: datetime) -> bool:
+    return (await session.execute(_expired(now).limit(1))).first() is not None
+
+
 async def expire_due(session: AsyncSession, now: datetime) -> list[int]:
     """Close the broadcasts past their `expires_at` that are not finished: their open deliveries are
     cancelled (last error "expired") and the broadcast is cancelled. Returns their ids."""
-    open_ = [BroadcastStatus.DRAFT, BroadcastStatus.AWAITING_APPROVAL, BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING, BroadcastStatus.PAUSED]
-    ids = list((await session.execute(
-        select(Broadcast.id).where(Broadcast.expires_at.is_not(None), Broadcast.expires_at <= now, Broadcast.status.in_(open_))
-    )).scalars())
+    ids = list((await session.execute(_expired(now))).scalars())
     if ids:
         await session.execute(
             update(BroadcastDelivery)

@@ -100,6 +100,11 @@ async def due_reminders(session: AsyncSession, now: datetime, today: date | None
     return list((await session.execute(query.order_by(Reminder.remind_at, Reminder.id).limit(limit))).scalars())
 
 
+async def expired_reminders_exist(session: AsyncSession, today: date) -> bool:
+    query = select(Reminder.id).where(Reminder.status == PENDING, Reminder.appointment < today).limit(1)
+    return (await session.execute(query)).first() is not None
+
+
 async def expire_reminders(session: AsyncSession, today: date) -> int:
     """Pending reminders whose appointment is past (the sender was down): never sent; returns how many."""
     result = await session.execute(

@@ -31,9 +31,13 @@ ANNOUNCE_FROM = time(8, 0)
 
 async def make_due(db: Database, now: datetime, *, weekly_summary: bool = False) -> int:
     """Make the broadcasts that are due; return how many were made. Close those past their time."""
-    async with db.writing() as session:
-        await schedules.expire_reminders(session, now.astimezone(LOCAL).date())
-        await repo.expire_due(session, now)
+    today = now.astimezone(LOCAL).date()
+    async with db.transaction() as session:  # looked at first: the write lock is taken only when needed
+        stale = await schedules.expired_reminders_exist(session, today) or await repo.expired_exist(session, now)
+    if stale:
+        async with db.writing() as session:
+            await schedules.expire_reminders(session, today)
+            await repo.expire_due(session, now)
     made = await reminders_due(db, now) + await visits_due(db, now) + await recurring_due(db, now)
     if weekly_summary:
         made += await weekly_summary_due(db, now)

@@ -84,6 +84,7 @@ REQUIRED = (
     "reminder_text",
     "reminder_text_today",
     "reminder_window_note",
+    "reminder_set_soon",
     "reminder_none",
     "visit_announce",
     "visit_announce_today",

@@ -126,7 +126,11 @@ def set_day(state: State, ctx: Context, day: date) -> Outcome:
     if day > first + timedelta(days=MAX_DAYS):
         return respond(state, [Reply(_msg("reminder_far_date", days=MAX_DAYS))], log=None)
     eve = (day - timedelta(days=1)).strftime("%d/%m")
-    reply = Reply(_msg("reminder_set", eve=eve, date=shown(day)), (Choice(_msg("reminder_cancel_label"), f"{PREFIX}:x"),))
+    if ctx.now >= datetime.combine(day - timedelta(days=1), EVENING, tzinfo=LOCAL):
+        said = _msg("reminder_set_soon", date=shown(day))  # that evening has begun: not "tối {eve}"
+    else:
+        said = _msg("reminder_set", eve=eve, date=shown(day))
+    reply = Reply(said, (Choice(_msg("reminder_cancel_label"), f"{PREFIX}:x"),))
     window = ctx.reply_window_days
     if window and (day - timedelta(days=1)) > first + timedelta(days=window):
         # The channel lets the bot write only so long after the person's last message: say so now.

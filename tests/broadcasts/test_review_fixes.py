@@ -13,6 +13,7 @@ from sqlalchemy import select
 from bot.broadcasts import visits, workflow
 from bot.broadcasts.optout import load
 from bot.config import Settings
+from bot.messages import ChatType, Incoming
 from bot.service import ChatService
 from storage import broadcasts as repo
 from storage import erasure, schedules
@@ -57,7 +58,7 @@ async def person_rows(db) -> tuple[list, list]:
 
 async def test_a_reminder_set_late_at_night_for_tomorrow_says_today_in_the_morning(world, clock, fake_tg, tg_bot, service):
     clock.now = vn(2, 23)  # quiet hours: the reminder cannot go tonight
-    await service.handle(says(clock, payload="rm:2026-11-03"))
+    assert texts(await service.handle(says(clock, payload="rm:2026-11-03"))) == [M("reminder_set_soon", date="03/11/2026")]
     sender = make_sender(world, tg_bot, clock)
     await run(sender, clock)
     assert said(fake_tg, int(PERSON)) == []
@@ -265,3 +266,43 @@ async def test_waiting_for_a_date_lets_the_person_opt_out_cancel_or_ask(world, c
     await service.handle(says(clock, payload="rm"))
     assert texts(await service.handle(says(clock, "1/11"))) == [M("reminder_past_date")]  # yesterday, not next year
     assert texts(await service.handle(says(clock, "ngày 40/13"))) == [bad]
+
+
+# ---------------------------------------------------------------- 9, 11, 12
+
+
+async def test_on_zalo_oa_a_reminder_beyond_the_window_is_set_with_a_note(world, clock, service):
+    def zalo(text="", payload=None):
+        return Incoming("zalo_oa", "z1", ChatType.PRIVATE, "z1", "Lan", text, clock(), payload=payload)
+
+    [near] = await service.handle(zalo(payload="rm:2026-11-06"))  # reminded on the 5th: within 7 days
+    assert near.text == M("reminder_set", eve="05/11", date="06/11/2026")
+    [far] = await service.handle(zalo(payload="rm:2026-11-20"))
+    assert far.text == M("reminder_set", eve="19/11", date="20/11/2026") + "\n" + M("reminder_window_note", days=7)
+    # Telegram has no such window: no note.
+    assert texts(await service.handle(says(clock, payload="rm:2026-11-20"))) == [M("reminder_set", eve="19/11", date="20/11/2026")]
+
+
+async def test_huynhac_without_a_reminder_says_there_is_none(world, clock, fake_tg, tg_bot, service):
+    assert texts(await service.handle(says(clock, "/huynhac"))) == [M("reminder_none")]
+    await service.handle(says(clock, payload="rm:2026-11-05"))
+    assert texts(await service.handle(says(clock, "/huynhac"))) == [M("reminder_cancelled")]
+    assert texts(await service.handle(says(clock, payload="rm:x"))) == [M("reminder_none")]
+    # Once sent, there is nothing left to stop, and the reminder does not point to /huynhac.
+    await service.handle(says(clock, payload="rm:2026-11-05"))
+    clock.now = vn(4, 19)
+    await run(make_sender(world, tg_bot, clock), clock)
+    [text] = said(fake_tg, int(PERSON))
+    assert "/huynhac" not in text
+    assert texts(await service.handle(says(clock, "/huynhac"))) == [M("reminder_none")]
+
+
+async def test_the_next_visit_told_is_not_one_that_ended_earlier_today(world, catalog, clock, service):
+    from tests.broadcasts.test_reminders_and_visits import add_visit, mobile_question
+
+    await add_visit(world, clock, day=date(2026, 11, 2))  # today 07:30-11:00; it is 15:30
+    await add_visit(world, clock, day=date(2026, 11, 9))
+    replies = await service.handle(says(clock, mobile_question(catalog)))
+    assert replies[1].text == M(
+        "visit_next", hamlet="Thôn A1", date="09/11/2026", time=M("visit_time_range", start="07:30", end="11:00"), place="Nhà văn hoá thôn A1"
+    )

@@ -55,3 +55,17 @@ async def test_a_visit_with_control_characters_or_a_broken_csv_is_refused(sign_i
         from datetime import date
 
         assert await schedules.visits(s, COMMUNE, date(2026, 11, 1)) == []
+
+
+async def test_a_visit_that_will_not_be_announced_is_shown_so(sign_in, client, people_here, dash_clock):
+    from storage import schedules
+
+    async with people_here.transaction() as s:
+        v = await schedules.add_visit(
+            s, commune=COMMUNE, day=dash_clock().date() + __import__("datetime").timedelta(days=2), start="07:30", end=None,
+            place="Nhà văn hoá", hamlets=[T1], by="web:officer", now=dash_clock(),
+        )
+        v.announced_broadcast_id = schedules.NOT_ANNOUNCED
+    officer = await sign_in("officer")
+    html = await (await officer.get(f"{PREFIX}/broadcasts/visits")).text()
+    assert rows_of(html, "visits")[0][4].startswith("không thông báo")
