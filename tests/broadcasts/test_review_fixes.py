@@ -306,3 +306,29 @@ async def test_the_next_visit_told_is_not_one_that_ended_earlier_today(world, ca
     assert replies[1].text == M(
         "visit_next", hamlet="Thôn A1", date="09/11/2026", time=M("visit_time_range", start="07:30", end="11:00"), place="Nhà văn hoá thôn A1"
     )
+
+
+# ---------------------------------------------------------------- the upgrade (migration 0020)
+
+
+async def test_a_reminder_pending_before_the_upgrade_is_sent_with_one_first_line(db_url, clock, fake_tg, tg_bot):
+    from sqlalchemy import text
+
+    from storage.db import Database
+    from storage.migrate import upgrade
+
+    await upgrade(db_url, "0017")
+    old = "Nhắc anh/chị: ngày mai, 05/11/2026, là ngày hẹn làm căn cước.\nĐến đúng nơi.\nMang thẻ cũ.\nKhi không cần nhắc nữa, anh/chị gõ /huynhac."
+    db = Database(db_url)
+    try:
+        async with db.transaction() as session:
+            await session.execute(text(
+                "INSERT INTO reminders (channel, user_id, hamlet_code, appointment, remind_at, text, status, created_at, updated_at)"
+                " VALUES ('telegram', :u, NULL, :d, :at, :t, 'pending', :at, :at)"
+            ), {"u": PERSON, "d": date(2026, 11, 5), "at": vn(4, 19), "t": old})
+        await upgrade(db_url)
+        clock.now = vn(4, 19)
+        await run(make_sender(db, tg_bot, clock), clock)
+        assert said(fake_tg, int(PERSON)) == [M("reminder_text", date="05/11/2026", body="Đến đúng nơi.\nMang thẻ cũ.")]
+    finally:
+        await db.close()
