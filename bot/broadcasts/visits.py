@@ -31,12 +31,15 @@ def time_text(start: str, end: str | None) -> str:
     return content.msg("visit_time_range", start=start, end=end) if end else content.msg("visit_time_from", start=start)
 
 
+# `content.msg(...)`: ids of broadcasts.yaml (tests/test_catalog.py checks them against that file).
 def next_visit_text(visit: NextVisit, hamlet_name: str) -> str:
-    return load().msg("visit_next", hamlet=hamlet_name, date=visit.day.strftime("%d/%m/%Y"), time=time_text(visit.start, visit.end), place=visit.place)
+    content = load()
+    return content.msg("visit_next", hamlet=hamlet_name, date=visit.day.strftime("%d/%m/%Y"), time=time_text(visit.start, visit.end), place=visit.place)
 
 
 def announcement(day: date, start: str, end: str | None, place: str, hamlet_names: list[str]) -> str:
-    return load().msg("visit_announce", date=day.strftime("%d/%m/%Y"), time=time_text(start, end), place=place, hamlets=", ".join(hamlet_names))
+    content = load()
+    return content.msg("visit_announce", date=day.strftime("%d/%m/%Y"), time=time_text(start, end), place=place, hamlets=", ".join(hamlet_names))
 
 
 def clock_time(value: str) -> str | None:
