@@ -34,14 +34,17 @@ def time_text(start: str, end: str | None) -> str:
     return content.msg("visit_time_range", start=start, end=end) if end else content.msg("visit_time_from", start=start)
 
 
+# `content.msg(...)`: ids of broadcasts.yaml (tests/test_catalog.py checks them against that file).
 def next_visit_text(visit: NextVisit, hamlet_name: str) -> str:
-    return load().msg("visit_next", hamlet=hamlet_name, date=visit.day.strftime("%d/%m/%Y"), time=time_text(visit.start, visit.end), place=visit.place)
+    content = load()
+    return content.msg("visit_next", hamlet=hamlet_name, date=visit.day.strftime("%d/%m/%Y"), time=time_text(visit.start, visit.end), place=visit.place)
 
 
 def announcement(day: date, start: str, end: str | None, place: str, hamlet_names: list[str], *, today: bool = False) -> str:
     """The announcement to the hamlets' groups: "ngày mai" the day before, "hôm nay" on the day itself."""
     key = "visit_announce_today" if today else "visit_announce"
-    return load().msg(key, date=day.strftime("%d/%m/%Y"), time=time_text(start, end), place=place, hamlets=", ".join(hamlet_names))
+    content = load()
+    return content.msg(key, date=day.strftime("%d/%m/%Y"), time=time_text(start, end), place=place, hamlets=", ".join(hamlet_names))
 
 
 async def cancel(session, visit, now: datetime) -> str:
@@ -67,7 +70,8 @@ async def cancel(session, visit, now: datetime) -> str:
     begins = datetime.combine(visit.visit_date, datetime.strptime(visit.start_time, "%H:%M").time(), tzinfo=LOCAL)
     if begins <= now:
         return "stopped"  # begun already: a notice comes too late
-    text = load().msg("visit_cancelled", date=visit.visit_date.strftime("%d/%m/%Y"), time=time_text(visit.start_time, visit.end_time), place=visit.place)
+    content = load()
+    text = content.msg("visit_cancelled", date=visit.visit_date.strftime("%d/%m/%Y"), time=time_text(visit.start_time, visit.end_time), place=visit.place)
     session.add(Broadcast(
         kind="visit", author=b.author, approver=b.approver, text=text, audience=dict(b.audience), status=BroadcastStatus.SCHEDULED,
         created_at=now, updated_at=now, expires_at=begins.astimezone(timezone.utc),
