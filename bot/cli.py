@@ -69,14 +69,16 @@ async def _service(settings, catalog):
 
 
 def _web_text_problems(settings) -> list[str]:
-    """The problems of web.yaml (the web chat page and the posters), one a line."""
-    from bot.web.texts import TextsError, load_texts
+    """The problems of web.yaml (the web chat page and the posters) and dashboard.yaml, one a line."""
+    from bot.web.texts import TextsError, load_dashboard_texts, load_texts
 
-    try:
-        load_texts(settings.content_dir)
-    except TextsError as exc:
-        return str(exc).splitlines()
-    return []
+    problems: list[str] = []
+    for load in (load_texts, load_dashboard_texts):
+        try:
+            load(settings.content_dir)
+        except TextsError as exc:
+            problems += str(exc).splitlines()
+    return problems
 
 
 def _broadcast_text_problems() -> list[str]:

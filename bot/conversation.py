@@ -107,6 +107,11 @@ class Context:
     desk: Desk | None = None
     # The next visit of the mobile issuing team to the hamlet of this conversation, if one is planned.
     next_visit: NextVisit | None = None
+    # How many days after the person's last message the channel lets the bot write to them unasked (a
+    # reminder); None: no such limit.
+    reply_window_days: int | None = None
+    # Whether the person has a reminder that /huynhac can still stop (read only for /huynhac and its button).
+    has_reminder: bool = True
 
 
 class Outcomes:

@@ -139,7 +139,7 @@ def _command(state: State, msg: Incoming, ctx: Context, name: str, arg: str) -> 
     if name == "phatthanh":
         return compose.start(state, msg, ctx)
     if name == "huynhac" and private:
-        return reminders.cancel(state)
+        return reminders.cancel(state, ctx)
     if name == "cauhoi" and arg.strip():
         return None
     return menu.show_menu(state, msg, ctx)
@@ -246,15 +246,17 @@ def step(state: State, msg: Incoming, ctx: Context) -> Outcome:
         if written is not None:
             return written
         state = state.evolve(flow=Flow.IDLE, draft={})
+    # Opting out of broadcasts works from anywhere, whatever flow the person is in (waiting for a date too).
+    # (Waiting for a date ends there: the date question is over.)
+    kept = state.evolve(flow=Flow.IDLE) if state.flow == Flow.REMIND else state
+    stop = None if msg.payload else optout.step(kept, msg, ctx, text, ctx.opted_out)
+    if stop is not None:
+        return stop
     if state.flow == Flow.REMIND and not msg.payload:
         dated = reminders.typed(state, msg, ctx, text)
         if dated is not None:
             return dated
         state = state.evolve(flow=Flow.IDLE)
-    # Opting out of broadcasts works from anywhere, whatever flow the person is in.
-    stop = None if msg.payload else optout.step(state, msg, ctx, text, ctx.opted_out)
-    if stop is not None:
-        return stop
     if msg.payload:
         return _press(state, msg, ctx, msg.payload)
     if len(text) > MAX_INPUT:

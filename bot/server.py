@@ -379,6 +379,9 @@ def setup_dashboard(app: web.Application) -> None:
         on_visits_change=service.forget_visits,
     )
     app.add_subapp(PREFIX, create_dashboard(config))
+    from bot.web.media import add_public_route
+
+    add_public_route(app, app[DATABASE])  # broadcasts' images, fetched by Zalo
 
     async def group_questions(_app: web.Application) -> None:
         await config.grouper.catch_up(_app[DATABASE])

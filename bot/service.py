@@ -40,6 +40,9 @@ from storage import conversations, deliveries, erasure, logs, people, registry, 
 from storage.db import Database
 
 log = logging.getLogger(__name__)
+# Channels that let the bot write to a person only for some days after the person's last message (Zalo
+# OA's interaction window): a reminder beyond it may not arrive, and the person is told so.
+REPLY_WINDOW_DAYS = {"zalo_oa": 7}
 MAX_LOGGED_TEXT = 1000
 
 
@@ -293,6 +296,7 @@ class ChatService:
             if msgs[i].chat_type is ChatType.PRIVATE and users[(msgs[i].channel, msgs[i].sender_id)][0] is None
         }
         last_group = await logs.last_group_hamlets(session, sorted(set(homeless.values())))
+        next_visits = await self._next_visits(session)  # once for the batch (cached for a minute)
         records = _Records()
         for i in live:
             msg = msgs[i]
@@ -309,9 +313,9 @@ class ChatService:
                 chat_hamlet=chat_hamlet if msg.chat_type is ChatType.GROUP else last_group.get(homeless.get(i, "")),
                 opted_out=opted_out,
                 desk=await self._desk(session, msg, state),
-                next_visit=(await self._next_visits(session)).get(
-                    chat_hamlet if msg.chat_type is ChatType.GROUP else user_hamlet or ""
-                ),
+                next_visit=next_visits.get(chat_hamlet if msg.chat_type is ChatType.GROUP else user_hamlet or ""),
+                reply_window_days=REPLY_WINDOW_DAYS.get(msg.channel),
+                has_reminder=await self._has_reminder(session, msg),
             )
             outcome = step(state, msg, ctx)
             if any(isinstance(e, QueryHandled) and e.outcome == Outcomes.INVALID for e in outcome.events):
@@ -335,11 +339,12 @@ class ChatService:
         if self._visits_read is None or started - self._visits_read > self.VISITS_TTL:
             from storage import schedules
 
-            today = self.clock().astimezone(reminders.LOCAL).date()
+            local = self.clock().astimezone(reminders.LOCAL)
+            today, hhmm = local.date(), local.strftime("%H:%M")
             upcoming: dict[str, visits.NextVisit] = {}
             for v in await schedules.visits(session, None, today):
-                if v.cancelled:
-                    continue
+                if v.cancelled or (v.visit_date == today and v.end_time and v.end_time <= hhmm):
+                    continue  # cancelled, or ended already today (one without an end time is told all day)
                 for hamlet in v.hamlets:
                     upcoming.setdefault(hamlet, visits.NextVisit(v.visit_date, v.start_time, v.end_time, v.place))
             self._visits, self._visits_read = upcoming, started
@@ -372,6 +377,14 @@ class ChatService:
 
         return await desk(session, communes)
 
+    async def _has_reminder(self, session: AsyncSession, msg: Incoming) -> bool:
+        """Read only for /huynhac and its button: whether the person has a reminder to stop."""
+        if msg.payload != f"{reminders.PREFIX}:x" and not clean_text(msg.text).lower().startswith("/huynhac"):
+            return True
+        from storage import schedules
+
+        return await schedules.has_open_reminder(session, msg.channel, msg.sender_id)
+
     async def _reminder(self, session: AsyncSession, msg: Incoming, event, hamlet: str | None, now: datetime) -> None:
         """Store or cancel the person's appointment reminder; its text is written now, from today's content."""
         from storage import schedules
@@ -383,15 +396,16 @@ class ChatService:
         catalog = self.catalog
         step = catalog.steps[catalog.step_index[content.reminder_step]] if content.reminder_step in catalog.step_index else None
         bring = catalog.topics.get(content.bring_topic)
-        text = content.msg(
-            "reminder_text",
-            date=reminders.shown(event.day),
-            go=catalog.step_text(step).strip() if step else "",
-            bring=catalog.first_part(bring).strip() if bring else "",
-        )
+        # Where to go and what to bring; the first line ("ngày mai" or "hôm nay") is written when it is sent.
+        go = catalog.step_text(step).strip() if step else ""
+        text = "\n".join(part for part in (go, catalog.first_part(bring).strip() if bring else "") if part)
+        from storage import broadcasts as repo
+
+        commune = (await repo.hamlet_communes(session)).get(hamlet or "")
+        p = await repo.policy(session, commune)
         await schedules.set_reminder(
             session, channel=msg.channel, user_id=msg.sender_id, hamlet=hamlet, appointment=event.day,
-            remind_at=reminders.remind_at(event.day, now), text=text, now=now,
+            remind_at=reminders.remind_at(event.day, now, p.quiet_start), text=text, now=now,
         )
 
     async def _broadcasts_composed(self, session: AsyncSession, msg: Incoming, outcome: Outcome, now: datetime) -> list[Reply]:

@@ -260,6 +260,8 @@ async def claim_due(
             BroadcastDelivery.claimed_by.is_(None),
             BroadcastDelivery.next_attempt_at <= now,
             Broadcast.status == BroadcastStatus.SENDING,
+            # A reminder or a visit's announcement past its time is never sent (see expire_due).
+            (Broadcast.expires_at.is_(None)) | (Broadcast.expires_at > now),
         )
         .order_by(BroadcastDelivery.next_attempt_at, BroadcastDelivery.id)
         .limit(limit)
@@ -278,6 +280,13 @@ async def claim_due(
     return rows
 
 
+def _sendable(now: datetime):
+    """The broadcasts whose deliveries may be sent now: being sent, and not past their `expires_at`."""
+    return select(Broadcast.id).where(
+        Broadcast.status == BroadcastStatus.SENDING, (Broadcast.expires_at.is_(None)) | (Broadcast.expires_at > now)
+    )
+
+
 async def mark_sending(session: AsyncSession, delivery_id: int, holder: str, now: datetime) -> bool:
     """Record that the platform call is about to be made; False if the row is no longer ours to send."""
     result = await session.execute(
@@ -287,7 +296,7 @@ async def mark_sending(session: AsyncSession, delivery_id: int, holder: str, now
             BroadcastDelivery.claimed_by == holder,
             BroadcastDelivery.status == DeliveryStatus.PENDING,
             # A broadcast paused or cancelled after the claim is not sent.
-            BroadcastDelivery.broadcast_id.in_(select(Broadcast.id).where(Broadcast.status == BroadcastStatus.SENDING)),
+            BroadcastDelivery.broadcast_id.in_(_sendable(now)),
         )
         .values(status=DeliveryStatus.SENDING, attempts=BroadcastDelivery.attempts + 1, updated_at=now)
     )
@@ -304,7 +313,7 @@ async def mark_sending_many(session: AsyncSession, delivery_ids: Sequence[int], 
             BroadcastDelivery.id.in_(list(delivery_ids)),
             BroadcastDelivery.claimed_by == holder,
             BroadcastDelivery.status == DeliveryStatus.PENDING,
-            BroadcastDelivery.broadcast_id.in_(select(Broadcast.id).where(Broadcast.status == BroadcastStatus.SENDING)),
+            BroadcastDelivery.broadcast_id.in_(_sendable(now)),
         )
         .values(status=DeliveryStatus.SENDING, attempts=BroadcastDelivery.attempts + 1, updated_at=now)
         .returning(BroadcastDelivery.id)
@@ -448,3 +457,37 @@ async def set_opted_out(session: AsyncSession, channel: str, external_id: str, o
     await session.execute(
         update(User).where(User.channel == channel, User.external_id == external_id).values(opted_out=opted_out)
     )
+
+
+EXPIRED = "expired"  # last_error of the deliveries of a broadcast closed at its expires_at
+
+
+_OPEN_BROADCAST = (
+    BroadcastStatus.DRAFT, BroadcastStatus.AWAITING_APPROVAL, BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING, BroadcastStatus.PAUSED,
+)
+
+
+def _expired(now: datetime):
+    return select(Broadcast.id).where(
+        Broadcast.expires_at.is_not(None), Broadcast.expires_at <= now, Broadcast.status.in_(list(_OPEN_BROADCAST))
+    )
+
+
+async def expired_exist(session: AsyncSession, now: datetime) -> bool:
+    return (await session.execute(_expired(now).limit(1))).first() is not None
+
+
+async def expire_due(session: AsyncSession, now: datetime) -> list[int]:
+    """Close the broadcasts past their `expires_at` that are not finished: their open deliveries are
+    cancelled (last error "expired") and the broadcast is cancelled. Returns their ids."""
+    ids = list((await session.execute(_expired(now))).scalars())
+    if ids:
+        await session.execute(
+            update(BroadcastDelivery)
+            .where(BroadcastDelivery.broadcast_id.in_(ids), BroadcastDelivery.status == DeliveryStatus.PENDING)
+            .values(status=DeliveryStatus.CANCELLED, last_error=EXPIRED, claimed_by=None, updated_at=now)
+        )
+        await session.execute(
+            update(Broadcast).where(Broadcast.id.in_(ids)).values(status=BroadcastStatus.CANCELLED, finished_at=now, updated_at=now)
+        )
+    return ids

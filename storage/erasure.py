@@ -83,5 +83,9 @@ async def apply_retention(session: AsyncSession, now: datetime, text_days: int) 
     texts = await expire_query_texts(session, now, keep)
     await stats.expire_wordings(session, now - keep)  # the unanswered page's copy of those texts
     tombstones = await prune_tombstones(session, now - timedelta(days=TOMBSTONE_DAYS))
+    from storage import schedules
+
+    # Finished appointment reminders (a person's id and date) go a month after the appointment.
+    await schedules.prune_reminders(session, (now - timedelta(days=schedules.KEEP_DAYS)).date())
     return texts, tombstones
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text, true
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -183,6 +183,7 @@ class Broadcast(Base):
     author: Mapped[str] = mapped_column(String(100))
     approver: Mapped[str | None] = mapped_column(String(100), nullable=True)
     text: Mapped[str] = mapped_column(Text)
+    # The key of its image (broadcast_images), if it has one.
     image: Mapped[str | None] = mapped_column(String(500), nullable=True)
     # {"scope": "all"|"communes"|"hamlets", "codes": [...], "kinds": ["group", "private"], "channels": [...]}
     audience: Mapped[dict] = mapped_column(JSON)
@@ -195,6 +196,23 @@ class Broadcast(Base):
     # "broadcast" (written by a team), "reminder" (one person's appointment), "visit" (a mobile team's
     # visit announced to its hamlets' groups), "recurring" (made by a recurring rule).
     kind: Mapped[str] = mapped_column(String(20), default="broadcast", server_default="broadcast")
+    # Not sent after this (a reminder's "ngày mai" is wrong on the day itself); closed as cancelled then.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class BroadcastImage(Base):
+    """A broadcast's image, uploaded on the dashboard (bot/broadcasts/images.py: why in the database)."""
+
+    __tablename__ = "broadcast_images"
+
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)  # random: its public address cannot be guessed
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    content_type: Mapped[str] = mapped_column(String(20))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class BroadcastDelivery(Base):

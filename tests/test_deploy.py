@@ -91,6 +91,7 @@ def test_compose_runs_postgresql_n_web_processes_one_sender_and_an_https_proxy()
     caddyfile = (ROOT / "deploy" / mount.split(":")[0]).read_text()
     assert "{$CCCD_DOMAIN}" in caddyfile and "reverse_proxy web:8080" in caddyfile
     assert "health_uri /readyz" in caddyfile and "/metrics" not in caddyfile.split("@public", 1)[1].split("\n")[0]
+    assert "/media/broadcasts/*" in caddyfile.split("@public", 1)[1].split("\n")[0]  # Zalo fetches broadcasts' images
 
 
 def test_the_env_example_names_only_known_settings():

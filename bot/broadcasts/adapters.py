@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from bot.broadcasts.images import Image
+
 
 class Result(StrEnum):
     SENT = "sent"
@@ -41,7 +43,11 @@ class Adapter(Protocol):
 
     async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult: ...
 
+    async def send_photo(self, chat_id: str, kind: str, image: Image, caption: str | None) -> SendResult: ...
 
+
+# How long the upload of a broadcast's image (≤ 1 MB, once per broadcast) may take.
+UPLOAD_TIMEOUT = 60.0
 # How long a call waits for its channel to connect to its platform before it is put off.
 NOT_READY_WAIT = 5.0
 
@@ -58,7 +64,11 @@ async def not_ready(ready: asyncio.Event | None) -> SendResult | None:
 
 
 class TelegramAdapter:
-    """Telegram through python-telegram-bot's Bot."""
+    """Telegram through python-telegram-bot's Bot.
+
+    An image is uploaded once (sendPhoto, multipart); the next chats get it by the file_id Telegram gave
+    back, as Telegram recommends, rather than 1 MB more per chat.
+    """
 
     channel = "telegram"
 
@@ -66,8 +76,44 @@ class TelegramAdapter:
         self.bot = bot
         self.ready = ready
         self.read_timeout = read_timeout  # None: the client's own
+        self.file_ids: dict[str, str] = {}  # image key -> Telegram's file_id of it
+        self._uploads: dict[str, asyncio.Lock] = {}
 
     async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult:
+        return await self._send(chat_id, lambda chat: self.bot.send_message(
+            chat, text, disable_web_page_preview=True, read_timeout=self.read_timeout
+        ))
+
+    async def send_photo(self, chat_id: str, kind: str, image: Image, caption: str | None) -> SendResult:
+        if image.key not in self.file_ids:
+            # One upload at a time per image: the chats after it get the file_id it brings back.
+            async with self._uploads.setdefault(image.key, asyncio.Lock()):
+                if image.key not in self.file_ids:
+                    return await self._photo(chat_id, image, caption, None)
+        return await self._photo(chat_id, image, caption, self.file_ids[image.key])
+
+    async def _photo(self, chat_id: str, image: Image, caption: str | None, file_id: str | None) -> SendResult:
+        from telegram import InputFile
+
+        photo = file_id or InputFile(image.data, filename=image.filename)
+        timeouts = {} if self.read_timeout is None else {"read_timeout": self.read_timeout}
+        # The one upload of a broadcast's image may take a while on a commune's slow uplink.
+        timeouts["write_timeout"] = UPLOAD_TIMEOUT if file_id is None else (self.read_timeout or UPLOAD_TIMEOUT)
+        outcome = await self._send(
+            chat_id, lambda chat: self.bot.send_photo(chat, photo, caption=caption, **timeouts),
+            keep=lambda message: self._keep_file_id(image.key, message),
+        )
+        if file_id is not None and outcome.result is Result.FAILED and "file" in outcome.error.lower():
+            # Telegram no longer knows the file_id: upload again at the next attempt.
+            self.file_ids.pop(image.key, None)
+            return SendResult(Result.TRANSIENT, error=outcome.error)
+        return outcome
+
+    def _keep_file_id(self, key: str, message) -> None:
+        if key not in self.file_ids and getattr(message, "photo", None):
+            self.file_ids[key] = message.photo[-1].file_id
+
+    async def _send(self, chat_id: str, call, keep=None) -> SendResult:
         waiting = await not_ready(self.ready)
         if waiting is not None:
             return waiting
@@ -78,9 +124,7 @@ class TelegramAdapter:
         if not chat_id.lstrip("-").isdigit():
             return SendResult(Result.FAILED, error=f"not a Telegram chat id: {chat_id[:20]}")
         try:
-            message = await self.bot.send_message(
-                int(chat_id), text, disable_web_page_preview=True, read_timeout=self.read_timeout
-            )
+            message = await call(int(chat_id))
         except RetryAfter as exc:
             return SendResult(Result.RETRY_AFTER, retry_after=retry_seconds(exc), error=str(exc))
         except Forbidden as exc:
@@ -96,6 +140,8 @@ class TelegramAdapter:
             return SendResult(Result.TRANSIENT, error=f"timeout: {exc}")
         except NetworkError as exc:  # 5xx answers and connection errors
             return SendResult(Result.TRANSIENT, error=str(exc))
+        if keep is not None:
+            keep(message)
         return SendResult(Result.SENT, message_id=str(message.message_id))
 
 
@@ -104,16 +150,33 @@ ZALO_OA_UNREACHABLE = frozenset({-213, -217, -227, -244, -237, -403})
 ZALO_OA_NO_WINDOW = frozenset({-230, -232, -234})
 
 
+NO_PUBLIC_URL = "CCCD_PUBLIC_URL is not set: Zalo fetches a broadcast's image from the server's public address"
+
+
 class ZaloOAAdapter:
-    """Zalo OA through the OA channel's client (tokens refreshed there)."""
+    """Zalo OA through the OA channel's client (tokens refreshed there).
+
+    An image goes as OA's `media` template with the image's public address, the text (if any) with it.
+    """
 
     channel = "zalo_oa"
 
-    def __init__(self, oa_channel, ready: asyncio.Event | None = None):
+    def __init__(self, oa_channel, ready: asyncio.Event | None = None, *, public_url: str | None = None):
         self.oa = oa_channel
         self.ready = ready
+        self.public_url = public_url
 
     async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult:
+        return await self._send(chat_id, kind, {"text": text})
+
+    async def send_photo(self, chat_id: str, kind: str, image: Image, caption: str | None) -> SendResult:
+        url = image.url(self.public_url)
+        if url is None:
+            return SendResult(Result.FAILED, error=NO_PUBLIC_URL)
+        media = {"type": "template", "payload": {"template_type": "media", "elements": [{"media_type": "image", "url": url}]}}
+        return await self._send(chat_id, kind, {"attachment": media, **({"text": caption} if caption else {})})
+
+    async def _send(self, chat_id: str, kind: str, message: dict) -> SendResult:
         from bot.channels import zalo_oa
 
         waiting = await not_ready(self.ready)
@@ -121,9 +184,9 @@ class ZaloOAAdapter:
             return waiting
 
         if kind == "group":
-            path, body = zalo_oa.GROUP_PATH, {"recipient": {"group_id": chat_id}, "message": {"text": text}}
+            path, body = zalo_oa.GROUP_PATH, {"recipient": {"group_id": chat_id}, "message": message}
         else:
-            path, body = zalo_oa.CS_PATH, {"recipient": {"user_id": chat_id}, "message": {"text": text}}
+            path, body = zalo_oa.CS_PATH, {"recipient": {"user_id": chat_id}, "message": message}
         try:
             # One request: the sender does its own retries (and counts them).
             data = await self.oa.call("POST", path, body, retries=False)
@@ -151,23 +214,37 @@ def zalo_oa_result(code: int, status: int, error: str) -> SendResult:
 
 
 class ZaloBotAdapter:
-    """Zalo Bot through the Zalo Bot channel's API client (`ZaloBotApi.call_once`: no retries of its own)."""
+    """Zalo Bot through the Zalo Bot channel's API client (`ZaloBotApi.call_once`: no retries of its own).
+
+    An image goes by sendPhoto with the image's public address (the platform takes no upload) and the
+    text as its caption.
+    """
 
     channel = "zalo_bot"
 
-    def __init__(self, api, ready: asyncio.Event | None = None, *, read_timeout: float = 15.0):
+    def __init__(self, api, ready: asyncio.Event | None = None, *, read_timeout: float = 15.0, public_url: str | None = None):
         self.api = api
         self.ready = ready
         self.read_timeout = read_timeout
+        self.public_url = public_url
 
     async def send_text(self, chat_id: str, kind: str, text: str) -> SendResult:
+        return await self._send("sendMessage", {"chat_id": chat_id, "text": text})
+
+    async def send_photo(self, chat_id: str, kind: str, image: Image, caption: str | None) -> SendResult:
+        url = image.url(self.public_url)
+        if url is None:
+            return SendResult(Result.FAILED, error=NO_PUBLIC_URL)
+        return await self._send("sendPhoto", {"chat_id": chat_id, "photo": url, **({"caption": caption} if caption else {})})
+
+    async def _send(self, method: str, body: dict) -> SendResult:
         from bot.channels.zalo_bot import ZaloBotError
 
         waiting = await not_ready(self.ready)
         if waiting is not None:
             return waiting
         try:
-            result = await self.api.call_once("sendMessage", {"chat_id": chat_id, "text": text}, self.read_timeout)
+            result = await self.api.call_once(method, body, self.read_timeout)
         except ZaloBotError as exc:
             return zalo_bot_result(exc.code, exc.description, exc.retry_after)
         message_id = result.get("message_id") if isinstance(result, dict) else None

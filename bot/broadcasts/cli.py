@@ -11,15 +11,17 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-STATUS_VI = {
-    "draft": "nháp",
-    "awaiting_approval": "chờ duyệt",
-    "scheduled": "đã lên lịch",
-    "sending": "đang gửi",
-    "paused": "tạm dừng",
-    "done": "xong",
-    "cancelled": "đã huỷ",
-}
+from bot.startup import say
+
+
+
+def _status(status: str) -> str:
+    """A broadcast status as the dashboard names it (dashboard.yaml: bc_status_<status>)."""
+    from bot.broadcasts.report import status_name
+    from bot.cli import _settings
+    from bot.web.texts import load_dashboard_texts
+
+    return status_name(load_dashboard_texts(_settings().content_dir), status)
 
 
 def _now() -> datetime:
@@ -38,7 +40,7 @@ def _audience(args):
             channels=tuple(c.strip() for c in (args.channels or "").split(",") if c.strip()),
         )
     except AudienceError as exc:
-        print(f"lỗi: người nhận không hợp lệ: {exc}", file=sys.stderr)
+        print(say("bc_bad_audience", reason=exc), file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -47,7 +49,7 @@ def _actor(settings, who: str):
 
     channel, _, user = (who or "").partition(":")
     if not channel or not user:
-        print("lỗi: --as phải có dạng kênh:mã_người_dùng, ví dụ telegram:123456", file=sys.stderr)
+        print(say("bc_bad_as"), file=sys.stderr)
         raise SystemExit(2)
     return actor_for(settings, channel, user)
 
@@ -70,10 +72,10 @@ def _run(coro_fn):
     try:
         return asyncio.run(main())
     except NotAllowed as exc:
-        print(f"lỗi: không được phép: {exc}", file=sys.stderr)
+        print(say("bc_not_allowed", reason=exc), file=sys.stderr)
         return 3
     except BadRequest as exc:
-        print(f"lỗi: {exc}", file=sys.stderr)
+        print(say("bc_bad_request", reason=exc), file=sys.stderr)
         return 1
 
 
@@ -84,7 +86,7 @@ def cmd_create(args) -> int:
         try:
             text = Path(args.file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            print(f"lỗi: không đọc được {args.file}: {exc}", file=sys.stderr)
+            print(say("bc_unreadable_file", file=args.file, reason=exc), file=sys.stderr)
             return 1
     else:
         text = args.text or ""
@@ -94,17 +96,17 @@ def cmd_create(args) -> int:
         try:
             at = datetime.fromisoformat(args.at)
         except ValueError:
-            print("lỗi: --at phải là ngày giờ ISO, ví dụ 2026-12-05T08:00+07:00", file=sys.stderr)
+            print(say("bc_bad_at"), file=sys.stderr)
             return 2
         if at.tzinfo is None:
-            print("lỗi: --at phải ghi múi giờ, ví dụ +07:00", file=sys.stderr)
+            print(say("bc_at_without_zone"), file=sys.stderr)
             return 2
 
     async def go(settings, db):
         actor = _actor(settings, args.as_)
         b = await workflow.create(db, actor, text, audience, _now(), scheduled_at=at)
         b = await workflow.submit(db, actor, b.id, _now())
-        print(f"tin số {b.id}: {STATUS_VI[b.status]}")
+        print(say("bc_status_line", id=b.id, status=_status(b.status)))
         return 0
 
     return _run(go)
@@ -119,13 +121,13 @@ def cmd_dry_run(args) -> int:
         async with db.transaction() as session:
             unknown = await unknown_codes(session, audience)
             if unknown:
-                print(f"lỗi: không có mã: {', '.join(unknown)}", file=sys.stderr)
+                print(say("bc_unknown_codes", codes=", ".join(unknown)), file=sys.stderr)
                 return 1
             lines = await dry_run(session, audience)
-        print(f"{'thôn':<24} {'kênh':<10} {'loại':<8} {'sẽ gửi':>7} {'đã dừng nhận':>13}")
+        print(f"{say('bc_col_hamlet'):<24} {say('bc_col_channel'):<10} {say('bc_col_kind'):<8} {say('bc_col_to_send'):>7} {say('bc_col_opted_out'):>13}")
         for line in lines:
-            print(f"{line.hamlet or '(chưa chọn thôn)':<24} {line.channel:<10} {line.kind:<8} {line.to_send:>7} {line.opted_out:>13}")
-        print(f"tổng: sẽ gửi {sum(l.to_send for l in lines)}, bỏ qua (đã dừng nhận) {sum(l.opted_out for l in lines)}")
+            print(f"{line.hamlet or say('bc_no_hamlet'):<24} {line.channel:<10} {line.kind:<8} {line.to_send:>7} {line.opted_out:>13}")
+        print(say("bc_dry_run_total", to_send=sum(l.to_send for l in lines), opted_out=sum(l.opted_out for l in lines)))
         return 0
 
     return _run(go)
@@ -138,7 +140,7 @@ def _transition(name: str):
         async def go(settings, db):
             actor = _actor(settings, args.as_)
             b = await getattr(workflow, name)(db, actor, args.id, _now())
-            print(f"tin số {b.id}: {STATUS_VI[b.status]}")
+            print(say("bc_status_line", id=b.id, status=_status(b.status)))
             return 0
 
         return _run(go)
@@ -156,34 +158,30 @@ def cmd_list(args) -> int:
                 totals = await repo.totals(session, b.id)
                 first = b.text.splitlines()[0][:50]
                 done = totals.get("sent", 0)
-                print(f"{b.id:>5}  {STATUS_VI.get(b.status, b.status):<12} {done:>6}/{sum(totals.values()):<6} {b.author:<20} {first}")
+                print(f"{b.id:>5}  {_status(b.status):<12} {done:>6}/{sum(totals.values()):<6} {b.author:<20} {first}")
         return 0
 
     return _run(go)
 
 
 def cmd_report(args) -> int:
-    from storage import broadcasts as repo
+    from bot.broadcasts import report as reports
 
     async def go(settings, db):
         async with db.transaction() as session:
-            b = await repo.get(session, args.id)
-            if b is None:
-                print(f"lỗi: không có tin số {args.id}", file=sys.stderr)
-                return 1
-            rows = await repo.report(session, args.id)
-            unknown = [d for d in await repo.deliveries(session, args.id) if d.status == "unknown"]
-        print(f"tin số {b.id}: {STATUS_VI.get(b.status, b.status)}; tạo bởi {b.author}, duyệt bởi {b.approver or '-'}")
-        table: dict[tuple, dict[str, int]] = {}
-        for hamlet, channel, kind, status, n in rows:
-            table.setdefault((hamlet or "-", channel, kind), {})[status] = n
-        cols = ("sent", "failed", "blocked", "no_window", "opted_out", "unknown", "pending", "cancelled")
-        print(f"{'thôn':<20} {'kênh':<10} {'loại':<8} " + " ".join(f"{c:>9}" for c in cols))
-        for (hamlet, channel, kind), counts in sorted(table.items()):
-            print(f"{hamlet:<20} {channel:<10} {kind:<8} " + " ".join(f"{counts.get(c, 0) + (counts.get('sending', 0) if c == 'pending' else 0):>9}" for c in cols))
-        if unknown:
-            print("không rõ đã tới hay chưa (không gửi lại):")
-            for d in unknown:
+            found = await reports.read(session, args.id, unknown_limit=10_000)
+        if found is None:
+            print(say("bc_no_broadcast", id=args.id), file=sys.stderr)
+            return 1
+        b = found.broadcast
+        print(say("bc_report_head", id=b.id, status=_status(b.status), author=b.author, approver=b.approver or "-"))
+        cols = reports.COLUMNS
+        print(f"{say('bc_col_hamlet'):<20} {say('bc_col_channel'):<10} {say('bc_col_kind'):<8} " + " ".join(f"{c:>9}" for c in cols))
+        for (hamlet, channel, kind), counts in found.table:
+            print(f"{hamlet or '-':<20} {channel:<10} {kind:<8} " + " ".join(f"{counts.get(c, 0):>9}" for c in cols))
+        if found.unknown:
+            print(say("bc_unknown_rows"))
+            for d in found.unknown:
                 print(f"  {d.channel} {d.kind} {d.chat_id} ({d.hamlet_code or '-'})")
         return 0
 
@@ -195,50 +193,52 @@ def cmd_send(args) -> int:
     from bot.cli import _settings
 
     settings = _settings()
-    if not settings.telegram_token:
-        print("cảnh báo: chưa có CCCD_TELEGRAM_TOKEN: tin tới Telegram sẽ bị đánh dấu thất bại", file=sys.stderr)
+    off = [name for name, on in (("Telegram", settings.telegram_token), ("Zalo Bot", settings.zalo_bot_token),
+                                 ("Zalo OA", settings.zalo_oa_app_id and settings.zalo_oa_secret_key)) if not on]
+    if off:
+        print(say("bc_channels_off", channels=", ".join(off)), file=sys.stderr)
     asyncio.run(run(settings, until_idle=args.until_done))
     return 0
 
 
 def _audience_args(p) -> None:
-    p.add_argument("--scope", choices=("all", "communes", "hamlets"), default="all", help="tất cả, theo xã, hoặc theo thôn")
-    p.add_argument("--codes", help="mã xã hoặc mã thôn, cách nhau bằng dấu phẩy")
-    p.add_argument("--kinds", default="group,private", help="group (nhóm thôn), private (người đăng ký), hoặc cả hai")
-    p.add_argument("--channels", help="telegram, zalo_oa, zalo_bot (bỏ trống: mọi kênh)")
+    p.add_argument("--scope", choices=("all", "communes", "hamlets"), default="all", help=say("help_bc_scope"))
+    p.add_argument("--codes", help=say("help_bc_codes"))
+    p.add_argument("--kinds", default="group,private", help=say("help_bc_kinds"))
+    p.add_argument("--channels", help=say("help_bc_channels"))
 
 
 def register_cli(subparsers) -> None:
-    bc = subparsers.add_parser("broadcast", help="tin thông báo tới nhóm thôn và người đăng ký")
+    bc = subparsers.add_parser("broadcast", help=say("help_bc"))
     sub = bc.add_subparsers(dest="broadcast_command", required=True)
 
-    create = sub.add_parser("create", help="soạn và nộp một tin (chờ duyệt nếu xã yêu cầu)")
-    create.add_argument("--as", dest="as_", required=True, help="người soạn, dạng kênh:mã (trong CCCD_TEAM hoặc CCCD_OFFICERS)")
+    create = sub.add_parser("create", help=say("help_bc_create"))
+    create.add_argument("--as", dest="as_", required=True, help=say("help_bc_as_author"))
     group = create.add_mutually_exclusive_group(required=True)
-    group.add_argument("--text", help="nội dung tin")
-    group.add_argument("--file", help="tệp UTF-8 chứa nội dung tin")
-    create.add_argument("--at", help="thời điểm gửi, ISO có múi giờ (bỏ trống: gửi ngay khi được duyệt)")
+    group.add_argument("--text", help=say("help_bc_text"))
+    group.add_argument("--file", help=say("help_bc_file"))
+    create.add_argument("--at", help=say("help_bc_at"))
     _audience_args(create)
     create.set_defaults(func=cmd_create)
 
-    dry = sub.add_parser("dry-run", help="đếm người nhận theo thôn và kênh, không gửi gì")
+    dry = sub.add_parser("dry-run", help=say("help_bc_dry_run"))
     _audience_args(dry)
     dry.set_defaults(func=cmd_dry_run)
 
-    for name, help_ in (("approve", "duyệt một tin (cán bộ, không phải người soạn)"), ("pause", "tạm dừng gửi"), ("resume", "gửi tiếp"), ("cancel", "huỷ tin")):
+    for name, help_ in (("approve", say("help_bc_approve")), ("pause", say("help_bc_pause")), ("resume", say("help_bc_resume")), ("cancel", say("help_bc_cancel"))):
         p = sub.add_parser(name, help=help_)
         p.add_argument("id", type=int)
-        p.add_argument("--as", dest="as_", required=True, help="người thực hiện, dạng kênh:mã")
+        p.add_argument("--as", dest="as_", required=True, help=say("help_bc_as"))
         p.set_defaults(func=_transition(name))
 
-    ls = sub.add_parser("list", help="các tin gần đây")
+    ls = sub.add_parser("list", help=say("help_bc_list"))
     ls.add_argument("--limit", type=int, default=30)
     ls.set_defaults(func=cmd_list)
 
-    rep = sub.add_parser("report", help="báo cáo gửi theo thôn và kênh")
+    rep = sub.add_parser("report", help=say("help_bc_report"))
     rep.add_argument("id", type=int)
     rep.set_defaults(func=cmd_report)
 
-    send = sub.add_parser("send", help="chạy bộ gửi tin (mỗi hệ thống chỉ một bộ chạy cùng lúc)")
-    send.add_argument("--until-done", action="store_true", help="dừng khi không còn gì để gửi")
+    send = sub.add_parser("send", help=say("help_bc_send"))
+    send.add_argument("--until-done", action="store_true", help=say("help_bc_until_done"))
     send.set_defaults(func=cmd_send)

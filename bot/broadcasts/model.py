@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from bot.render import split_text
 from storage.broadcasts import BroadcastStatus, DeliveryStatus
 
-__all__ = ["Audience", "AudienceError", "BroadcastStatus", "DeliveryStatus", "CHANNEL_LIMITS", "parts_for", "MAX_TEXT"]
+__all__ = ["Audience", "AudienceError", "BroadcastStatus", "DeliveryStatus", "CHANNEL_LIMITS", "Part", "messages_for", "parts_for", "MAX_TEXT"]
 
 # The longest text one message may carry on each channel (Telegram counts UTF-16 units).
 CHANNEL_LIMITS = {"telegram": 4096, "zalo_bot": 2000, "zalo_oa": 2000}
+# The longest caption under a photo: Telegram's sendPhoto 1024 (UTF-16 units); Zalo Bot's sendPhoto takes
+# 1-2000 characters; Zalo OA's media message carries its `text` (≤ 2000) with the image.
+CAPTION_LIMITS = {"telegram": 1024, "zalo_bot": 2000, "zalo_oa": 2000}
 CHANNELS = tuple(CHANNEL_LIMITS)
 KINDS = ("group", "private")
 SCOPES = ("all", "communes", "hamlets")
@@ -69,6 +72,31 @@ def parts_for(channel: str, text: str) -> list[str]:
 
         return fit_utf16(split_text(text, limit), limit)
     return split_text(text, limit)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One message of a broadcast on a channel: a text, or the image with its caption (None: no caption)."""
+
+    text: str | None
+    image: bool = False
+
+
+def _length(channel: str, text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2 if channel == "telegram" else len(text)
+
+
+def messages_for(channel: str, text: str, image: bool = False) -> list[Part]:
+    """The messages a broadcast becomes on `channel`, in order.
+
+    With an image: the image first, the text as its caption if it fits the channel's caption limit;
+    otherwise the image alone, then the text in as many messages as it takes.
+    """
+    if not image:
+        return [Part(t) for t in parts_for(channel, text)]
+    if _length(channel, text) <= CAPTION_LIMITS.get(channel, 1024):
+        return [Part(text, image=True)]
+    return [Part(None, image=True)] + [Part(t) for t in parts_for(channel, text)]
 
 
 def check_text(text: str) -> str:

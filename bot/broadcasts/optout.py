@@ -37,6 +37,8 @@ class BroadcastContent:
     reminder_step: str = "den_dung_hen"  # the step whose message offers a reminder
     bring_topic: str = "giay_to_mang_theo"  # the FAQ topic a reminder quotes (what to bring)
     mobile_topic: str = "cap_luu_dong"  # the FAQ topic whose answer gives the next mobile team visit
+    # Whole messages (folded: lower case, no diacritics) that cancel while the bot waits for a reminder's date.
+    reminder_cancel_words: frozenset[str] = frozenset()
 
     def msg(self, key: str, **values) -> str:
         return self.messages[key].format(**values).strip()
@@ -80,7 +82,13 @@ REQUIRED = (
     "reminder_cancelled",
     "reminder_cancel_label",
     "reminder_text",
+    "reminder_text_today",
+    "reminder_window_note",
+    "reminder_set_soon",
+    "reminder_none",
     "visit_announce",
+    "visit_announce_today",
+    "visit_cancelled",
     "visit_next",
     "visit_time_from",
     "visit_time_range",
@@ -110,7 +118,10 @@ def load(path: Path = CONTENT) -> BroadcastContent:
     if not phrases or any(not p.isascii() for p in plain):
         raise ValueError(f"{path.name}: optout_phrases must be given and optout_plain must be without diacritics")
     names = {key: str(raw[key]) for key in ("reminder_step", "bring_topic", "mobile_topic") if raw.get(key)}
-    return BroadcastContent(messages, phrases, plain, **names)
+    from bot.normalize import fold_key
+
+    cancel_words = frozenset(fold_key(str(w)) for w in raw.get("reminder_cancel_words") or ())
+    return BroadcastContent(messages, phrases, plain, reminder_cancel_words=cancel_words, **names)
 
 
 def wants(text: str, content: BroadcastContent | None = None) -> bool | None:

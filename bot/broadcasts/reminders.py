@@ -24,6 +24,8 @@ LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 EVENING = time(19, 0)  # when the reminder goes out, the evening before (local time)
 MAX_DAYS = 120
 _NUMERIC = re.compile(r"^(?:ngay\s*)?(\d{1,2})\s*[/.\-]\s*(\d{1,2})(?:\s*[/.\-]\s*(\d{2}|\d{4}))?$")
+_DAY_ALONE = re.compile(r"^ngay\s*(?:mung\s*)?(\d{1,2})$")
+RECENTLY_PAST = 60  # a day/month without a year this many days before today is a day past, not next year's
 _WORDS = re.compile(r"^(?:ngay\s*)?(\d{1,2})\s*thang\s*(\d{1,2})(?:\s*nam\s*(\d{4}))?$")
 
 
@@ -45,9 +47,16 @@ def today(ctx: Context) -> date:
     return ctx.now.astimezone(LOCAL).date()
 
 
-def remind_at(day: date, now: datetime) -> datetime:
-    """The evening before the appointment (UTC); at once when that evening has begun already."""
-    evening = datetime.combine(day - timedelta(days=1), EVENING, tzinfo=LOCAL).astimezone(timezone.utc)
+def remind_at(day: date, now: datetime, quiet_start: str | None = None) -> datetime:
+    """The evening before the appointment (UTC); at once when that evening has begun already. Where the
+    commune's quiet hours begin at EVENING or earlier (`quiet_start`, "HH:MM"), an hour before they begin."""
+    at = EVENING
+    if quiet_start:
+        hours, _, minutes = quiet_start.partition(":")
+        begins = time(int(hours), int(minutes or 0))
+        if time(12, 0) < begins <= EVENING:
+            at = time(begins.hour - 1, begins.minute)
+    evening = datetime.combine(day - timedelta(days=1), at, tzinfo=LOCAL).astimezone(timezone.utc)
     return max(evening, now)
 
 
@@ -68,14 +77,30 @@ def ask(state: State, ctx: Context, prefix: tuple[Reply, ...] = ()) -> Outcome:
     return respond(state.evolve(flow=Flow.REMIND), [*prefix, reply], log=None)
 
 
-def cancel(state: State) -> Outcome:
+def cancel(state: State, ctx: Context) -> Outcome:
     keep = state.flow if state.flow not in (Flow.REMIND,) else Flow.IDLE
+    if state.flow != Flow.REMIND and not ctx.has_reminder:
+        return respond(state.evolve(flow=keep), [Reply(_msg("reminder_none"))], log=None)  # nothing to stop: say so
     return respond(state.evolve(flow=keep), [Reply(_msg("reminder_cancelled"))], ReminderCancelled(), log=None)
 
 
 def parse_day(text: str, first: date) -> date | None:
-    """A date typed as 15/12, 15-12-2026, "ngày 15 tháng 12"; without a year, the next such day from `first`."""
+    """A date typed as 15/12, 15-12-2026, "ngày 15 tháng 12", "ngày 15" (this month, or the next if past);
+    without a year, that day this year (a day just past stays past: the person is told so), else next year."""
     compact = re.sub(r"\s+", " ", text.strip().lower()).replace("ngày", "ngay")
+    alone = _DAY_ALONE.match(fold_key(text))
+    if alone:
+        d = int(alone.group(1))
+        month = date(first.year, first.month, 1)
+        for _ in range(2):
+            try:
+                day = month.replace(day=d)
+            except ValueError:
+                day = None
+            if day is not None and day > first:
+                return day
+            month = (month + timedelta(days=32)).replace(day=1)
+        return None
     for pattern, source in ((_NUMERIC, compact), (_WORDS, fold_key(text))):
         found = pattern.match(source)
         if not found:
@@ -86,7 +111,9 @@ def parse_day(text: str, first: date) -> date | None:
                 year = int(y) + (2000 if len(y) == 2 else 0)
                 return date(year, m, d)
             day = date(first.year, m, d)
-            return day if day >= first else date(first.year + 1, m, d)
+            if day >= first or (first - day).days <= RECENTLY_PAST:
+                return day
+            return date(first.year + 1, m, d)
         except ValueError:
             return None
     return None
@@ -99,13 +126,26 @@ def set_day(state: State, ctx: Context, day: date) -> Outcome:
     if day > first + timedelta(days=MAX_DAYS):
         return respond(state, [Reply(_msg("reminder_far_date", days=MAX_DAYS))], log=None)
     eve = (day - timedelta(days=1)).strftime("%d/%m")
-    reply = Reply(_msg("reminder_set", eve=eve, date=shown(day)), (Choice(_msg("reminder_cancel_label"), f"{PREFIX}:x"),))
+    if ctx.now >= datetime.combine(day - timedelta(days=1), EVENING, tzinfo=LOCAL):
+        said = _msg("reminder_set_soon", date=shown(day))  # that evening has begun: not "tối {eve}"
+    else:
+        said = _msg("reminder_set", eve=eve, date=shown(day))
+    reply = Reply(said, (Choice(_msg("reminder_cancel_label"), f"{PREFIX}:x"),))
+    window = ctx.reply_window_days
+    if window and (day - timedelta(days=1)) > first + timedelta(days=window):
+        # The channel lets the bot write only so long after the person's last message: say so now.
+        reply = Reply(f"{reply.text}\n{_msg('reminder_window_note', days=window)}", reply.choices)
     return respond(state.evolve(flow=Flow.IDLE), [reply], ReminderWanted(day), log=None)
 
 
 def typed(state: State, msg: Incoming, ctx: Context, text: str) -> Outcome | None:
-    """Text while the bot waits for the date; None for a command (it leaves the flow)."""
+    """Text while the bot waits for the date; None (the flow is left, the text handled as usual) for a
+    command or a text without any digit (a question: "cần mang giấy tờ gì"). "huỷ" cancels."""
     if msg.chat_type is not ChatType.PRIVATE or text.startswith("/"):
+        return None
+    if fold_key(text) in load().reminder_cancel_words:
+        return cancel(state, ctx)
+    if not any(ch.isdigit() for ch in text):
         return None
     day = parse_day(text, today(ctx))
     if day is None:
@@ -120,7 +160,7 @@ def press(state: State, msg: Incoming, ctx: Context, arg: str) -> Outcome | None
     if not arg:
         return ask(state, ctx)
     if arg == "x":
-        return cancel(state)
+        return cancel(state, ctx)
     try:
         day = date.fromisoformat(arg)
     except ValueError:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import signal
+from contextlib import AsyncExitStack
 
 from aiohttp import web
 
@@ -60,23 +61,36 @@ async def telegram_bot(settings: Settings):
 BROADCAST_SENDER = web.AppKey("broadcast_sender", Sender)
 
 
+def make_adapters(settings: Settings, *, telegram=None, zalo_bot=None, zalo_oa=None) -> dict[str, Adapter]:
+    """The broadcast adapters over the channels' clients, for the server and for `cccd-bot broadcast send`.
+
+    Each argument is `(client, ready)` or None (channel off): Telegram's PTB Bot, the Zalo Bot channel's
+    API client, the Zalo OA channel (tokens kept there); `ready` is set once the channel is connected.
+    """
+    timeout = settings.broadcast_read_timeout
+    adapters: dict[str, Adapter] = {}
+    if telegram is not None:
+        adapters["telegram"] = TelegramAdapter(telegram[0], telegram[1], read_timeout=timeout)
+    if zalo_bot is not None:
+        adapters["zalo_bot"] = ZaloBotAdapter(zalo_bot[0], zalo_bot[1], read_timeout=timeout, public_url=settings.public_url)
+    if zalo_oa is not None:
+        adapters["zalo_oa"] = ZaloOAAdapter(zalo_oa[0], zalo_oa[1], public_url=settings.public_url)
+    return adapters
+
+
 def server_adapters(app: web.Application) -> dict[str, Adapter]:
     """An adapter for each channel the server runs, on the channel's own client."""
-    from bot.server import SETTINGS
-
-    timeout = app[SETTINGS].broadcast_read_timeout
-    adapters: dict[str, Adapter] = {}
     from bot.channels.telegram import TELEGRAM
     from bot.channels.zalo_bot import ZALO_BOT
     from bot.channels.zalo_oa import ZALO_OA
+    from bot.server import SETTINGS
 
-    if TELEGRAM in app:
-        adapters["telegram"] = TelegramAdapter(app[TELEGRAM].bot, app[TELEGRAM].ready, read_timeout=timeout)
-    if ZALO_BOT in app:
-        adapters["zalo_bot"] = ZaloBotAdapter(app[ZALO_BOT].api, app[ZALO_BOT].ready, read_timeout=timeout)
-    if ZALO_OA in app:
-        adapters["zalo_oa"] = ZaloOAAdapter(app[ZALO_OA], app[ZALO_OA].ready)
-    return adapters
+    return make_adapters(
+        app[SETTINGS],
+        telegram=(app[TELEGRAM].bot, app[TELEGRAM].ready) if TELEGRAM in app else None,
+        zalo_bot=(app[ZALO_BOT].api, app[ZALO_BOT].ready) if ZALO_BOT in app else None,
+        zalo_oa=(app[ZALO_OA], app[ZALO_OA].ready) if ZALO_OA in app else None,
+    )
 
 
 def setup(app: web.Application) -> None:
@@ -134,39 +148,51 @@ async def _keep_running(sender: Sender, stop: asyncio.Event) -> None:
 
 
 async def run(settings: Settings, *, until_idle: bool = False) -> None:
-    """Send until stopped (SIGINT/SIGTERM) or, with `until_idle`, until nothing is left to send."""
+    """Send until stopped (SIGINT/SIGTERM) or, with `until_idle`, until nothing is left to send.
+
+    The channels' clients are opened for sending only (nothing is received here: the server does that),
+    and the adapters over them are the server's (`make_adapters`).
+    """
     db = Database(settings.database_url)
     await db.migrate()
-    adapters: dict[str, Adapter] = {}
-    bot = None
-    http = None
-    if settings.telegram_token:
-        bot = await telegram_bot(settings)
-        adapters["telegram"] = TelegramAdapter(bot)
-    if settings.zalo_bot_token:
-        import aiohttp
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(db.close)
+        telegram = zalo_bot = zalo_oa = None
+        if settings.telegram_token:
+            bot = await telegram_bot(settings)
+            stack.push_async_callback(bot.shutdown)
+            telegram = (bot, None)
+        if settings.zalo_bot_token:
+            import aiohttp
 
-        from bot.channels.zalo_bot import ZaloBotApi
+            from bot.channels.zalo_bot import ZaloBotApi
 
-        http = aiohttp.ClientSession()
-        adapters["zalo_bot"] = ZaloBotAdapter(
-            ZaloBotApi(settings.zalo_bot_token, settings.zalo_bot_base_url, http=http), read_timeout=settings.broadcast_read_timeout
-        )
-    # Zalo OA needs the server's token store: its broadcasts are sent by `cccd-bot serve`. Without an
-    # adapter, a delivery to a channel fails with "channel not configured" rather than waiting for ever.
-    sender = Sender(db, adapters, pacers(settings), config=config(settings))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    try:
+            http = aiohttp.ClientSession()
+            stack.push_async_callback(http.close)
+            zalo_bot = (ZaloBotApi(settings.zalo_bot_token, settings.zalo_bot_base_url, http=http), None)
+        if settings.zalo_oa_app_id and settings.zalo_oa_secret_key:
+            oa = await zalo_oa_sender(settings, db)
+            stack.push_async_callback(oa.close)
+            stack.push_async_callback(oa.stop)
+            zalo_oa = (oa, oa.ready)
+        # A delivery to a channel without an adapter fails with "channel not configured" rather than waiting for ever.
+        sender = Sender(db, make_adapters(settings, telegram=telegram, zalo_bot=zalo_bot, zalo_oa=zalo_oa), pacers(settings), config=config(settings))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
         await sender.run(stop, until_idle=until_idle)
-    finally:
-        if bot is not None:
-            await bot.shutdown()
-        if http is not None:
-            await http.close()
-        await db.close()
+
+
+async def zalo_oa_sender(settings: Settings, db: Database):
+    """The Zalo OA channel as `serve --role sender` runs it: sending only, its tokens kept in the database."""
+    from bot.catalog import load_catalog
+    from bot.channels.zalo_oa import ZaloOAChannel
+    from bot.service import ChatService
+
+    channel = ZaloOAChannel(ChatService(db, load_catalog(settings.content_dir), settings), settings, receive=False)
+    await channel.start()
+    return channel

@@ -29,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.broadcasts import jobs
 from bot.broadcasts.adapters import NOT_READY_WAIT, Adapter, Result, SendResult, not_ready
 from bot.broadcasts.audience import resolve
-from bot.broadcasts.model import Audience, parts_for
+from bot.broadcasts import images
+from bot.broadcasts.model import Audience, Part, messages_for
 from bot.broadcasts.pacing import ChannelPacer
 from bot.broadcasts.quiet import QuietHours
 from storage import broadcasts as repo
@@ -187,7 +188,8 @@ class Sender:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._holding = False
         self._valid_until = 0.0
-        self._parts: dict[tuple[int, str], list[str]] = {}
+        self._parts: dict[tuple[int, str], list[Part]] = {}
+        self._images: dict[int, images.Image | None] = {}  # broadcast id -> its image
         self._quiet: dict[str | None, QuietHours] = {}
         self._quiet_loaded = clock()
         self._in_flight: set[tuple[str, str]] = set()
@@ -353,8 +355,9 @@ class Sender:
                 if all((broadcast_id, channel) in self._parts for channel in channels):
                     continue
                 b = await repo.get(session, broadcast_id)
+                image = self._images[broadcast_id] = await images.load(session, b.image if b else None)
                 for channel in channels:
-                    self._parts[(broadcast_id, channel)] = parts_for(channel, b.text if b else "")
+                    self._parts[(broadcast_id, channel)] = messages_for(channel, b.text if b else "", image is not None)
         skipped = [d for d in batch if d.kind == "private" and d.chat_id in opted.get(d.channel, ())]
         if skipped:
             await asyncio.gather(*(self.writer.settle(d.id, now, {"status": DeliveryStatus.OPTED_OUT}) for d in skipped))
@@ -480,10 +483,15 @@ class Sender:
                     pass  # still claimed: released at the next clean stop or by a successor's recovery
                 return 0
             parts = self._parts[(d.broadcast_id, d.channel)]
+            part = parts[d.parts_sent]
             await pacer.space()
             pacer.note_send(d.chat_id)
             try:
-                outcome = await adapter.send_text(d.chat_id, d.kind, parts[d.parts_sent])
+                if part.image:
+                    # parts_sent moves past the image once it is accepted: a retry sends the rest, never the image again.
+                    outcome = await adapter.send_photo(d.chat_id, d.kind, self._images[d.broadcast_id], part.text)
+                else:
+                    outcome = await adapter.send_text(d.chat_id, d.kind, part.text)
             except Exception as exc:  # an adapter bug must not leave the row `sending`
                 log.exception("broadcast sender: adapter %s", d.channel)
                 outcome = SendResult(Result.TRANSIENT, error=f"{type(exc).__name__}: {exc}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.broadcasts import images
 from bot.broadcasts.audience import unknown_codes
 from bot.broadcasts.model import Audience, check_text
 from bot.config import Settings
@@ -61,14 +62,16 @@ def check_audience(actor: Actor, audience: Audience, hamlet_communes: dict[str, 
 
 
 async def create(
-    db: Database, actor: Actor, text: str, audience: Audience, now: datetime, *, scheduled_at: datetime | None = None
+    db: Database, actor: Actor, text: str, audience: Audience, now: datetime, *, scheduled_at: datetime | None = None,
+    image: str | None = None,
 ) -> Broadcast:
     async with db.writing() as session:
-        return await create_in(session, actor, text, audience, now, scheduled_at=scheduled_at)
+        return await create_in(session, actor, text, audience, now, scheduled_at=scheduled_at, image=image)
 
 
 async def create_in(
-    session, actor: Actor, text: str, audience: Audience, now: datetime, *, scheduled_at: datetime | None = None
+    session, actor: Actor, text: str, audience: Audience, now: datetime, *, scheduled_at: datetime | None = None,
+    image: str | None = None,
 ) -> Broadcast:
     """`create` inside the caller's transaction (the chat service's, for /phatthanh)."""
     try:
@@ -79,7 +82,11 @@ async def create_in(
     unknown = await unknown_codes(session, audience)
     if unknown:
         raise BadRequest(f"unknown code(s): {', '.join(unknown)}")
-    return await repo.create(session, author=actor.id, text=text, audience=audience.to_dict(), now=now, scheduled_at=scheduled_at)
+    if image is not None and await images.load(session, image) is None:
+        raise BadRequest("no such image (uploaded more than two days ago and not used?)")
+    return await repo.create(
+        session, author=actor.id, text=text, audience=audience.to_dict(), now=now, scheduled_at=scheduled_at, image=image
+    )
 
 
 async def _load(session, broadcast_id: int) -> Broadcast:
@@ -95,7 +102,8 @@ def _check_owner(actor: Actor, b: Broadcast, communes: dict[str, str]) -> None:
     check_audience(actor, Audience.from_dict(b.audience), communes)
 
 
-async def _needs_approval(session, audience: Audience, communes_of: dict[str, str]) -> bool:
+async def needs_approval(session, audience: Audience, communes_of: dict[str, str]) -> bool:
+    """Whether a broadcast to `audience` waits for an officer's approval (one of its communes asks for it)."""
     if audience.scope == "all":
         communes = set(communes_of.values())
     elif audience.scope == "communes":
@@ -119,7 +127,7 @@ async def submit_in(session, actor: Actor, b: Broadcast, now: datetime) -> Broad
     _check_owner(actor, b, communes)
     if b.status != BroadcastStatus.DRAFT:
         raise BadRequest(f"broadcast {b.id} is {b.status}, not a draft")
-    if await _needs_approval(session, Audience.from_dict(b.audience), communes):
+    if await needs_approval(session, Audience.from_dict(b.audience), communes):
         b.status = BroadcastStatus.AWAITING_APPROVAL
     else:
         b.status = BroadcastStatus.SCHEDULED

@@ -141,6 +141,8 @@ async def csrf_token(request: web.Request) -> str:
 async def csrf_ok(request: web.Request) -> bool:
     session = await get_session(request)
     expected = session.get("csrf")
-    form = await request.post()
+    from bot.web.uploads import read_form
+
+    form = await read_form(request)  # kept for the handler (a multipart form is read once, with our limits)
     sent = form.get("csrf")
     return bool(expected) and isinstance(sent, str) and hmac.compare_digest(sent, expected)

@@ -13,41 +13,56 @@ import re
 from urllib.parse import urlencode
 
 from aiohttp import web
+from markupsafe import Markup
 
-from bot.broadcasts import jobs, visits, workflow
+from bot.broadcasts import images, jobs, visits, workflow
+from bot.broadcasts import report as reports
 from bot.broadcasts.audience import dry_run, unknown_codes
-from bot.broadcasts.model import CHANNELS, KINDS, MAX_TEXT, Audience, AudienceError, check_text, parts_for
+from bot.broadcasts.model import CHANNELS, KINDS, MAX_TEXT, Audience, AudienceError, check_text, messages_for
 from bot.broadcasts.quiet import QuietHours
 from bot.web import auth
 from bot.web.app import CONFIG, PREFIX, VIEWER, forbidden, render
 from bot.web.auth import EDITORS, EVERYONE, roles
+from bot.web.media import image_response
+from bot.web.texts import WebTexts, load_dashboard_texts
+from bot.web.uploads import Upload, read_form
 from storage import broadcasts as repo
 from storage import registry
 from storage.broadcasts import BroadcastStatus, DeliveryStatus
 
-STATUS_VI = {
-    "draft": "nháp",
-    "awaiting_approval": "chờ duyệt",
-    "scheduled": "đã lên lịch",
-    "sending": "đang gửi",
-    "paused": "tạm dừng",
-    "done": "xong",
-    "cancelled": "đã huỷ",
-}
-DELIVERY_COLUMNS = (
-    ("sent", "Đã gửi"),
-    ("failed", "Lỗi"),
-    ("blocked", "Bị chặn"),
-    ("no_window", "Quá 7 ngày (Zalo OA)"),
-    ("opted_out", "Đã dừng nhận"),
-    ("unknown", "Không rõ"),
-    ("pending", "Đang chờ"),
-    ("cancelled", "Đã huỷ"),
-)
-KIND_VI = {"group": "nhóm thôn", "private": "người đăng ký"}
-MADE_BY = {"visit": "lịch lưu động", "recurring": "định kỳ", "summary": "tóm tắt tuần"}  # broadcasts not written by hand
+MADE_BY = ("visit", "recurring", "summary")  # kinds of broadcasts not written by hand, tagged in the list
 ACTIONS = {"approve", "pause", "resume", "cancel"}
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+_TEXTS: dict[str, WebTexts] = {}
+
+
+def texts(request: web.Request) -> WebTexts:
+    """The pages' texts (dashboard.yaml in the content directory), read once."""
+    directory = request.app[CONFIG].settings.content_dir
+    key = str(directory or "")
+    if key not in _TEXTS:
+        _TEXTS[key] = load_dashboard_texts(directory)
+    return _TEXTS[key]
+
+
+def page(template: str, request: web.Request, context: dict, status: int = 200) -> web.Response:
+    """A broadcast page, with `tx(id, **values)` for its texts (escaped; a value made with `code(...)` is
+    shown as code) and the names of statuses, kinds and channels."""
+    t = texts(request)
+
+    def tx(key: str, **values) -> Markup:
+        return Markup.escape(t.messages[key]).format(**values)
+
+    def code(value: str) -> Markup:
+        return Markup("<code>{}</code>").format(value)
+
+    return render(template, request, {"page": "broadcasts", "tx": tx, "code": code, **context}, status=status)
+
+
+def back_to(path: str, **query: str) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(f"{path}?{urlencode(query)}")
 
 
 def actor_of(viewer: auth.Viewer) -> workflow.Actor:
@@ -99,15 +114,17 @@ async def _form_audience(form, viewer: auth.Viewer) -> Audience:
     return Audience("communes", communes, kinds, channels)
 
 
-def _audience_words(audience: Audience, commune_names: dict[str, str], hamlet_names: dict[str, str]) -> str:
+def _audience_words(t: WebTexts, audience: Audience, commune_names: dict[str, str], hamlet_names: dict[str, str]) -> str:
+    from bot.report import channel_name
+
     if audience.scope == "all":
-        where = "tất cả các xã"
+        where = t.get("bc_everywhere")
     elif audience.scope == "communes":
         where = ", ".join(commune_names.get(c, c) for c in audience.codes)
     else:
         where = ", ".join(hamlet_names.get(h, h) for h in audience.codes)
-    kinds = " và ".join(KIND_VI[k] for k in audience.kinds)
-    channels = ", ".join(audience.channels) if audience.channels else "mọi kênh"
+    kinds = t.messages["bc_and"].join(t.get(f"bc_kind_{k}") for k in audience.kinds)
+    channels = ", ".join(channel_name(c) for c in audience.channels) if audience.channels else t.get("bc_all_channels")
     return f"{where} · {kinds} · {channels}"
 
 
@@ -129,6 +146,7 @@ async def _list_page(request: web.Request, *, message=None, error=None, form=Non
     """The broadcasts the account sees, and the compose form (filled again with what was typed after an error)."""
     cfg = request.app[CONFIG]
     viewer: auth.Viewer = request[VIEWER]
+    t = texts(request)
     async with cfg.db.transaction() as session:
         commune_names, hamlet_names, hamlets = await _names(session)
         communes_of = await repo.hamlet_communes(session)
@@ -138,13 +156,14 @@ async def _list_page(request: web.Request, *, message=None, error=None, form=Non
             if b.kind == "reminder" or not _in_scope(viewer, audience, communes_of):
                 continue  # a person's own reminder is nobody else's business
             totals = await repo.totals(session, b.id)
-            rows.append((b, STATUS_VI.get(b.status, b.status), totals.get("sent", 0), sum(totals.values()),
-                         _audience_words(audience, commune_names, hamlet_names), MADE_BY.get(b.kind, "")))
+            made_by = t.get(f"bc_made_{b.kind}") if b.kind in MADE_BY else ""
+            rows.append((b, reports.status_name(t, b.status), totals.get("sent", 0), sum(totals.values()),
+                         _audience_words(t, audience, commune_names, hamlet_names), made_by))
     own = [h for h in hamlets if viewer.commune is None or h[2] == viewer.commune]
     communes = [(c, n) for c, n in commune_names.items() if viewer.commune is None or c == viewer.commune]
-    return render("broadcasts.html", request, {
-        "page": "broadcasts", "rows": rows, "hamlets": own, "communes": communes, "commune_names": commune_names,
-        "channels": CHANNELS, "max_text": MAX_TEXT, "message": message, "error": error,
+    return page("broadcasts.html", request, {
+        "rows": rows, "hamlets": own, "communes": communes, "commune_names": commune_names,
+        "channels": CHANNELS, "max_text": MAX_TEXT, "max_mb": images.MAX_BYTES // (1024 * 1024), "message": message, "error": error,
         "form": form or {"text": "", "hamlets": set(), "communes": set(), "kinds": set(KINDS), "channels": set(), "scope": ""},
     }, status=status)
 
@@ -160,38 +179,67 @@ def _typed(form) -> dict:
     }
 
 
+def _image_upload(form) -> Upload | None:
+    """The image chosen in the form; None when none was (a browser sends an empty, unnamed file part)."""
+    upload = form.get("image")
+    if not isinstance(upload, Upload) or (not upload.filename and not upload.data and not upload.too_big):
+        return None
+    return upload
+
+
+async def _keep_image(session, upload: Upload, now) -> images.Image:
+    if upload.too_big:
+        raise images.ImageError("too_big")
+    return await images.store(session, upload.data, now)
+
+
 @roles(*EVERYONE)
 async def broadcast_preview(request: web.Request) -> web.Response:
-    """The text as each channel will show it, and the dry run: nothing is stored yet."""
+    """The text (and image) as each channel will show it, and the dry run: only an image is stored yet."""
     cfg = request.app[CONFIG]
     viewer: auth.Viewer = request[VIEWER]
-    form = await request.post()
+    t = texts(request)
+    form = await read_form(request)
     text = str(form.get("text", ""))[: MAX_TEXT + 1]
     error = None
     try:
         audience = await _form_audience(form, viewer)
     except AudienceError as exc:
-        return await _compose_again(request, form, f"Chưa chọn đúng người nhận: {exc}.")
+        return await _compose_again(request, form, t.get("bc_err_audience", reason=str(exc)))
+    upload = _image_upload(form)
+    image = None
     async with cfg.db.transaction() as session:
         commune_names, hamlet_names, _ = await _names(session)
         try:
             workflow.check_audience(actor_of(viewer), audience, await repo.hamlet_communes(session))
             text = check_text(text)
         except workflow.NotAllowed:
-            error = "Tài khoản của anh/chị chỉ gửi được tới xã/phường của mình."
+            error = t.get("bc_err_scope")
         except ValueError:
-            error = f"Nội dung trống hoặc dài quá {MAX_TEXT} ký tự."
+            error = t.get("bc_err_text", max_text=MAX_TEXT)
         if error is None and await unknown_codes(session, audience):
-            error = "Có xã hoặc thôn không còn trong danh sách."
+            error = t.get("bc_err_unknown_codes")
         lines = [] if error else await dry_run(session, audience)
+    if error is None and upload is not None and not cfg.settings.public_url and any(l.channel != "telegram" and l.to_send for l in lines):
+        error = t.get("bc_err_image_public_url")
+    if error is None and upload is not None:
+        try:
+            async with cfg.db.writing() as session:  # kept now, so that the submit names it
+                image = await _keep_image(session, upload, cfg.clock())
+        except images.ImageError as exc:
+            error = t.get(f"bc_err_image_{exc.reason}", max_mb=images.MAX_BYTES // (1024 * 1024))
     if error:
         return await _compose_again(request, form, error)
     channels = audience.channels or CHANNELS
-    shown = [(ch, parts_for(ch, text)) for ch in channels if any(l.channel == ch for l in lines) or ch in audience.channels]
-    return render("broadcast_preview.html", request, {
-        "page": "broadcasts", "text": text, "audience": audience, "shown": shown, "lines": lines,
-        "words": _audience_words(audience, commune_names, hamlet_names), "hamlet_names": hamlet_names,
-        "kind_vi": KIND_VI, "to_send": sum(l.to_send for l in lines), "opted_out": sum(l.opted_out for l in lines),
+    shown = [
+        (ch, messages_for(ch, text, image is not None))
+        for ch in channels
+        if any(l.channel == ch for l in lines) or ch in audience.channels
+    ]
+    return page("broadcast_preview.html", request, {
+        "text": text, "audience": audience, "shown": shown, "lines": lines, "image": image,
+        "words": _audience_words(t, audience, commune_names, hamlet_names), "hamlet_names": hamlet_names,
+        "to_send": sum(l.to_send for l in lines), "opted_out": sum(l.opted_out for l in lines),
         "at": str(form.get("at", ""))[:20],
     })
 
@@ -204,22 +252,30 @@ async def _compose_again(request: web.Request, form, error: str) -> web.Response
 async def broadcast_submit(request: web.Request) -> web.StreamResponse:
     cfg = request.app[CONFIG]
     viewer: auth.Viewer = request[VIEWER]
-    form = await request.post()
+    t = texts(request)
+    form = await read_form(request)
     try:
         audience = await _form_audience(form, viewer)
     except AudienceError:
-        raise web.HTTPSeeOther(f"{PREFIX}/broadcasts?{urlencode({'err': 'Chưa chọn đúng người nhận.'})}") from None
+        raise back_to(f"{PREFIX}/broadcasts", err=t.get("bc_err_audience_short")) from None
     actor = actor_of(viewer)
     now = cfg.clock()
+    image = str(form.get("image", ""))[:64] or None
     try:
-        b = await workflow.create(cfg.db, actor, str(form.get("text", ""))[: MAX_TEXT + 1], audience, now)
+        b = await workflow.create(cfg.db, actor, str(form.get("text", ""))[: MAX_TEXT + 1], audience, now, image=image)
         b = await workflow.submit(cfg.db, actor, b.id, now)
     except workflow.NotAllowed:
         return forbidden(request, "scope")
     except workflow.BadRequest:
-        raise web.HTTPSeeOther(f"{PREFIX}/broadcasts?{urlencode({'err': 'Không tạo được tin: nội dung hoặc người nhận không hợp lệ.'})}") from None
-    done = "Tin đang chờ duyệt." if b.status == BroadcastStatus.AWAITING_APPROVAL else "Tin sẽ được gửi dần, ngoài giờ nghỉ đêm."
-    raise web.HTTPSeeOther(f"{PREFIX}/broadcasts/{b.id}?{urlencode({'msg': done})}")
+        raise back_to(f"{PREFIX}/broadcasts", err=t.get("bc_err_not_created")) from None
+    done = t.get("bc_done_awaiting" if b.status == BroadcastStatus.AWAITING_APPROVAL else "bc_done_scheduled")
+    raise back_to(f"{PREFIX}/broadcasts/{b.id}", msg=done)
+
+
+@roles(*EVERYONE)
+async def broadcast_image(request: web.Request) -> web.Response:
+    """A broadcast's image, for the preview and the broadcast's page (Zalo fetches the public copy)."""
+    return await image_response(request.app[CONFIG].db, request.match_info["name"])
 
 
 # --- One broadcast: progress, report, actions -----------------------------------------------------
@@ -229,45 +285,39 @@ async def broadcast_submit(request: web.Request) -> web.StreamResponse:
 async def broadcast_detail(request: web.Request) -> web.Response:
     cfg = request.app[CONFIG]
     viewer: auth.Viewer = request[VIEWER]
+    t = texts(request)
     try:
         broadcast_id = int(request.match_info["id"])
     except ValueError:
         raise web.HTTPNotFound() from None
     async with cfg.db.transaction() as session:
-        b = await repo.get(session, broadcast_id)
-        if b is None or b.kind == "reminder":
+        found = await reports.read(session, broadcast_id)
+        if found is None or found.broadcast.kind == "reminder":
             raise web.HTTPNotFound()
+        b = found.broadcast
         communes_of = await repo.hamlet_communes(session)
         audience = Audience.from_dict(b.audience)
         if not _in_scope(viewer, audience, communes_of):
             raise web.HTTPNotFound()
         commune_names, hamlet_names, _ = await _names(session)
-        rows = await repo.report(session, broadcast_id)
-        unknown = [d for d in await repo.deliveries(session, broadcast_id) if d.status == DeliveryStatus.UNKNOWN][:200]
-        totals = await repo.totals(session, broadcast_id)
-    table: dict[tuple, dict[str, int]] = {}
-    for hamlet, channel, kind, status, n in rows:
-        key = "pending" if status == DeliveryStatus.SENDING else status
-        counts = table.setdefault((hamlet or "", channel, kind), {})
-        counts[key] = counts.get(key, 0) + n
-    total = sum(totals.values())
-    settled = total - totals.get("pending", 0) - totals.get("sending", 0)
+        image = await images.load(session, b.image)
     actor = actor_of(viewer)
     mine = actor.id == b.author
     actions = []
     if b.status == BroadcastStatus.AWAITING_APPROVAL and not mine and _may_approve(viewer, audience, communes_of):
-        actions.append(("approve", "Duyệt và gửi"))
+        actions.append("approve")
     if b.status == BroadcastStatus.SENDING:
-        actions.append(("pause", "Tạm dừng"))
+        actions.append("pause")
     if b.status == BroadcastStatus.PAUSED:
-        actions.append(("resume", "Gửi tiếp"))
+        actions.append("resume")
     if b.status in (BroadcastStatus.DRAFT, BroadcastStatus.AWAITING_APPROVAL, BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING, BroadcastStatus.PAUSED):
-        actions.append(("cancel", "Huỷ tin"))
-    return render("broadcast.html", request, {
-        "page": "broadcasts", "b": b, "status": STATUS_VI.get(b.status, b.status),
-        "words": _audience_words(audience, commune_names, hamlet_names), "table": sorted(table.items()),
-        "columns": DELIVERY_COLUMNS, "hamlet_names": hamlet_names, "kind_vi": KIND_VI, "unknown": unknown,
-        "totals": totals, "total": total, "settled": settled, "percent": round(100 * settled / total) if total else 0,
+        actions.append("cancel")
+    total, settled = found.total, found.settled
+    return page("broadcast.html", request, {
+        "b": b, "status": reports.status_name(t, b.status), "image": image,
+        "words": _audience_words(t, audience, commune_names, hamlet_names), "table": found.table,
+        "columns": reports.COLUMNS, "hamlet_names": hamlet_names, "unknown": found.unknown,
+        "totals": found.totals, "total": total, "settled": settled, "percent": round(100 * settled / total) if total else 0,
         "actions": actions, "live": b.status in (BroadcastStatus.SENDING, BroadcastStatus.SCHEDULED),
         "message": request.query.get("msg"), "error": request.query.get("err"),
     })
@@ -277,6 +327,7 @@ async def broadcast_detail(request: web.Request) -> web.Response:
 async def broadcast_action(request: web.Request) -> web.StreamResponse:
     cfg = request.app[CONFIG]
     viewer: auth.Viewer = request[VIEWER]
+    t = texts(request)
     action = request.match_info["action"]
     if action not in ACTIONS:
         raise web.HTTPNotFound()
@@ -301,12 +352,10 @@ async def broadcast_action(request: web.Request) -> web.StreamResponse:
     try:
         await getattr(workflow, action)(cfg.db, actor, broadcast_id, cfg.clock())
     except workflow.NotAllowed as exc:
-        message = "Không ai tự duyệt tin của mình." if "own" in str(exc) else "Tài khoản của anh/chị không được làm việc này với tin này."
-        raise web.HTTPSeeOther(f"{back}?{urlencode({'err': message})}") from None
+        raise back_to(back, err=t.get("bc_err_own" if "own" in str(exc) else "bc_err_not_allowed")) from None
     except workflow.BadRequest:
-        raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Tin không còn ở trạng thái cho phép việc này.'})}") from None
-    done = {"approve": "Đã duyệt: tin sẽ được gửi dần.", "pause": "Đã tạm dừng.", "resume": "Đã cho gửi tiếp.", "cancel": "Đã huỷ tin."}[action]
-    raise web.HTTPSeeOther(f"{back}?{urlencode({'msg': done})}")
+        raise back_to(back, err=t.get("bc_err_status")) from None
+    raise back_to(back, msg=t.get(f"bc_done_{action}"))
 
 
 # --- Each commune's rules ------------------------------------------------------------------------
@@ -323,8 +372,8 @@ async def policies(request: web.Request) -> web.Response:
                 continue
             p = await repo.policy(session, code)
             rows.append((code, name, p.approval_required, p.quiet_start, p.quiet_end))
-    return render("broadcast_rules.html", request, {
-        "page": "broadcasts", "rows": rows, "message": request.query.get("msg"), "error": request.query.get("err"),
+    return page("broadcast_rules.html", request, {
+        "rows": rows, "message": request.query.get("msg"), "error": request.query.get("err"),
     })
 
 
@@ -332,20 +381,21 @@ async def policies(request: web.Request) -> web.Response:
 async def policy_change(request: web.Request) -> web.StreamResponse:
     cfg = request.app[CONFIG]
     viewer: auth.Viewer = request[VIEWER]
-    form = await request.post()
+    form = await read_form(request)
     code = str(form.get("commune", "")).strip()[:40]
     if viewer.commune and code != viewer.commune:
         return forbidden(request, "scope")
     start, end = str(form.get("quiet_start", "")).strip(), str(form.get("quiet_end", "")).strip()
     back = f"{PREFIX}/broadcasts/rules"
+    t = texts(request)
     if not (_HHMM.match(start) and _HHMM.match(end)):
-        raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Giờ nghỉ phải có dạng GG:PP, ví dụ 21:00.'})}")
+        raise back_to(back, err=t.get("rules_err_time"))
     QuietHours(start, end)  # a valid pair (equal: no quiet hours)
     async with cfg.db.writing() as session:
         if code not in dict(await registry.communes(session)):
-            raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Không có xã/phường này.'})}")
+            raise back_to(back, err=t.get("rules_err_commune"))
         await repo.set_policy(session, code, approval_required=form.get("approval") == "on", quiet_start=start, quiet_end=end)
-    raise web.HTTPSeeOther(f"{back}?{urlencode({'msg': 'Đã lưu.'})}")
+    raise back_to(back, msg=t.get("bc_saved"))
 
 
 # --- Mobile teams' visits -------------------------------------------------------------------------
@@ -366,8 +416,8 @@ async def _visits_page(request: web.Request, *, message=None, error=None, status
         commune_names, hamlet_names, hamlets = await _names(session)
         rows = await schedules.visits(session, viewer.commune, today)
     communes = [(c, n) for c, n in commune_names.items() if viewer.commune is None or c == viewer.commune]
-    return render("visits.html", request, {
-        "page": "broadcasts", "rows": rows, "hamlet_names": hamlet_names, "commune_names": commune_names, "communes": communes,
+    return page("visits.html", request, {
+        "rows": rows, "hamlet_names": hamlet_names, "commune_names": commune_names, "communes": communes,
         "hamlets": [h for h in hamlets if viewer.commune is None or h[2] == viewer.commune], "message": message, "error": error,
     }, status=status)
 
@@ -384,7 +434,8 @@ async def visit_change(request: web.Request) -> web.StreamResponse:
     viewer: auth.Viewer = request[VIEWER]
     action = request.match_info["action"]
     back = f"{PREFIX}/broadcasts/visits"
-    form = await request.post()
+    t = texts(request)
+    form = await read_form(request)
     today = cfg.clock().astimezone(jobs.LOCAL).date()
     async with cfg.db.writing() as session:
         known = await repo.hamlet_communes(session)
@@ -395,8 +446,8 @@ async def visit_change(request: web.Request) -> web.StreamResponse:
                 visit = None
             if visit is None or (viewer.commune and visit.commune_code != viewer.commune):
                 raise web.HTTPNotFound()
-            visit.cancelled = True
-            done = "Đã huỷ lịch."
+            await visits.cancel(session, visit, cfg.clock())  # with its announcement (or a notice that it is off)
+            done = t.get("visits_done_cancel")
         elif action in ("add", "import"):
             commune = _visit_commune(viewer, form)
             if viewer.commune and commune != viewer.commune:
@@ -409,21 +460,21 @@ async def visit_change(request: web.Request) -> web.StreamResponse:
                     )]
                 else:
                     upload = form.get("file")
-                    data = upload.file.read(1024 * 1024 + 1) if hasattr(upload, "file") else b""
-                    if len(data) > 1024 * 1024:
-                        raise visits.VisitError("tệp lớn quá 1 MB")
+                    data = upload.data if isinstance(upload, Upload) else b""
+                    if isinstance(upload, Upload) and upload.too_big:
+                        raise visits.VisitError("file_too_big", max_mb=images.MAX_BYTES // (1024 * 1024))
                     entries = visits.parse_csv(data, known, commune, today)
             except visits.VisitError as exc:
-                raise web.HTTPSeeOther(f"{back}?{urlencode({'err': f'Không lưu được: {exc}.'})}") from None
+                raise back_to(back, err=t.get("visits_err", reason=exc.words(t))) from None
             for e in entries:
                 await schedules.add_visit(session, commune=commune, day=e.day, start=e.start, end=e.end, place=e.place,
                                           hamlets=e.hamlets, by=f"web:{viewer.username}", now=cfg.clock())
-            done = f"Đã lưu {len(entries)} lịch."
+            done = t.get("visits_done_saved", n=len(entries))
         else:
             raise web.HTTPNotFound()
     if cfg.on_visits_change:
         cfg.on_visits_change()
-    raise web.HTTPSeeOther(f"{back}?{urlencode({'msg': done})}")
+    raise back_to(back, msg=done)
 
 
 # --- Recurring broadcasts -------------------------------------------------------------------------
@@ -435,18 +486,19 @@ async def recurring_page(request: web.Request) -> web.Response:
 
     cfg = request.app[CONFIG]
     viewer: auth.Viewer = request[VIEWER]
+    t = texts(request)
     async with cfg.db.transaction() as session:
         commune_names, hamlet_names, hamlets = await _names(session)
         communes_of = await repo.hamlet_communes(session)
         rules = [
-            (r, _audience_words(Audience.from_dict(r.audience), commune_names, hamlet_names),
+            (r, _audience_words(t, Audience.from_dict(r.audience), commune_names, hamlet_names),
              jobs.repo_aware(r.next_run_at).astimezone(jobs.LOCAL).strftime("%d/%m/%Y %H:%M"))
             for r in await schedules.recurring(session)
             if _in_scope(viewer, Audience.from_dict(r.audience), communes_of)
         ]
     communes = [(c, n) for c, n in commune_names.items() if viewer.commune is None or c == viewer.commune]
-    return render("recurring.html", request, {
-        "page": "broadcasts", "rules": rules, "communes": communes, "channels": CHANNELS, "max_text": MAX_TEXT,
+    return page("recurring.html", request, {
+        "rules": rules, "communes": communes, "channels": CHANNELS, "max_text": MAX_TEXT,
         "hamlets": [h for h in hamlets if viewer.commune is None or h[2] == viewer.commune],
         "message": request.query.get("msg"), "error": request.query.get("err"),
     })
@@ -454,37 +506,38 @@ async def recurring_page(request: web.Request) -> web.Response:
 
 @roles(*EDITORS)
 async def recurring_change(request: web.Request) -> web.StreamResponse:
-    from croniter import croniter
-
     from storage import schedules
 
     cfg = request.app[CONFIG]
     viewer: auth.Viewer = request[VIEWER]
     action = request.match_info["action"]
     back = f"{PREFIX}/broadcasts/recurring"
-    form = await request.post()
+    t = texts(request)
+    form = await read_form(request)
     now = cfg.clock()
     if action == "add":
         cron = " ".join(str(form.get("cron", "")).split())[:100]
-        if len(cron.split()) != 5 or not croniter.is_valid(cron):
-            raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Lịch lặp phải có 5 phần: phút giờ ngày tháng thứ, ví dụ 0 8 1 * *.'})}")
+        try:
+            first = jobs.check_cron(cron, str(jobs.LOCAL), now)
+        except jobs.CronError as exc:
+            raise back_to(back, err=t.get(exc.key)) from None
         try:
             audience = await _form_audience(form, viewer)
             text = check_text(str(form.get("text", ""))[: MAX_TEXT + 1])
         except (AudienceError, ValueError):
-            raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Nội dung hoặc người nhận không hợp lệ.'})}") from None
+            raise back_to(back, err=t.get("recurring_err_invalid")) from None
         async with cfg.db.writing() as session:
             try:
                 workflow.check_audience(actor_of(viewer), audience, await repo.hamlet_communes(session))
             except workflow.NotAllowed:
                 return forbidden(request, "scope")
             if await unknown_codes(session, audience):
-                raise web.HTTPSeeOther(f"{back}?{urlencode({'err': 'Có xã hoặc thôn không còn trong danh sách.'})}")
+                raise back_to(back, err=t.get("bc_err_unknown_codes"))
             await schedules.add_recurring(
                 session, author=f"web:{viewer.username}", text=text, audience=audience.to_dict(), cron=cron,
-                timezone=str(jobs.LOCAL), next_run_at=jobs.next_run(cron, str(jobs.LOCAL), now), now=now,
+                timezone=str(jobs.LOCAL), next_run_at=first, now=now,
             )
-        done = "Đã lưu lịch gửi định kỳ."
+        done = t.get("recurring_done_saved")
     elif action == "stop":
         async with cfg.db.writing() as session:
             try:
@@ -496,10 +549,10 @@ async def recurring_change(request: web.Request) -> web.StreamResponse:
             if viewer.commune is not None and not _may_approve(viewer, Audience.from_dict(rule.audience), await repo.hamlet_communes(session)):
                 return forbidden(request, "scope")
             rule.active, rule.updated_at = False, now
-        done = "Đã dừng gửi định kỳ."
+        done = t.get("recurring_done_stopped")
     else:
         raise web.HTTPNotFound()
-    raise web.HTTPSeeOther(f"{back}?{urlencode({'msg': done})}")
+    raise back_to(back, msg=done)
 
 
 def add_routes(app: web.Application) -> None:
@@ -512,6 +565,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/broadcasts/recurring", recurring_page)
     r.add_post("/broadcasts/recurring/{action}", recurring_change)
     r.add_get("/broadcasts/rules", policies)
+    r.add_get("/broadcasts/images/{name}", broadcast_image)
     r.add_post("/broadcasts/rules", policy_change)
     r.add_get("/broadcasts/{id}", broadcast_detail)
     r.add_post("/broadcasts/{id}/{action}", broadcast_action)

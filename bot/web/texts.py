@@ -1,7 +1,8 @@
-"""The Vietnamese texts of the web chat page and of the posters (bot/content/web.yaml), checked at load.
+"""The Vietnamese texts of the web chat page and of the posters (bot/content/web.yaml), and of the
+dashboard's broadcast pages (bot/content/dashboard.yaml), checked at load.
 
-The conversation's own sentences stay in messages.yaml (the catalog); this file holds only what the
-page and the poster add around it, so that a commune can edit every word without touching code.
+The conversation's own sentences stay in messages.yaml (the catalog); these files hold only what the
+pages and the poster add around it, so that a commune can edit every word without touching code.
 """
 
 from __future__ import annotations
@@ -30,6 +31,59 @@ FIELDS: dict[str, frozenset[str]] = {
 }
 
 
+DASHBOARD_FILE = "dashboard.yaml"
+
+# The dashboard's broadcast pages (bot/web/broadcasts.py): every id, with its placeholders.
+DASHBOARD_FIELDS: dict[str, frozenset[str]] = {
+    key: frozenset(fields.split())
+    for key, fields in {
+        "bc_page_title": "", "bc_link_visits": "", "bc_link_recurring": "", "bc_link_rules": "",
+        "bc_compose_heading": "", "bc_text_label": "max_text", "bc_image_label": "max_mb", "bc_audience_legend": "",
+        "bc_scope_all": "", "bc_scope_some": "", "bc_whole_commune": "", "bc_pick_note": "", "bc_kinds_legend": "",
+        "bc_kind_group_label": "", "bc_kind_private_label": "", "bc_channels_note": "", "bc_preview_button": "",
+        "bc_recent_heading": "", "bc_col_number": "", "bc_col_status": "", "bc_col_sent": "", "bc_col_audience": "",
+        "bc_col_author": "", "bc_col_text": "", "bc_col_hamlet": "", "bc_col_channel": "", "bc_col_kind": "",
+        "bc_none_yet": "", "bc_image_tag": "", "bc_preview_title": "", "bc_audience_line": "words",
+        "bc_part_count": "n", "bc_image_alt": "", "bc_dry_run_heading": "", "bc_col_to_send": "",
+        "bc_col_skipped": "", "bc_no_hamlet": "", "bc_nobody": "", "bc_total": "", "bc_submit_button": "",
+        "bc_edit_again": "", "bc_zalo_note": "", "bc_detail_title": "id", "bc_detail_heading": "id status",
+        "bc_people_line": "approver author",
+        "bc_progress": "blocked failed no_window opted_out percent sent settled total unknown",
+        "bc_report_heading": "", "bc_report_empty": "", "bc_unknown_heading": "", "bc_unknown_note": "",
+        "bc_back_to_list": "", "bc_action_approve": "", "bc_action_pause": "", "bc_action_resume": "",
+        "bc_action_cancel": "", "bc_done_approve": "", "bc_done_pause": "", "bc_done_resume": "",
+        "bc_done_cancel": "", "bc_done_awaiting": "", "bc_done_scheduled": "", "bc_err_audience": "reason",
+        "bc_err_audience_short": "", "bc_err_scope": "", "bc_err_text": "max_text", "bc_err_unknown_codes": "",
+        "bc_err_not_created": "", "bc_err_own": "", "bc_err_not_allowed": "", "bc_err_status": "",
+        "bc_err_image_empty": "", "bc_err_image_too_big": "max_mb", "bc_err_image_not_image": "",
+        "bc_err_image_shape": "", "bc_err_image_public_url": "", "bc_everywhere": "", "bc_and": "",
+        "bc_all_channels": "", "bc_kind_group": "", "bc_kind_private": "", "bc_made_visit": "",
+        "bc_made_recurring": "", "bc_made_summary": "", "bc_status_draft": "", "bc_status_awaiting_approval": "",
+        "bc_status_scheduled": "", "bc_status_sending": "", "bc_status_paused": "", "bc_status_done": "",
+        "bc_status_cancelled": "", "bc_column_sent": "", "bc_column_failed": "", "bc_column_blocked": "",
+        "bc_column_no_window": "", "bc_column_opted_out": "", "bc_column_unknown": "", "bc_column_pending": "",
+        "bc_column_cancelled": "", "bc_save": "", "bc_saved": "", "bc_commune_label": "", "bc_cancel_button": "",
+        "bc_back_to_broadcasts": "", "rules_title": "", "rules_note": "", "rules_col_approval": "",
+        "rules_col_quiet": "", "rules_needs_approval": "", "rules_start": "", "rules_end": "", "rules_err_time": "",
+        "rules_err_commune": "", "visits_note": "", "visits_col_day": "", "visits_col_time": "",
+        "visits_col_place": "", "visits_col_hamlets": "", "visits_col_announced": "", "visits_cancelled": "",
+        "visits_announced_in": "id", "visits_not_yet": "", "visits_never_announced": "", "visits_none": "", "visits_add_heading": "",
+        "visits_day": "", "visits_from": "", "visits_to": "", "visits_place": "", "visits_place_example": "",
+        "visits_hamlets_legend": "", "visits_save": "", "visits_import_heading": "", "visits_file_label": "",
+        "visits_import_note": "example header", "visits_import_example": "", "visits_import_button": "", "visits_done_cancel": "",
+        "visits_done_saved": "n", "visits_err": "reason", "visits_err_file_too_big": "max_mb",
+        "visits_err_day": "day", "visits_err_past": "day", "visits_err_start": "time", "visits_err_end": "time",
+        "visits_err_place": "max", "visits_err_no_hamlet": "", "visits_err_outside": "codes", "visits_err_not_utf8": "",
+        "visits_err_header": "header", "visits_err_rows": "max", "visits_err_row": "number reason", "visits_err_empty": "", "visits_err_control": "", "visits_err_csv": "", "recurring_note": "",
+        "recurring_col_rule": "", "recurring_col_next": "", "recurring_col_author": "", "recurring_stopped": "",
+        "recurring_stop": "", "recurring_none": "", "recurring_add_heading": "", "recurring_cron_label": "example",
+        "recurring_err_cron": "", "recurring_err_never": "", "recurring_err_often": "", "recurring_err_invalid": "",
+        "recurring_done_saved": "",
+        "recurring_done_stopped": "",
+    }.items()
+}
+
+
 class TextsError(ValueError):
     """web.yaml is missing, unreadable, or lacks an id the code needs; the message says which."""
 
@@ -42,23 +96,29 @@ class WebTexts:
         return self.messages[key].format(**values).strip()
 
 
-def load_texts(directory: Path | None = None) -> WebTexts:
-    """Read web.yaml from the content directory (the shipped content by default); raise TextsError if wrong."""
-    path = Path(directory or CONTENT_DIR) / FILE
+def load_texts(directory: Path | None = None, *, file: str = FILE, fields: dict[str, frozenset[str]] = FIELDS) -> WebTexts:
+    """Read web.yaml (or `file`, with its `fields`) from the content directory (the shipped content by
+    default); raise TextsError if wrong."""
+    path = Path(directory or CONTENT_DIR) / file
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise TextsError(f"{FILE}: -: {read_problem(exc)}".replace("\n", " ")) from None
+        raise TextsError(f"{file}: -: {read_problem(exc)}".replace("\n", " ")) from None
     raw = data.get("messages") if isinstance(data, dict) else None
     if not isinstance(raw, dict):
-        raise TextsError(f"{FILE}: -: cần các cặp mã: nội dung dưới 'messages'")
+        raise TextsError(f"{file}: -: cần các cặp mã: nội dung dưới 'messages'")
     messages = {str(k): v.strip() for k, v in raw.items() if isinstance(v, str)}
     problems = []
-    for key, allowed in FIELDS.items():
+    for key, allowed in fields.items():
         text = messages.get(key, "")
         problem = placeholder_problem(text, allowed) if text else "thiếu nội dung bắt buộc, hoặc nội dung đang trống"
         if problem:
-            problems.append(f"{FILE}: {key}: {problem}")
+            problems.append(f"{file}: {key}: {problem}")
     if problems:
         raise TextsError("\n".join(problems))
     return WebTexts(messages)
+
+
+def load_dashboard_texts(directory: Path | None = None) -> WebTexts:
+    """The dashboard's broadcast pages' texts (dashboard.yaml); raise TextsError if wrong."""
+    return load_texts(directory, file=DASHBOARD_FILE, fields=DASHBOARD_FIELDS)

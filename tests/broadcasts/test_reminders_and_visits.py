@@ -88,7 +88,7 @@ async def test_a_new_date_replaces_the_old_one(world, clock, service):
 
 async def test_dates_that_cannot_be_reminded(clock, service):
     await service.handle(says(clock, payload="rm"))
-    assert texts(await service.handle(says(clock, "mai nhé"))) == [M("reminder_bad_date", example="09/11")]
+    assert texts(await service.handle(says(clock, "ngày 40/13"))) == [M("reminder_bad_date", example="09/11")]
     assert texts(await service.handle(says(clock, "2/11"))) == [M("reminder_past_date")]  # today
     assert texts(await service.handle(says(clock, "31/02/2027"))) == [M("reminder_bad_date", example="09/11")]
     assert texts(await service.handle(says(clock, "ngày 3 tháng 11"))) == [M("reminder_set", eve="02/11", date="03/11/2026")]
@@ -139,7 +139,9 @@ async def test_a_visit_is_announced_to_its_hamlets_groups_the_day_before_once(wo
     await add_visit(world, clock, day=date(2026, 11, 3), hamlets=("a1", "a2"))
     cancelled = await add_visit(world, clock, day=date(2026, 11, 3), hamlets=("b1",))
     async with world.transaction() as session:
-        await schedules.cancel_visit(session, cancelled.id)
+        from bot.broadcasts import visits
+
+        await visits.cancel(session, await session.get(schedules.MobileVisit, cancelled.id), clock())
     later = await add_visit(world, clock, day=date(2026, 11, 4), hamlets=("b1",))
     sender = make_sender(world, tg_bot, clock)
     clock.now = datetime(2026, 11, 2, 0, 30, tzinfo=timezone.utc)  # 07:30 in Vietnam: too early
@@ -171,6 +173,7 @@ async def test_a_recurring_broadcast_goes_out_at_each_run_and_once_after_a_long_
     first = next_run("0 8 1 * *", "Asia/Ho_Chi_Minh", clock())
     assert first == datetime(2026, 12, 1, 1, 0, tzinfo=timezone.utc)  # 08:00 on 1 December in Vietnam
     async with world.transaction() as session:
+        await repo.set_policy(session, "xa_a", approval_required=False)  # runs go out without approval (see test_review_fixes)
         rule = await schedules.add_recurring(
             session, author="web:officer", text=text, audience={"scope": "communes", "codes": ["xa_a"], "kinds": ["group"], "channels": []},
             cron="0 8 1 * *", timezone="Asia/Ho_Chi_Minh", next_run_at=first, now=clock(),
@@ -219,3 +222,46 @@ async def test_the_weekly_summary_tells_each_hamlet_group_how_many_used_the_guid
     clock.advance(days=1)  # Tuesday: nothing
     await sender.run_once()
     assert len(fake_tg.sent()) == 1
+
+
+async def test_in_one_batch_each_person_hears_of_the_next_visit_of_their_own_hamlet(world, catalog, clock, service):
+    """The pipeline hands the service several messages at once (`handle_many`): each gets its own hamlet's visit."""
+    await add_visit(world, clock, day=date(2026, 11, 3), hamlets=("a1",))
+    await add_visit(world, clock, day=date(2026, 11, 5), hamlets=("a2",))
+    question = mobile_question(catalog)
+    time_range = M("visit_time_range", start="07:30", end="11:00")
+    await service.load_salt()  # as the server does at start
+    async with world.writing() as session:
+        a1, a2, none = await service.handle_many(session, [says(clock, question), says(clock, question, user="13"), says(clock, question, user="30")])
+    assert a1[1].text == M("visit_next", hamlet="Thôn A1", date="03/11/2026", time=time_range, place="Nhà văn hoá thôn A1")
+    assert a2[1].text == M("visit_next", hamlet="Thôn A2", date="05/11/2026", time=time_range, place="Nhà văn hoá thôn A1")
+    assert len(none) == 1  # no hamlet chosen: the answer alone
+
+
+async def test_a_visit_entered_after_a_question_is_told_at_the_next_one(world, catalog, clock, service):
+    question = mobile_question(catalog)
+    assert len(await service.handle(says(clock, question))) == 1
+    await add_visit(world, clock, day=date(2026, 11, 3))
+    service.forget_visits()  # what the dashboard calls when an officer saves a visit
+    replies = await service.handle(says(clock, question))
+    time_range = M("visit_time_range", start="07:30", end="11:00")
+    assert replies[1].text == M("visit_next", hamlet="Thôn A1", date="03/11/2026", time=time_range, place="Nhà văn hoá thôn A1")
+
+
+async def test_a_visit_is_announced_once_across_a_restart_of_the_sender(world, clock, db_url, fake_tg, tg_bot):
+    await add_visit(world, clock, day=date(2026, 11, 3), hamlets=("a1",))
+    clock.now = datetime(2026, 11, 2, 2, 0, tzinfo=timezone.utc)  # 09:00 the day before
+    await make_sender(world, tg_bot, clock, lease_ttl=5).run_once()  # made and sent; then the process dies
+    db = Database(db_url)  # the restarted process
+    try:
+        sender = make_sender(db, tg_bot, clock, lease_ttl=5)
+        clock.advance(seconds=10)  # the dead sender's lease has run out
+        for _ in range(2):
+            await sender.run_once()
+            clock.advance(minutes=30)
+        async with db.transaction() as session:
+            made = [b for b in await repo.list_recent(session) if b.kind == "visit"]
+    finally:
+        await db.close()
+    assert [m["chat_id"] for m in fake_tg.sent()] == [-1001]
+    assert len(made) == 1

@@ -260,7 +260,7 @@ def step_buttons(k: int) -> list[tuple[str, str]]:
         buttons.append(("Quay lại", f"g:b:{slug}"))
     buttons += [("Tôi bị vướng ở bước này", f"g:s:{slug}"), ("Về menu", "m")]
     if slug == "den_dung_hen":  # the step after the date was chosen offers a reminder (bot/broadcasts/reminders.py)
-        buttons.append(("Nhắc tôi trước ngày hẹn", "rm"))
+        buttons.append(("Nhắc anh/chị trước ngày hẹn", "rm"))
     return buttons
 
 

@@ -38,6 +38,15 @@ STRING_PARAMS = {
 }
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file sent in a multipart request (sendPhoto with the photo's bytes)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
 @dataclass
 class Call:
     method: str
@@ -93,6 +102,7 @@ class FakeTelegramAPI:
         self.server: TestServer | None = None
         self._chaos: Chaos | None = None
         self.blocked: set[int] = set()
+        self.files: dict[str, Upload] = {}  # file_id -> the photo uploaded under it
 
     # ---------------------------------------------------------------- server
 
@@ -302,7 +312,10 @@ class FakeTelegramAPI:
             else:
                 form = await request.post()
                 for key, value in form.items():
-                    params[key] = value if isinstance(value, str) else getattr(value, "filename", "file")
+                    if isinstance(value, str):
+                        params[key] = value
+                    else:  # a file part: what Telegram would store
+                        params[key] = Upload(value.filename or "file", value.content_type or "", value.file.read())
         return {key: self._decode(key, value) for key, value in params.items()}
 
     @staticmethod
@@ -482,10 +495,39 @@ class FakeTelegramAPI:
         return self._message(chat_id, text=text, reply_markup=inline)
 
     async def api_sendPhoto(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A photo by upload (multipart), by a file_id this server gave, or by an HTTP URL (not fetched here)."""
         chat_id = params.get("chat_id")
         self._chat(chat_id)
-        photo = [{"file_id": "photo-1", "file_unique_id": "p1", "width": 100, "height": 100}]
-        return self._message(chat_id, photo=photo, caption=params.get("caption"))
+        photo = params.get("photo")
+        caption = params.get("caption")
+        if caption is not None and len(str(caption).encode("utf-16-le")) // 2 > 1024:
+            raise ApiError(400, "Bad Request: message caption is too long")
+        if isinstance(photo, Upload):
+            if len(photo.data) > 10 * 1024 * 1024:
+                raise ApiError(400, "Bad Request: file is too big")
+            if not (photo.data.startswith(b"\xff\xd8\xff") or photo.data.startswith(b"\x89PNG\r\n\x1a\n")):
+                raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED")
+            file_id = f"photo-{len(self.files) + 1}"
+            self.files[file_id] = photo
+        elif isinstance(photo, str) and (photo in self.files or photo.startswith(("http://", "https://"))):
+            file_id = photo
+        else:
+            raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        sizes = [{"file_id": file_id, "file_unique_id": f"u-{file_id}", "width": 100, "height": 100}]
+        return self._message(chat_id, photo=sizes, caption=caption)
+
+    def photos(self, chat_id: int | None = None) -> list[dict[str, Any]]:
+        """The photos sendPhoto accepted (in order): the chat, the caption, the bytes (uploaded or by file_id)
+        and whether this call uploaded them."""
+        out = []
+        for call in self.calls_of("sendPhoto"):
+            if getattr(call, "refused", False) or (chat_id is not None and call.params.get("chat_id") != chat_id):
+                continue
+            photo = call.params.get("photo")
+            uploaded = isinstance(photo, Upload)
+            data = photo.data if uploaded else getattr(self.files.get(photo), "data", None)
+            out.append({"chat_id": call.params.get("chat_id"), "caption": call.params.get("caption"), "data": data, "uploaded": uploaded})
+        return out
 
     async def api_editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:
         chat_id = params.get("chat_id")

@@ -117,8 +117,13 @@ class FakeZaloBot(_Server):
         display_name: str = "CCCD Bot",
         poll_wait: float = 0.2,
         probe_webhook: bool = False,
+        fetch_photos: bool = False,
     ):
         super().__init__()
+        # The platform downloads a sendPhoto's `photo` URL to show it; with `fetch_photos` this fake does too,
+        # keeps the bytes (`fetched`), and refuses the message when the address does not give an image.
+        self.fetch_photos = fetch_photos
+        self.fetched: dict[str, bytes] = {}
         self.token = token
         self.can_join_groups = can_join_groups
         self.account_name = account_name
@@ -151,6 +156,14 @@ class FakeZaloBot(_Server):
     async def wait_sent(self, count: int, chat_id: str | None = None, timeout: float = 5.0) -> list[str]:
         await self.wait_until(lambda: len(self.sent(chat_id)) >= count, timeout)
         return self.sent(chat_id)
+
+    def photos(self, chat_id: str | None = None) -> list[dict[str, Any]]:
+        """Photos the bot sent successfully: {"chat_id", "photo" (its address), "caption"}."""
+        return [
+            {"chat_id": str(c.body.get("chat_id")), "photo": c.body.get("photo"), "caption": c.body.get("caption")}
+            for c in self.calls
+            if c.method == "sendPhoto" and c.answer.get("ok") and (chat_id is None or str(c.body.get("chat_id")) == str(chat_id))
+        ]
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -206,9 +219,30 @@ class FakeZaloBot(_Server):
                 return 200, {"ok": False, "error_code": 400, "description": "bad chat_id or action"}
             return 200, {"ok": True, "result": True}
         if method == "sendPhoto":
+            # The platform takes the photo's address (it fetches it) and an optional caption of 1-2000 characters.
+            photo, caption = body.get("photo"), body.get("caption")
+            if not body.get("chat_id") or not isinstance(photo, str) or not photo.startswith(("http://", "https://")):
+                return 200, {"ok": False, "error_code": 400, "description": "photo must be a URL"}
+            if caption is not None and (not isinstance(caption, str) or not 1 <= len(caption) <= 2000):
+                return 200, {"ok": False, "error_code": 400, "description": "caption must be 1 to 2000 characters"}
+            if self.fetch_photos and not await self._fetch(photo):
+                return 200, {"ok": False, "error_code": 400, "description": "photo cannot be downloaded"}
             return 200, {"ok": True, "result": {"message_id": f"out-{next(self._ids)}", "date": int(time.time() * 1000)}}
         return 200, {"ok": False, "error_code": 404, "description": "Not Found"}
 
+
+    async def _fetch(self, url: str) -> bool:
+        import aiohttp
+
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                    if resp.status != 200 or resp.content_type not in ("image/jpeg", "image/png"):
+                        return False
+                    self.fetched[url] = await resp.read()
+                    return True
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
 
     async def _probe(self, url: str, secret: str) -> int:
         """What setWebhook does before answering: POST the URL with the secret header; 0 when unreachable."""
@@ -336,7 +370,9 @@ class FakeZaloOA(_Server):
             message = c.body.get("message") or {}
             attachment = message.get("attachment") or {}
             buttons = (attachment.get("payload") or {}).get("buttons") or []
-            out.append({"to": target, "group": "group_id" in recipient, "text": message.get("text"), "buttons": buttons})
+            elements = (attachment.get("payload") or {}).get("elements") or []
+            image = elements[0].get("url") if elements else None
+            out.append({"to": target, "group": "group_id" in recipient, "text": message.get("text"), "buttons": buttons, "image": image})
         return out
 
     def texts(self, to: str | None = None) -> list[str]:
@@ -384,9 +420,16 @@ class FakeZaloOA(_Server):
             return {"error": -201, "message": "message is empty"}
         if text is not None and not 1 <= len(text) <= 2000:
             return {"error": -201, "message": "text must be 1 to 2000 characters"}
-        buttons = ((attachment or {}).get("payload") or {}).get("buttons") or []
+        payload = (attachment or {}).get("payload") or {}
+        buttons = payload.get("buttons") or []
         if len(buttons) > 5 or (buttons and path.endswith("group/message")):
             return {"error": -201, "message": "buttons are not allowed here"}
+        if payload.get("template_type") == "media":
+            elements = payload.get("elements") or []
+            if len(elements) != 1 or elements[0].get("media_type") != "image" or not (
+                str(elements[0].get("url") or "").startswith(("http://", "https://")) or elements[0].get("attachment_id")
+            ):
+                return {"error": -201, "message": "media template needs one image element with a url or an attachment_id"}
         if path.endswith("group/message") and target in self.inactive_groups:
             code = self.inactive_groups[target]
             return {"error": code, "message": "Group is disabled" if code == -237 else "OA is not a member of this group"}

@@ -1,12 +1,13 @@
-"""reminders, mobile teams' visits, recurring broadcasts; broadcasts.kind
+"""reminders, mobile teams' visits, recurring broadcasts; broadcasts.kind; broadcast images
 
 Revision ID: 0017
-Revises: 0011
+Revises: 0016
 Create Date: 2026-12-01 16:00:00
 
 All three are sent by the broadcast sender as broadcasts of their own kind (a reminder: one delivery to
 one person; a visit: its announcement to the hamlets' groups the day before; a recurring rule: a
-broadcast at each run). Existing broadcasts are of kind "broadcast".
+broadcast at each run). Existing broadcasts are of kind "broadcast". A broadcast's optional image is
+kept in `broadcast_images` (broadcasts.image holds its key).
 """
 
 from __future__ import annotations
@@ -70,9 +71,23 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_recurring_broadcasts_next_run_at", "recurring_broadcasts", ["next_run_at"])
+    op.create_table(
+        "broadcast_images",
+        sa.Column("key", sa.String(32), primary_key=True),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("content_type", sa.String(20), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column("width", sa.Integer(), nullable=False),
+        sa.Column("height", sa.Integer(), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_broadcast_images_sha256", "broadcast_images", ["sha256"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_broadcast_images_sha256", table_name="broadcast_images")
+    op.drop_table("broadcast_images")
     op.drop_index("ix_recurring_broadcasts_next_run_at", table_name="recurring_broadcasts")
     op.drop_table("recurring_broadcasts")
     op.drop_index("ix_mobile_visits_commune_code", table_name="mobile_visits")
