@@ -326,3 +326,54 @@ async def test_keys_recorded_before_the_pipeline_are_kept(db_url):
         assert await inbox_keys(db, "fake") == ["old"]
     finally:
         await db.close()
+
+
+def held_work(key: str, chat: str, gate: asyncio.Event, entered: asyncio.Event, fail: bool = False) -> Work:
+    """A delivery whose transaction stays open until `gate` is set (its channel's change waits on it)."""
+
+    async def apply(_session) -> None:
+        entered.set()
+        await gate.wait()
+        if fail:
+            raise ValueError("a bug in the channel's change")
+
+    w = work(key, chat, "/menu")
+    w.apply = apply
+    return w
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["committed", "rolled-back"])
+async def test_on_sqlite_a_call_sent_while_messages_are_handled_is_recorded_with_them(service, fail):
+    """SQLite has one writer and every commit waits for the disk: a sent call is recorded by the receiving
+    transaction running at that moment instead of a transaction of its own; if that one rolls back, the
+    call is recorded all the same, once, and never sent again."""
+    from storage.db import STATS
+
+    platform = FakePlatform()
+    platform.gates["chat-a"] = asyncio.Event()
+    platform.gates["chat-b"] = asyncio.Event()  # chat-b's reply waits: only chat-a's call is recorded here
+    sender = make_sender(service.db, platform)
+    assert await sender.keep_lease()
+    pipeline = Pipeline(service, sender)
+    await queue(service.db, "chat-a", "trước")
+    await sender.dispatch_due()  # chat-a's call is being made (the platform holds it)
+    gate, entered = asyncio.Event(), asyncio.Event()
+    received = asyncio.create_task(pipeline.receive(held_work("k-b", "chat-b", gate, entered, fail)))
+    await asyncio.wait_for(entered.wait(), 5)  # chat-b's transaction is open, holding the writer
+    before = STATS["transactions"]
+    platform.gates["chat-a"].set()
+    for _ in range(100):  # the call is made; its record waits for the transaction
+        if platform.delivered:
+            break
+        await asyncio.sleep(0.01)
+    assert platform.delivered == [("chat-a", "trước")]
+    gate.set()
+    assert await asyncio.wait_for(received, 10)  # handled (or, after the bug, taken with the apology)
+    if service.db.is_sqlite and not fail:
+        assert STATS["transactions"] == before  # none began for chat-a's call: it rode on chat-b's (begun before)
+        assert (await outbox(service.db))[0].status == "sent"
+    platform.gates["chat-b"].set()
+    await asyncio.wait_for(sender.drain(), 10)
+    rows = {r.chat_id: r for r in await outbox(service.db)}
+    assert rows["chat-a"].status == "sent" and rows["chat-b"].status == "sent"
+    assert [c for c, _t in platform.delivered].count("chat-a") == 1
