@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fakes.bot_process import HOOK_PATH, SECRET, TOKEN, bot_env  # noqa: E402  (the same processes as the fault tests)
 
+FAULTS = ("kill", "pg-restart", "pg-unreachable", "api-429", "api-5xx", "api-timeout", "twins")  # bench/load_faults.py
 CEILING = ROOT.parent.parent / "shared" / "bench" / "ceiling.py"
 if not CEILING.exists():
     CEILING = Path("/work/shared/bench/ceiling.py")
@@ -507,8 +508,30 @@ async def trial(kind: str, args, db_url: str, api: FakeBotApi, people: People, l
         target.stop()
 
 
+async def fault_run(args) -> None:
+    from bench import load_faults
+
+    workdir = Path(tempfile.mkdtemp(prefix="cccd-fault-"))
+    try:
+        own_cluster = args.fault in ("pg-restart", "pg-unreachable")
+        db_url = None if own_cluster else await asyncio.to_thread(reset_database, args.db, workdir)
+        result = await load_faults.run(args.fault, "postgresql" if own_cluster else args.db, db_url, workdir,
+                                       chats=args.fault_chats, rate=args.fault_rate, procs=args.procs)
+        result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+        print(json.dumps(result, ensure_ascii=False), flush=True)
+        print(load_faults.summary_line(result), file=sys.stderr)
+    finally:
+        if args.keep_logs:
+            print(f"server logs: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 async def main_async(args) -> None:
     random.seed(args.seed)
+    if args.fault:
+        await fault_run(args)
+        return
     workdir = Path(tempfile.mkdtemp(prefix="cccd-load-"))
     log = open(workdir / "servers.log", "w")
     api = FakeBotApi()
@@ -570,9 +593,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bot-env", action="append", default=[], metavar="CCCD_X=VALUE", help="a setting for the bot processes")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument("--fault", choices=FAULTS, help="a fault run instead (bench/load_faults.py): the guide walked by --fault-chats chats while it happens")
+    parser.add_argument("--fault-chats", type=int, default=200)
+    parser.add_argument("--fault-rate", type=float, default=100.0, help="fault run: updates per second offered in all")
     args = parser.parse_args()
     if args.procs > 1 and args.db == "sqlite":
         parser.error("several bot processes need --db postgresql")
+    if args.fault == "twins" and args.db == "sqlite":
+        parser.error("--fault twins needs --db postgresql")
     asyncio.run(main_async(args))
 
 
