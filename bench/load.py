@@ -545,6 +545,12 @@ async def main_async(args) -> None:
             env = bot_env(db_url, f"http://127.0.0.1:{PORT_BASE + 1}/bot", PORT_BASE + 10, "bench-0")
             subprocess.run([str(ROOT / ".venv" / "bin" / "cccd-bot"), "hamlets", "import", str(ROOT / "bot" / "content" / "hamlets_example.csv")],
                            env=env, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        if args.half_peak:
+            # "Half the bot's own peak", measured in this run: a closed-loop trial of the bot first.
+            peak = await trial("bot", argparse.Namespace(**{**vars(args), "open_rate": 0.0, "soak": False}), db_url, api, people, log, None)
+            peak.update(db=args.db, role="peak (closed loop)", load_average=[round(x, 2) for x in os.getloadavg()])
+            print(json.dumps(peak, ensure_ascii=False), flush=True)
+            args.open_rate = round(peak["updates_per_s"] / 2, 1)
         kinds = ["ceiling", "bot"] * args.pairs if args.target == "both" else [args.target] * args.pairs
         if args.target == "both":
             env = bot_env(db_url, f"http://127.0.0.1:{PORT_BASE + 1}/bot", PORT_BASE + 10, "bench-0")
@@ -554,6 +560,7 @@ async def main_async(args) -> None:
             profile_dir = workdir if (args.profile and i == len(kinds) - 1) else None
             result = await trial(kind, args, db_url, api, people, log, profile_dir)
             result["db"] = args.db
+            result["load_average"] = [round(x, 2) for x in os.getloadavg()]
             results.append(result)
             print(json.dumps(result, ensure_ascii=False), flush=True)
     finally:
@@ -571,6 +578,13 @@ async def main_async(args) -> None:
             "bot_updates_per_s_median": statistics.median(b["updates_per_s"] for b in bots),
             "ceiling_updates_per_s_median": statistics.median(c["updates_per_s"] for c in ceilings),
         }
+        if args.open_rate:
+            summary.update(
+                offered_per_s=args.open_rate,
+                bot_p50_p99_ms=[(b["p50_ms"], b["p99_ms"]) for b in bots],
+                ceiling_p50_p99_ms=[(c["p50_ms"], c["p99_ms"]) for c in ceilings],
+                p99_ratio_median=round(statistics.median(b["p99_ms"] / c["p99_ms"] for c, b in zip(ceilings, bots)), 2),
+            )
         print(json.dumps({"summary": summary}), flush=True)
     if args.keep_logs:
         print(f"server logs: {workdir / 'servers.log'}", file=sys.stderr)
@@ -586,6 +600,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, help="trials of each target, alternating")
     parser.add_argument("--conc", type=int, default=32, help="closed loop: concurrent updates in flight")
     parser.add_argument("--open-rate", type=float, default=0.0, help="open loop: updates per second offered")
+    parser.add_argument("--half-peak", action="store_true", help="open loop at half the bot's peak, measured first in this run (closed loop)")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--soak", action="store_true", help="sample RSS every 10 s (use with --open-rate and a long --duration)")
