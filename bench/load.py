@@ -228,6 +228,24 @@ class Target:
                 out.append(0.0)
         return out
 
+    def run_queue_wait(self) -> list[float]:
+        """Seconds each process's threads spent runnable but waiting for a CPU so far (/proc/<pid>/task/*/schedstat):
+        how much of the latency is queueing for a saturated CPU rather than work or I/O."""
+        out = []
+        for p in self.ps:
+            total = 0
+            try:
+                for task in os.listdir(f"/proc/{p.pid}/task"):
+                    try:
+                        with open(f"/proc/{p.pid}/task/{task}/schedstat") as f:
+                            total += int(f.read().split()[1])
+                    except (OSError, IndexError, ValueError):
+                        pass
+            except OSError:
+                pass
+            out.append(total / 1e9)
+        return out
+
     def rss_mb(self) -> list[float]:
         out = []
         for p in self.ps:
@@ -362,12 +380,12 @@ async def closed_loop(target: Target, api: FakeBotApi, people: People, conc: int
         workers = [asyncio.create_task(worker(http)) for _ in range(conc)]
         await asyncio.sleep(warmup)
         win = state["win"] = Window()
-        cpu0, (st0, tx0), t_start = target.cpu(), await db_counts(target), time.perf_counter()
+        cpu0, (st0, tx0), t_start, rq0 = target.cpu(), await db_counts(target), time.perf_counter(), target.run_queue_wait()
         await asyncio.sleep(duration)
-        cpu1, (st1, tx1), elapsed = target.cpu(), await db_counts(target), time.perf_counter() - t_start
+        cpu1, (st1, tx1), elapsed, rq1 = target.cpu(), await db_counts(target), time.perf_counter() - t_start, target.run_queue_wait()
         state["win"] = None
         await asyncio.gather(*workers)
-    return summarize(target, win, elapsed, [b - a for a, b in zip(cpu0, cpu1)], st1 - st0, tx1 - tx0)
+    return summarize(target, win, elapsed, [b - a for a, b in zip(cpu0, cpu1)], st1 - st0, tx1 - tx0, [b - a for a, b in zip(rq0, rq1)])
 
 
 async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float, warmup: float, duration: float, soak_every: float = 0.0) -> dict:
@@ -385,7 +403,7 @@ async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float
             now = time.perf_counter()
             if win is None and now - start >= warmup:
                 win = Window()
-                cpu0, (st0, tx0), t_start = target.cpu(), await db_counts(target), time.perf_counter()
+                cpu0, (st0, tx0), t_start, rq0 = target.cpu(), await db_counts(target), time.perf_counter(), target.run_queue_wait()
             if now - start >= warmup + duration:
                 break
             if soak_every and now >= next_rss:
@@ -405,9 +423,9 @@ async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         elapsed = time.perf_counter() - t_start
-        cpu1, (st1, tx1) = target.cpu(), await db_counts(target)
+        cpu1, (st1, tx1), rq1 = target.cpu(), await db_counts(target), target.run_queue_wait()
         await asyncio.gather(*tasks)
-    result = summarize(target, win, elapsed, [b - a for a, b in zip(cpu0, cpu1)], st1 - st0, tx1 - tx0)
+    result = summarize(target, win, elapsed, [b - a for a, b in zip(cpu0, cpu1)], st1 - st0, tx1 - tx0, [b - a for a, b in zip(rq0, rq1)])
     result["offered_per_s"] = rate
     if rss_samples:
         result["rss_samples"] = rss_samples
@@ -421,7 +439,7 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def summarize(target: Target, win: Window, elapsed: float, cpus: list[float], statements: float, transactions: float) -> dict:
+def summarize(target: Target, win: Window, elapsed: float, cpus: list[float], statements: float, transactions: float, waits: list[float] = ()) -> dict:
     done = max(win.done, 1)
     cpus, generator = cpus[:-1], cpus[-1]
     cpu = sum(cpus)
@@ -435,6 +453,8 @@ def summarize(target: Target, win: Window, elapsed: float, cpus: list[float], st
         "cpu_ms_per_update": round(cpu / done * 1000, 2),
         "cpu_share_by_proc": [round(c / elapsed, 2) for c in cpus],  # CPU seconds per second, each process
         "generator_cpu_share": round(generator / elapsed, 2),  # this process: the platform (webhook posts, fake Bot API)
+        # Seconds per second each process's threads waited for a CPU while runnable (0.5: half a thread queued all along).
+        "run_queue_wait_share_by_proc": [round(w / elapsed, 2) for w in waits],
         "errors": dict(win.errors),
         "rss_mb": [round(x, 1) for x in target.rss_mb()],
     }
