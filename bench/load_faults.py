@@ -206,6 +206,7 @@ async def run(mode: str, db: str, db_url: str | None, workdir: Path, *, chats: i
                 if first_post[(chat, k)] <= window["end"] and arrivals[(chat, k)] >= window["start"]:
                     caught.append(delay)
     during = collections.Counter(status for posted, _answered, status in answers if window["start"] <= posted < window["end"])
+    within = collections.Counter(status for posted, answered, status in answers if window["start"] <= posted and answered < window["end"])
     result = {
         "fault": mode,
         "db": db,
@@ -223,6 +224,7 @@ async def run(mode: str, db: str, db_url: str | None, workdir: Path, *, chats: i
         "reply_delay_ms": {"p50": ms(pct(delays, 50)), "p99": ms(pct(delays, 99)), "max": ms(max(delays) if delays else None)},
         "caught_by_fault": {"replies": len(caught), "p50_ms": ms(pct(caught, 50)), "max_ms": ms(max(caught) if caught else None)},
         "webhook_answers_to_posts_made_during_fault": {str(k): v for k, v in during.items()},
+        "webhook_answers_made_and_answered_during_fault": {str(k): v for k, v in within.items()},
         "webhook_answers_all": {str(k): v for k, v in platform.answers.items()},
         "all_replies_in_s": round(finished - started, 1),
     }
