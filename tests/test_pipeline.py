@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -377,3 +378,31 @@ async def test_on_sqlite_a_call_sent_while_messages_are_handled_is_recorded_with
     rows = {r.chat_id: r for r in await outbox(service.db)}
     assert rows["chat-a"].status == "sent" and rows["chat-b"].status == "sent"
     assert [c for c, _t in platform.delivered].count("chat-a") == 1
+
+
+async def test_after_a_server_error_a_chat_tries_again_as_soon_as_the_platform_takes_a_call(database):
+    """A chat backing off after a 5xx (here a 30 s step) does not wait out its step once another call of the
+    channel goes through; a 429's retry_after is waited out all the same."""
+    platform = FakePlatform()
+    platform.script["chat-a"] = [Retry("HTTP 502")]
+    platform.script["chat-c"] = [Retry("flood", after=30.0)]
+    sender = Sender(database, holder="a", jitter=0, listen=False, backoff=(30.0,))  # real sleeps
+    sender.register("fake", platform)
+    assert await sender.keep_lease()
+    await queue(database, "chat-a", "a1")
+    await queue(database, "chat-c", "c1")
+    await sender.dispatch_due()
+    for _ in range(100):  # both met their fault and wait
+        if platform.calls == 2:
+            break
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    await queue(database, "chat-b", "b1")
+    await sender.dispatch_due()  # chat-b's call goes through: the platform is back
+    for _ in range(300):
+        if ("chat-a", "a1") in platform.delivered:
+            break
+        await asyncio.sleep(0.01)
+    assert ("chat-a", "a1") in platform.delivered and time.monotonic() - started < 3
+    assert ("chat-c", "c1") not in platform.delivered  # retry_after 30 s: still waiting
+    await sender.stop(drain_seconds=0)

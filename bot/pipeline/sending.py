@@ -171,6 +171,7 @@ class Sender:
         self.marks_ride: Callable[[], bool] | None = None
         self._background: list[asyncio.Task] = []
         self._housekept = float("-inf")
+        self._back: dict[str, asyncio.Event] = {}  # per channel: set when a call goes through (see `_back_off`)
 
     # -- set-up ------------------------------------------------------------------------------------
 
@@ -394,6 +395,7 @@ class Sender:
                 result = Retry(reason=type(exc).__name__)
             if isinstance(result, Sent):
                 self._count(row, "sent")
+                self._platform_answers(row.channel)
                 # The chat's next call waits until this one is recorded, so a kill can repeat at most the
                 # one call in flight; chats recording at the same moment share one statement.
                 await self._record_sent(row.id)
@@ -430,8 +432,31 @@ class Sender:
                 )
             except Exception:
                 pass  # only a record: the retry goes on in memory
-            if delay:
+            if delay and result.after is None:
+                await self._back_off(row.channel, delay)
+            elif delay:
                 await self.sleep(delay)
+
+    async def _back_off(self, channel: str, delay: float) -> None:
+        """Wait `delay` after a server error, a timeout or a network error, or less: until a call of the
+        channel goes through (the platform is back), so that every chat caught by an outage does not wait
+        out the rest of its back-off step (up to a minute) after it ended. A 429 is never cut short."""
+        back = self._back.get(channel)
+        if back is None:
+            back = self._back[channel] = asyncio.Event()
+        sleeping = asyncio.ensure_future(self.sleep(delay))
+        recovered = asyncio.ensure_future(back.wait())
+        try:
+            await asyncio.wait((sleeping, recovered), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            recovered.cancel()
+
+    def _platform_answers(self, channel: str) -> None:
+        """A call of `channel` went through: the chats backing off after an error try again now."""
+        back = self._back.pop(channel, None)
+        if back is not None:
+            back.set()
 
     def _count(self, row: Outgoing, outcome: str) -> None:
         self.counts[outcome] += 1
