@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fakes.bot_process import HOOK_PATH, SECRET, TOKEN, bot_env  # noqa: E402  (the same processes as the fault tests)
 
+FAULTS = ("kill", "pg-restart", "pg-unreachable", "api-429", "api-5xx", "api-timeout", "twins")  # bench/load_faults.py
 CEILING = ROOT.parent.parent / "shared" / "bench" / "ceiling.py"
 if not CEILING.exists():
     CEILING = Path("/work/shared/bench/ceiling.py")
@@ -227,6 +228,24 @@ class Target:
                 out.append(0.0)
         return out
 
+    def run_queue_wait(self) -> list[float]:
+        """Seconds each process's threads spent runnable but waiting for a CPU so far (/proc/<pid>/task/*/schedstat):
+        how much of the latency is queueing for a saturated CPU rather than work or I/O."""
+        out = []
+        for p in self.ps:
+            total = 0
+            try:
+                for task in os.listdir(f"/proc/{p.pid}/task"):
+                    try:
+                        with open(f"/proc/{p.pid}/task/{task}/schedstat") as f:
+                            total += int(f.read().split()[1])
+                    except (OSError, IndexError, ValueError):
+                        pass
+            except OSError:
+                pass
+            out.append(total / 1e9)
+        return out
+
     def rss_mb(self) -> list[float]:
         out = []
         for p in self.ps:
@@ -361,12 +380,12 @@ async def closed_loop(target: Target, api: FakeBotApi, people: People, conc: int
         workers = [asyncio.create_task(worker(http)) for _ in range(conc)]
         await asyncio.sleep(warmup)
         win = state["win"] = Window()
-        cpu0, (st0, tx0), t_start = target.cpu(), await db_counts(target), time.perf_counter()
+        cpu0, (st0, tx0), t_start, rq0 = target.cpu(), await db_counts(target), time.perf_counter(), target.run_queue_wait()
         await asyncio.sleep(duration)
-        cpu1, (st1, tx1), elapsed = target.cpu(), await db_counts(target), time.perf_counter() - t_start
+        cpu1, (st1, tx1), elapsed, rq1 = target.cpu(), await db_counts(target), time.perf_counter() - t_start, target.run_queue_wait()
         state["win"] = None
         await asyncio.gather(*workers)
-    return summarize(target, win, elapsed, [b - a for a, b in zip(cpu0, cpu1)], st1 - st0, tx1 - tx0)
+    return summarize(target, win, elapsed, [b - a for a, b in zip(cpu0, cpu1)], st1 - st0, tx1 - tx0, [b - a for a, b in zip(rq0, rq1)])
 
 
 async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float, warmup: float, duration: float, soak_every: float = 0.0) -> dict:
@@ -384,7 +403,7 @@ async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float
             now = time.perf_counter()
             if win is None and now - start >= warmup:
                 win = Window()
-                cpu0, (st0, tx0), t_start = target.cpu(), await db_counts(target), time.perf_counter()
+                cpu0, (st0, tx0), t_start, rq0 = target.cpu(), await db_counts(target), time.perf_counter(), target.run_queue_wait()
             if now - start >= warmup + duration:
                 break
             if soak_every and now >= next_rss:
@@ -404,9 +423,9 @@ async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         elapsed = time.perf_counter() - t_start
-        cpu1, (st1, tx1) = target.cpu(), await db_counts(target)
+        cpu1, (st1, tx1), rq1 = target.cpu(), await db_counts(target), target.run_queue_wait()
         await asyncio.gather(*tasks)
-    result = summarize(target, win, elapsed, [b - a for a, b in zip(cpu0, cpu1)], st1 - st0, tx1 - tx0)
+    result = summarize(target, win, elapsed, [b - a for a, b in zip(cpu0, cpu1)], st1 - st0, tx1 - tx0, [b - a for a, b in zip(rq0, rq1)])
     result["offered_per_s"] = rate
     if rss_samples:
         result["rss_samples"] = rss_samples
@@ -420,7 +439,7 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def summarize(target: Target, win: Window, elapsed: float, cpus: list[float], statements: float, transactions: float) -> dict:
+def summarize(target: Target, win: Window, elapsed: float, cpus: list[float], statements: float, transactions: float, waits: list[float] = ()) -> dict:
     done = max(win.done, 1)
     cpus, generator = cpus[:-1], cpus[-1]
     cpu = sum(cpus)
@@ -434,6 +453,8 @@ def summarize(target: Target, win: Window, elapsed: float, cpus: list[float], st
         "cpu_ms_per_update": round(cpu / done * 1000, 2),
         "cpu_share_by_proc": [round(c / elapsed, 2) for c in cpus],  # CPU seconds per second, each process
         "generator_cpu_share": round(generator / elapsed, 2),  # this process: the platform (webhook posts, fake Bot API)
+        # Seconds per second each process's threads waited for a CPU while runnable (0.5: half a thread queued all along).
+        "run_queue_wait_share_by_proc": [round(w / elapsed, 2) for w in waits],
         "errors": dict(win.errors),
         "rss_mb": [round(x, 1) for x in target.rss_mb()],
     }
@@ -507,8 +528,30 @@ async def trial(kind: str, args, db_url: str, api: FakeBotApi, people: People, l
         target.stop()
 
 
+async def fault_run(args) -> None:
+    from bench import load_faults
+
+    workdir = Path(tempfile.mkdtemp(prefix="cccd-fault-"))
+    try:
+        own_cluster = args.fault in ("pg-restart", "pg-unreachable")
+        db_url = None if own_cluster else await asyncio.to_thread(reset_database, args.db, workdir)
+        result = await load_faults.run(args.fault, "postgresql" if own_cluster else args.db, db_url, workdir,
+                                       chats=args.fault_chats, rate=args.fault_rate, procs=args.procs)
+        result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+        print(json.dumps(result, ensure_ascii=False), flush=True)
+        print(load_faults.summary_line(result), file=sys.stderr)
+    finally:
+        if args.keep_logs:
+            print(f"server logs: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 async def main_async(args) -> None:
     random.seed(args.seed)
+    if args.fault:
+        await fault_run(args)
+        return
     workdir = Path(tempfile.mkdtemp(prefix="cccd-load-"))
     log = open(workdir / "servers.log", "w")
     api = FakeBotApi()
@@ -522,6 +565,12 @@ async def main_async(args) -> None:
             env = bot_env(db_url, f"http://127.0.0.1:{PORT_BASE + 1}/bot", PORT_BASE + 10, "bench-0")
             subprocess.run([str(ROOT / ".venv" / "bin" / "cccd-bot"), "hamlets", "import", str(ROOT / "bot" / "content" / "hamlets_example.csv")],
                            env=env, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        if args.half_peak:
+            # "Half the bot's own peak", measured in this run: a closed-loop trial of the bot first.
+            peak = await trial("bot", argparse.Namespace(**{**vars(args), "open_rate": 0.0, "soak": False}), db_url, api, people, log, None)
+            peak.update(db=args.db, role="peak (closed loop)", load_average=[round(x, 2) for x in os.getloadavg()])
+            print(json.dumps(peak, ensure_ascii=False), flush=True)
+            args.open_rate = round(peak["updates_per_s"] / 2, 1)
         kinds = ["ceiling", "bot"] * args.pairs if args.target == "both" else [args.target] * args.pairs
         if args.target == "both":
             env = bot_env(db_url, f"http://127.0.0.1:{PORT_BASE + 1}/bot", PORT_BASE + 10, "bench-0")
@@ -531,6 +580,7 @@ async def main_async(args) -> None:
             profile_dir = workdir if (args.profile and i == len(kinds) - 1) else None
             result = await trial(kind, args, db_url, api, people, log, profile_dir)
             result["db"] = args.db
+            result["load_average"] = [round(x, 2) for x in os.getloadavg()]
             results.append(result)
             print(json.dumps(result, ensure_ascii=False), flush=True)
     finally:
@@ -548,6 +598,13 @@ async def main_async(args) -> None:
             "bot_updates_per_s_median": statistics.median(b["updates_per_s"] for b in bots),
             "ceiling_updates_per_s_median": statistics.median(c["updates_per_s"] for c in ceilings),
         }
+        if args.open_rate:
+            summary.update(
+                offered_per_s=args.open_rate,
+                bot_p50_p99_ms=[(b["p50_ms"], b["p99_ms"]) for b in bots],
+                ceiling_p50_p99_ms=[(c["p50_ms"], c["p99_ms"]) for c in ceilings],
+                p99_ratio_median=round(statistics.median(b["p99_ms"] / c["p99_ms"] for c, b in zip(ceilings, bots)), 2),
+            )
         print(json.dumps({"summary": summary}), flush=True)
     if args.keep_logs:
         print(f"server logs: {workdir / 'servers.log'}", file=sys.stderr)
@@ -563,6 +620,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, help="trials of each target, alternating")
     parser.add_argument("--conc", type=int, default=32, help="closed loop: concurrent updates in flight")
     parser.add_argument("--open-rate", type=float, default=0.0, help="open loop: updates per second offered")
+    parser.add_argument("--half-peak", action="store_true", help="open loop at half the bot's peak, measured first in this run (closed loop)")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--soak", action="store_true", help="sample RSS every 10 s (use with --open-rate and a long --duration)")
@@ -570,9 +628,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bot-env", action="append", default=[], metavar="CCCD_X=VALUE", help="a setting for the bot processes")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument("--fault", choices=FAULTS, help="a fault run instead (bench/load_faults.py): the guide walked by --fault-chats chats while it happens")
+    parser.add_argument("--fault-chats", type=int, default=200)
+    parser.add_argument("--fault-rate", type=float, default=100.0, help="fault run: updates per second offered in all")
     args = parser.parse_args()
     if args.procs > 1 and args.db == "sqlite":
         parser.error("several bot processes need --db postgresql")
+    if args.fault == "twins" and args.db == "sqlite":
+        parser.error("--fault twins needs --db postgresql")
     asyncio.run(main_async(args))
 
 

@@ -359,7 +359,7 @@ def cmd_poster(args) -> int:
 def cmd_serve(args) -> int:
     from aiohttp import web
 
-    from bot.server import CHANNELS, create_app
+    from bot.server import CHANNELS, create_app, setup_gc
 
     settings = _settings()
     catalog = _catalog_or_exit(settings)
@@ -373,6 +373,7 @@ def cmd_serve(args) -> int:
     check_port(host, port)
     check_database(settings.database_url)
     app = create_app(settings, catalog, role=args.role)
+    setup_gc(app)
     for status in app[CHANNELS].values():
         print(say("serve_channel", name=status.name, detail=status.detail), flush=True)
     print(say("serve_listening", role=args.role, host=host, port=port), flush=True)

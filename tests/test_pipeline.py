@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -326,3 +327,82 @@ async def test_keys_recorded_before_the_pipeline_are_kept(db_url):
         assert await inbox_keys(db, "fake") == ["old"]
     finally:
         await db.close()
+
+
+def held_work(key: str, chat: str, gate: asyncio.Event, entered: asyncio.Event, fail: bool = False) -> Work:
+    """A delivery whose transaction stays open until `gate` is set (its channel's change waits on it)."""
+
+    async def apply(_session) -> None:
+        entered.set()
+        await gate.wait()
+        if fail:
+            raise ValueError("a bug in the channel's change")
+
+    w = work(key, chat, "/menu")
+    w.apply = apply
+    return w
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["committed", "rolled-back"])
+async def test_on_sqlite_a_call_sent_while_messages_are_handled_is_recorded_with_them(service, fail):
+    """SQLite has one writer and every commit waits for the disk: a sent call is recorded by the receiving
+    transaction running at that moment instead of a transaction of its own; if that one rolls back, the
+    call is recorded all the same, once, and never sent again."""
+    from storage.db import STATS
+
+    platform = FakePlatform()
+    platform.gates["chat-a"] = asyncio.Event()
+    platform.gates["chat-b"] = asyncio.Event()  # chat-b's reply waits: only chat-a's call is recorded here
+    sender = make_sender(service.db, platform)
+    assert await sender.keep_lease()
+    pipeline = Pipeline(service, sender)
+    await queue(service.db, "chat-a", "trước")
+    await sender.dispatch_due()  # chat-a's call is being made (the platform holds it)
+    gate, entered = asyncio.Event(), asyncio.Event()
+    received = asyncio.create_task(pipeline.receive(held_work("k-b", "chat-b", gate, entered, fail)))
+    await asyncio.wait_for(entered.wait(), 5)  # chat-b's transaction is open, holding the writer
+    before = STATS["transactions"]
+    platform.gates["chat-a"].set()
+    for _ in range(100):  # the call is made; its record waits for the transaction
+        if platform.delivered:
+            break
+        await asyncio.sleep(0.01)
+    assert platform.delivered == [("chat-a", "trước")]
+    gate.set()
+    assert await asyncio.wait_for(received, 10)  # handled (or, after the bug, taken with the apology)
+    if service.db.is_sqlite and not fail:
+        assert STATS["transactions"] == before  # none began for chat-a's call: it rode on chat-b's (begun before)
+        assert (await outbox(service.db))[0].status == "sent"
+    platform.gates["chat-b"].set()
+    await asyncio.wait_for(sender.drain(), 10)
+    rows = {r.chat_id: r for r in await outbox(service.db)}
+    assert rows["chat-a"].status == "sent" and rows["chat-b"].status == "sent"
+    assert [c for c, _t in platform.delivered].count("chat-a") == 1
+
+
+async def test_after_a_server_error_a_chat_tries_again_as_soon_as_the_platform_takes_a_call(database):
+    """A chat backing off after a 5xx (here a 30 s step) does not wait out its step once another call of the
+    channel goes through; a 429's retry_after is waited out all the same."""
+    platform = FakePlatform()
+    platform.script["chat-a"] = [Retry("HTTP 502")]
+    platform.script["chat-c"] = [Retry("flood", after=30.0)]
+    sender = Sender(database, holder="a", jitter=0, listen=False, backoff=(30.0,))  # real sleeps
+    sender.register("fake", platform)
+    assert await sender.keep_lease()
+    await queue(database, "chat-a", "a1")
+    await queue(database, "chat-c", "c1")
+    await sender.dispatch_due()
+    for _ in range(100):  # both met their fault and wait
+        if platform.calls == 2:
+            break
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    await queue(database, "chat-b", "b1")
+    await sender.dispatch_due()  # chat-b's call goes through: the platform is back
+    for _ in range(300):
+        if ("chat-a", "a1") in platform.delivered:
+            break
+        await asyncio.sleep(0.01)
+    assert ("chat-a", "a1") in platform.delivered and time.monotonic() - started < 3
+    assert ("chat-c", "c1") not in platform.delivered  # retry_after 30 s: still waiting
+    await sender.stop(drain_seconds=0)

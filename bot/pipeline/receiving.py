@@ -112,6 +112,9 @@ class Pipeline:
         self._busy: set[tuple[str, ...]] = set()
         self._running = 0
         self._tasks: set[asyncio.Task] = set()
+        if sender is not None and self.db.is_sqlite:
+            # This process's sent calls are recorded by its next receiving transaction, if one is coming.
+            sender.marks_ride = lambda: self._running > 0
 
     async def receive(self, work: Work) -> bool:
         """Handle a delivery once; False when it was taken before. Raises Unavailable when the database is away."""
@@ -186,6 +189,8 @@ class Pipeline:
             for item in batch:
                 self._busy -= item.keys
             self._start()
+            if not self._running and self.sender is not None:
+                self.sender.flush_soon()  # the sent calls no transaction is left to record
 
     async def _handle(self, batch: list[_Item]) -> None:
         for attempt in (1, 2):
@@ -237,34 +242,55 @@ class Pipeline:
             if item.work.incoming is not None:
                 self.service.prematch(item.work.incoming)  # the slow part, before the write lock (bot/service.py)
         chats = [f"{item.work.channel}:{item.work.chat_id}" for item in batch]
-        async with self.db.locked_many(chats, by_first_statement=True) as session:
-            # On PostgreSQL the chats' locks are taken by the same statement, before it records the keys.
-            locks = () if self.db.is_sqlite else self.db.advisory_keys(chats)
-            taken = await deliveries.take_many(session, [(item.work.channel, item.work.key) for item in batch], now, locks=locks)
-            fresh: list[_Item] = []
-            for item in batch:
-                key = (item.work.channel, item.work.key[: deliveries.KEY_LENGTH])
-                if key in taken:
-                    taken.discard(key)  # the same key twice in a batch: the second is a duplicate
-                    fresh.append(item)
-            for item in fresh:
-                if item.work.apply is not None:
-                    await item.work.apply(session)
-            asking = [item for item in fresh if item.work.incoming is not None]
-            answers = await self.service.handle_many(
-                session, [item.work.incoming for item in asking], [item.started for item in asking]
-            )
-            replies = dict(zip(asking, answers, strict=True))
-            calls = []
-            for item in fresh:
-                work = item.work
-                said = list(work.replies) + replies.get(item, [])
-                if said and work.render is not None:
-                    calls.append((work.channel, work.chat_id, work.render(said), work.user_id))
-            earlier = {}
-            if calls and self.sender is not None and self.sender.holding:
-                earlier = await deliveries.pending_of(session, [(channel, chat) for channel, chat, _calls, _user in calls])
-            rows = await deliveries.enqueue_many(session, calls, now)
+        marks: list[int] = []
+        try:
+            async with self.db.locked_many(chats, by_first_statement=True) as session:
+                fresh, rows, earlier = await self._steps(session, batch, chats, now)
+                if self.db.is_sqlite and self.sender is not None:
+                    # SQLite has one writer and each commit waits for the disk: the sent calls this
+                    # process has not recorded yet are recorded with this batch rather than after it.
+                    marks = self.sender.take_marks()
+                    if marks:
+                        await deliveries.mark_sent(session, marks, now)
+        except BaseException:
+            if marks:
+                self.sender.marks_not_recorded(marks)
+            raise
+        if marks:
+            self.sender.marks_recorded(marks)
+        return fresh, rows, earlier
+
+    async def _steps(
+        self, session: AsyncSession, batch: list[_Item], chats: list[str], now: datetime
+    ) -> tuple[set[_Item], list[deliveries.Outgoing], dict[tuple[str, str], list[int]]]:
+        """The batch's statements, in the transaction holding its chats' locks (see `_transaction`)."""
+        # On PostgreSQL the chats' locks are taken by the same statement, before it records the keys.
+        locks = () if self.db.is_sqlite else self.db.advisory_keys(chats)
+        taken = await deliveries.take_many(session, [(item.work.channel, item.work.key) for item in batch], now, locks=locks)
+        fresh: list[_Item] = []
+        for item in batch:
+            key = (item.work.channel, item.work.key[: deliveries.KEY_LENGTH])
+            if key in taken:
+                taken.discard(key)  # the same key twice in a batch: the second is a duplicate
+                fresh.append(item)
+        for item in fresh:
+            if item.work.apply is not None:
+                await item.work.apply(session)
+        asking = [item for item in fresh if item.work.incoming is not None]
+        answers = await self.service.handle_many(
+            session, [item.work.incoming for item in asking], [item.started for item in asking]
+        )
+        replies = dict(zip(asking, answers, strict=True))
+        calls = []
+        for item in fresh:
+            work = item.work
+            said = list(work.replies) + replies.get(item, [])
+            if said and work.render is not None:
+                calls.append((work.channel, work.chat_id, work.render(said), work.user_id))
+        earlier = {}
+        if calls and self.sender is not None and self.sender.holding:
+            earlier = await deliveries.pending_of(session, [(channel, chat) for channel, chat, _calls, _user in calls])
+        rows = await deliveries.enqueue_many(session, calls, now)
         return set(fresh), rows, earlier
 
     async def _apologise(self, work: Work) -> bool:

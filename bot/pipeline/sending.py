@@ -167,8 +167,11 @@ class Sender:
         # Ids this process ended lately (sent, refused): a row offered behind them may go straight out.
         self._ended: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._to_mark: list[int] = []
+        # True while a receiving transaction will record the sent calls with its own (SQLite, see `take_marks`).
+        self.marks_ride: Callable[[], bool] | None = None
         self._background: list[asyncio.Task] = []
         self._housekept = float("-inf")
+        self._back: dict[str, asyncio.Event] = {}  # per channel: set when a call goes through (see `_back_off`)
 
     # -- set-up ------------------------------------------------------------------------------------
 
@@ -392,6 +395,7 @@ class Sender:
                 result = Retry(reason=type(exc).__name__)
             if isinstance(result, Sent):
                 self._count(row, "sent")
+                self._platform_answers(row.channel)
                 # The chat's next call waits until this one is recorded, so a kill can repeat at most the
                 # one call in flight; chats recording at the same moment share one statement.
                 await self._record_sent(row.id)
@@ -428,8 +432,31 @@ class Sender:
                 )
             except Exception:
                 pass  # only a record: the retry goes on in memory
-            if delay:
+            if delay and result.after is None:
+                await self._back_off(row.channel, delay)
+            elif delay:
                 await self.sleep(delay)
+
+    async def _back_off(self, channel: str, delay: float) -> None:
+        """Wait `delay` after a server error, a timeout or a network error, or less: until a call of the
+        channel goes through (the platform is back), so that every chat caught by an outage does not wait
+        out the rest of its back-off step (up to a minute) after it ended. A 429 is never cut short."""
+        back = self._back.get(channel)
+        if back is None:
+            back = self._back[channel] = asyncio.Event()
+        sleeping = asyncio.ensure_future(self.sleep(delay))
+        recovered = asyncio.ensure_future(back.wait())
+        try:
+            await asyncio.wait((sleeping, recovered), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            recovered.cancel()
+
+    def _platform_answers(self, channel: str) -> None:
+        """A call of `channel` went through: the chats backing off after an error try again now."""
+        back = self._back.pop(channel, None)
+        if back is not None:
+            back.set()
 
     def _count(self, row: Outgoing, outcome: str) -> None:
         self.counts[outcome] += 1
@@ -455,42 +482,74 @@ class Sender:
     # -- records -----------------------------------------------------------------------------------
 
     async def _record_sent(self, id_: int) -> None:
-        """Record a sent call (group commit: the first waiter writes for everyone waiting)."""
+        """Record a sent call (group commit: the first waiter writes for everyone waiting, unless a
+        receiving transaction records them first, see `take_marks`)."""
         waiter = asyncio.get_running_loop().create_future()
         self._mark_waiters[id_] = waiter
         self._to_mark.append(id_)
-        if not self._flushing:
-            self._flushing = True
-            try:
-                while self._to_mark:
-                    try:
-                        await self._flush()
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:
-                        log.warning("sender: cannot record sent messages yet (%s)", type(exc).__name__)
-                        await asyncio.sleep(0.5)
-            finally:
-                self._flushing = False
+        if not self._flushing and not (self.marks_ride is not None and self.marks_ride()):
+            await self._flush_all()
         await waiter
 
+    async def _flush_all(self) -> None:
+        """Record sent calls until none is left unrecorded, waiting out database outages."""
+        self._flushing = True
+        try:
+            while self._to_mark:
+                try:
+                    await self._flush()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("sender: cannot record sent messages yet (%s)", type(exc).__name__)
+                    await asyncio.sleep(0.5)
+        finally:
+            self._flushing = False
+
     async def _flush(self) -> None:
-        """Record the sent calls in one statement; fetching waits, so a sent row is never fetched as due."""
+        """Record the sent calls in one statement; fetching waits, so a sent row is never fetched as due.
+
+        The ids are taken once the writing session is open: on SQLite that is after waiting for the
+        database's writer, and a receiving transaction that had the writer meanwhile may have recorded
+        them already (`take_marks`)."""
         if not self._to_mark:
             return
         async with self._fetch_lock:
-            ids, self._to_mark = self._to_mark, []
+            ids: list[int] = []
             try:
                 async with self.db.autocommit() as session:
-                    await deliveries.mark_sent(session, ids, self.clock())
+                    ids, self._to_mark = self._to_mark, []
+                    if ids:
+                        await deliveries.mark_sent(session, ids, self.clock())
             except BaseException:
                 self._to_mark = ids + self._to_mark
                 raise
-            self._end(ids)
-            for id_ in ids:
-                waiter = self._mark_waiters.pop(id_, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+            self.marks_recorded(ids)
+
+    def take_marks(self) -> list[int]:
+        """The sent calls not yet recorded, for a transaction holding SQLite's write lock to record with its
+        own changes (one commit, and one wait for the disk, instead of two). The caller then says how it
+        ended: `marks_recorded` after its commit, `marks_not_recorded` when it rolled back."""
+        ids, self._to_mark = self._to_mark, []
+        return ids
+
+    def marks_recorded(self, ids: list[int]) -> None:
+        self._end(ids)
+        for id_ in ids:
+            waiter = self._mark_waiters.pop(id_, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def marks_not_recorded(self, ids: list[int]) -> None:
+        self._to_mark = ids + self._to_mark
+        self.flush_soon()
+
+    def flush_soon(self) -> None:
+        """Record the sent calls left unrecorded (no receiving transaction is coming to take them)."""
+        if self._to_mark and not self._flushing:
+            task = asyncio.get_running_loop().create_task(self._flush_all())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _housekeeping(self) -> None:
         mono = time.monotonic()
