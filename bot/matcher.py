@@ -105,6 +105,18 @@ LONG_ANSWER_MODEL: tuple[float, dict[str, float]] = (-2.509, {'score': 3.157, 'm
 LONG_SCOPE_MODEL: tuple[float, dict[str, float]] = (-7.515, {'score': 2.754, 'coverage': 3.817, 'unknown': -1.015, 'overlap': 1.887, 'recall': 1.656, 'log_words': 1.078, 'ours': 1.417, 'neighbour': -1.333, 'foreign': -0.53, 'balance': 2.135})
 SCOPE_MODEL: tuple[float, dict[str, float]] = (-9.912, {'score': 4.904, 'coverage': 3.802, 'unknown': -0.166, 'overlap': 3.549, 'recall': 1.297, 'log_words': 2.354, 'ours': 2.446, 'neighbour': -3.795, 'foreign': -0.526})
 
+Model = tuple[float, dict[str, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Models:
+    """The decision models a matcher uses (the fitted ones above unless a benchmark judges others)."""
+
+    answer: Model = ANSWER_MODEL
+    scope: Model = SCOPE_MODEL
+    answer_long: Model = LONG_ANSWER_MODEL
+    scope_long: Model = LONG_SCOPE_MODEL
+
 
 def _phrase_set(phrases) -> dict[int, set[tuple[str, ...]]]:
     by_len: dict[int, set[tuple[str, ...]]] = {}
@@ -390,10 +402,17 @@ class Signals:
 class Matcher:
     """An index over the FAQ examples; `match` is pure and takes about a millisecond."""
 
-    def __init__(self, catalog: Catalog, thresholds: Thresholds | None = None, weights: Weights | None = None):
+    def __init__(self, catalog: Catalog, thresholds: Thresholds | None = None, weights: Weights | None = None, models: Models | None = None):
         self.thresholds = thresholds or Thresholds()
         self.weights = weights or Weights()
+        self.models = models or Models()
         self.reload(catalog)
+
+    def deciding_with(self, thresholds: Thresholds, models: Models) -> "Matcher":
+        """The same index with other decision thresholds and models (for judging refitted models)."""
+        other = object.__new__(Matcher)
+        other.thresholds, other.weights, other.models, other._index = thresholds, self.weights, models, self._index
+        return other
 
     def reload(self, catalog: Catalog) -> None:
         """Rebuild the index from (possibly edited) content; queries in flight keep the old one."""
@@ -551,7 +570,7 @@ class Matcher:
         top = ranked[0]
         choices = tuple(c for c in ranked[: th.max_choices] if c.score >= th.choice_ratio * top.score)
         long = sig.features.get("long", 0.0) > 0
-        p_in = _logistic(LONG_SCOPE_MODEL if long else SCOPE_MODEL, sig.features)
+        p_in = _logistic(self.models.scope_long if long else self.models.scope, sig.features)
         choose = th.choose_long if long else th.choose
         ix = self._index
         subject = _only_subject(sig.canonical, ix.ours, ix.filler)
@@ -565,7 +584,7 @@ class Matcher:
             if p_in >= choose or sig.features.get("coverage", 0.0) >= 0.99:
                 return Match(Decision.ASK_BACK, tuple(ranked[: th.max_choices]), term=text.strip())
             return Match(Decision.ABSTAIN, tuple(ranked[: th.max_choices]))
-        p_ok = _logistic(LONG_ANSWER_MODEL if long else ANSWER_MODEL, sig.features)
+        p_ok = _logistic(self.models.answer_long if long else self.models.answer, sig.features)
         if p_ok >= (th.answer_long if long else th.answer) and p_in >= choose:
             return Match(Decision.ANSWER, tuple(ranked[: th.max_choices]))
         if p_in >= choose:
@@ -603,4 +622,4 @@ class Matcher:
         return m
 
 
-__all__ = ["Candidate", "Decision", "Match", "Matcher", "Signals", "Thresholds", "Weights"]
+__all__ = ["Candidate", "Decision", "Match", "Matcher", "Models", "Signals", "Thresholds", "Weights"]
