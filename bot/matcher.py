@@ -58,7 +58,8 @@ class Match:
 
 K1, B = 1.2, 0.75  # BM25
 REPAIR_CUTOFF = 80
-NB_ALPHA = 0.1  # naive Bayes smoothing  # rapidfuzz ratio above which an unknown word is read as a FAQ word
+NB_ALPHA = 0.1
+NB_TEMPERATURE = 5.0  # naive Bayes log-likelihoods per unit of query weight -> a share over the topics  # naive Bayes smoothing  # rapidfuzz ratio above which an unknown word is read as a FAQ word
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,6 +387,9 @@ class _Query:
     weights: tuple[float, ...]  # one per `folded` token
     repaired: int
     parts: int
+    # the asking parts' tokens, as typed and as rewritten (parts apart: "." between them)
+    asking_typed: tuple[str, ...] = ()
+    asking: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -436,21 +440,27 @@ class Matcher:
         folded: list[str] = []
         canonical: list[str] = []
         weights: list[float] = []
+        asking_typed: list[str] = []
+        asking: list[str] = []
         words = repaired = 0
         for part in parts:
             norm = normalize(part.text, ix.abbreviations)
             t, r = ix.repair(norm.folded)
             f = ix.expand(t)
+            c = ix.expand(t, keep_variant=False)
             tokens += norm.tokens
             marked_folded += norm.folded
             typed += t
             folded += f
-            canonical += ix.expand(t, keep_variant=False)
+            canonical += c
             weights += [part.weight] * len(f)
             words += norm.words
             repaired += r
+            if part.weight >= 1.0:
+                asking_typed += (*t, ".")
+                asking += (*c, ".")
         norm = Normalized(tuple(tokens), tuple(marked_folded), words)
-        return _Query(norm, tuple(typed), tuple(folded), tuple(canonical), tuple(weights), repaired, len(parts))
+        return _Query(norm, tuple(typed), tuple(folded), tuple(canonical), tuple(weights), repaired, len(parts), tuple(asking_typed), tuple(asking))
 
     def signals(self, text: str, whole: bool = False, reading: Reading | None = None) -> Signals:
         """Score every topic against `text` and compute the decision features.
@@ -558,7 +568,23 @@ class Matcher:
             "long": 1.0 if norm.words >= w.long_words else 0.0,
             "nb_agree": nb_agree,
             "nb_margin": nb_margin if nb_agree else 0.0,
+            # length-free views of the same rankings (session 5): a long story lowers every topic's
+            # score alike, so shares and ratios say more than the scores themselves
+            "third": (float(topic_score[order[2]]) / s1 if len(order) > 2 and s1 else 1.0),
+            "share": s1 / max(float(topic_score[order[: min(5, len(order))]].sum()), 1e-9),
+            "nb_p": float(1.0 / np.exp((nb - nb[top_i]) * -NB_TEMPERATURE).sum()) if len(nb) else 0.0,
+            "nb_rank": float((nb > nb[top_i]).sum()),
+            "ex_agree": 1.0 if int(ix.doc_topic[int(np.argmax(overlap))]) == top_i else 0.0,
         }
+        if long_words:
+            # what the asking parts name: a long out-of-scope question often tells a story with our card in
+            # it ("tôi đã có căn cước chip rồi") and asks about a neighbouring service
+            a_ours = _count_mentions(q.asking, said, firsts) or _count_mentions(q.asking_typed, said, firsts)
+            a_neigh = _count_mentions(q.asking, ix.neighbours, ix.neighbour_firsts) or _count_mentions(q.asking_typed, ix.neighbours, ix.neighbour_firsts)
+            feats["ask_ours"] = 1.0 if a_ours else 0.0
+            feats["ask_neighbour"] = 1.0 if a_neigh else 0.0
+            feats["ask_foreign"] = 1.0 if a_neigh and not a_ours else 0.0
+            feats["ask_balance"] = math.log1p(a_ours) - math.log1p(a_neigh)
         return Signals(norm, ranked, feats, canonical)
 
     def decide(self, sig: Signals, text: str = "") -> Match:
