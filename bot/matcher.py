@@ -80,6 +80,8 @@ class Weights:
     context: float = 0.5
     long_words: int = 20
     nb: float = 0.1  # naive Bayes log-likelihood per unit of query weight, relative to its best topic
+    lsa_dims: int = 100  # dimensions of the latent semantic vectors (0: none)
+    lsa: float = 0.0  # weight of the LSA cosine in the ranking, relative to its best topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +227,71 @@ class _Postings:
         return np.bincount(self.docs[at], weights=weights, minlength=self.n_docs)
 
 
+class _Lsa:
+    """Latent semantic vectors trained from the content when the index is built (session 5, issue #14's
+    "second signal"): a truncated SVD of the documents' tf-idf matrix (examples, titles and answers over
+    syllables and pairs seen in at least two documents), by a randomized range finder on the sparse
+    matrix (numpy only, no download). A query and each topic become unit vectors in `dims` dimensions;
+    words that occur with a topic's words in the content pull towards it even when the topic never
+    uses them."""
+
+    def __init__(self, docs: list[dict[int, int]], doc_topic: np.ndarray, n_topics: int, n_keys: int, dims: int, seed: int = 0):
+        df = np.bincount(np.fromiter((k for d in docs for k in d), dtype=np.int64), minlength=n_keys).astype(np.float64)
+        n = len(docs)
+        keep = df >= 2
+        self.idf = np.where(keep, np.log(max(n, 1) / np.maximum(df, 1)), 0.0)
+        rows = np.fromiter((i for i, d in enumerate(docs) for k in d if keep[k]), dtype=np.int64)
+        keys = np.fromiter((k for d in docs for k in d if keep[k]), dtype=np.int64)
+        vals = np.fromiter((1 + math.log(c) for d in docs for k, c in d.items() if keep[k]), dtype=np.float64) * self.idf[keys]
+        norms = np.sqrt(np.bincount(rows, weights=vals * vals, minlength=n))
+        vals = (vals / np.maximum(norms[rows], 1e-9)).astype(np.float32)
+        kept = np.flatnonzero(keep)
+        cols = np.searchsorted(kept, keys)  # columns numbered among the kept keys only
+        m = len(kept)
+        k = min(dims, n - 1, m - 1)
+        self.vectors = np.zeros((n_keys, max(k, 0)), dtype=np.float32)
+        self.topics = np.zeros((n_topics, max(k, 0)), dtype=np.float32)
+        if k <= 0:
+            return
+        # rows are sorted (documents in order); a copy sorted by column serves X.T
+        by_col = np.argsort(cols, kind="stable")
+        r_starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        c_sorted = cols[by_col]
+        c_starts = np.flatnonzero(np.r_[True, c_sorted[1:] != c_sorted[:-1]])
+
+        def x_times(a: np.ndarray) -> np.ndarray:  # X @ a, a: columns x r
+            out = np.zeros((n, a.shape[1]), dtype=np.float32)
+            out[rows[r_starts]] = np.add.reduceat(vals[:, None] * a[cols], r_starts, axis=0)
+            return out
+
+        def xt_times(a: np.ndarray) -> np.ndarray:  # X.T @ a, a: documents x r
+            out = np.zeros((m, a.shape[1]), dtype=np.float32)
+            out[c_sorted[c_starts]] = np.add.reduceat(vals[by_col, None] * a[rows[by_col]], c_starts, axis=0)
+            return out
+
+        def orthonormal(y: np.ndarray) -> np.ndarray:  # an orthonormal basis of y's columns, from its small Gram matrix
+            lam, u = np.linalg.eigh((y.T @ y).astype(np.float64))
+            good = lam > lam.max() * 1e-10
+            return (y @ (u[:, good] / np.sqrt(lam[good]))).astype(np.float32)
+
+        y = x_times(np.random.default_rng(seed).standard_normal((m, k + 10)).astype(np.float32))
+        q = orthonormal(x_times(xt_times(orthonormal(y))))  # one power iteration
+        bt = xt_times(q)  # (Q.T X).T: columns x r
+        lam, u = np.linalg.eigh((bt.T @ bt).astype(np.float64))  # B B.T = U S^2 U.T; V = B.T U / S
+        top = np.argsort(-lam)[:k]
+        v = (bt @ (u[:, top] / np.sqrt(np.maximum(lam[top], 1e-12)))).astype(np.float32)
+        self.vectors[kept] = v
+        d = x_times(v)
+        d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
+        np.add.at(self.topics, doc_topic, d)
+        self.topics /= np.maximum(np.linalg.norm(self.topics, axis=1, keepdims=True), 1e-9)
+
+    def cosines(self, kids: np.ndarray, kw: np.ndarray) -> np.ndarray:
+        """Cosine of the query (feature ids and weights) with every topic."""
+        v = (kw * self.idf[kids]).astype(np.float32) @ self.vectors[kids]
+        return (self.topics @ (v / max(float(np.linalg.norm(v)), 1e-9))).astype(np.float64)
+
+
 class _Index:
     """Everything `match` needs, built at once so that a reload swaps it in one assignment.
 
@@ -334,6 +401,7 @@ class _Index:
         # Syllables as typed with their marks: rewards "mất" over "mật" when the person used diacritics.
         self.mark_idf = _bm25_idf(df(doc_marked, len(marks)), n)
         self.marks = _Postings([{m: self.mark_idf[m] for m in marked} for marked in doc_marked], len(marks))
+        self.lsa = _Lsa([*doc_feats, *answer_feats], np.r_[self.doc_topic, np.arange(nt, dtype=np.int32)], nt, nv, weights.lsa_dims) if weights.lsa_dims else None
 
         self.syllables = {f for f, i in vocab.items() if "_" not in f and self.known[i]}
         self.repair_vocabulary = sorted(s for s in self.syllables if len(s) >= 3 and s.isalpha())
@@ -511,6 +579,9 @@ class Matcher:
         nb_top = int(np.argmax(nb))
         if w.nb:
             topic_score = np.maximum(topic_score + w.nb * (nb - nb[nb_top]), 0.0)
+        lsa = ix.lsa.cosines(kids, kw) if ix.lsa is not None and len(kids) else None
+        if lsa is not None and w.lsa:
+            topic_score = np.where(matched, np.maximum(topic_score + w.lsa * (lsa - lsa.max()), 1e-6), 0.0)
         if len(topic_score) > 10:
             head = np.argpartition(-topic_score, 9)[:10]
             order = head[np.argsort(-topic_score[head], kind="stable")]
@@ -576,6 +647,12 @@ class Matcher:
             "nb_rank": float((nb > nb[top_i]).sum()),
             "ex_agree": 1.0 if int(ix.doc_topic[int(np.argmax(overlap))]) == top_i else 0.0,
         }
+        if lsa is not None:
+            # the second, learned signal: does the topic closest in the latent space agree, and by how much
+            others = np.delete(lsa, top_i)
+            feats["lsa_agree"] = 1.0 if int(np.argmax(lsa)) == top_i else 0.0
+            feats["lsa_margin"] = float(lsa[top_i] - others.max()) if len(others) else 0.0
+            feats["lsa_cos"] = float(lsa[top_i])
         if long_words:
             # what the asking parts name: a long out-of-scope question often tells a story with our card in
             # it ("tôi đã có căn cước chip rồi") and asks about a neighbouring service
