@@ -55,7 +55,7 @@ LONG_DEV2 = ROOT / "bench" / "data" / "eval" / "faq_long_dev2.csv"
 SPLIT_FILES = {"dev2": DEV2, "test2": TEST2, "long_dev": LONG_DEV, "long_dev2": LONG_DEV2, "long_test": LONG_TEST}
 SPLITS = ["dev", "dev2", "long_dev", "long_dev2", "test", "test2", "long_test"]
 # The long sets the shipped long decision models are fitted on (with the calibration files and content).
-LONG_FIT_SPLITS = ("long_dev",)
+LONG_FIT_SPLITS = ("long_dev", "long_dev2")
 TEST_SPLITS = {"test", "test2", "long_test"}
 CALIBRATION = ROOT / "bench" / "data" / "eval" / "oos_calibration.csv"
 # Questions in and out of scope written only to fit the decision models (never reported on).
@@ -231,14 +231,20 @@ def content_cv_rank1(catalog: Catalog, folds: int = 5) -> float:
 
 ANSWER_FEATURES = ("score", "margin", "ratio", "coverage", "unknown", "overlap", "long", "nb_agree", "nb_margin")
 SCOPE_FEATURES = ("score", "coverage", "unknown", "overlap", "recall", "log_words", "ours", "neighbour", "foreign", "long")
-# Long messages also weigh how many of our subjects against how many neighbouring services they name.
-LONG_SCOPE_FEATURES = SCOPE_FEATURES + ("balance",)
+# Long messages also weigh how many of our subjects against how many neighbouring services they name,
+# and (session 5) what the asking parts name.
+LONG_SCOPE_FEATURES = SCOPE_FEATURES + ("balance", "ask_ours", "ask_neighbour", "ask_foreign", "ask_balance")
+# Session 5: the long answer model reads length-free figures (shares and ratios rather than scores, which a
+# long story lowers for every topic alike) and whether three other views agree with the lexical top topic:
+# naive Bayes, the best single example, and the latent semantic vectors (bot/matcher.py `_Lsa`).
+LONG_ANSWER_FEATURES = ("ratio", "third", "share", "coverage", "nb_agree", "nb_margin", "nb_p", "ex_agree",
+                        "lsa_agree", "lsa_margin", "lsa_cos")
 # Thresholds are picked on the dev split (with the calibration file) to maximise in-scope top-1 plus
 # half the share answered right, under these ceilings (stricter than the targets, to leave a margin).
 MAX_WRONG_RATE = 0.02
 MIN_STRICT_ABSTENTION = 0.90
 # Long messages (issue #14, targets: wrong <= 0.05, out-of-scope abstention >= 0.95), with a margin.
-MAX_WRONG_RATE_LONG = 0.025
+MAX_WRONG_RATE_LONG = 0.03
 MAX_OOS_ANSWERED_LONG = 0.025
 MIN_STRICT_ABSTENTION_LONG = 0.70
 
@@ -294,7 +300,7 @@ def objective_long(top1: float, answered_right: float) -> float:
     return answered_right + 0.25 * top1
 
 
-LONG_CEILINGS = (MAX_WRONG_RATE_LONG, MIN_STRICT_ABSTENTION_LONG, MAX_OOS_ANSWERED_LONG, objective_long, LONG_SCOPE_FEATURES)
+LONG_CEILINGS = (MAX_WRONG_RATE_LONG, MIN_STRICT_ABSTENTION_LONG, MAX_OOS_ANSWERED_LONG, objective_long, LONG_SCOPE_FEATURES, LONG_ANSWER_FEATURES)
 
 
 def fit(catalog: Catalog) -> None:
@@ -412,7 +418,8 @@ def judge(catalog: Catalog, folds: int = 5) -> None:
     line("all, cross-fitted", xf, judged)
 
 
-def fit_regime(rows, sigs, keep, max_wrong, min_strict, max_oos_answered, objective, scope_features=SCOPE_FEATURES):
+def fit_regime(rows, sigs, keep, max_wrong, min_strict, max_oos_answered, objective, scope_features=SCOPE_FEATURES,
+               answer_features=ANSWER_FEATURES):
     """Fit P(right) and P(ours) on the questions `keep`, then the thresholds that maximise `objective`
     under the ceilings; returns (answer model, scope model, answer threshold, choose threshold, figures)."""
     import bot.matcher as M
@@ -420,7 +427,7 @@ def fit_regime(rows, sigs, keep, max_wrong, min_strict, max_oos_answered, object
     feats = [sigs[i].features for i in keep]
     in_scope = np.array([rows[i].topic != NONE for i in keep], dtype=float)
     right = np.array([rows[i].topic == sigs[i].ranked[0].topic for i in keep], dtype=float)
-    names_a = [n for n in ANSWER_FEATURES if n != "long"]
+    names_a = [n for n in answer_features if n != "long"]
     names_s = [n for n in scope_features if n != "long"]
     xa = np.array([[f[n] for n in names_a] for f in feats])
     xs = np.array([[f[n] for n in names_s] for f in feats])
