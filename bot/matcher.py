@@ -80,7 +80,7 @@ class Weights:
     context: float = 0.5
     long_words: int = 20
     nb: float = 0.1  # naive Bayes log-likelihood per unit of query weight, relative to its best topic
-    lsa_dims: int = 100  # dimensions of the latent semantic vectors (0: none)
+    lsa_dims: int = 64  # dimensions of the latent semantic vectors (0: none)
     lsa: float = 0.0  # weight of the LSA cosine in the ranking, relative to its best topic
 
 
@@ -91,8 +91,8 @@ class Thresholds:
     answer: float = 0.8  # answer when P(the top topic is right) is at least this
     choose: float = 0.525  # offer choices (or answer) only when P(the question is ours) is at least this
     # the same for long messages (at least Weights.long_words words), with models of their own
-    answer_long: float = 0.475
-    choose_long: float = 0.6
+    answer_long: float = 0.45
+    choose_long: float = 0.625
     max_choices: int = 3
     choice_ratio: float = 0.7  # further choices must score at least this share of the top one
     ask_back_words: int = 1  # a query of this many typed words or fewer is asked back
@@ -105,7 +105,7 @@ class Thresholds:
 # sets); the LONG_ ones and answer_long/choose_long were refitted in session 5 on long_dev and long_dev2
 # with the length-free, asking-part and LSA features (BENCHMARKS.md).
 ANSWER_MODEL: tuple[float, dict[str, float]] = (-4.457, {'score': 4.222, 'margin': 2.893, 'ratio': -0.461, 'coverage': 2.72, 'unknown': -1.839, 'overlap': 2.843, 'nb_agree': 0.411, 'nb_margin': 1.019})
-LONG_ANSWER_MODEL: tuple[float, dict[str, float]] = (-4.984, {'ratio': -0.483, 'third': -1.75, 'share': -0.251, 'coverage': 4.576, 'nb_agree': -0.154, 'nb_margin': 0.864, 'nb_p': -0.012, 'ex_agree': 0.338, 'lsa_agree': 0.504, 'lsa_margin': 0.627, 'lsa_cos': 5.291})
+LONG_ANSWER_MODEL: tuple[float, dict[str, float]] = (-5.148, {'ratio': -0.494, 'third': -1.703, 'share': -0.225, 'coverage': 4.652, 'nb_agree': -0.228, 'nb_margin': 0.912, 'nb_p': -0.012, 'ex_agree': 0.41, 'lsa_agree': 0.546, 'lsa_margin': 0.559, 'lsa_cos': 4.993})
 LONG_SCOPE_MODEL: tuple[float, dict[str, float]] = (-7.741, {'score': 3.562, 'coverage': 4.083, 'unknown': -1.243, 'overlap': 2.853, 'recall': 2.26, 'log_words': 0.996, 'ours': 1.512, 'neighbour': -1.019, 'foreign': -0.481, 'balance': 1.791, 'ask_ours': 0.345, 'ask_neighbour': -2.021, 'ask_foreign': -0.365, 'ask_balance': -0.279})
 SCOPE_MODEL: tuple[float, dict[str, float]] = (-9.912, {'score': 4.904, 'coverage': 3.802, 'unknown': -0.166, 'overlap': 3.549, 'recall': 1.297, 'log_words': 2.354, 'ours': 2.446, 'neighbour': -3.795, 'foreign': -0.526})
 
@@ -237,13 +237,17 @@ class _Lsa:
     uses them."""
 
     def __init__(self, docs: list[dict[int, int]], doc_topic: np.ndarray, n_topics: int, n_keys: int, dims: int, seed: int = 0):
-        df = np.bincount(np.fromiter((k for d in docs for k in d), dtype=np.int64), minlength=n_keys).astype(np.float64)
+        sizes = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
+        all_keys = np.fromiter((k for d in docs for k in d), dtype=np.int64, count=int(sizes.sum()))
+        counts = np.fromiter((c for d in docs for c in d.values()), dtype=np.float64, count=len(all_keys))
+        all_rows = np.repeat(np.arange(len(docs)), sizes)
+        df = np.bincount(all_keys, minlength=n_keys).astype(np.float64)
         n = len(docs)
         keep = df >= 2
         self.idf = np.where(keep, np.log(max(n, 1) / np.maximum(df, 1)), 0.0)
-        rows = np.fromiter((i for i, d in enumerate(docs) for k in d if keep[k]), dtype=np.int64)
-        keys = np.fromiter((k for d in docs for k in d if keep[k]), dtype=np.int64)
-        vals = np.fromiter((1 + math.log(c) for d in docs for k, c in d.items() if keep[k]), dtype=np.float64) * self.idf[keys]
+        used = keep[all_keys]
+        rows, keys = all_rows[used], all_keys[used]
+        vals = (1 + np.log(counts[used])) * self.idf[keys]
         norms = np.sqrt(np.bincount(rows, weights=vals * vals, minlength=n))
         vals = (vals / np.maximum(norms[rows], 1e-9)).astype(np.float32)
         kept = np.flatnonzero(keep)
