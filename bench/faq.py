@@ -246,6 +246,8 @@ MIN_STRICT_ABSTENTION = 0.90
 MAX_WRONG_RATE_LONG = 0.03
 MAX_OOS_ANSWERED_LONG = 0.025
 MIN_STRICT_ABSTENTION_LONG = 0.70
+# Session 5: long messages may be offered choices at a lower P(ours) than they may be answered.
+LONG_OFFER = False
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50) -> np.ndarray:
@@ -309,14 +311,14 @@ def fit(catalog: Catalog) -> None:
     a long message's scores are spread over many words, so the same figures mean something else."""
     matcher, rows, sigs = fitting_set(catalog)
     short, long = regimes(matcher, sigs)
-    (a, s_, ta, tc, stats) = fit_regime(rows, sigs, short, MAX_WRONG_RATE, MIN_STRICT_ABSTENTION, 1.0, objective_short)
-    (la, ls, lta, ltc, lstats) = fit_regime(rows, sigs, long, *LONG_CEILINGS)
+    (a, s_, ta, tc, stats, _) = fit_regime(rows, sigs, short, MAX_WRONG_RATE, MIN_STRICT_ABSTENTION, 1.0, objective_short)
+    (la, ls, lta, ltc, lstats, lto) = fit_regime(rows, sigs, long, *LONG_CEILINGS, offer=LONG_OFFER)
     print(f"# fitted on {len(short) + len(long)} dev + calibration + held-out content questions: {len(short)} short, {len(long)} long")
     print(f"ANSWER_MODEL = {a!r}")
     print(f"SCOPE_MODEL = {s_!r}")
     print(f"LONG_ANSWER_MODEL = {la!r}")
     print(f"LONG_SCOPE_MODEL = {ls!r}")
-    print(f"Thresholds(answer={ta}, choose={tc}, answer_long={lta}, choose_long={ltc})")
+    print(f"Thresholds(answer={ta}, choose={tc}, answer_long={lta}, choose_long={ltc}, offer_long={lto if LONG_OFFER else None})")
     print(f"# short on the fitting set: {stats}")
     print(f"# long on the fitting set: {lstats}")
 
@@ -333,11 +335,11 @@ def crossfit(catalog: Catalog, folds: int = 5) -> None:
     n = dict.fromkeys(["in", "oos", "ans_ok", "ans_bad", "oos_answer", "oos_offered", "offered_ok", "rank1"], 0)
     for k in range(folds):
         held = set(dev_rows[k::folds])
-        am, sm, ta, tc, _ = fit_regime(rows, sigs, [i for i in long if i not in held], *LONG_CEILINGS)
+        am, sm, ta, tc, _, to = fit_regime(rows, sigs, [i for i in long if i not in held], *LONG_CEILINGS, offer=LONG_OFFER)
         for i in held:
             f = sigs[i].features
-            offered = M._logistic(sm, f) >= tc
-            answer = offered and M._logistic(am, f) >= ta
+            offered = M._logistic(sm, f) >= to
+            answer = M._logistic(sm, f) >= tc and M._logistic(am, f) >= ta
             right = sigs[i].ranked[0].topic == rows[i].topic
             if rows[i].topic == NONE:
                 n["oos"] += 1
@@ -375,9 +377,10 @@ def judge(catalog: Catalog, folds: int = 5) -> None:
     judged = [i for i, r in enumerate(rows) if r.split in splits]
 
     def fitted_without(held: set[int]) -> Matcher:
-        am, sm, ta, tc, _ = fit_regime(rows, sigs, [i for i in long if i not in held], *LONG_CEILINGS)
+        am, sm, ta, tc, _, to = fit_regime(rows, sigs, [i for i in long if i not in held], *LONG_CEILINGS, offer=LONG_OFFER)
         models = dataclasses.replace(matcher.models, answer_long=am, scope_long=sm)
-        return matcher.deciding_with(dataclasses.replace(matcher.thresholds, answer_long=ta, choose_long=tc), models)
+        th = dataclasses.replace(matcher.thresholds, answer_long=ta, choose_long=tc, offer_long=to if LONG_OFFER else None)
+        return matcher.deciding_with(th, models)
 
     def decide(plan: list[tuple[set[int], Matcher]]) -> dict[int, Prediction]:
         out = {}
@@ -418,7 +421,7 @@ def judge(catalog: Catalog, folds: int = 5) -> None:
 
 
 def fit_regime(rows, sigs, keep, max_wrong, min_strict, max_oos_answered, objective, scope_features=SCOPE_FEATURES,
-               answer_features=ANSWER_FEATURES):
+               answer_features=ANSWER_FEATURES, offer: bool = False):
     """Fit P(right) and P(ours) on the questions `keep`, then the thresholds that maximise `objective`
     under the ceilings; returns (answer model, scope model, answer threshold, choose threshold, figures)."""
     import bot.matcher as M
@@ -441,19 +444,24 @@ def fit_regime(rows, sigs, keep, max_wrong, min_strict, max_oos_answered, object
     for ta in np.arange(0.30, 0.96, 0.025):
         for tc in np.arange(0.10, 0.91, 0.025):
             answer = (pa >= ta) & (ps >= tc)
-            offered = ps >= tc
             wrong = (answer & ((right == 0) | oos)).sum() / max(answer.sum(), 1)
-            strict = (~offered & oos).sum() / max(oos.sum(), 1)
             oos_answered = (answer & oos).sum() / max(oos.sum(), 1)
-            if wrong > max_wrong or strict < min_strict or oos_answered > max_oos_answered:
+            if wrong > max_wrong or oos_answered > max_oos_answered:
                 continue
-            top1 = (offered & (right == 1) & ~oos).sum() / max((~oos).sum(), 1)
             answered_right = (answer & (right == 1) & ~oos).sum() / max((~oos).sum(), 1)
-            value = objective(top1, answered_right)
-            if best is None or value > best[0] + 1e-9:
-                best = (value, round(float(ta), 3), round(float(tc), 3),
-                        f"top-1 {top1:.3f}, answered right {answered_right:.3f}, wrong {wrong:.3f}, strict abstention {strict:.3f}, out of scope answered {oos_answered:.3f}")
-    return answer_model, scope_model, best[1], best[2], best[3]
+            # choices may be offered at a lower P(ours) than answers (long messages, session 5)
+            for to in (np.arange(0.10, tc + 1e-9, 0.025) if offer else (tc,)):
+                offered = ps >= to
+                strict = (~offered & oos).sum() / max(oos.sum(), 1)
+                if strict < min_strict:
+                    continue
+                top1 = (offered & (right == 1) & ~oos).sum() / max((~oos).sum(), 1)
+                value = objective(top1, answered_right)
+                if best is None or value > best[0] + 1e-9:
+                    best = (value, round(float(ta), 3), round(float(tc), 3),
+                            f"top-1 {top1:.3f}, answered right {answered_right:.3f}, wrong {wrong:.3f}, strict abstention {strict:.3f}, out of scope answered {oos_answered:.3f}",
+                            round(float(to), 3))
+    return answer_model, scope_model, best[1], best[2], best[3], best[4]
 
 
 # --- Speed and size -------------------------------------------------------------------------------

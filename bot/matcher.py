@@ -92,6 +92,8 @@ class Thresholds:
     # the same for long messages (at least Weights.long_words words), with models of their own
     answer_long: float = 0.475
     choose_long: float = 0.625
+    # a long message may be offered choices at a lower P(ours) than it may be answered (None: choose_long)
+    offer_long: float | None = None
     max_choices: int = 3
     choice_ratio: float = 0.7  # further choices must score at least this share of the top one
     ask_back_words: int = 1  # a query of this many typed words or fewer is asked back
@@ -692,7 +694,8 @@ class Matcher:
         p_ok = _logistic(self.models.answer_long if long else self.models.answer, sig.features)
         if p_ok >= (th.answer_long if long else th.answer) and p_in >= choose:
             return Match(Decision.ANSWER, tuple(ranked[: th.max_choices]))
-        if p_in >= choose:
+        offer = th.offer_long if long and th.offer_long is not None else choose
+        if p_in >= min(choose, offer):
             return Match(Decision.CHOOSE, choices)
         return Match(Decision.ABSTAIN, tuple(ranked[: th.max_choices]))
 
