@@ -81,6 +81,7 @@ class Weights:
     nb: float = 0.1  # naive Bayes log-likelihood per unit of query weight, relative to its best topic
     lsa_dims: int = 64  # dimensions of the latent semantic vectors (0: none)
     lsa: float = 0.0  # weight of the LSA cosine in the ranking, relative to its best topic
+    lsa_power: int = 1  # power iterations of the randomized SVD
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +238,8 @@ class _Lsa:
     words that occur with a topic's words in the content pull towards it even when the topic never
     uses them."""
 
-    def __init__(self, docs: list[dict[int, int]], doc_topic: np.ndarray, n_topics: int, n_keys: int, dims: int, seed: int = 0):
+    def __init__(self, docs: list[dict[int, int]], doc_topic: np.ndarray, n_topics: int, n_keys: int, dims: int, seed: int = 0,
+                 power: int = 1):
         sizes = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
         all_keys = np.fromiter((k for d in docs for k in d), dtype=np.int64, count=int(sizes.sum()))
         counts = np.fromiter((c for d in docs for c in d.values()), dtype=np.float64, count=len(all_keys))
@@ -259,21 +261,17 @@ class _Lsa:
         self.topics = np.zeros((n_topics, max(k, 0)), dtype=np.float32)
         if k <= 0:
             return
-        # rows are sorted (documents in order); a copy sorted by column serves X.T
-        by_col = np.argsort(cols, kind="stable")
-        r_starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-        c_sorted = cols[by_col]
-        c_starts = np.flatnonzero(np.r_[True, c_sorted[1:] != c_sorted[:-1]])
+        vals64 = vals.astype(np.float64)
 
+        # Sparse products, one column at a time with bincount: no (non-zeros x r) temporaries (session 5:
+        # building them with reduceat took most of the build on a busy machine).
         def x_times(a: np.ndarray) -> np.ndarray:  # X @ a, a: columns x r
-            out = np.zeros((n, a.shape[1]), dtype=np.float32)
-            out[rows[r_starts]] = np.add.reduceat(vals[:, None] * a[cols], r_starts, axis=0)
-            return out
+            at = np.ascontiguousarray(a.T)
+            return np.stack([np.bincount(rows, weights=vals64 * col[cols], minlength=n) for col in at], axis=1).astype(np.float32)
 
         def xt_times(a: np.ndarray) -> np.ndarray:  # X.T @ a, a: documents x r
-            out = np.zeros((m, a.shape[1]), dtype=np.float32)
-            out[c_sorted[c_starts]] = np.add.reduceat(vals[by_col, None] * a[rows[by_col]], c_starts, axis=0)
-            return out
+            at = np.ascontiguousarray(a.T)
+            return np.stack([np.bincount(cols, weights=vals64 * col[rows], minlength=m) for col in at], axis=1).astype(np.float32)
 
         # The dense products are small; einsum keeps them off the threaded BLAS, whose threads wait for a core
         # on a busy machine (a 74 x 74 product then took up to 85 ms instead of 0.3 ms).
@@ -283,7 +281,9 @@ class _Lsa:
             return np.einsum("ij,jk->ik", y, (u[:, good] / np.sqrt(lam[good])).astype(np.float32))
 
         y = x_times(np.random.default_rng(seed).standard_normal((m, k + 10)).astype(np.float32))
-        q = orthonormal(x_times(xt_times(orthonormal(y))))  # one power iteration
+        q = orthonormal(y)
+        for _ in range(power):
+            q = orthonormal(x_times(xt_times(q)))
         bt = xt_times(q)  # (Q.T X).T: columns x r
         lam, u = np.linalg.eigh(np.einsum("ij,ik->jk", bt, bt, dtype=np.float64))  # B B.T = U S^2 U.T; V = B.T U / S
         top = np.argsort(-lam)[:k]
@@ -409,7 +409,8 @@ class _Index:
         # Syllables as typed with their marks: rewards "mất" over "mật" when the person used diacritics.
         self.mark_idf = _bm25_idf(df(doc_marked, len(marks)), n)
         self.marks = _Postings([{m: self.mark_idf[m] for m in marked} for marked in doc_marked], len(marks))
-        self.lsa = _Lsa([*doc_feats, *answer_feats], np.r_[self.doc_topic, np.arange(nt, dtype=np.int32)], nt, nv, weights.lsa_dims) if weights.lsa_dims else None
+        self.lsa = _Lsa([*doc_feats, *answer_feats], np.r_[self.doc_topic, np.arange(nt, dtype=np.int32)], nt, nv, weights.lsa_dims,
+                        power=weights.lsa_power) if weights.lsa_dims else None
 
         self.syllables = {f for f, i in vocab.items() if "_" not in f and self.known[i]}
         self.repair_vocabulary = sorted(s for s in self.syllables if len(s) >= 3 and s.isalpha())
