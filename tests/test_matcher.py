@@ -267,6 +267,17 @@ def test_a_story_that_names_our_card_but_asks_about_another_service_is_not_answe
     assert m.long and m.decision is Decision.ABSTAIN
 
 
+def test_a_lower_offer_threshold_offers_choices_to_a_long_message_but_never_answers_it(matcher):
+    """Thresholds.offer_long (off as shipped): choices may be offered at a lower P(ours) than answers."""
+    text = (
+        "Con tôi 20 tuổi, đã làm căn cước chip từ năm 16 tuổi, nay cháu được nhận vào làm việc ở Hàn Quốc theo "
+        "chương trình EPS. Cho tôi hỏi làm hộ chiếu cho cháu lần đầu thì nộp ở đâu, lệ phí bao nhiêu?"
+    )
+    assert matcher.match(text).decision is Decision.ABSTAIN
+    offering = matcher.deciding_with(dataclasses.replace(matcher.thresholds, offer_long=0.0), matcher.models)
+    assert offering.match(text).decision is Decision.CHOOSE
+
+
 def test_the_latent_vectors_put_each_topic_title_nearest_its_topic(matcher, catalog):
     """The second signal, trained from the content when the index is built, agrees with the lexical
     ranking on the topics' own titles (it learnt the content, not noise)."""
