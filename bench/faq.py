@@ -4,6 +4,7 @@
     .venv/bin/python bench/faq.py --split dev
     .venv/bin/python bench/faq.py --fit      # refit the decision models on the dev split (prints constants)
     .venv/bin/python bench/faq.py --crossfit # long_dev decided by long models fitted without it (5 folds)
+    .venv/bin/python bench/faq.py --judge    # long_dev, long_dev2 and each writer decided by models fitted without them
 
 Quality is measured on bench/data/eval/faq_eval.csv (written independently of the content); the
 baselines' thresholds and the matcher's decision models are tuned on the dev split only.
