@@ -496,9 +496,11 @@ TWO_QUESTIONS = (
     "Bố tôi 79 tuổi, bị liệt sau tai biến, không ngồi dậy được. Thẻ của bố sắp hết hạn. Cho tôi hỏi công "
     "an có đến tận nhà làm thẻ cho người không đi lại được không, và làm như vậy có mất lệ phí không?"
 )
+# Session 5: the earlier wording ("không biết bắt đầu từ đâu, ai giúp được tôi?") is now answered (the nine-step
+# guide, with "who can help" offered beside it); this one names no question the matcher can be sure of.
 VAGUE_PARAGRAPH = (
     "Chào anh chị, tôi là người ở quê lên thành phố. Tôi có nghe nói về căn cước và tài khoản trên mạng, "
-    "nhưng không biết bắt đầu từ đâu, ai giúp được tôi?"
+    "nhưng không rõ mấy thứ đó là gì, có liên quan gì đến nhau không?"
 )
 
 

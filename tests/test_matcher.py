@@ -252,6 +252,39 @@ def test_a_long_question_about_another_service_is_not_answered(matcher, text):
     assert matcher.match(text).decision is not Decision.ANSWER
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Con tôi 20 tuổi, đã làm căn cước chip từ năm 16 tuổi, nay cháu được nhận vào làm việc ở Hàn Quốc theo "
+        "chương trình EPS. Cho tôi hỏi làm hộ chiếu cho cháu lần đầu thì nộp ở đâu, lệ phí bao nhiêu?",
+        "toi co can cuoc chip roi, gio muon mua xe may moi o cua hang. xin hoi dang ky bien so xe lam online tren "
+        "vneid duoc khong hay phai ra cong an xa?",
+    ],
+)
+def test_a_story_that_names_our_card_but_asks_about_another_service_is_not_answered(matcher, text):
+    """The card is in the story ("đã làm căn cước chip"); what the asking sentence names decides."""
+    m = matcher.match(text)
+    assert m.long and m.decision is Decision.ABSTAIN
+
+
+def test_a_lower_offer_threshold_offers_choices_to_a_long_message_but_never_answers_it(matcher):
+    """Thresholds.offer_long (off as shipped): choices may be offered at a lower P(ours) than answers."""
+    text = (
+        "Con tôi 20 tuổi, đã làm căn cước chip từ năm 16 tuổi, nay cháu được nhận vào làm việc ở Hàn Quốc theo "
+        "chương trình EPS. Cho tôi hỏi làm hộ chiếu cho cháu lần đầu thì nộp ở đâu, lệ phí bao nhiêu?"
+    )
+    assert matcher.match(text).decision is Decision.ABSTAIN
+    offering = matcher.deciding_with(dataclasses.replace(matcher.thresholds, offer_long=0.0), matcher.models)
+    assert offering.match(text).decision is Decision.CHOOSE
+
+
+def test_the_latent_vectors_put_each_topic_title_nearest_its_topic(matcher, catalog):
+    """The second signal, trained from the content when the index is built, agrees with the lexical
+    ranking on the topics' own titles (it learnt the content, not noise)."""
+    agree = [matcher.signals(t.title).features.get("lsa_agree") for t in catalog.topics.values()]
+    assert sum(a == 1.0 for a in agree) >= 0.9 * len(agree)
+
+
 def test_two_questions_in_one_message_answer_one_and_offer_the_other(matcher):
     m = matcher.match(LONG_TWO)
     assert m.decision is Decision.ANSWER and m.topic == "cap_luu_dong"

@@ -41,7 +41,7 @@ def test_the_main_set_meets_the_issue_requirements(catalog):
     assert set(splits) == {"dev", "test"} and min(splits.values()) >= 250
 
 
-LONG_SETS = ["faq_long_dev.csv", "faq_long_test.csv"]
+LONG_SETS = ["faq_long_dev.csv", "faq_long_dev2.csv", "faq_long_test.csv"]
 ALL_SETS = ["faq_eval.csv", "faq_dev2.csv", "faq_test2.csv", "oos_calibration.csv", "calibration.csv", "calibration_long.csv", *LONG_SETS]
 
 
@@ -102,6 +102,6 @@ def test_no_test_question_appears_in_a_set_that_is_tuned_on():
     test = {fold_key(r["question"]) for r in rows("faq_eval.csv") if r["split"] == "test"}
     test |= {fold_key(r["question"]) for name in ("faq_test2.csv", "faq_long_test.csv") for r in rows(name)}
     tuned = [r for r in rows("faq_eval.csv") if r["split"] != "test"]
-    for name in ("faq_dev2.csv", "oos_calibration.csv", "calibration.csv", "calibration_long.csv", "faq_long_dev.csv"):
+    for name in ("faq_dev2.csv", "oos_calibration.csv", "calibration.csv", "calibration_long.csv", "faq_long_dev.csv", "faq_long_dev2.csv"):
         tuned += rows(name)
     assert not [r["question"] for r in tuned if fold_key(r["question"]) in test]
