@@ -41,8 +41,9 @@ def test_the_main_set_meets_the_issue_requirements(catalog):
     assert set(splits) == {"dev", "test"} and min(splits.values()) >= 250
 
 
-LONG_SETS = ["faq_long_dev.csv", "faq_long_dev2.csv", "faq_long_test.csv"]
-ALL_SETS = ["faq_eval.csv", "faq_dev2.csv", "faq_test2.csv", "oos_calibration.csv", "calibration.csv", "calibration_long.csv", *LONG_SETS]
+LONG_SETS = ["faq_long_dev.csv", "faq_long_dev2.csv", "faq_long_test.csv", "faq_long_test2.csv"]
+HEADLINE_SETS = ["faq_headlines_dev.csv", "faq_headlines_test.csv"]
+ALL_SETS = ["faq_eval.csv", "faq_dev2.csv", "faq_test2.csv", "oos_calibration.csv", "calibration.csv", "calibration_long.csv", *LONG_SETS, *HEADLINE_SETS]
 
 
 def topic_of(row: dict[str, str]) -> str:
@@ -100,8 +101,18 @@ def test_the_second_test_set_meets_the_issue_requirements(catalog):
 
 def test_no_test_question_appears_in_a_set_that_is_tuned_on():
     test = {fold_key(r["question"]) for r in rows("faq_eval.csv") if r["split"] == "test"}
-    test |= {fold_key(r["question"]) for name in ("faq_test2.csv", "faq_long_test.csv") for r in rows(name)}
+    test |= {fold_key(r["question"]) for name in ("faq_test2.csv", "faq_long_test.csv", "faq_long_test2.csv", "faq_headlines_test.csv") for r in rows(name)}
     tuned = [r for r in rows("faq_eval.csv") if r["split"] != "test"]
-    for name in ("faq_dev2.csv", "oos_calibration.csv", "calibration.csv", "calibration_long.csv", "faq_long_dev.csv", "faq_long_dev2.csv"):
+    for name in ("faq_dev2.csv", "oos_calibration.csv", "calibration.csv", "calibration_long.csv", "faq_long_dev.csv", "faq_long_dev2.csv", "faq_headlines_dev.csv"):
         tuned += rows(name)
     assert not [r["question"] for r in tuned if fold_key(r["question"]) in test]
+
+
+@pytest.mark.parametrize("name", HEADLINE_SETS)
+def test_the_headline_sets_cover_every_topic(catalog, name):
+    """Headline-style questions (one formal sentence): at least 3 a topic, at least 50 out of scope."""
+    data = rows(name)
+    per_topic = Counter(topic_of(r) for r in data if topic_of(r) != "none")
+    assert set(per_topic) == set(catalog.topics) and min(per_topic.values()) >= 3
+    assert sum(topic_of(r) == "none" for r in data) >= 50
+    assert max(len(r["question"].split()) for r in data) <= 40
