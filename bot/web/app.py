@@ -16,11 +16,13 @@ from aiohttp import web
 from aiohttp_session import get_session
 from aiohttp_session import setup as setup_sessions
 from cryptography.fernet import Fernet
+from markupsafe import Markup
 
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.unanswered import Grouper
 from bot.web import auth, charts
+from bot.web.texts import WebTexts, load_dashboard_texts
 from storage import kv
 from storage.db import Database
 from storage.models import WebAccount
@@ -84,24 +86,48 @@ async def access_middleware(request: web.Request, handler):
 
 
 def forbidden(request: web.Request, why: str) -> web.Response:
-    messages = {
-        "csrf": "Phiên làm việc đã hết hạn hoặc biểu mẫu không hợp lệ. Anh/chị tải lại trang rồi thử lại.",
-        "role": "Tài khoản của anh/chị không được dùng chức năng này.",
-        "scope": "Tài khoản của anh/chị chỉ xem được xã/phường của mình.",
-    }
+    """403: JSON naming `why` ("csrf", "role", "scope") for exports and API calls, a page saying it otherwise."""
     if api_path(request.path):
         return web.json_response({"error": why}, status=403)
-    return render("error.html", request, {"message": messages[why]}, status=403)
+    return render("error.html", request, {"message": texts(request).get(f"forbidden_{why}")}, status=403)
+
+
+_TEXTS: dict[str, WebTexts] = {}
+
+
+def texts(request: web.Request) -> WebTexts:
+    """The dashboard's texts (dashboard.yaml in the content directory), read once."""
+    directory = request.app[CONFIG].settings.content_dir
+    key = str(directory or "")
+    if key not in _TEXTS:
+        _TEXTS[key] = load_dashboard_texts(directory)
+    return _TEXTS[key]
 
 
 def render(template: str, request: web.Request, context: dict, status: int = 200) -> web.Response:
-    """Render a page with what every page shows (who is signed in, the menu, the CSRF token)."""
+    """Render a page with what every page shows (who is signed in, the menu, the CSRF token), and
+    `tx(id, **values)` for its texts (escaped; a value made with `code(...)` or `link(...)` is shown as
+    code or as a link)."""
     from bot.report import channel_name
     from bot.web.pages import NAV
     from storage.stats import LOCAL_TZ
 
+    t = texts(request)
+
+    def tx(key: str, **values) -> Markup:
+        return Markup.escape(t.messages[key]).format(**values)
+
+    def code(value: str) -> Markup:
+        return Markup("<code>{}</code>").format(value)
+
+    def link(href: str, text: str) -> Markup:
+        return Markup('<a href="{}">{}</a>').format(href, text)
+
     viewer = request.get(VIEWER)
-    common = {"viewer": viewer, "prefix": PREFIX, "tz": LOCAL_TZ, "nav": NAV, "channel_name": channel_name, "csrf": viewer.csrf if viewer else ""}
+    common = {
+        "viewer": viewer, "prefix": PREFIX, "tz": LOCAL_TZ, "nav": NAV, "channel_name": channel_name,
+        "csrf": viewer.csrf if viewer else "", "tx": tx, "code": code, "link": link,
+    }
     return aiohttp_jinja2.render_template(template, request, {**common, **context}, status=status)
 
 

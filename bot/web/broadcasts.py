@@ -13,7 +13,6 @@ import re
 from urllib.parse import urlencode
 
 from aiohttp import web
-from markupsafe import Markup
 
 from bot.broadcasts import images, jobs, visits, workflow
 from bot.broadcasts import report as reports
@@ -21,10 +20,10 @@ from bot.broadcasts.audience import dry_run, unknown_codes
 from bot.broadcasts.model import CHANNELS, KINDS, MAX_TEXT, Audience, AudienceError, check_text, messages_for
 from bot.broadcasts.quiet import QuietHours
 from bot.web import auth
-from bot.web.app import CONFIG, PREFIX, VIEWER, forbidden, render
+from bot.web.app import CONFIG, PREFIX, VIEWER, forbidden, render, texts
 from bot.web.auth import EDITORS, EVERYONE, roles
 from bot.web.media import image_response
-from bot.web.texts import WebTexts, load_dashboard_texts
+from bot.web.texts import WebTexts
 from bot.web.uploads import Upload, read_form
 from storage import broadcasts as repo
 from storage import registry
@@ -35,30 +34,9 @@ ACTIONS = {"approve", "pause", "resume", "cancel"}
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
-_TEXTS: dict[str, WebTexts] = {}
-
-
-def texts(request: web.Request) -> WebTexts:
-    """The pages' texts (dashboard.yaml in the content directory), read once."""
-    directory = request.app[CONFIG].settings.content_dir
-    key = str(directory or "")
-    if key not in _TEXTS:
-        _TEXTS[key] = load_dashboard_texts(directory)
-    return _TEXTS[key]
-
-
 def page(template: str, request: web.Request, context: dict, status: int = 200) -> web.Response:
-    """A broadcast page, with `tx(id, **values)` for its texts (escaped; a value made with `code(...)` is
-    shown as code) and the names of statuses, kinds and channels."""
-    t = texts(request)
-
-    def tx(key: str, **values) -> Markup:
-        return Markup.escape(t.messages[key]).format(**values)
-
-    def code(value: str) -> Markup:
-        return Markup("<code>{}</code>").format(value)
-
-    return render(template, request, {"page": "broadcasts", "tx": tx, "code": code, **context}, status=status)
+    """A broadcast page (its texts through `tx`, as every dashboard page: bot/web/app.py's `render`)."""
+    return render(template, request, {"page": "broadcasts", **context}, status=status)
 
 
 def back_to(path: str, **query: str) -> web.HTTPSeeOther:

@@ -2,6 +2,7 @@
 
 Other features add theirs with `register`: a maker takes the settings and the hamlet code and returns
 a HamletLink or None (when not configured). Rows show them in order, in a cell of class "hamlet-links".
+A link's label is the id of its text in dashboard.yaml (add the id to DASHBOARD_FIELDS in bot/web/texts.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from bot.config import Settings
 @dataclass(frozen=True)
 class HamletLink:
     kind: str  # a stable slug: "telegram", "web", "poster", ...
-    label: str  # Vietnamese, shown on the button
+    label: str  # the id of the button's text in dashboard.yaml
     url: str
     qr: bool = True  # whether a QR code of it helps (a chat entry does; a PDF download does not)
 
@@ -38,18 +39,18 @@ def hamlet_links(settings: Settings, code: str) -> list[HamletLink]:
 def telegram(settings: Settings, code: str) -> HamletLink | None:
     if not settings.telegram_bot_username:
         return None
-    return HamletLink("telegram", "Telegram", f"https://t.me/{quote(settings.telegram_bot_username)}?start=h_{quote(code)}")
+    return HamletLink("telegram", "link_telegram", f"https://t.me/{quote(settings.telegram_bot_username)}?start=h_{quote(code)}")
 
 
 @register
 def web_chat(settings: Settings, code: str) -> HamletLink | None:
-    return HamletLink("web", "Trò chuyện trên web", f"/?h={quote(code)}")
+    return HamletLink("web", "link_web", f"/?h={quote(code)}")
 
 
 @register
 def poster(settings: Settings, code: str) -> HamletLink | None:
     # The dashboard serves it (bot/web/pages.py), behind the officers' login.
-    return HamletLink("poster", "Áp phích (PDF)", f"/admin/registry/{quote(code)}/poster.pdf", qr=False)
+    return HamletLink("poster", "link_poster", f"/admin/registry/{quote(code)}/poster.pdf", qr=False)
 
 
 def qr_svg(data: str) -> bytes:

@@ -1,4 +1,4 @@
-"""The dashboard's pages, forms and exports (server-rendered, Vietnamese)."""
+"""The dashboard's pages, forms and exports (server-rendered; the Vietnamese texts are in dashboard.yaml)."""
 
 from __future__ import annotations
 
@@ -14,22 +14,14 @@ from bot.figures import HAMLET_SORTS, Period
 from bot.report import channel_name, to_csv, to_xlsx
 from bot.unanswered import question_key
 from bot.web import auth, links
-from bot.web.app import CONFIG, PREFIX, VIEWER, forbidden, render
+from bot.web.app import CONFIG, PREFIX, VIEWER, forbidden, render, texts
 from bot.web.auth import EDITORS, EVERYONE, roles
 from storage import accounts, registry, stats, unanswered_marks
 
 log = logging.getLogger(__name__)
 
-NAV = (
-    ("overview", "Tổng quan"),
-    ("hamlets", "Thôn"),
-    ("funnel", "Hành trình 9 bước"),
-    ("topics", "Câu hỏi"),
-    ("unanswered", "Chưa trả lời được"),
-    ("content", "Nội dung"),
-    ("registry", "Thôn và nhóm"),
-    ("broadcasts", "Tin thông báo"),
-)
+# The menu: each page's path, its label being `nav_<page>` in dashboard.yaml.
+NAV = ("overview", "hamlets", "funnel", "topics", "unanswered", "content", "registry", "broadcasts")
 MAX_VARIANTS = 50
 CHART_ROWS = 60
 
@@ -54,7 +46,8 @@ class Filters:
 
     @property
     def commune_name(self) -> str:
-        return dict(self.communes).get(self.commune, self.commune) if self.commune else "Tất cả xã/phường"
+        """The chosen commune's name; "" when all are shown (the page then says so in words of its own)."""
+        return dict(self.communes).get(self.commune, self.commune) if self.commune else ""
 
 
 class ScopeError(Exception):
@@ -82,7 +75,7 @@ async def read_filters(request: web.Request, session) -> Filters:
     communes = await registry.communes(session)
     commune = viewer.commune or wanted
     if commune and commune not in dict(communes):
-        error, commune = "Không có xã/phường này.", viewer.commune
+        error, commune = texts(request).get("filter_err_commune"), viewer.commune
     return Filters(period, commune, communes, error)
 
 
@@ -129,13 +122,6 @@ async def login_form(request: web.Request) -> web.Response:
     )
 
 
-LOGIN_ERRORS = {
-    "bad": "Tên đăng nhập hoặc mật khẩu không đúng.",
-    "locked": "Tài khoản tạm khoá 15 phút vì nhập sai nhiều lần. Anh/chị thử lại sau.",
-    "disabled": "Tài khoản đã bị khoá. Anh/chị liên hệ người quản trị.",
-}
-
-
 async def login(request: web.Request) -> web.Response:
     cfg = request.app[CONFIG]
     client = request.remote or "?"
@@ -149,7 +135,7 @@ async def login(request: web.Request) -> web.Response:
         cfg.throttle.failed(client)
         log.info("dashboard login refused (%s) for %r from %s", result, username, client)
         token = await auth.csrf_token(request)
-        context = {"csrf": token, "next": safe_next(str(form.get("next", ""))), "error": LOGIN_ERRORS[result], "username": username}
+        context = {"csrf": token, "next": safe_next(str(form.get("next", ""))), "error": texts(request).get(f"login_err_{result}"), "username": username}
         return render("login.html", request, context, status=401)
     cfg.throttle.succeeded(client)
     await auth.start_session(request, account)
@@ -235,11 +221,11 @@ async def unanswered_propose(request, session, f: Filters) -> dict:
         group = int(request.query.get("group", ""))
     except ValueError:
         raise web.HTTPNotFound() from None
-    texts = await stats.group_texts(session, group, viewer.commune, MAX_VARIANTS)
-    if not texts:
-        raise web.HTTPNotFound(text="Không có nhóm câu hỏi này.")
+    asked = await stats.group_texts(session, group, viewer.commune, MAX_VARIANTS)
+    if not asked:
+        raise web.HTTPNotFound(text=texts(request).get("unanswered_err_no_group"))
     catalog = request.app[CONFIG].catalog()
-    return {"group": group, "texts": texts, "topic_choices": sorted((t.id, t.title) for t in catalog.topics.values())}
+    return {"group": group, "texts": asked, "topic_choices": sorted((t.id, t.title) for t in catalog.topics.values())}
 
 
 @roles(*EDITORS)
@@ -254,13 +240,13 @@ async def unanswered_mark(request: web.Request) -> web.StreamResponse:
     except ValueError:
         group = 0
     if action not in ("handled", "proposed") or not group or (action == "proposed" and topic not in cfg.catalog().topics):
-        raise web.HTTPBadRequest(text="Thiếu câu hỏi hoặc chủ đề.")
+        raise web.HTTPBadRequest(text=texts(request).get("unanswered_err_missing"))
     commune = viewer.commune or (str(form.get("commune") or "") or None)
     async with cfg.db.transaction() as session:
         # The texts are read here (already masked when logged), only those asked in the viewer's commune.
         found = await stats.group_texts(session, group, viewer.commune, MAX_VARIANTS)
         if not found:
-            raise web.HTTPNotFound(text="Không có nhóm câu hỏi này.")
+            raise web.HTTPNotFound(text=texts(request).get("unanswered_err_no_group"))
         await unanswered_marks.add(
             session, key=found[0][1] or question_key(found[0][0]), commune=commune, status=action,
             topic=topic if action == "proposed" else None, texts=[t for t, _ in found], by=viewer.username, now=cfg.clock(),
@@ -295,13 +281,13 @@ async def proposal_close(request: web.Request) -> web.StreamResponse:
     except ValueError:
         raise web.HTTPNotFound() from None
     if decision not in ("accepted", "rejected"):
-        raise web.HTTPBadRequest(text="Quyết định không hợp lệ.")
+        raise web.HTTPBadRequest(text=texts(request).get("content_err_decision"))
     async with cfg.db.transaction() as session:
         if await unanswered_marks.close(session, mark_id, decision, request[VIEWER].username, cfg.clock()) is None:
             raise web.HTTPNotFound()
-    done = "Đã bỏ qua đề xuất."
+    done = texts(request).get("content_done_rejected")
     if decision == "accepted":
-        done = await _examples_changed(cfg, "Đã thêm các câu hỏi vào ví dụ của chủ đề; bot dùng chúng ngay.")
+        done = await _examples_changed(request, texts(request).get("content_done_accepted"))
     raise web.HTTPSeeOther(f"{PREFIX}/content?{urlencode({'msg': done})}")
 
 
@@ -316,19 +302,20 @@ async def examples_withdraw(request: web.Request) -> web.StreamResponse:
     async with cfg.db.transaction() as session:
         if await unanswered_marks.withdraw(session, mark_id, request[VIEWER].username, cfg.clock()) is None:
             raise web.HTTPNotFound()
-    done = await _examples_changed(cfg, "Đã gỡ các câu ví dụ này khỏi chủ đề.")
+    done = await _examples_changed(request, texts(request).get("content_done_withdrawn"))
     raise web.HTTPSeeOther(f"{PREFIX}/content?{urlencode({'msg': done})}")
 
 
-async def _examples_changed(cfg, done: str) -> str:
+async def _examples_changed(request: web.Request, done: str) -> str:
     """Tell the chat core (this process at once; the others within a minute)."""
+    cfg = request.app[CONFIG]
     if cfg.on_examples_change is None:
         return done
     try:
         await cfg.on_examples_change()
     except Exception:
         log.exception("accepted examples saved, but this process could not reload them")
-        return f"{done} (Bot sẽ dùng thay đổi này trong vòng vài phút.)"
+        return texts(request).get("content_done_later", done=done)
     return done
 
 
@@ -383,11 +370,11 @@ async def hamlet_poster(request: web.Request) -> web.Response:
     if found is None:
         raise web.HTTPNotFound()
     try:
-        texts = load_texts(cfg.settings.content_dir)
+        poster_texts = load_texts(cfg.settings.content_dir)
         # Drawing takes a moment of CPU: keep the event loop (and the chat channels) answering.
-        body = await asyncio.to_thread(make_poster, Hamlet(*found), cfg.catalog(), texts, cfg.settings)
+        body = await asyncio.to_thread(make_poster, Hamlet(*found), cfg.catalog(), poster_texts, cfg.settings)
     except (PosterError, TextsError) as exc:
-        raise web.HTTPConflict(text=f"Không in được áp phích: {exc}") from None
+        raise web.HTTPConflict(text=texts(request).get("registry_err_poster", reason=exc)) from None
     return poster_response(body, code)
 
 
@@ -410,15 +397,15 @@ async def registry_change(request: web.Request) -> web.StreamResponse:
         async with cfg.db.transaction() as session:
             if action == "add":
                 await registry.add_hamlet(session, commune, code, name)
-                done = "Đã thêm thôn."
+                done = texts(request).get("registry_done_add")
             elif not await _hamlet_in_scope(session, viewer, code):
                 return forbidden(request, "scope")
             elif action == "rename":
                 await registry.rename_hamlet(session, code, name)
-                done = "Đã đổi tên thôn."
+                done = texts(request).get("registry_done_rename")
             elif action == "remove":
                 await registry.remove_hamlet(session, code)
-                done = "Đã xoá thôn. Các nhóm và người dùng của thôn này cần chọn lại thôn."
+                done = texts(request).get("registry_done_remove")
             else:
                 raise web.HTTPNotFound()
     except registry.RegistryError as exc:
