@@ -395,6 +395,59 @@ def test_every_message_id_in_the_code_is_checked():
     assert {"reminder_none", "visit_next", "bc_refused"} <= broadcast_ids  # the three ways of calling it are seen
     assert set(REQUIRED) <= set(load().messages)
 
+    # The officers' dashboard: `tx("id")` in its templates, `texts(request).get("id")` and `t.get("id")` in its
+    # code, each in dashboard.yaml's list (bot/web/texts.py, checked at load); an id the code completes
+    # (`tx("nav_" ~ key)`, `t.get(f"bc_kind_{k}")`) exists for every value it is completed with.
+    from bot.config import Settings
+    from bot.figures import HAMLET_SORTS
+    from bot.web import links
+    from bot.web.auth import EVERYONE
+    from bot.web.pages import NAV
+    from bot.web.texts import DASHBOARD_FIELDS, FIELDS
+
+    web = CONTENT_DIR.parent / "web"
+    in_templates = re.compile(r"""\btx\(\s*["'](?P<id>[a-z_]+)["']\s*(?P<end>[,)~])""")
+    in_code = re.compile(r"""(?:\bt|\btexts|\btexts\(request\))\.get\(\s*f?"(?P<id>[a-z_]+)(?P<end>["{])""")
+    dashboard_ids, prefixes = set(), set()
+    for path in sorted((web / "templates").glob("*.html")):
+        for found in in_templates.finditer(path.read_text(encoding="utf-8")):
+            (prefixes if found.group("end") == "~" else dashboard_ids).add(found.group("id"))
+    for path in sorted(web.glob("*.py")):
+        if path.name == "chat.py":  # the web chat's texts are web.yaml's (FIELDS)
+            continue
+        for found in in_code.finditer(path.read_text(encoding="utf-8")):
+            (prefixes if found.group("end") == "{" else dashboard_ids).add(found.group("id"))
+    for path in sorted((CONTENT_DIR.parent / "broadcasts").glob("*.py")):  # completed there: `texts.get(f"bc_status_{s}")`
+        prefixes |= {found.group("id") for found in in_code.finditer(path.read_text(encoding="utf-8")) if found.group("end") == "{"}
+    settings = Settings(_env_file=None, telegram_bot_username="cccd_test_bot")
+    dashboard_ids |= {link.label for link in links.hamlet_links(settings, "thon_dong")}
+    assert {"site_brand", "filter_err_commune", "link_poster", "content_done_later"} <= dashboard_ids  # each way is seen
+    assert dashboard_ids - set(DASHBOARD_FIELDS) == set()
+    assert {"nav_", "role_", "hamlets_col_", "login_err_", "forbidden_", "unanswered_tag_", "bc_kind_"} <= prefixes
+    assert all(any(key.startswith(prefix) for key in DASHBOARD_FIELDS) for prefix in prefixes), prefixes
+    completed = (
+        [f"nav_{key}" for key in NAV] + [f"role_{role}" for role in EVERYONE]
+        + [f"hamlets_col_{key}" for key in HAMLET_SORTS] + [f"login_err_{why}" for why in ("bad", "locked", "disabled")]
+        + [f"forbidden_{why}" for why in ("csrf", "role", "scope")]
+        + [f"unanswered_tag_{status}" for status in ("handled", "proposed")]
+    )
+    assert set(completed) - set(DASHBOARD_FIELDS) == set()
+    # No id in the list is left unread: each is named in the code or completed from a prefix.
+    quoted = set()
+    for path in [*web.rglob("*.py"), *web.rglob("*.html"), *(CONTENT_DIR.parent / "broadcasts").glob("*.py")]:
+        quoted |= set(re.findall(r"""["']([a-z_]+)["']""", path.read_text(encoding="utf-8")))
+    unread = [key for key in DASHBOARD_FIELDS if key not in quoted and not key.startswith(tuple(prefixes))]
+    assert unread == []
+    assert not set(FIELDS) & set(DASHBOARD_FIELDS)  # an id means one text
+
+    # What the command line and /healthz say to the person who installs the bot: `say("id")`, in operator.yaml.
+    from bot.startup import OPERATOR_TEXT
+
+    operator = yaml.safe_load(OPERATOR_TEXT.read_text(encoding="utf-8"))["operator"]
+    said = {m.group(1) for path in CONTENT_DIR.parent.rglob("*.py") for m in re.finditer(r'\bsay\(\s*"([a-z_]+)"', path.read_text(encoding="utf-8"))}
+    assert {"db_upgraded", "content_refused"} <= said
+    assert said - set(operator) == set()
+
 
 def test_readme_lists_every_answer_with_the_source_it_shows(catalog):
     # Officers read README.md to know what the bot says and on what source; it must not drift from the content.

@@ -1,5 +1,5 @@
 """The Vietnamese texts of the web chat page and of the posters (bot/content/web.yaml), and of the
-dashboard's broadcast pages (bot/content/dashboard.yaml), checked at load.
+officers' dashboard (bot/content/dashboard.yaml), checked at load.
 
 The conversation's own sentences stay in messages.yaml (the catalog); these files hold only what the
 pages and the poster add around it, so that a commune can edit every word without touching code.
@@ -166,5 +166,5 @@ def load_texts(directory: Path | None = None, *, file: str = FILE, fields: dict[
 
 
 def load_dashboard_texts(directory: Path | None = None) -> WebTexts:
-    """The dashboard's broadcast pages' texts (dashboard.yaml); raise TextsError if wrong."""
+    """The dashboard's texts (dashboard.yaml); raise TextsError if wrong."""
     return load_texts(directory, file=DASHBOARD_FILE, fields=DASHBOARD_FIELDS)

@@ -192,3 +192,47 @@ async def test_each_hamlet_row_offers_its_poster(client, sign_in):
 async def test_the_poster_needs_a_session(client):
     resp = await client.get(f"{PREFIX}/registry/ngoctrao_tdp01/poster.pdf", allow_redirects=False)
     assert resp.status in (302, 303, 401)
+
+
+async def test_a_commune_words_every_page_in_its_content_directory(database, catalog, dash_clock, tmp_path):
+    """The menu, the sign-in page, a refusal, a page and a hamlet's link buttons read dashboard.yaml from the
+    content directory the bot is given: a commune changes a word without touching code."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.config import Settings
+    from bot.web.app import DashboardConfig, create_dashboard
+    from bot.web.auth import LoginThrottle
+    from storage import accounts
+    from tests.web.conftest import PASSWORD, login
+    from tests.web.fixture import COMMUNE, seed
+    from tests.web.test_broadcast_texts import edited_content
+
+    content = edited_content(
+        tmp_path,
+        ('nav_unanswered: "Chưa trả lời được"', 'nav_unanswered: "Câu hỏi còn bỏ ngỏ"'),
+        ('login_err_bad: "Tên đăng nhập hoặc mật khẩu không đúng."', 'login_err_bad: "Sai tên hoặc mật khẩu rồi."'),
+        ('forbidden_scope: "Tài khoản của anh/chị chỉ xem được xã/phường của mình."', 'forbidden_scope: "Chỉ xem được xã mình thôi."'),
+        ('overview_per_day: "Tin nhắn mỗi ngày"', 'overview_per_day: "Số tin theo ngày"'),
+        ('link_poster: "Áp phích (PDF)"', 'link_poster: "Tải áp phích dán ở nhà văn hoá"'),
+    )
+    await seed(database)
+    async with database.transaction() as s:
+        await accounts.add(s, "team", PASSWORD, "team", COMMUNE, dash_clock())
+    cfg = DashboardConfig(
+        db=database, settings=Settings(_env_file=None, database_url=database.url, content_dir=content),
+        catalog=lambda: catalog, clock=dash_clock, throttle=LoginThrottle(delay=0),
+    )
+    app = web.Application()
+    app.add_subapp(PREFIX, create_dashboard(cfg))
+    async with TestClient(TestServer(app)) as client:
+        refused = await login(client, "team", "not the password")
+        assert refused.status == 401 and "Sai tên hoặc mật khẩu rồi." in await refused.text()
+        assert (await login(client, "team")).status == 303
+        overview = await (await client.get(f"{PREFIX}/")).text()
+        assert ">Câu hỏi còn bỏ ngỏ</a>" in overview and "<h2>Số tin theo ngày</h2>" in overview
+        assert "Chưa trả lời được</a>" not in overview
+        other = await client.get(f"{PREFIX}/?commune=cam_thach")
+        assert other.status == 403 and "Chỉ xem được xã mình thôi." in await other.text()
+        registry = await (await client.get(f"{PREFIX}/registry")).text()
+        assert 'poster.pdf">Tải áp phích dán ở nhà văn hoá</a>' in registry
