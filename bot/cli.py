@@ -100,24 +100,24 @@ def cmd_content_check(args) -> int:
     for problem in problems:
         print(problem)
     if problems:
-        print(f"{len(problems)} lỗi", file=sys.stderr)
+        print(say("content_problems", count=len(problems)), file=sys.stderr)
         return 1
     review = [t.id for t in catalog.topics.values() if t.needs_review]
     steps_review = [s for s in catalog.steps if s.review_note]
-    print(
-        f"nội dung ổn: {len(catalog.steps)} bước, {len(catalog.topics)} mục hỏi đáp "
-        f"({sum(len(t.examples) for t in catalog.topics.values())} câu ví dụ), "
-        f"{len(catalog.messages)} tin nhắn; cần xem lại {len(review)} mục và {len(steps_review)} bước"
-    )
+    examples = sum(len(t.examples) for t in catalog.topics.values())
+    print(say(
+        "content_ok", steps=len(catalog.steps), topics=len(catalog.topics), examples=examples,
+        messages=len(catalog.messages), review_topics=len(review), review_steps=len(steps_review),
+    ))
     if args.review:
         for step in steps_review:
-            print(f"cần xem lại: bước {catalog.step_number(step.slug)} {step.slug}: {step.review_note}")
+            print(say("review_step", number=catalog.step_number(step.slug), slug=step.slug, note=step.review_note))
         for tid in review:
-            print(f"cần xem lại: {tid}: {catalog.topics[tid].review_note}")
+            print(say("review_topic", id=tid, note=catalog.topics[tid].review_note))
         for topic in catalog.topics.values():
             for start, changed in topic.later:
                 if changed.needs_review:
-                    print(f"cần xem lại: {topic.id} (từ {start:%d/%m/%Y}): {changed.review_note}")
+                    print(say("review_change", id=topic.id, day=f"{start:%d/%m/%Y}", note=changed.review_note))
     return 0
 
 
@@ -321,7 +321,7 @@ def cmd_poster(args) -> int:
     try:
         texts = load_texts(settings.content_dir)
     except TextsError as exc:
-        print(f"lỗi nội dung: {exc}", file=sys.stderr)
+        print(say("poster_content_error", error=exc), file=sys.stderr)
         return 1
 
     async def run():
@@ -336,23 +336,23 @@ def cmd_poster(args) -> int:
     try:
         pdf, hamlet = asyncio.run(run())
     except PosterError as exc:
-        print(f"lỗi: {exc}", file=sys.stderr)
+        print(say("poster_error", error=exc), file=sys.stderr)
         return 1
     out = Path(args.out)
     try:
         out.write_bytes(pdf)
     except OSError as exc:
-        print(f"lỗi: không ghi được {out}: {exc.strerror}", file=sys.stderr)
+        print(say("not_written", path=out, reason=exc.strerror), file=sys.stderr)
         return 1
     found, missing = links(hamlet, settings, texts)
-    print(f"đã in áp phích {hamlet.label} vào {out}")
+    print(say("poster_done", hamlet=hamlet.label, path=out))
     for link in found:
         print(f"  {link.label}: {link.url}")
     if missing:
-        print(f"không có mã QR cho kênh chưa cấu hình (đặt {', '.join(missing)} để thêm)", file=sys.stderr)
+        print(say("poster_no_qr", names=", ".join(missing)), file=sys.stderr)
     review = [str(catalog.step_number(s.slug)) for s in catalog.steps if s.review_note]
     if review:
-        print(f"bước {', '.join(review)} đang chờ cán bộ kiểm tra nội dung: áp phích chỉ in tên bước", file=sys.stderr)
+        print(say("poster_steps_in_review", steps=", ".join(review)), file=sys.stderr)
     return 0
 
 
@@ -477,9 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     un.add_argument("--json", action="store_true", help=say("help_faq_json"))
     un.set_defaults(func=cmd_faq_unanswered)
 
-    poster = sub.add_parser("poster", help="in áp phích A4 (PDF) của một thôn: mã QR Telegram, Zalo, web và 9 bước")
-    poster.add_argument("--hamlet", required=True, metavar="MÃ_THÔN", help="mã thôn, tổ dân phố trong danh sách đã nhập")
-    poster.add_argument("--out", required=True, metavar="TỆP.pdf", help="tệp PDF để ghi")
+    poster = sub.add_parser("poster", help=say("help_poster"), description=say("help_poster"))
+    poster.add_argument("--hamlet", required=True, metavar="MÃ_THÔN", help=say("help_poster_hamlet"))
+    poster.add_argument("--out", required=True, metavar="TỆP.pdf", help=say("help_poster_out"))
     poster.set_defaults(func=cmd_poster)
 
     from bot.broadcasts.cli import register_cli as register_broadcast_cli

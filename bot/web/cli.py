@@ -1,4 +1,4 @@
-"""Officers' commands: `cccd-bot users ...`, `cccd-bot report`, `cccd-bot stats`."""
+"""Officers' commands: `cccd-bot users ...`, `cccd-bot report`, `cccd-bot stats` (their words: operator.yaml)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import getpass
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+
+from bot.startup import say
 
 
 def _run(fn):
@@ -18,9 +20,9 @@ def _run(fn):
 def _read_password(confirm: bool = True) -> str:
     """From a prompt on a terminal, else the first line of stdin; never from the command line."""
     if sys.stdin.isatty():
-        first = getpass.getpass("Mật khẩu: ")
-        if confirm and getpass.getpass("Nhập lại mật khẩu: ") != first:
-            raise SystemExit("lỗi: hai lần nhập mật khẩu không khớp")
+        first = getpass.getpass(say("password_prompt") + " ")
+        if confirm and getpass.getpass(say("password_again") + " ") != first:
+            raise SystemExit(say("password_mismatch"))
         return first
     return sys.stdin.readline().rstrip("\r\n")
 
@@ -37,26 +39,28 @@ def cmd_users_add(args) -> int:
     async def go(session):
         await accounts.add(session, args.username, password, args.role, args.commune, _now())
 
-    return _account_call(go, f"đã tạo tài khoản {args.username} ({args.role}{', ' + args.commune if args.commune else ''})")
+    if args.commune:
+        return _account_call(go, say("users_added_commune", username=args.username, role=args.role, commune=args.commune))
+    return _account_call(go, say("users_added", username=args.username, role=args.role))
 
 
 def cmd_users_passwd(args) -> int:
     from storage import accounts
 
     password = _read_password()
-    return _account_call(lambda s: accounts.set_password(s, args.username, password), f"đã đổi mật khẩu của {args.username}")
+    return _account_call(lambda s: accounts.set_password(s, args.username, password), say("users_password_changed", username=args.username))
 
 
 def cmd_users_disable(args) -> int:
     from storage import accounts
 
-    return _account_call(lambda s: accounts.set_active(s, args.username, False), f"đã khoá tài khoản {args.username}")
+    return _account_call(lambda s: accounts.set_active(s, args.username, False), say("users_disabled", username=args.username))
 
 
 def cmd_users_enable(args) -> int:
     from storage import accounts
 
-    return _account_call(lambda s: accounts.set_active(s, args.username, True), f"đã mở lại tài khoản {args.username}")
+    return _account_call(lambda s: accounts.set_active(s, args.username, True), say("users_enabled", username=args.username))
 
 
 def _account_call(fn, done: str) -> int:
@@ -65,7 +69,7 @@ def _account_call(fn, done: str) -> int:
     try:
         _run(fn)
     except AccountError as exc:
-        print(f"lỗi: {exc}", file=sys.stderr)
+        print(say("users_error", reason=exc), file=sys.stderr)
         return 1
     print(done)
     return 0
@@ -76,11 +80,12 @@ def cmd_users_list(args) -> int:
 
     rows = _run(accounts.list_all)
     if not rows:
-        print("chưa có tài khoản nào (tạo: cccd-bot users add TÊN --role admin)")
+        print(say("users_none"))
     for a in rows:
-        state = "hoạt động" if a.active else "đã khoá"
+        state = say("users_active") if a.active else say("users_locked")
         last = a.last_login_at.strftime("%Y-%m-%d %H:%M") if a.last_login_at else "-"
-        print(f"{a.username:<24} {a.role:<8} {a.commune_code or '(mọi xã)':<20} {state:<10} đăng nhập gần nhất: {last}")
+        commune = a.commune_code or say("users_everywhere")
+        print(say("users_row", username=a.username, role=a.role, commune=commune, state=state, last=last))
     return 0
 
 
@@ -92,13 +97,13 @@ def _report(args):
     try:
         period = Period.month(args.month) if args.month else Period.this_month(_now())
     except ValueError as exc:
-        raise SystemExit(f"lỗi: {exc}") from None
+        raise SystemExit(say("report_error", reason=exc)) from None
 
     async def go(session):
         from storage import registry
 
         if args.commune and args.commune not in dict(await registry.communes(session)):
-            raise SystemExit(f"lỗi: không có xã/phường mã '{args.commune}'")
+            raise SystemExit(say("report_no_commune", code=args.commune))
         return await report(session, period, args.commune, catalog, _now())
 
     return _run(go)
@@ -115,9 +120,9 @@ def cmd_report(args) -> int:
         else:
             out.write_bytes(to_xlsx(data))
     except OSError as exc:
-        print(f"lỗi: không ghi được {out}: {exc.strerror}", file=sys.stderr)
+        print(say("not_written", path=out, reason=exc.strerror), file=sys.stderr)
         return 1
-    print(f"đã ghi báo cáo {data.period.label} ({data.commune_name}) vào {out}")
+    print(say("report_written", period=data.period.label, commune=data.commune_name, path=out))
     return 0
 
 
@@ -129,30 +134,30 @@ def cmd_stats(args) -> int:
 
 
 def register_cli(sub) -> None:
-    users = sub.add_parser("users", help="tài khoản trang quản lý (dashboard)")
-    users_sub = users.add_subparsers(dest="users_command", required=True)
-    add = users_sub.add_parser("add", help="tạo tài khoản; mật khẩu nhập khi được hỏi (hoặc dòng đầu của stdin)")
-    add.add_argument("username")
-    add.add_argument("--role", required=True, choices=("admin", "officer", "team"), help="admin, officer (cán bộ) hoặc team (tổ công nghệ số)")
-    add.add_argument("--commune", metavar="CODE", help="chỉ xem được xã/phường này")
+    users = sub.add_parser("users", help=say("help_users"), description=say("help_users"))
+    users_sub = users.add_subparsers(dest="users_command", required=True, title=say("help_commands"), metavar="LỆNH")
+    add = users_sub.add_parser("add", help=say("help_users_add"), description=say("help_users_add"))
+    add.add_argument("username", metavar="TÊN_ĐĂNG_NHẬP", help=say("help_users_username"))
+    add.add_argument("--role", required=True, choices=("admin", "officer", "team"), help=say("help_users_role"))
+    add.add_argument("--commune", metavar="MÃ_XÃ", help=say("help_users_commune"))
     add.set_defaults(func=cmd_users_add)
-    users_sub.add_parser("list", help="liệt kê tài khoản").set_defaults(func=cmd_users_list)
+    users_sub.add_parser("list", help=say("help_users_list"), description=say("help_users_list")).set_defaults(func=cmd_users_list)
     for name, fn, text in (
-        ("disable", cmd_users_disable, "khoá tài khoản"),
-        ("enable", cmd_users_enable, "mở lại tài khoản đã khoá"),
-        ("passwd", cmd_users_passwd, "đổi mật khẩu (nhập khi được hỏi)"),
+        ("disable", cmd_users_disable, "help_users_disable"),
+        ("enable", cmd_users_enable, "help_users_enable"),
+        ("passwd", cmd_users_passwd, "help_users_passwd"),
     ):
-        p = users_sub.add_parser(name, help=text)
-        p.add_argument("username")
+        p = users_sub.add_parser(name, help=say(text), description=say(text))
+        p.add_argument("username", metavar="TÊN_ĐĂNG_NHẬP", help=say("help_users_username"))
         p.set_defaults(func=fn)
 
-    report = sub.add_parser("report", help="xuất báo cáo tháng ra tệp .xlsx (hoặc .csv)")
-    report.add_argument("--month", metavar="YYYY-MM", help="tháng báo cáo (mặc định: tháng này)")
-    report.add_argument("--commune", metavar="CODE", help="một xã/phường (mặc định: tất cả)")
-    report.add_argument("--out", required=True, metavar="FILE.xlsx")
+    report = sub.add_parser("report", help=say("help_report"), description=say("help_report"))
+    report.add_argument("--month", metavar="YYYY-MM", help=say("help_report_month"))
+    report.add_argument("--commune", metavar="MÃ_XÃ", help=say("help_report_commune"))
+    report.add_argument("--out", required=True, metavar="TỆP.xlsx", help=say("help_report_out"))
     report.set_defaults(func=cmd_report)
 
-    st = sub.add_parser("stats", help="in số liệu tổng quan và bảng theo thôn")
-    st.add_argument("--month", metavar="YYYY-MM", help="tháng (mặc định: tháng này)")
-    st.add_argument("--commune", metavar="CODE", help="một xã/phường (mặc định: tất cả)")
+    st = sub.add_parser("stats", help=say("help_stats"), description=say("help_stats"))
+    st.add_argument("--month", metavar="YYYY-MM", help=say("help_stats_month"))
+    st.add_argument("--commune", metavar="MÃ_XÃ", help=say("help_report_commune"))
     st.set_defaults(func=cmd_stats)
