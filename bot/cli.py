@@ -409,6 +409,10 @@ _ARG_ERRORS = (
     (re.compile(r"^unrecognized arguments: (?P<names>.*)$"), "arg_unrecognized"),
     (re.compile(r"^argument (?P<name>\S+): invalid \S+ value: '(?P<value>.*)'$"), "arg_invalid_value"),
     (re.compile(r"^argument (?P<name>\S+): expected one argument$"), "arg_expected_one"),
+    (re.compile(r"^argument (?P<name>\S+): expected at least one argument$"), "arg_expected_some"),
+    (re.compile(r"^one of the arguments (?P<names>.*) is required$"), "arg_one_of"),
+    (re.compile(r"^argument (?P<name>\S+): not allowed with argument (?P<other>\S+)$"), "arg_not_together"),
+    (re.compile(r"^argument (?P<name>\S+): ignored explicit argument '(?P<value>.*)'$"), "arg_no_value"),
 )
 
 
@@ -436,13 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = sub.add_parser("chat", help=say("help_chat"), description=say("help_chat"))
     chat.add_argument("--group", metavar="MÃ_THÔN", help=say("help_chat_group"))
-    chat.add_argument("--user", default="console-user", help=say("help_chat_user"))
+    chat.add_argument("--user", default="console-user", metavar="MÃ", help=say("help_chat_user"))
     chat.add_argument("--log", metavar="TỆP", help=say("help_chat_log"))
     chat.set_defaults(func=cmd_chat)
 
     serve = sub.add_parser("serve", help=say("help_serve"), description=say("help_serve"))
-    serve.add_argument("--host", help=say("help_serve_host"))
-    serve.add_argument("--port", type=int, help=say("help_serve_port"))
+    serve.add_argument("--host", metavar="ĐỊA_CHỈ", help=say("help_serve_host"))
+    serve.add_argument("--port", type=int, metavar="CỔNG", help=say("help_serve_port"))
     serve.add_argument("--role", choices=("all", "web", "sender"), default="all", help=say("help_serve_role"))
     serve.set_defaults(func=cmd_serve)
 
@@ -473,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     faq = sub.add_parser("faq", help=say("help_faq"), description=say("help_faq"))
     faq_sub = faq.add_subparsers(dest="faq_command", required=True, title=say("help_commands"), metavar="LỆNH")
     un = faq_sub.add_parser("unanswered", help=say("help_faq_unanswered"), description=say("help_faq_unanswered"))
-    un.add_argument("--limit", type=int, default=30, help=say("help_faq_limit"))
+    un.add_argument("--limit", type=int, default=30, metavar="SỐ_DÒNG", help=say("help_faq_limit"))
     un.add_argument("--json", action="store_true", help=say("help_faq_json"))
     un.set_defaults(func=cmd_faq_unanswered)
 

@@ -21,6 +21,7 @@ from bot.config import Settings
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline, Sender, is_unavailable
 from bot.service import ChatService
+from bot.startup import say
 from storage import erasure, stats
 from storage import deliveries
 from storage.db import Database
@@ -58,8 +59,6 @@ class ChannelStatus:
 
     def cannot_reach(self, platform: str, reason: str) -> None:
         """Record that the platform is out of reach; said once in the log until it is reached again."""
-        from bot.startup import say
-
         first = not self.unreachable
         self.unreachable = say("channel_unreachable", platform=platform, reason=reason[:200])
         if first:
@@ -124,10 +123,10 @@ async def readyz(request: web.Request) -> web.Response:
         app[METRICS].outbox(pending, max(lag, 0.0))
         if lag > settings.sender_max_lag_seconds:
             ok = False
-            body["sender"] = f"behind by {lag:.0f} s"
+            body["sender"] = say("readyz_sender_behind", seconds=f"{lag:.0f}")
     except Exception as exc:  # the probe must answer, whatever broke
         ok = False
-        body["database"] = type(exc).__name__ if is_unavailable(exc) else f"error: {type(exc).__name__}"
+        body["database"] = type(exc).__name__ if is_unavailable(exc) else say("readyz_database_error", error=type(exc).__name__)
     sender = app[SENDER]
     body["sender_here"] = sender.holding
     from bot.broadcasts.runner import BROADCAST_SENDER
@@ -321,10 +320,10 @@ def setup_channels(app: web.Application) -> None:
         except ModuleNotFoundError as exc:
             if exc.name != module_name:
                 raise
-            app[CHANNELS][short] = ChannelStatus(short, False, "tắt: không có trong phiên bản này")
+            app[CHANNELS][short] = ChannelStatus(short, False, say("channel_off", reason=say("channel_not_shipped")))
             continue
         reason = module.setup(app)
-        detail = f"tắt: {reason}" if reason else "bật"
+        detail = say("channel_off", reason=reason) if reason else say("channel_on")
         app[CHANNELS][short] = ChannelStatus(short, reason is None, detail)
 
 

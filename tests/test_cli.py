@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -238,6 +239,48 @@ def test_help_is_in_vietnamese(tmp_path):
     assert result.returncode == 0
     assert "Cách dùng: cccd-bot" in result.stdout and "trò chuyện với bot" in result.stdout
     assert "show this help" not in result.stdout and "options:" not in result.stdout
+
+
+def test_every_command_explains_itself_in_vietnamese(capsys):
+    """`cccd-bot <command> --help` for every command and subcommand: argparse's English never shows, every
+    argument says what it is for, and a missing choice or a clash of options is said in Vietnamese."""
+    import argparse
+
+    from bot.cli import build_parser, main
+
+    def commands(parser, path):
+        yield path
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from commands(sub, [*path, name])
+
+    paths = list(commands(build_parser(), []))
+    assert ["users", "add"] in paths and ["broadcast", "approve"] in paths and ["zalo-oa", "authorize"] in paths
+    for path in paths:
+        with pytest.raises(SystemExit):
+            main([*path, "--help"])
+        shown = capsys.readouterr().out
+        assert shown.startswith("Cách dùng: cccd-bot"), path
+        for english in ("usage:", "options:", "positional arguments", "show this help", "{"):
+            assert english not in shown.replace("{admin,officer,team}", "").replace("{all,web,sender}", "").replace(
+                "{all,communes,hamlets}", ""), (path, english)
+        # Each argument is followed by words saying what it is for, on its line or the next (argparse leaves
+        # it bare without `help`).
+        lines = shown.splitlines() + [""]
+        bare = [
+            line for line, after in zip(lines, lines[1:])
+            if re.fullmatch(r"  -?-?[\w-]+(?: [^ ]+)?", line) and line.strip() != "LỆNH" and not after.startswith(" " * 8)
+        ]
+        assert bare == [], (path, bare)
+    for argv, said in (
+        (["broadcast", "create", "--as", "telegram:1"], "cần một trong: --text --file"),
+        (["broadcast", "create", "--as", "telegram:1", "--text", "a", "--file", "b"], "không dùng --file cùng với --text"),
+        (["ask", "--json=1"], "--json không nhận giá trị"),
+    ):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert said in capsys.readouterr().err, argv
 
 
 def test_chat_log_goes_to_a_file_not_between_the_replies(tmp_path):

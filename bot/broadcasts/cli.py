@@ -203,42 +203,42 @@ def cmd_send(args) -> int:
 
 def _audience_args(p) -> None:
     p.add_argument("--scope", choices=("all", "communes", "hamlets"), default="all", help=say("help_bc_scope"))
-    p.add_argument("--codes", help=say("help_bc_codes"))
-    p.add_argument("--kinds", default="group,private", help=say("help_bc_kinds"))
-    p.add_argument("--channels", help=say("help_bc_channels"))
+    p.add_argument("--codes", metavar="MÃ,MÃ", help=say("help_bc_codes"))
+    p.add_argument("--kinds", default="group,private", metavar="LOẠI", help=say("help_bc_kinds"))
+    p.add_argument("--channels", metavar="KÊNH", help=say("help_bc_channels"))
 
 
 def register_cli(subparsers) -> None:
-    bc = subparsers.add_parser("broadcast", help=say("help_bc"))
-    sub = bc.add_subparsers(dest="broadcast_command", required=True)
+    bc = subparsers.add_parser("broadcast", help=say("help_bc"), description=say("help_bc"))
+    sub = bc.add_subparsers(dest="broadcast_command", required=True, title=say("help_commands"), metavar="LỆNH")
 
-    create = sub.add_parser("create", help=say("help_bc_create"))
-    create.add_argument("--as", dest="as_", required=True, help=say("help_bc_as_author"))
+    create = sub.add_parser("create", help=say("help_bc_create"), description=say("help_bc_create"))
+    create.add_argument("--as", dest="as_", required=True, metavar="KÊNH:MÃ", help=say("help_bc_as_author"))
     group = create.add_mutually_exclusive_group(required=True)
-    group.add_argument("--text", help=say("help_bc_text"))
-    group.add_argument("--file", help=say("help_bc_file"))
-    create.add_argument("--at", help=say("help_bc_at"))
+    group.add_argument("--text", metavar="NỘI_DUNG", help=say("help_bc_text"))
+    group.add_argument("--file", metavar="TỆP", help=say("help_bc_file"))
+    create.add_argument("--at", metavar="THỜI_ĐIỂM", help=say("help_bc_at"))
     _audience_args(create)
     create.set_defaults(func=cmd_create)
 
-    dry = sub.add_parser("dry-run", help=say("help_bc_dry_run"))
+    dry = sub.add_parser("dry-run", help=say("help_bc_dry_run"), description=say("help_bc_dry_run"))
     _audience_args(dry)
     dry.set_defaults(func=cmd_dry_run)
 
     for name, help_ in (("approve", say("help_bc_approve")), ("pause", say("help_bc_pause")), ("resume", say("help_bc_resume")), ("cancel", say("help_bc_cancel"))):
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("id", type=int)
-        p.add_argument("--as", dest="as_", required=True, help=say("help_bc_as"))
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("id", type=int, metavar="SỐ_TIN", help=say("help_bc_id"))
+        p.add_argument("--as", dest="as_", required=True, metavar="KÊNH:MÃ", help=say("help_bc_as"))
         p.set_defaults(func=_transition(name))
 
-    ls = sub.add_parser("list", help=say("help_bc_list"))
-    ls.add_argument("--limit", type=int, default=30)
+    ls = sub.add_parser("list", help=say("help_bc_list"), description=say("help_bc_list"))
+    ls.add_argument("--limit", type=int, default=30, metavar="SỐ_TIN", help=say("help_bc_limit"))
     ls.set_defaults(func=cmd_list)
 
-    rep = sub.add_parser("report", help=say("help_bc_report"))
-    rep.add_argument("id", type=int)
+    rep = sub.add_parser("report", help=say("help_bc_report"), description=say("help_bc_report"))
+    rep.add_argument("id", type=int, metavar="SỐ_TIN", help=say("help_bc_id"))
     rep.set_defaults(func=cmd_report)
 
-    send = sub.add_parser("send", help=say("help_bc_send"))
+    send = sub.add_parser("send", help=say("help_bc_send"), description=say("help_bc_send"))
     send.add_argument("--until-done", action="store_true", help=say("help_bc_until_done"))
     send.set_defaults(func=cmd_send)

@@ -839,16 +839,16 @@ def setup(app: web.Application) -> str | None:
     settings = app[SETTINGS]
     token = settings.telegram_token
     if not token:
-        return "chưa đặt CCCD_TELEGRAM_TOKEN"
+        return say("channel_not_set", names="CCCD_TELEGRAM_TOKEN")
     if ":" not in token or any(ch.isspace() for ch in token):
-        return "CCCD_TELEGRAM_TOKEN does not look like a token from BotFather (<digits>:<secret>)"
+        return say("telegram_token_malformed")
     secret = settings.telegram_webhook_secret
     if secret is not None and not SECRET_RE.match(secret):
-        return "CCCD_TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z a-z 0-9 _ -"
+        return say("telegram_secret_malformed")
     if settings.telegram_webhook_url:
         parts = urlsplit(settings.telegram_webhook_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            return "CCCD_TELEGRAM_WEBHOOK_URL must be a full address, like https://bot.example.org/telegram/webhook"
+            return say("telegram_webhook_url_malformed")
     # Opt in to PTB's timedelta periods (RetryAfter.retry_after); without it every flood wait warns.
     os.environ.setdefault("PTB_TIMEDELTA", "true")
     # httpx logs every request URL at INFO, and PTB logs its base URL at DEBUG: both contain the token.

@@ -573,7 +573,7 @@ def setup(app: web.Application) -> str | None:
 
     settings: Settings = app[SETTINGS]
     if not settings.zalo_bot_token:
-        return "chưa đặt CCCD_ZALO_BOT_TOKEN"
+        return say("channel_not_set", names="CCCD_ZALO_BOT_TOKEN")
     from bot.server import PIPELINE, ROLE, STARTED
 
     channel = ZaloBotChannel(app[SERVICE], settings, pipeline=app[PIPELINE], receive=app[ROLE] != "sender")

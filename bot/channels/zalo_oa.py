@@ -914,7 +914,7 @@ def setup(app: web.Application) -> str | None:
     settings: Settings = app[SETTINGS]
     missing = [name for name, value in (("CCCD_ZALO_OA_APP_ID", settings.zalo_oa_app_id), ("CCCD_ZALO_OA_SECRET_KEY", settings.zalo_oa_secret_key)) if not value]
     if missing:
-        return f"chưa đặt {', '.join(missing)}"
+        return say("channel_not_set", names=", ".join(missing))
     if not settings.zalo_oa_app_secret:
         log.warning("zalo_oa: CCCD_ZALO_OA_APP_SECRET is not set: tokens cannot be refreshed")
     from bot.server import PIPELINE, ROLE
@@ -1037,17 +1037,9 @@ def cmd_authorize(args) -> int:
 
 def register_cli(subparsers) -> None:
     """Add `zalo-oa authorize [--code CODE]` to the `cccd-bot` command line."""
-    oa = subparsers.add_parser("zalo-oa", help="các lệnh cho Zalo Official Account (OA)")
-    oa_sub = oa.add_subparsers(dest="zalo_oa_command", required=True)
-    auth = oa_sub.add_parser(
-        "authorize",
-        help="in địa chỉ xin cấp quyền; sau đó lưu token bằng --code CODE",
-        description="Kết nối Official Account: chạy một lần không có --code để lấy địa chỉ xin cấp quyền, "
-        "rồi chạy lại với mã Zalo trả về.",
-    )
-    auth.add_argument("--code", help="mã cấp quyền (code) trong địa chỉ callback")
-    auth.add_argument(
-        "--refresh-token",
-        help="refresh token chép từ API Explorer của Zalo (developers.zalo.me/tools/explorer): đổi ngay lấy token mới và lưu lại",
-    )
+    oa = subparsers.add_parser("zalo-oa", help=say("help_zalo_oa"), description=say("help_zalo_oa"))
+    oa_sub = oa.add_subparsers(dest="zalo_oa_command", required=True, title=say("help_commands"), metavar="LỆNH")
+    auth = oa_sub.add_parser("authorize", help=say("help_oa_authorize"), description=say("help_oa_authorize_description"))
+    auth.add_argument("--code", metavar="MÃ", help=say("help_oa_code"))
+    auth.add_argument("--refresh-token", metavar="REFRESH_TOKEN", help=say("help_oa_refresh_token"))
     auth.set_defaults(func=cmd_authorize)

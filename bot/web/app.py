@@ -74,8 +74,10 @@ async def access_middleware(request: web.Request, handler):
             account = await s.get(WebAccount, session["uid"])
     if account is None or not account.active or session.get("pv") != auth.password_version(account):
         session.invalidate()
-        if api_path(request.path) or request.method != "GET":
+        if api_path(request.path):
             return web.json_response({"error": "login required"}, status=401)
+        if request.method != "GET":  # a form sent after the session ended: say so, in words
+            return render("error.html", request, {"message": texts(request).get("login_needed")}, status=401)
         raise web.HTTPFound(f"{PREFIX}/login?{urlencode({'next': request.rel_url.path_qs})}")
     if account.role not in allowed:
         return forbidden(request, "role")

@@ -37,6 +37,7 @@ from bot.messages import Capabilities, ChatType, Incoming, Reply
 from bot.render import render
 from bot.server import SERVICE, SETTINGS
 from bot.service import ChatService
+from bot.startup import say
 from bot.web.texts import TextsError, WebTexts, load_texts
 
 log = logging.getLogger(__name__)
@@ -320,12 +321,12 @@ def setup(app: web.Application) -> str | None:
     """Serve the web chat when CCCD_WEB_CHAT is on; return why it is off otherwise."""
     settings = app[SETTINGS]
     if not settings.web_chat:
-        return "chưa đặt CCCD_WEB_CHAT=1"
+        return say("web_chat_not_set")
     try:
         chat = build(settings, app[SERVICE])
     except TextsError as exc:
         # The other channels still run; the reason shows at start and on /healthz.
         log.error("web chat is off: %s", exc)
-        return f"lỗi nội dung trong {exc}".splitlines()[0]
+        return say("web_chat_content", error=exc).splitlines()[0]
     add_routes(app, chat)
     return None

@@ -44,7 +44,7 @@ DASHBOARD_FIELDS: dict[str, frozenset[str]] = {
         "filter_to": "", "filter_commune": "", "filter_all": "", "filter_all_communes": "", "filter_show": "",
         "filter_export": "", "filter_err_commune": "", "footer": "", "login_title": "", "login_username": "",
         "login_password": "", "login_button": "", "login_err_bad": "", "login_err_locked": "",
-        "login_err_disabled": "", "forbidden_title": "", "forbidden_csrf": "", "forbidden_role": "",
+        "login_err_disabled": "", "login_needed": "", "forbidden_title": "", "forbidden_csrf": "", "forbidden_role": "",
         "forbidden_scope": "", "forbidden_home": "", "overview_title": "", "overview_messages": "",
         "overview_people": "", "overview_groups": "", "overview_answered": "", "overview_choices": "",
         "overview_unanswered": "", "overview_by_channel": "", "overview_col_channel": "",

@@ -21,6 +21,7 @@ async def test_without_a_session_pages_redirect_and_exports_answer_401(client):
         assert resp.status == 401
     resp = await client.post(f"{PREFIX}/registry/add", data={"code": "x", "name": "x"})
     assert resp.status in (401, 403)
+    assert "Anh/chị đăng nhập lại rồi làm lại." in await resp.text(), "a form sent without a session is told so, in words"
 
 
 async def test_login_sets_a_protected_cookie_and_logout_ends_the_session(client):
