@@ -2,7 +2,8 @@
 set -euo pipefail
 PY=${PYTHON:-python3}
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-  echo "error: Python 3.11 or newer is needed (found: $("$PY" --version 2>&1)). Set PYTHON=/path/to/python3.11" >&2
+  # Said before Python can read bot/content/operator.yaml: the one sentence of the install kept here.
+  echo "Lỗi: cần Python 3.11 trở lên (máy đang có: $("$PY" --version 2>&1)). Cài Python 3.11 hoặc mới hơn, hoặc đặt PYTHON=/đường/dẫn/tới/python3.11 rồi chạy lại." >&2
   exit 1
 fi
 if [ ! -x .venv/bin/python ]; then
