@@ -82,17 +82,10 @@ _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]+))?(?:\s+(.*))?$", re
 _PRESENT = {ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER}
 _ADMINS = {ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER}
 
-PRIVATE_COMMANDS = (
-    ("start", "Bắt đầu, xem menu"),
-    ("huongdan", "Hướng dẫn 9 bước làm căn cước trực tuyến"),
-    ("menu", "Mở menu"),
-    ("xoa", "Xóa thông tin của bạn"),
-)
-GROUP_COMMANDS = (
-    ("cauhoi", "Hỏi một câu, ví dụ: /cauhoi làm căn cước ở đâu"),
-    ("menu", "Mở menu"),
-)
-GROUP_ADMIN_COMMANDS = (("thon", "Gắn nhóm với thôn, tổ dân phố: /thon tên hoặc mã"), *GROUP_COMMANDS)
+# Telegram's command menu per scope; each description is the content's message `command_<name>`.
+PRIVATE_COMMANDS = ("start", "huongdan", "menu", "huynhac", "xoa")
+GROUP_COMMANDS = ("cauhoi", "menu")
+GROUP_ADMIN_COMMANDS = ("thon", *GROUP_COMMANDS)
 
 T = TypeVar("T")
 
@@ -352,7 +345,7 @@ class TelegramChannel:
             (GROUP_ADMIN_COMMANDS, BotCommandScopeAllChatAdministrators()),
         )
         for commands, scope in scopes:
-            listed = [BotCommand(name, description) for name, description in commands]
+            listed = [BotCommand(name, self.service.catalog.msg(f"command_{name}")) for name in commands]
             try:
                 await self._call(lambda listed=listed, scope=scope: self.bot.set_my_commands(listed, scope=scope))
             except TelegramError as exc:

@@ -281,7 +281,8 @@ async def test_polling_start_registers_commands_and_clears_webhook(make_bot, fak
     bot = await make_bot("polling")
     assert fake.calls[0].method == "getMe"
     assert fake.calls_of("deleteWebhook") and not fake.calls_of("setWebhook")
-    assert [c["command"] for c in fake.commands["all_private_chats"]] == ["start", "huongdan", "menu", "xoa"]
+    assert [c["command"] for c in fake.commands["all_private_chats"]] == ["start", "huongdan", "menu", "huynhac", "xoa"]
+    assert [c["description"] for c in fake.commands["all_private_chats"]][-1] == "Xóa thông tin của anh/chị"
     assert "thon" in [c["command"] for c in fake.commands["all_chat_administrators"]]
     assert "thon" not in [c["command"] for c in fake.commands["all_group_chats"]]
     health = await (await bot.client.get("/healthz")).json()
