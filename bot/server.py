@@ -380,7 +380,7 @@ def setup_socket_reads(read_bytes: int) -> None:
     bytes: a webhook, a PostgreSQL reply, a Bot API answer). Once glibc's mmap threshold has risen
     (start-up frees large blocks, which raises it), those blocks come from the heap, and each one that a
     longer-lived allocation lands behind leaves a hole just short of the next 256 KiB request: under load
-    the heap grew by about 2 MB a minute on PostgreSQL (a dozen reads an update) and never shrank. With
+    the heap grew by 1.5–3 MB a minute on PostgreSQL (a dozen reads an update) and never shrank. With
     16 KiB pieces the holes are reused and the heap stays flat (BENCHMARKS.md, issue 11, "Memory"); a
     larger message is read in several pieces. 0 restores asyncio's own size. The size is the event
     loop's, for every connection of the process (webhooks, the database, the platforms' APIs): `serve`
