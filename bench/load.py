@@ -21,6 +21,7 @@ usage:
   python bench/load.py --db postgresql --target bot --open-rate 150 --duration 30
   python bench/load.py --db sqlite --target bot --open-rate 100 --soak 600
   python bench/load.py --db sqlite --target bot --duration 20 --profile py-spy
+  python bench/load.py --db postgresql --target bot --open-rate 50 --duration 180 --soak --memprobe /tmp/mem
 """
 
 from __future__ import annotations
@@ -505,6 +506,11 @@ def profile_summary(raw: Path) -> dict:
 async def trial(kind: str, args, db_url: str, api: FakeBotApi, people: People, log, profile_dir: Path | None) -> dict:
     ports = [PORT_BASE + 10 + i for i in range(args.procs)] if kind == "bot" else [PORT_BASE + 5]
     extra = dict(item.split("=", 1) for item in args.bot_env)
+    if args.memprobe and kind == "bot":
+        # bench/memprobe/sitecustomize.py, loaded by the bot's interpreters only: what its memory is made of.
+        Path(args.memprobe).mkdir(parents=True, exist_ok=True)
+        paths = [str(ROOT / "bench" / "memprobe"), *filter(None, [os.environ.get("PYTHONPATH")])]
+        extra.update(PYTHONPATH=os.pathsep.join(paths), BENCH_MEMPROBE_DIR=str(Path(args.memprobe).resolve()))
     target = start_ceiling(db_url, PORT_BASE + 1, ports[0], log) if kind == "ceiling" else start_bot(db_url, PORT_BASE + 1, ports, log, extra)
     spy = None
     try:
@@ -627,6 +633,8 @@ def main() -> None:
     parser.add_argument("--profile", choices=("py-spy",), help="profile the last bot trial (py-spy, raw stacks)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bot-env", action="append", default=[], metavar="CCCD_X=VALUE", help="a setting for the bot processes")
+    parser.add_argument("--memprobe", metavar="DIR", help="the bot processes write what their memory is made of to DIR every 30 s "
+                        "(bench/memprobe/sitecustomize.py; BENCH_MEMPROBE_EVERY, BENCH_MEMPROBE_TRACE=frames through --bot-env; not CCCD_ variables: the bot refuses unknown ones)")
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument("--fault", choices=FAULTS, help="a fault run instead (bench/load_faults.py): the guide walked by --fault-chats chats while it happens")
     parser.add_argument("--fault-chats", type=int, default=200)

@@ -359,7 +359,7 @@ def cmd_poster(args) -> int:
 def cmd_serve(args) -> int:
     from aiohttp import web
 
-    from bot.server import CHANNELS, create_app, setup_gc
+    from bot.server import CHANNELS, create_app, setup_gc, setup_socket_reads
 
     settings = _settings()
     catalog = _catalog_or_exit(settings)
@@ -374,6 +374,7 @@ def cmd_serve(args) -> int:
     check_database(settings.database_url)
     app = create_app(settings, catalog, role=args.role)
     setup_gc(app)
+    setup_socket_reads(settings.socket_read_bytes)
     for status in app[CHANNELS].values():
         print(say("serve_channel", name=status.name, detail=status.detail), flush=True)
     print(say("serve_listening", role=args.role, host=host, port=port), flush=True)

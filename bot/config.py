@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     telegram_send_rate: float = Field(default=0.0, ge=0)
     zalo_bot_send_rate: float = Field(default=0.0, ge=0)
     zalo_oa_send_rate: float = Field(default=0.0, ge=0)
+    # `serve` reads its sockets in pieces of at most this many bytes (asyncio reads 256 KiB at a time, which
+    # fragments the heap: see bot/server.py `setup_socket_reads`); 0 keeps asyncio's size.
+    socket_read_bytes: int = Field(default=16384, ge=0, le=1 << 20)
     # "text" or "json" (one JSON object a line, never message texts).
     log_format: str = "text"
 

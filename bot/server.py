@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import signal
 import socket
+from asyncio import selector_events, sslproto
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -368,6 +369,31 @@ def setup_gc(app: web.Application) -> None:
         gc.freeze()
 
     app.on_startup.append(freeze)
+
+
+def setup_socket_reads(read_bytes: int) -> None:
+    """Read sockets in pieces of at most `read_bytes` (`CCCD_SOCKET_READ_BYTES`) instead of asyncio's 256 KiB.
+
+    asyncio reads a plain socket with `sock.recv(256 KiB)` and a TLS one with `SSLObject.read(256 KiB)`:
+    CPython allocates the whole 256 KiB for each read, then shrinks it to what arrived (a few hundred
+    bytes: a webhook, a PostgreSQL reply, a Bot API answer). Once glibc's mmap threshold has risen
+    (start-up frees large blocks, which raises it), those blocks come from the heap, and each one that a
+    longer-lived allocation lands behind leaves a hole just short of the next 256 KiB request: under load
+    the heap grew by 1.5–3 MB a minute on PostgreSQL (a dozen reads an update) and never shrank. With
+    16 KiB pieces the holes are reused and the heap stays flat (BENCHMARKS.md, issue 11, "Memory"); a
+    larger message is read in several pieces. 0 restores asyncio's own size. The size is the event
+    loop's, for every connection of the process (webhooks, the database, the platforms' APIs): `serve`
+    sets it at start.
+    """
+    for cls, default in _ASYNCIO_READ_SIZES.items():
+        cls.max_size = read_bytes or default
+
+
+# asyncio's own read sizes (256 KiB each), as the classes define them.
+_ASYNCIO_READ_SIZES = {
+    selector_events._SelectorSocketTransport: selector_events._SelectorSocketTransport.max_size,
+    sslproto.SSLProtocol: sslproto.SSLProtocol.max_size,
+}
 
 
 def setup_started(app: web.Application) -> None:

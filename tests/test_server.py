@@ -90,3 +90,47 @@ async def test_readyz_and_metrics(db_url, catalog):
     assert 'cccd_faq_decisions_total{outcome="command"} 1.0' in metrics
     for name in ("cccd_outbox_pending", "cccd_sender_lag_seconds", "cccd_db_statements_total", "cccd_end_to_end_seconds"):
         assert name in metrics
+
+
+async def test_sockets_are_read_in_pieces_of_the_configured_size():
+    """`serve` reads every socket at most CCCD_SOCKET_READ_BYTES (16 KiB) at a time instead of asyncio's
+    256 KiB blocks, which fragment the heap (bot/server.py `setup_socket_reads`): a 300 KB message still
+    arrives whole, in pieces no larger than that."""
+    import asyncio
+    import os
+
+    from bot.server import setup_socket_reads
+
+    payload = os.urandom(300_000)
+
+    async def send(_reader, writer):
+        writer.write(payload)
+        await writer.drain()
+        writer.close()
+
+    loop = asyncio.get_running_loop()
+
+    class Reader(asyncio.Protocol):
+        def __init__(self):
+            self.pieces: list[bytes] = []
+            self.closed = loop.create_future()
+
+        def data_received(self, data):
+            self.pieces.append(data)
+
+        def connection_lost(self, exc):
+            self.closed.set_result(None)
+
+    server = await asyncio.start_server(send, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    setup_socket_reads(Settings(_env_file=None).socket_read_bytes)
+    try:
+        _transport, reader = await loop.create_connection(Reader, "127.0.0.1", port)
+        await asyncio.wait_for(reader.closed, 10)
+    finally:
+        setup_socket_reads(0)
+        server.close()
+        await server.wait_closed()
+    assert b"".join(reader.pieces) == payload
+    assert len(reader.pieces) >= 300_000 // 16384
+    assert max(len(piece) for piece in reader.pieces) <= 16384
