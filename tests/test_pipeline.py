@@ -246,10 +246,10 @@ async def test_a_bug_with_one_delivery_does_not_touch_those_handled_with_it(serv
     pipeline = Pipeline(service)
     real = service.handle_many
 
-    async def bug_on_x(session, msgs, started=None):
+    async def bug_on_x(session, msgs, started=None, **kwargs):
         if any(m.text == "x" for m in msgs):
             raise ValueError("a bug")
-        return await real(session, msgs, started)
+        return await real(session, msgs, started, **kwargs)
 
     service.handle_many = bug_on_x
     works = [work("k-ok-1", "chat-1", "/menu"), work("k-bad", "chat-2", "x"), guide_work("k-ok-2", "chat-3", "/menu", "u3")]

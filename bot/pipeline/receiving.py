@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.messages import Incoming, Reply
 from bot.pipeline.errors import is_unavailable
+from storage import batch as batch_store
 from storage import deliveries
 
 if TYPE_CHECKING:
@@ -277,8 +278,10 @@ class Pipeline:
             if item.work.apply is not None:
                 await item.work.apply(session)
         asking = [item for item in fresh if item.work.incoming is not None]
+        # The rows the core's step produced are written with the outbox rows (one statement on PostgreSQL).
+        writes = batch_store.Writes()
         answers = await self.service.handle_many(
-            session, [item.work.incoming for item in asking], [item.started for item in asking]
+            session, [item.work.incoming for item in asking], [item.started for item in asking], leave=writes
         )
         replies = dict(zip(asking, answers, strict=True))
         calls = []
@@ -287,10 +290,9 @@ class Pipeline:
             said = list(work.replies) + replies.get(item, [])
             if said and work.render is not None:
                 calls.append((work.channel, work.chat_id, work.render(said), work.user_id))
-        earlier = {}
-        if calls and self.sender is not None and self.sender.holding:
-            earlier = await deliveries.pending_of(session, [(channel, chat) for channel, chat, _calls, _user in calls])
-        rows = await deliveries.enqueue_many(session, calls, now)
+        # For this process's sender: the rows of these chats that were pending before (read in the same go).
+        holding = bool(calls) and self.sender is not None and self.sender.holding
+        rows, earlier = await batch_store.write(session, writes, calls, now, pending_before=holding)
         return set(fresh), rows, earlier
 
     async def _apologise(self, work: Work) -> bool:
