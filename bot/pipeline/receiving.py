@@ -83,9 +83,10 @@ class Pipeline:
     commit): one transaction, and one statement per kind of row, for all of them. A transaction takes at
     most one delivery of a chat and of a person, so a chat's deliveries are handled one after the other
     in arrival order, each in its own transaction; `batch` caps how many go together and `concurrency`
-    how many transactions run at once (one: the next batch forms while the database works on this one,
-    and measured on PostgreSQL, two cost more CPU per delivery for no more throughput; SQLite has one
-    writer anyway).
+    how many transactions run at once (PostgreSQL; SQLite has one writer). Another transaction begins
+    beside the running ones only while they hold at most `side_by_side` deliveries: under light load a
+    delivery does not wait for the round trips of the transaction before it; under heavy load the next
+    batch forms while the database works on this one, one large batch at a time, which costs least CPU.
     """
 
     def __init__(
@@ -95,7 +96,8 @@ class Pipeline:
         *,
         clock: Callable[[], datetime] | None = None,
         batch: int = 64,
-        concurrency: int = 1,
+        concurrency: int = 4,
+        side_by_side: int = 8,
     ):
         self.service = service
         self.db = service.db
@@ -103,7 +105,9 @@ class Pipeline:
         self.clock = clock or service.clock
         self.error_text = lambda: service.catalog.msg("error")
         self.batch = max(1, batch)
-        self.concurrency = max(1, concurrency)
+        # SQLite has one writer: a second transaction would only wait for it, holding its batch meanwhile.
+        self.concurrency = 1 if self.db.is_sqlite else max(1, concurrency)
+        self.side_by_side = side_by_side
         # Hooks for metrics: (channel, outcome, seconds).
         self.on_handled: Callable[[str, str, float], None] | None = None
         self._receiving = 0
@@ -112,6 +116,7 @@ class Pipeline:
         self._waiting: list[_Item] = []
         self._busy: set[tuple[str, ...]] = set()
         self._running = 0
+        self._in_flight = 0  # deliveries in the running transactions
         self._tasks: set[asyncio.Task] = set()
         if sender is not None and self.db.is_sqlite:
             # This process's sent calls are recorded by its next receiving transaction, if one is coming.
@@ -146,12 +151,17 @@ class Pipeline:
     # -- transactions ------------------------------------------------------------------------------
 
     def _start(self) -> None:
-        """Start transactions for waiting deliveries while fewer than `concurrency` run."""
+        """Start transactions for waiting deliveries while fewer than `concurrency` run and those running
+        are small (`side_by_side`): under light load a delivery need not wait for the transaction before
+        it, whose time is mostly round trips; under heavy load one large batch at a time costs least."""
         while self._running < self.concurrency and self._waiting:
+            if self._running and self._in_flight > self.side_by_side:
+                return
             batch = self._take()
             if not batch:
                 return
             self._running += 1
+            self._in_flight += len(batch)
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -187,6 +197,7 @@ class Pipeline:
                 raise
         finally:
             self._running -= 1
+            self._in_flight -= len(batch)
             for item in batch:
                 self._busy -= item.keys
             self._start()
