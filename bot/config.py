@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     # Receiving (see docs/pipeline.md): at most this many deliveries share a transaction, and this many
     # transactions run at once in a process (PostgreSQL; side by side only while they are small).
     pipeline_batch: int = Field(default=64, ge=1, le=1000)
-    pipeline_concurrency: int = Field(default=4, ge=1, le=64)
+    pipeline_concurrency: int = Field(default=1, ge=1, le=64)
     # The pipeline's sender: one process holds its lease (see docs/pipeline.md).
     instance_name: str | None = None  # default: <host name>:<port>
     sender_lease_seconds: float = Field(default=10.0, gt=0.5, le=600)

@@ -207,9 +207,11 @@ async def write(
     *,
     pending_before: bool = False,
     kind: str = "reply",
+    sent: Sequence[int] = (),
 ) -> tuple[list[Outgoing], dict[tuple[str, str], list[int]]]:
-    """Write a batch's log rows, states and outbox rows (`calls`, ids in the order given), and on
-    PostgreSQL the statistics' counters noted in this transaction so far.
+    """Write a batch's log rows, states and outbox rows (`calls`, ids in the order given), the calls the
+    sender made (`sent`, `deliveries.mark_sent`), and on PostgreSQL the statistics' counters noted in this
+    transaction so far.
 
     With `pending_before`, also returns the ids of the calls of `calls`' chats that were pending before
     these were added (per chat, for `Sender.offer`). Returns the outbox rows as the sender holds them."""
@@ -219,6 +221,8 @@ async def write(
         await logs.add_many(session, queries=writes.queries, events=writes.events)
         await conversations.write_states(session, writes.states, now)
         earlier = await deliveries.pending_of(session, chats) if chats else {}
+        if sent:
+            await deliveries.mark_sent(session, sent, now)
         return await deliveries.enqueue_many(session, calls, now, kind=kind), earlier
     for row in writes.queries:
         stats.note_query(session, row)
@@ -227,6 +231,9 @@ async def write(
     counters = stats.take_pending(session)
     parts: list[str] = []
     params: dict[str, Any] = {"now": now}
+    if sent:
+        parts.append("sent")
+        params["sent"] = sorted(set(sent))
     if writes.queries:
         parts.append("query_log")
         params.update(_columns("q", _log_rows(QueryLog, writes.queries)))
@@ -388,6 +395,14 @@ _STATS_ORDER = ("stat_messages", "stat_messages_monthly", "stat_topics", "stat_s
 def _write_statement(parts: tuple[str, ...]):
     """The write statement for a set of kinds of rows (one text, hence one prepared statement, per set)."""
     ctes: list[str] = []
+    before: str | None = None  # the CTE the next counter waits for (an InitPlan: it runs to its end first)
+    if "sent" in parts:
+        # First, before any counter row is locked (as the sender's own UPDATE would, holding nothing else).
+        ctes.append(
+            "mk AS (UPDATE outbox SET status = 'sent', ended_at = CAST(:now AS TIMESTAMPTZ), call = NULL "
+            "WHERE id = ANY(CAST(:sent AS BIGINT[])) AND status = 'pending' RETURNING 1)"
+        )
+        before = "mk"
     if "query_log" in parts:
         ctes.append(_insert_log("ql", QueryLog, "q"))
     if "guide_events" in parts:
@@ -403,7 +418,6 @@ def _write_statement(parts: tuple[str, ...]):
     counted = [p for p in _STATS_ORDER if p in parts]
     if any(p in parts for p in ("stat_messages", "stat_messages_monthly", "stat_topics", "stat_stuck", "stat_seen")):
         ctes.append("h AS (SELECT code, commune_code FROM hamlets WHERE code = ANY(CAST(:hamlets AS VARCHAR[])))")
-    before: str | None = None  # the CTE the next counter waits for (an InitPlan: it runs to its end first)
 
     def gate() -> str:
         return f" AND (SELECT count(*) FROM {before}) >= 0" if before else ""

@@ -83,10 +83,13 @@ class Pipeline:
     commit): one transaction, and one statement per kind of row, for all of them. A transaction takes at
     most one delivery of a chat and of a person, so a chat's deliveries are handled one after the other
     in arrival order, each in its own transaction; `batch` caps how many go together and `concurrency`
-    how many transactions run at once (PostgreSQL; SQLite has one writer). Another transaction begins
-    beside the running ones only while they hold at most `side_by_side` deliveries: under light load a
-    delivery does not wait for the round trips of the transaction before it; under heavy load the next
-    batch forms while the database works on this one, one large batch at a time, which costs least CPU.
+    how many transactions run at once (PostgreSQL; SQLite has one writer). With more than one, another
+    transaction begins beside the running ones only while they hold at most `side_by_side` deliveries:
+    under light load a delivery need not wait for the round trips of the transaction before it; under
+    heavy load the next batch forms while the database works on this one, one large batch at a time,
+    which costs least CPU. One is the default: on a machine whose CPUs are busy, transactions side by
+    side measured no better at half the peak (their backends wait for a CPU too, and they meet on the
+    statistics' counter rows).
     """
 
     def __init__(
@@ -96,7 +99,7 @@ class Pipeline:
         *,
         clock: Callable[[], datetime] | None = None,
         batch: int = 64,
-        concurrency: int = 4,
+        concurrency: int = 1,
         side_by_side: int = 8,
     ):
         self.service = service
@@ -118,7 +121,7 @@ class Pipeline:
         self._running = 0
         self._in_flight = 0  # deliveries in the running transactions
         self._tasks: set[asyncio.Task] = set()
-        if sender is not None and self.db.is_sqlite:
+        if sender is not None:
             # This process's sent calls are recorded by its next receiving transaction, if one is coming.
             sender.marks_ride = lambda: self._running > 0
 
@@ -257,13 +260,7 @@ class Pipeline:
         marks: list[int] = []
         try:
             async with self.db.locked_many(chats, by_first_statement=True) as session:
-                fresh, rows, earlier = await self._steps(session, batch, chats, now)
-                if self.db.is_sqlite and self.sender is not None:
-                    # SQLite has one writer and each commit waits for the disk: the sent calls this
-                    # process has not recorded yet are recorded with this batch rather than after it.
-                    marks = self.sender.take_marks()
-                    if marks:
-                        await deliveries.mark_sent(session, marks, now)
+                fresh, rows, earlier = await self._steps(session, batch, chats, now, marks)
         except BaseException:
             if marks:
                 self.sender.marks_not_recorded(marks)
@@ -273,9 +270,10 @@ class Pipeline:
         return fresh, rows, earlier
 
     async def _steps(
-        self, session: AsyncSession, batch: list[_Item], chats: list[str], now: datetime
+        self, session: AsyncSession, batch: list[_Item], chats: list[str], now: datetime, marks: list[int]
     ) -> tuple[set[_Item], list[deliveries.Outgoing], dict[tuple[str, str], list[int]]]:
-        """The batch's statements, in the transaction holding its chats' locks (see `_transaction`)."""
+        """The batch's statements, in the transaction holding its chats' locks (see `_transaction`); the
+        sent calls it records for the sender are added to `marks`."""
         # On PostgreSQL the chats' locks are taken by the same statement, before it records the keys.
         locks = () if self.db.is_sqlite else self.db.advisory_keys(chats)
         taken = await deliveries.take_many(session, [(item.work.channel, item.work.key) for item in batch], now, locks=locks)
@@ -303,7 +301,11 @@ class Pipeline:
                 calls.append((work.channel, work.chat_id, work.render(said), work.user_id))
         # For this process's sender: the rows of these chats that were pending before (read in the same go).
         holding = bool(calls) and self.sender is not None and self.sender.holding
-        rows, earlier = await batch_store.write(session, writes, calls, now, pending_before=holding)
+        if self.sender is not None:
+            # The calls this process sent and has not recorded yet are recorded with this batch: on SQLite
+            # one commit (one wait for the disk) instead of two, on PostgreSQL no statement of their own.
+            marks.extend(self.sender.take_marks())
+        rows, earlier = await batch_store.write(session, writes, calls, now, pending_before=holding, sent=marks)
         return set(fresh), rows, earlier
 
     async def _apologise(self, work: Work) -> bool:
