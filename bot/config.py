@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     web_secret: str | None = None
     web_secure_cookies: bool = False
     # Receiving (see docs/pipeline.md): at most this many deliveries share a transaction, and this many
-    # transactions run at once in a process.
+    # transactions run at once in a process (PostgreSQL; side by side only while they are small).
     pipeline_batch: int = Field(default=64, ge=1, le=1000)
     pipeline_concurrency: int = Field(default=1, ge=1, le=64)
     # The pipeline's sender: one process holds its lease (see docs/pipeline.md).

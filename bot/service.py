@@ -7,7 +7,6 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,7 +35,7 @@ from bot.masking import mask
 from bot.matcher import Match, Matcher
 from bot.messages import ChatType, Incoming, Reply
 from bot.privacy import erasure_ref, load_salt, pseudonym
-from storage import conversations, deliveries, erasure, logs, people, registry, unanswered_marks
+from storage import batch, conversations, deliveries, erasure, logs, people, registry, unanswered_marks
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -76,15 +75,6 @@ class RememberedMatches:
 
     def forget(self) -> None:
         self._known.clear()
-
-
-@dataclass
-class _Records:
-    """Rows of the messages handled together, written in one statement per kind."""
-
-    queries: list[dict] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
-    states: list[tuple[tuple[str, str, str], dict]] = field(default_factory=list)
 
 
 class ChatService:
@@ -240,14 +230,22 @@ class ChatService:
         return (await self.handle_many(session, [msg], [started]))[0]
 
     async def handle_many(
-        self, session: AsyncSession, msgs: Sequence[Incoming], started: Sequence[float | None] | None = None
+        self,
+        session: AsyncSession,
+        msgs: Sequence[Incoming],
+        started: Sequence[float | None] | None = None,
+        *,
+        leave: batch.Writes | None = None,
     ) -> list[list[Reply]]:
-        """`handle_in` for several messages at once: one statement per kind of row for them all.
+        """`handle_in` for several messages at once: their reads in one go, and their writes in another
+        (storage/batch.py: one statement each on PostgreSQL).
 
         The caller's transaction holds the locks of all their chats. Messages that share a chat or a
         person are handled one after the other in the order given, each seeing what the one before it
         recorded; the others side by side, which is the same as one after the other because they read
-        and write nothing in common but counters. Returns each message's replies, in order.
+        and write nothing in common but counters. Returns each message's replies, in order. With
+        `leave`, the rows of the last of them to write are added to it instead, for the caller to write
+        with its own (the pipeline writes them with the outbox rows, `batch.write`).
         """
         begun = [time.perf_counter() if t is None else t for t in (started or [None] * len(msgs))]
         replies: list[list[Reply]] = [[] for _ in msgs]
@@ -261,43 +259,46 @@ class ChatService:
                 keys = {("chat", msg.channel, msg.chat_id), ("person", msg.channel, msg.sender_id)}
                 (later if keys & seen else together).append(i)
                 seen |= keys
-            answers = await self._handle_together(session, [msgs[i] for i in together], [begun[i] for i in together])
+            records = leave if leave is not None and not later else batch.Writes()
+            answers = await self._handle_together(session, [msgs[i] for i in together], [begun[i] for i in together], records)
+            if records is not leave:
+                await batch.write(session, records, [], self.clock())
             for i, answer in zip(together, answers, strict=True):
                 replies[i] = answer
             waiting = later
         return replies
 
-    async def _handle_together(self, session: AsyncSession, msgs: list[Incoming], started: list[float]) -> list[list[Reply]]:
-        """Handle messages of distinct chats and people: read everything, step each, write everything."""
+    async def _handle_together(
+        self, session: AsyncSession, msgs: list[Incoming], started: list[float], records: batch.Writes
+    ) -> list[list[Reply]]:
+        """Handle messages of distinct chats and people: read everything, step each, add their rows to `records`."""
         replies: list[list[Reply]] = [[] for _ in msgs]
         live = [i for i, msg in enumerate(msgs) if msg.chat_type is not ChatType.GROUP or msg.addressed]
         if not live:
             return replies
-        refs = {i: self.erasure_ref(msgs[i].channel, msgs[i].sender_id) for i in live}
-        erased = await erasure.erased_at_many(session, sorted(set(refs.values())))
-        if erased:
-            kept = [i for i in live if not (refs[i] in erased and erasure.aware(msgs[i].time) < erased[refs[i]])]
-            for _ in range(len(live) - len(kept)):
-                # Sent before the person's /xoa, delivered or recovered after it: no row, no reply.
-                log.info("%s: a message sent before its sender's erasure was dropped", msgs[0].channel)
-            live = kept
-            if not live:
-                return replies
         hamlets = await self.hamlets(session)
         now = self.clock()
-        # One statement each for all the messages: the states, and the user and chat rows (created on first contact).
-        states = await conversations.read_states(session, [msgs[i].key for i in live])
-        users = await people.seen_users(session, [(msgs[i].channel, msgs[i].sender_id) for i in live], now)
-        chats = await people.seen_chats(session, [(msgs[i].channel, msgs[i].chat_id, msgs[i].chat_type.value) for i in live], now)
-        # In private, the hamlet of the group the person last wrote in is offered instead of the list.
-        homeless = {
-            i: self.pseudonym(msgs[i].channel, msgs[i].sender_id)
+        # One go for all the messages (storage/batch.py): the erasures, the states, the user and chat rows
+        # (created on first contact) and, in private, the hamlet of the group the person last wrote in,
+        # offered instead of the list.
+        seen = [
+            batch.Message(
+                msgs[i].channel, msgs[i].chat_id, msgs[i].chat_type.value, msgs[i].sender_id,
+                self.erasure_ref(msgs[i].channel, msgs[i].sender_id), self.pseudonym(msgs[i].channel, msgs[i].sender_id),
+                msgs[i].time,
+            )
             for i in live
-            if msgs[i].chat_type is ChatType.PRIVATE and users[(msgs[i].channel, msgs[i].sender_id)][0] is None
-        }
-        last_group = await logs.last_group_hamlets(session, sorted(set(homeless.values())))
+        ]
+        reads = await batch.read(session, seen, now)
+        for _ in reads.erased:
+            # Sent before the person's /xoa, delivered or recovered after it: no row, no reply.
+            log.info("%s: a message sent before its sender's erasure was dropped", msgs[0].channel)
+        person = {i: m.person_ref for i, m in zip(live, seen, strict=True)}
+        live = [i for n, i in enumerate(live) if n not in reads.erased]
+        if not live:
+            return replies
+        users, chats, states, last_group = reads.users, reads.chats, reads.states, reads.last_group
         next_visits = await self._next_visits(session)  # once for the batch (cached for a minute)
-        records = _Records()
         for i in live:
             msg = msgs[i]
             user_hamlet, opted_out = users[(msg.channel, msg.sender_id)]
@@ -310,7 +311,7 @@ class ChatService:
                 now=now,
                 user_hamlet=user_hamlet,
                 is_officer=msg.sender_is_admin or (msg.channel, msg.sender_id) in self.officers,
-                chat_hamlet=chat_hamlet if msg.chat_type is ChatType.GROUP else last_group.get(homeless.get(i, "")),
+                chat_hamlet=chat_hamlet if msg.chat_type is ChatType.GROUP else last_group.get(person[i]),
                 opted_out=opted_out,
                 desk=await self._desk(session, msg, state),
                 next_visit=next_visits.get(chat_hamlet if msg.chat_type is ChatType.GROUP else user_hamlet or ""),
@@ -327,8 +328,6 @@ class ChatService:
                 )
             await self._record(session, msg, outcome, user_hamlet, chat_hamlet, now, started[i], records)
             replies[i] = list(outcome.replies) + await self._broadcasts_composed(session, msg, outcome, now)
-        await logs.add_many(session, queries=records.queries, events=records.events)
-        await conversations.write_states(session, records.states, now)
         return replies
 
     VISITS_TTL = 60.0
@@ -437,7 +436,7 @@ class ChatService:
             replies.append(Reply(content.msg("bc_submitted", id=b.id, next=nxt)))
         return replies
 
-    async def _record(self, session, msg: Incoming, outcome: Outcome, user_hamlet, chat_hamlet, now, started, records: _Records) -> None:
+    async def _record(self, session, msg: Incoming, outcome: Outcome, user_hamlet, chat_hamlet, now, started, records: batch.Writes) -> None:
         """Apply the core's events to the store; the log rows and the new state go to `records`."""
         user_ref: str | None = self.pseudonym(msg.channel, msg.sender_id)
         forget = any(isinstance(e, ForgetUser) for e in outcome.events)

@@ -190,6 +190,10 @@ async def mark_sent(session: AsyncSession, ids: Iterable[int], now: datetime) ->
     """Record calls the platform accepted; their content is dropped."""
     ids = sorted(set(ids))
     conn = await session.connection()
+    if conn.dialect.name == "postgresql":
+        # One text (one prepared statement) whatever the number of ids.
+        await conn.execute(_MARK_SENT_PG, {"ids": ids, "now": now})
+        return
     for start in range(0, len(ids), 500):
         await conn.execute(_MARK_SENT, {"ids": ids[start : start + 500], "now": now})
 
@@ -223,6 +227,12 @@ _MARK_SENT = (
     update(_OUTBOX)
     .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)), _OUTBOX.c.status == PENDING)
     .values(status=SENT, ended_at=bindparam("now"), call=None)
+)
+
+
+_MARK_SENT_PG = text(
+    "UPDATE outbox SET status = 'sent', ended_at = :now, call = NULL "
+    "WHERE id = ANY(CAST(:ids AS BIGINT[])) AND status = 'pending'"
 )
 
 

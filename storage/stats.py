@@ -129,6 +129,20 @@ def _pending(session: AsyncSession | Session) -> _Pending:
     return pending
 
 
+Pending = _Pending
+
+
+def take_pending(session: AsyncSession) -> _Pending | None:
+    """The increments noted in this transaction so far, for the caller to write in its own statement
+    (storage/batch.py, on PostgreSQL); they are no longer written at commit. None when there are none."""
+    pending: _Pending | None = session.sync_session.info.get(PENDING_KEY)
+    if not pending:
+        return None
+    taken = _Pending(pending.messages.copy(), pending.topics.copy(), pending.stuck.copy(), set(pending.seen), dict(pending.wordings))
+    pending.clear()
+    return taken
+
+
 def _rolled_back(pending: _Pending, _session, transaction) -> None:
     # Only the whole transaction's end drops the increments: a savepoint rolled back inside it
     # (a duplicate delivery, say) leaves the outer transaction's rows, and their counts, in place.

@@ -246,10 +246,10 @@ async def test_a_bug_with_one_delivery_does_not_touch_those_handled_with_it(serv
     pipeline = Pipeline(service)
     real = service.handle_many
 
-    async def bug_on_x(session, msgs, started=None):
+    async def bug_on_x(session, msgs, started=None, **kwargs):
         if any(m.text == "x" for m in msgs):
             raise ValueError("a bug")
-        return await real(session, msgs, started)
+        return await real(session, msgs, started, **kwargs)
 
     service.handle_many = bug_on_x
     works = [work("k-ok-1", "chat-1", "/menu"), work("k-bad", "chat-2", "x"), guide_work("k-ok-2", "chat-3", "/menu", "u3")]
@@ -344,11 +344,19 @@ def held_work(key: str, chat: str, gate: asyncio.Event, entered: asyncio.Event, 
 
 
 @pytest.mark.parametrize("fail", [False, True], ids=["committed", "rolled-back"])
-async def test_on_sqlite_a_call_sent_while_messages_are_handled_is_recorded_with_them(service, fail):
-    """SQLite has one writer and every commit waits for the disk: a sent call is recorded by the receiving
-    transaction running at that moment instead of a transaction of its own; if that one rolls back, the
-    call is recorded all the same, once, and never sent again."""
+async def test_a_call_sent_while_messages_are_handled_is_recorded_with_them(service, fail):
+    """A sent call is recorded by the receiving transaction running at that moment instead of a transaction
+    (SQLite: one writer, every commit waits for the disk) or a statement (PostgreSQL) of its own; if that one
+    rolls back, the call is recorded all the same, once, and never sent again."""
+    from sqlalchemy import event
+
     from storage.db import STATS
+
+    own_marks: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args) -> None:
+        if statement.lstrip().upper().startswith("UPDATE OUTBOX"):
+            own_marks.append(statement)
 
     platform = FakePlatform()
     platform.gates["chat-a"] = asyncio.Event()
@@ -362,6 +370,8 @@ async def test_on_sqlite_a_call_sent_while_messages_are_handled_is_recorded_with
     received = asyncio.create_task(pipeline.receive(held_work("k-b", "chat-b", gate, entered, fail)))
     await asyncio.wait_for(entered.wait(), 5)  # chat-b's transaction is open, holding the writer
     before = STATS["transactions"]
+    if not service.db.is_sqlite:
+        event.listen(service.db.engine.sync_engine, "before_cursor_execute", note)
     platform.gates["chat-a"].set()
     for _ in range(100):  # the call is made; its record waits for the transaction
         if platform.delivered:
@@ -370,8 +380,12 @@ async def test_on_sqlite_a_call_sent_while_messages_are_handled_is_recorded_with
     assert platform.delivered == [("chat-a", "trước")]
     gate.set()
     assert await asyncio.wait_for(received, 10)  # handled (or, after the bug, taken with the apology)
-    if service.db.is_sqlite and not fail:
-        assert STATS["transactions"] == before  # none began for chat-a's call: it rode on chat-b's (begun before)
+    if not fail:
+        if service.db.is_sqlite:
+            assert STATS["transactions"] == before  # none began for chat-a's call: it rode on chat-b's (begun before)
+        else:
+            event.remove(service.db.engine.sync_engine, "before_cursor_execute", note)
+            assert own_marks == []  # recorded by chat-b's write statement, not one of its own
         assert (await outbox(service.db))[0].status == "sent"
     platform.gates["chat-b"].set()
     await asyncio.wait_for(sender.drain(), 10)

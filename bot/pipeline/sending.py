@@ -167,7 +167,7 @@ class Sender:
         # Ids this process ended lately (sent, refused): a row offered behind them may go straight out.
         self._ended: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._to_mark: list[int] = []
-        # True while a receiving transaction will record the sent calls with its own (SQLite, see `take_marks`).
+        # True while a receiving transaction will record the sent calls with its own (see `take_marks`).
         self.marks_ride: Callable[[], bool] | None = None
         self._background: list[asyncio.Task] = []
         self._housekept = float("-inf")
@@ -527,9 +527,10 @@ class Sender:
             self.marks_recorded(ids)
 
     def take_marks(self) -> list[int]:
-        """The sent calls not yet recorded, for a transaction holding SQLite's write lock to record with its
-        own changes (one commit, and one wait for the disk, instead of two). The caller then says how it
-        ended: `marks_recorded` after its commit, `marks_not_recorded` when it rolled back."""
+        """The sent calls not yet recorded, for a receiving transaction to record with its own changes (on
+        SQLite one commit, and one wait for the disk, instead of two; on PostgreSQL no statement of their
+        own). The caller then says how it ended: `marks_recorded` after its commit, `marks_not_recorded`
+        when it rolled back."""
         ids, self._to_mark = self._to_mark, []
         return ids
 
