@@ -142,6 +142,24 @@ def _count_mentions(folded: tuple[str, ...], phrases: dict[int, set[tuple[str, .
     return len({folded[i : i + n] for i, t in enumerate(folded) if t in firsts for n in firsts[t] if folded[i : i + n] in phrases[n]})
 
 
+def _first_at(folded: tuple[str, ...], phrases: dict[int, set[tuple[str, ...]]], firsts: dict[str, tuple[int, ...]]) -> int | None:
+    """Where the first listed phrase of `folded` starts, or None."""
+    for i, t in enumerate(folded):
+        if t in firsts and any(folded[i : i + n] in phrases[n] for n in firsts[t]):
+            return i
+    return None
+
+
+def _leads(folded: tuple[str, ...], first: tuple, then: tuple) -> bool | None:
+    """Whether a phrase of `first` (phrases, firsts) comes before any phrase of `then` in `folded`;
+    None when `first` names nothing there."""
+    at = _first_at(folded, *first)
+    if at is None:
+        return None
+    other = _first_at(folded, *then)
+    return other is None or at < other
+
+
 def _first_words(phrases: dict[int, set[tuple[str, ...]]]) -> dict[str, tuple[int, ...]]:
     """First word -> the lengths of the listed phrases that start with it."""
     firsts: dict[str, set[int]] = {}
@@ -625,6 +643,15 @@ class Matcher:
         said, firsts = (ix.ours_read, ix.ours_read_firsts) if long_words else (ix.ours, ix.ours_firsts)
         ours = _mentions(typed, said, firsts) or _mentions(canonical, said, firsts)
         neighbour = _mentions(typed, ix.neighbours, ix.neighbour_firsts) or _mentions(canonical, ix.neighbours, ix.neighbour_firsts)
+        # Session 6: what a short question names first is what it is about ("hộ chiếu gắn chip có lợi gì",
+        # "đăng ký kết hôn cần mang cccd không" ask about the neighbouring service), and naming what people
+        # do with the card ("đổi thẻ", "cấp lại", "tờ khai") marks a short question as ours too.
+        lead = None
+        if neighbour:
+            lead = _leads(canonical, (ix.neighbours, ix.neighbour_firsts), (said, firsts))
+            if lead is None:
+                lead = _leads(typed, (ix.neighbours, ix.neighbour_firsts), (said, firsts))
+        procedure = ours or _mentions(canonical, ix.ours_read, ix.ours_read_firsts) or _mentions(typed, ix.ours_read, ix.ours_read_firsts)
         best_doc = int(ix.starts[top_i]) + int(np.argmax(overlap[ix.starts[top_i] : ix.ends[top_i]]))
         feats = {
             "score": s1,
@@ -642,6 +669,8 @@ class Matcher:
             "ours": 1.0 if ours else 0.0,
             "neighbour": 1.0 if neighbour else 0.0,
             "foreign": 1.0 if neighbour and not ours else 0.0,
+            "lead_neighbour": 1.0 if neighbour and (lead or lead is None or not ours) else 0.0,
+            "procedure": 1.0 if procedure else 0.0,
             # how many of our subjects and procedures, against how many neighbouring services, it names
             "balance": math.log1p(_count_mentions(canonical, ix.ours_read, ix.ours_read_firsts))
             - math.log1p(_count_mentions(canonical, ix.neighbours, ix.neighbour_firsts)),
