@@ -481,7 +481,7 @@ def judge_short(catalog: Catalog) -> None:
 
     print(f"{'judge (short models)':<34} {'in':>4} {'oos':>4} {'rank-1':>6} {'top-1':>6} {'ans ok':>6} {'among':>6} {'none':>6} {'wrong':>6} {'oos ab':>6} {'strict':>6}")
     pooled: list[Row] = []
-    preds: dict[str, Prediction] = {}
+    preds: list[Prediction] = []  # in the order of `pooled` (a question may occur in two sets)
     for split in ("dev", *SHORT_FIT_SPLITS, "calibration"):
         judged = [r for r in rows if r.split == split]
         predict = matcher_predict(fitted_without(split))
@@ -489,8 +489,9 @@ def judge_short(catalog: Catalog) -> None:
         line(f"{split}, set left out", evaluate(lambda text: got[text], judged))
         if split != "calibration":
             pooled += judged
-            preds.update(got)
-    line("dev + dev2 + headlines_dev, pooled", evaluate(lambda text: preds[text], pooled))
+            preds += [got[r.question] for r in judged]
+    answers = iter(preds)
+    line(f"{' + '.join(('dev', *SHORT_FIT_SPLITS))}, pooled", evaluate(lambda text: next(answers), pooled))
     if SPLIT_FILES["dev3"].exists():
         dev3 = load_rows("dev3")
         for name, m in (("fitted now", fitted_without(None)), ("shipped", matcher)):
