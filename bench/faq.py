@@ -271,7 +271,8 @@ SHORT_OFFER = True
 # models keep their fitting set). Judged by `--judge-short`, each decided by models fitted without it.
 SHORT_FIT_SPLITS = ("dev2", "headlines_dev")
 # Long messages (issue #14, targets: wrong <= 0.05, out-of-scope abstention >= 0.95), with a margin.
-MAX_WRONG_RATE_LONG = 0.03
+MAX_WRONG_RATE_LONG = 0.0275  # session 6 (was 0.03): with session 6's short examples in the content, 0.03 let
+# the long models answer more wrongly on unseen writers (--judge, leave one writer out: wrong 0.019 -> 0.029)
 MAX_OOS_ANSWERED_LONG = 0.025
 MIN_STRICT_ABSTENTION_LONG = 0.70
 # Session 5: long messages may be offered choices at a lower P(ours) than they may be answered.
