@@ -89,7 +89,8 @@ class Thresholds:
     """Where the calibrated probabilities turn into decisions."""
 
     answer: float = 0.725  # answer when P(the top topic is right) is at least this
-    choose: float = 0.85  # answer only when P(the question is ours) is at least this
+    # answer only when P(the question is ours) is at least this; offer choices (or ask back) from `offer` on
+    choose: float = 0.85
     # the same for long messages (at least Weights.long_words words), with models of their own
     answer_long: float = 0.475
     choose_long: float = 0.625
