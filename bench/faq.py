@@ -462,8 +462,6 @@ def judge_short(catalog: Catalog) -> None:
       thresholds fitted on the fitting set without it (its long questions keep the shipped long models);
     - dev3 (written blind for session 6, never fitted on), per writer, decided by the short models fitted on the
       whole fitting set now (`--fit`) and by the models shipped in bot/matcher.py (the same once pasted)."""
-    from bot.matcher import Models
-
     matcher, rows, sigs = fitting_set(catalog)
     short, _ = regimes(matcher, sigs, rows)
 
