@@ -5,6 +5,7 @@
     .venv/bin/python bench/faq.py --fit      # refit the decision models on the dev split (prints constants)
     .venv/bin/python bench/faq.py --crossfit # long_dev decided by long models fitted without it (5 folds)
     .venv/bin/python bench/faq.py --judge    # long_dev, long_dev2 and each writer decided by models fitted without them
+    .venv/bin/python bench/faq.py --judge-short  # dev, dev2, headlines_dev decided by short models fitted without them; dev3
 
 Quality is measured on bench/data/eval/faq_eval.csv (written independently of the content); the
 baselines' thresholds and the matcher's decision models are tuned on the dev split only.
@@ -253,12 +254,25 @@ LONG_SCOPE_FEATURES = SCOPE_FEATURES + ("balance", "ask_ours", "ask_neighbour", 
 # lowers for every topic alike), naive Bayes' margin and the latent semantic vectors' margin and cosine for the
 # lexical top topic (bot/matcher.py `_Lsa`); six features, fewer than before.
 LONG_ANSWER_FEATURES = ("ratio", "third", "coverage", "nb_margin", "lsa_margin", "lsa_cos")
+# Session 6: the short scope model also reads whether a neighbouring service is named before any of our
+# subjects (`lead_neighbour`: "hộ chiếu gắn chip có lợi gì"), whether the question names what people do with
+# the card (`procedure`: "đổi thẻ", "cấp lại", "tờ khai") and the LSA cosine of the top topic.
+SHORT_SCOPE_FEATURES = SCOPE_FEATURES + ("lead_neighbour", "procedure", "lsa_cos")
 # Thresholds are picked on the dev split (with the calibration file) to maximise in-scope top-1 plus
 # half the share answered right, under these ceilings (stricter than the targets, to leave a margin).
-MAX_WRONG_RATE = 0.02
+MAX_WRONG_RATE = 0.015  # session 6 (was 0.02): a short blind set's wrong rate must stay under 0.02 with a margin
 MIN_STRICT_ABSTENTION = 0.90
+# Session 6: short out-of-scope questions answered, at most this share on the fitting set; choices may be
+# offered at a lower P(ours) than answers (`Thresholds.offer`), so the answer's bar can rise without turning
+# in-scope questions away.
+MAX_OOS_ANSWERED = 0.01
+SHORT_OFFER = True
+# Short development sets the short models are also fitted on (session 6; their short questions only: the long
+# models keep their fitting set). Judged by `--judge-short`, each decided by models fitted without it.
+SHORT_FIT_SPLITS = ("dev2", "headlines_dev")
 # Long messages (issue #14, targets: wrong <= 0.05, out-of-scope abstention >= 0.95), with a margin.
-MAX_WRONG_RATE_LONG = 0.03
+MAX_WRONG_RATE_LONG = 0.0275  # session 6 (was 0.03): with session 6's short examples in the content, 0.03 let
+# the long models answer more wrongly on unseen writers (--judge, leave one writer out: wrong 0.019 -> 0.029)
 MAX_OOS_ANSWERED_LONG = 0.025
 MIN_STRICT_ABSTENTION_LONG = 0.70
 # Session 5: long messages may be offered choices at a lower P(ours) than they may be answered.
@@ -282,13 +296,15 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50)
     return w
 
 
-def fitting_set(catalog: Catalog, long_splits: tuple[str, ...] = LONG_FIT_SPLITS) -> tuple[Matcher, list[Row], list]:
+def fitting_set(catalog: Catalog, long_splits: tuple[str, ...] = LONG_FIT_SPLITS,
+                short_splits: tuple[str, ...] = SHORT_FIT_SPLITS) -> tuple[Matcher, list[Row], list]:
     """The questions the decision models are fitted on, with their signals: the dev split, the
-    calibration files, the long development sets `long_splits` and the content's examples, each held
+    calibration files, the long development sets `long_splits`, the short development sets `short_splits`
+    (their short questions fit the short models only, see `regimes`) and the content's examples, each held
     out of the index that scores it."""
     matcher = Matcher(catalog)
     rows = load_rows("dev") + load_calibration()
-    for split in long_splits:
+    for split in (*long_splits, *short_splits):
         if SPLIT_FILES[split].exists():
             rows += load_rows(split)
     sigs = [matcher.signals(r.question) for r in rows]
@@ -301,10 +317,13 @@ def fitting_set(catalog: Catalog, long_splits: tuple[str, ...] = LONG_FIT_SPLITS
     return matcher, rows, sigs
 
 
-def regimes(matcher: Matcher, sigs) -> tuple[list[int], list[int]]:
-    """Indices of the usable short and long questions (long: at least Weights.long_words words)."""
+def regimes(matcher: Matcher, sigs, rows: list[Row] | None = None) -> tuple[list[int], list[int]]:
+    """Indices of the usable short and long questions (long: at least Weights.long_words words); the long
+    questions of the short-only fitting sets (SHORT_FIT_SPLITS) are left out."""
     usable = [i for i, s in enumerate(sigs) if s.ranked and s.norm.words > matcher.thresholds.ask_back_words]
-    return [i for i in usable if not sigs[i].features["long"]], [i for i in usable if sigs[i].features["long"]]
+    short = [i for i in usable if not sigs[i].features["long"]]
+    long = [i for i in usable if sigs[i].features["long"] and not (rows and rows[i].split in SHORT_FIT_SPLITS)]
+    return short, long
 
 
 def objective_short(top1: float, answered_right: float) -> float:
@@ -316,6 +335,7 @@ def objective_long(top1: float, answered_right: float) -> float:
     return answered_right + 0.25 * top1
 
 
+SHORT_CEILINGS = (MAX_WRONG_RATE, MIN_STRICT_ABSTENTION, MAX_OOS_ANSWERED, objective_short, SHORT_SCOPE_FEATURES, ANSWER_FEATURES)
 LONG_CEILINGS = (MAX_WRONG_RATE_LONG, MIN_STRICT_ABSTENTION_LONG, MAX_OOS_ANSWERED_LONG, objective_long, LONG_SCOPE_FEATURES, LONG_ANSWER_FEATURES)
 
 
@@ -325,15 +345,15 @@ def fit(catalog: Catalog) -> None:
     Short and long messages (at least Weights.long_words words) get models and thresholds of their own:
     a long message's scores are spread over many words, so the same figures mean something else."""
     matcher, rows, sigs = fitting_set(catalog)
-    short, long = regimes(matcher, sigs)
-    (a, s_, ta, tc, stats, _) = fit_regime(rows, sigs, short, MAX_WRONG_RATE, MIN_STRICT_ABSTENTION, 1.0, objective_short)
+    short, long = regimes(matcher, sigs, rows)
+    (a, s_, ta, tc, stats, to) = fit_regime(rows, sigs, short, *SHORT_CEILINGS, offer=SHORT_OFFER)
     (la, ls, lta, ltc, lstats, lto) = fit_regime(rows, sigs, long, *LONG_CEILINGS, offer=LONG_OFFER)
     print(f"# fitted on {len(short) + len(long)} dev + calibration + held-out content questions: {len(short)} short, {len(long)} long")
     print(f"ANSWER_MODEL = {a!r}")
     print(f"SCOPE_MODEL = {s_!r}")
     print(f"LONG_ANSWER_MODEL = {la!r}")
     print(f"LONG_SCOPE_MODEL = {ls!r}")
-    print(f"Thresholds(answer={ta}, choose={tc}, answer_long={lta}, choose_long={ltc}, offer_long={lto if LONG_OFFER else None})")
+    print(f"Thresholds(answer={ta}, choose={tc}, offer={to if SHORT_OFFER else None}, answer_long={lta}, choose_long={ltc}, offer_long={lto if LONG_OFFER else None})")
     print(f"# short on the fitting set: {stats}")
     print(f"# long on the fitting set: {lstats}")
 
@@ -345,7 +365,7 @@ def crossfit(catalog: Catalog, folds: int = 5) -> None:
     import bot.matcher as M
 
     matcher, rows, sigs = fitting_set(catalog)
-    _, long = regimes(matcher, sigs)
+    _, long = regimes(matcher, sigs, rows)
     dev_rows = [i for i in long if rows[i].split == "long_dev"]
     n = dict.fromkeys(["in", "oos", "ans_ok", "ans_bad", "oos_answer", "oos_offered", "offered_ok", "rank1"], 0)
     for k in range(folds):
@@ -388,7 +408,7 @@ def judge(catalog: Catalog, folds: int = 5) -> None:
 
     splits = tuple(s for s in ("long_dev", "long_dev2") if SPLIT_FILES[s].exists())
     matcher, rows, sigs = fitting_set(catalog, splits)
-    _, long = regimes(matcher, sigs)
+    _, long = regimes(matcher, sigs, rows)
     judged = [i for i, r in enumerate(rows) if r.split in splits]
 
     def fitted_without(held: set[int]) -> Matcher:
@@ -433,6 +453,52 @@ def judge(catalog: Catalog, folds: int = 5) -> None:
     for s in splits:
         line(f"{s}, cross-fitted (pooled sets)", xf, [i for i in judged if rows[i].split == s])
     line("all, cross-fitted", xf, judged)
+
+
+def judge_short(catalog: Catalog) -> None:
+    """The short decision models judged on questions they were not fitted on (session 6).
+
+    - leave one set out: dev, dev2, headlines_dev and the calibration files, each decided by short models and
+      thresholds fitted on the fitting set without it (its long questions keep the shipped long models);
+    - dev3 (written blind for session 6, never fitted on), per writer, decided by the short models fitted on the
+      whole fitting set now (`--fit`) and by the models shipped in bot/matcher.py (the same once pasted)."""
+    matcher, rows, sigs = fitting_set(catalog)
+    short, _ = regimes(matcher, sigs, rows)
+
+    def fitted_without(split: str | None) -> Matcher:
+        keep = [i for i in short if rows[i].split != split]
+        am, sm, ta, tc, _, to = fit_regime(rows, sigs, keep, *SHORT_CEILINGS, offer=SHORT_OFFER)
+        models = dataclasses.replace(matcher.models, answer=am, scope=sm)
+        th = dataclasses.replace(matcher.thresholds, answer=ta, choose=tc, offer=to if SHORT_OFFER else None)
+        return matcher.deciding_with(th, models)
+
+    def line(name: str, q: dict[str, float]) -> None:
+        print(f"{name:<34} {int(q['in']):>4} {int(q['oos']):>4} {pct(q['rank1_rate']):>6} {pct(q['top1_rate']):>6} "
+              f"{pct(q['answered_correct_rate']):>6} {pct(q['among_rate']):>6} {pct(q['nothing_rate']):>6} {pct(q['wrong_rate']):>6} "
+              f"{pct(q['oos_abstention']):>6} {pct(q['oos_strict']):>6}   {int(q['ans_ok'])} right, {int(q['ans_bad'])} + {int(q['oos_answer'])} wrong, "
+              f"{int(q['choose_ok'])} choices right first, {int(q['choose_bad'])} wrong first")
+
+    print(f"{'judge (short models)':<34} {'in':>4} {'oos':>4} {'rank-1':>6} {'top-1':>6} {'ans ok':>6} {'among':>6} {'none':>6} {'wrong':>6} {'oos ab':>6} {'strict':>6}")
+    pooled: list[Row] = []
+    preds: list[Prediction] = []  # in the order of `pooled` (a question may occur in two sets)
+    for split in ("dev", *SHORT_FIT_SPLITS, "calibration"):
+        judged = [r for r in rows if r.split == split]
+        predict = matcher_predict(fitted_without(split))
+        got = {r.question: predict(r.question) for r in judged}
+        line(f"{split}, set left out", evaluate(lambda text: got[text], judged))
+        if split != "calibration":
+            pooled += judged
+            preds += [got[r.question] for r in judged]
+    answers = iter(preds)
+    line(f"{' + '.join(('dev', *SHORT_FIT_SPLITS))}, pooled", evaluate(lambda text: next(answers), pooled))
+    if SPLIT_FILES["dev3"].exists():
+        dev3 = load_rows("dev3")
+        for name, m in (("fitted now", fitted_without(None)), ("shipped", matcher)):
+            predict = matcher_predict(m)
+            got = {r.question: predict(r.question) for r in dev3}
+            for writer in sorted({r.writer for r in dev3}):
+                line(f"dev3:{writer}, {name}", evaluate(lambda text: got[text], [r for r in dev3 if r.writer == writer]))
+            line(f"dev3, {name}", evaluate(lambda text: got[text], dev3))
 
 
 def fit_regime(rows, sigs, keep, max_wrong, min_strict, max_oos_answered, objective, scope_features=SCOPE_FEATURES,
@@ -629,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit", action="store_true", help="refit the decision models on the dev split")
     parser.add_argument("--crossfit", action="store_true", help="long_dev decided by long models fitted without it (5 folds)")
     parser.add_argument("--judge", action="store_true", help="long_dev and long_dev2 decided by long models fitted without them")
+    parser.add_argument("--judge-short", action="store_true", help="short dev sets decided by short models fitted without them; dev3")
     parser.add_argument("--no-scaling", action="store_true", help="skip the 2,000-entry synthetic run")
     parser.add_argument("--no-cv", action="store_true", help="skip the content sanity check and cross-validation")
     parser.add_argument("--errors", action="store_true", help="list the matcher's mistakes on the split (development splits only)")
@@ -645,6 +712,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.judge:
         judge(catalog)
+        return 0
+    if args.judge_short:
+        judge_short(catalog)
         return 0
 
     dev = load_rows("dev")

@@ -321,3 +321,44 @@ def test_a_word_that_folds_onto_a_neighbouring_service_does_not_turn_a_question_
     m = matcher.match("cho tôi xin ý kiến về việc đổi thẻ khi sáp nhập xã")
     assert m.decision is not Decision.ABSTAIN
     assert m.candidates[0].topic == "doi_don_vi_hanh_chinh"
+
+
+# --- Short questions (session 6) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "đăng ký kết hôn có phải mang căn cước theo không",
+        "khai sinh cho cháu trên vneid được không",
+        "sổ đỏ làm trên dịch vụ công được không",
+    ],
+)
+def test_a_short_question_that_names_another_service_first_is_not_answered(matcher, question):
+    """What a short question names first is what it asks about: our card or portal named after a marriage,
+    a birth or a land title is where that other service is done, not one of our topics."""
+    m = matcher.match(question)
+    assert m.decision is not Decision.ANSWER, (question, m)
+    assert matcher.signals(question).features["lead_neighbour"] == 1.0
+
+
+@pytest.mark.parametrize("question", ["tờ khai điền sai thì sửa sao", "cấp lại ở đâu vậy"])
+def test_a_short_question_that_names_what_people_do_with_the_card_is_answered(matcher, catalog, question):
+    """"tờ khai", "cấp lại" name no subject of ours, but only our procedures have them."""
+    assert matcher.match(question).decision is Decision.ANSWER
+    without = dataclasses.replace(catalog, matching=dataclasses.replace(catalog.matching, our_procedures=()))
+    assert Matcher(without).match(question).decision is not Decision.ANSWER
+
+
+@pytest.mark.parametrize("question", ["bấm nộp rồi mà không thấy gì", "ở nhà không có ai biết làm"])
+def test_a_short_question_that_is_probably_ours_is_offered_choices_not_answered(matcher, question):
+    """Thresholds.offer: answering needs P(ours) >= choose; choices are offered from the lower offer bar."""
+    assert matcher.thresholds.offer is not None and matcher.thresholds.offer < matcher.thresholds.choose
+    assert matcher.match(question).decision is Decision.CHOOSE
+    answering_bar_only = matcher.deciding_with(dataclasses.replace(matcher.thresholds, offer=None), matcher.models)
+    assert answering_bar_only.match(question).decision is Decision.ABSTAIN
+
+
+def test_moving_house_is_a_change_of_details_not_a_merged_commune(matcher):
+    m = matcher.match("vừa chuyển nơi thường trú về quê vợ, thẻ có cần làm lại không")
+    assert m.decision is Decision.ANSWER and m.topic == "hong_the_doi_thong_tin"
