@@ -301,7 +301,11 @@ def _insert_log(name: str, model, prefix: str) -> str:
     cols = _log_columns(model)
     arrays = ", ".join(f"CAST(:{prefix}_{c} AS {t}[])" for c, (t, _d) in cols.items())
     names = ", ".join(cols)
-    return f"{name} AS (INSERT INTO {model.__tablename__} ({names}) SELECT {names} FROM unnest({arrays}) AS t({names}) RETURNING 1)"
+    # Ids in the order given, as the multi-row INSERT gives them.
+    return (
+        f"{name} AS (INSERT INTO {model.__tablename__} ({names}) SELECT {names} FROM unnest({arrays}) "
+        f"WITH ORDINALITY AS t({names}, ord) ORDER BY t.ord RETURNING 1)"
+    )
 
 
 def _stats_params(p: stats.Pending, params: dict[str, Any]) -> list[str]:
