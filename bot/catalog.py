@@ -618,6 +618,8 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
         "ask_unsure": "", "faq_more": "", "faq_source": "cite", "step_note": "note",
         "smalltalk_thanks": "", "smalltalk_goodbye": "", "smalltalk_ack": "", "out_of_scope": "",
         "out_of_scope_where": "service where", "group_private_how": "", "hamlet_offer": "hamlet",
+        "command_start": "", "command_huongdan": "", "command_menu": "", "command_huynhac": "", "command_xoa": "",
+        "command_cauhoi": "", "command_thon": "",
         "hamlet_offer_yes": "", "hamlet_offer_other": "", "hamlet_commune_prompt": "",
         "hamlet_page_prompt": "commune first last total", "hamlet_more": "", "hamlet_other_commune": "",
         "hamlet_several": "text",
