@@ -31,12 +31,8 @@ def edited_content(tmp_path, *changes: tuple[str, str]):
     return content
 
 
-async def test_a_commune_words_the_broadcast_pages_in_its_content_directory(database, catalog, dash_clock, tmp_path):
-    content = edited_content(
-        tmp_path,
-        ('bc_page_title: "Tin thông báo"', 'bc_page_title: "Thông báo của xã Ngọc Trạo"'),
-        ('bc_status_awaiting_approval: "chờ duyệt"', 'bc_status_awaiting_approval: "đợi cán bộ xem"'),
-    )
+async def team_dashboard(database, catalog, dash_clock, content) -> web.Application:
+    """The dashboard over the seeded database and the given content directory, with a "team" account."""
     await seed(database)
     async with database.transaction() as s:
         await accounts.add(s, "team", PASSWORD, "team", COMMUNE, dash_clock())
@@ -46,6 +42,16 @@ async def test_a_commune_words_the_broadcast_pages_in_its_content_directory(data
     )
     app = web.Application()
     app.add_subapp(PREFIX, create_dashboard(cfg))
+    return app
+
+
+async def test_a_commune_words_the_broadcast_pages_in_its_content_directory(database, catalog, dash_clock, tmp_path):
+    content = edited_content(
+        tmp_path,
+        ('bc_page_title: "Tin thông báo"', 'bc_page_title: "Thông báo của xã Ngọc Trạo"'),
+        ('bc_status_awaiting_approval: "chờ duyệt"', 'bc_status_awaiting_approval: "đợi cán bộ xem"'),
+    )
+    app = await team_dashboard(database, catalog, dash_clock, content)
     async with TestClient(TestServer(app)) as client:
         assert (await login(client, "team")).status == 303
         html = await (await client.get(f"{PREFIX}/broadcasts")).text()

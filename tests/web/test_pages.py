@@ -197,16 +197,10 @@ async def test_the_poster_needs_a_session(client):
 async def test_a_commune_words_every_page_in_its_content_directory(database, catalog, dash_clock, tmp_path):
     """The menu, the sign-in page, a refusal, a page and a hamlet's link buttons read dashboard.yaml from the
     content directory the bot is given: a commune changes a word without touching code."""
-    from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from bot.config import Settings
-    from bot.web.app import DashboardConfig, create_dashboard
-    from bot.web.auth import LoginThrottle
-    from storage import accounts
-    from tests.web.conftest import PASSWORD, login
-    from tests.web.fixture import COMMUNE, seed
-    from tests.web.test_broadcast_texts import edited_content
+    from tests.web.conftest import login
+    from tests.web.test_broadcast_texts import edited_content, team_dashboard
 
     content = edited_content(
         tmp_path,
@@ -216,15 +210,7 @@ async def test_a_commune_words_every_page_in_its_content_directory(database, cat
         ('overview_per_day: "Tin nhắn mỗi ngày"', 'overview_per_day: "Số tin theo ngày"'),
         ('link_poster: "Áp phích (PDF)"', 'link_poster: "Tải áp phích dán ở nhà văn hoá"'),
     )
-    await seed(database)
-    async with database.transaction() as s:
-        await accounts.add(s, "team", PASSWORD, "team", COMMUNE, dash_clock())
-    cfg = DashboardConfig(
-        db=database, settings=Settings(_env_file=None, database_url=database.url, content_dir=content),
-        catalog=lambda: catalog, clock=dash_clock, throttle=LoginThrottle(delay=0),
-    )
-    app = web.Application()
-    app.add_subapp(PREFIX, create_dashboard(cfg))
+    app = await team_dashboard(database, catalog, dash_clock, content)
     async with TestClient(TestServer(app)) as client:
         refused = await login(client, "team", "not the password")
         assert refused.status == 401 and "Sai tên hoặc mật khẩu rồi." in await refused.text()
