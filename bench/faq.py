@@ -67,15 +67,22 @@ DEV3 = ROOT / "bench" / "data" / "eval" / "faq_dev3.csv"
 # Its blind twin (session 6): two other writers, same brief, the same topic halves; nobody who changed the
 # matcher saw it. Run by the lead on the state session 6 started from and on the state it shipped.
 TEST3 = ROOT / "bench" / "data" / "eval" / "faq_test3.csv"
+# A fourth pair (session 7), same brief, four new writers who saw only the topic list: dev4 (writer a wrote the
+# last 21 topics, b the first 21) for the engineers, test4 (a the first 21, b the last 21) run only by the lead.
+DEV4 = ROOT / "bench" / "data" / "eval" / "faq_dev4.csv"
+TEST4 = ROOT / "bench" / "data" / "eval" / "faq_test4.csv"
 SPLIT_FILES = {
     "dev2": DEV2, "test2": TEST2, "long_dev": LONG_DEV, "long_dev2": LONG_DEV2, "long_test": LONG_TEST,
     "long_test2": LONG_TEST2, "headlines_dev": HEADLINES_DEV, "headlines_test": HEADLINES_TEST,
-    "dev3": DEV3, "test3": TEST3,
+    "dev3": DEV3, "test3": TEST3, "dev4": DEV4, "test4": TEST4,
 }
-SPLITS = ["dev", "dev2", "dev3", "long_dev", "long_dev2", "headlines_dev", "test", "test2", "test3", "long_test", "long_test2", "headlines_test"]
+SPLITS = [
+    "dev", "dev2", "dev3", "dev4", "long_dev", "long_dev2", "headlines_dev",
+    "test", "test2", "test3", "test4", "long_test", "long_test2", "headlines_test",
+]
 # The long sets the shipped long decision models are fitted on (with the calibration files and content).
 LONG_FIT_SPLITS = ("long_dev", "long_dev2")
-TEST_SPLITS = {"test", "test2", "test3", "long_test", "long_test2", "headlines_test"}
+TEST_SPLITS = {"test", "test2", "test3", "test4", "long_test", "long_test2", "headlines_test"}
 CALIBRATION = ROOT / "bench" / "data" / "eval" / "oos_calibration.csv"
 # Questions in and out of scope written only to fit the decision models (never reported on).
 CALIBRATION_2 = ROOT / "bench" / "data" / "eval" / "calibration.csv"

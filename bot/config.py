@@ -8,6 +8,11 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/cccd-bot.sqlite3"
+_PLAIN_URL_SCHEMES = (
+    ("sqlite://", "sqlite+aiosqlite://"),
+    ("postgresql://", "postgresql+asyncpg://"),
+    ("postgres://", "postgresql+asyncpg://"),
+)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -120,6 +125,13 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_driver(cls, value: str) -> str:
+        # IT people copy addresses from PostgreSQL's or a host's documentation ("postgres://…",
+        # "postgresql://…", "sqlite:///…"): name the async driver the bot runs on for them.
+        value = value.strip()
+        for plain, driver in _PLAIN_URL_SCHEMES:
+            if value.startswith(plain):
+                value = driver + value[len(plain):]
+                break
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError(
                 "CCCD_DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"

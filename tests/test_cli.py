@@ -69,6 +69,16 @@ def test_wrong_database_url_is_a_clear_error(tmp_path):
     assert "CCCD_DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_plain_database_urls_from_the_documentation_work(tmp_path):
+    # "sqlite:///…" (and postgres://…) as other tools write them: the bot picks its async driver itself.
+    url = f"sqlite:///{tmp_path / 'plain.sqlite3'}"
+    upgrade = run(["db", "upgrade"], tmp_path, CCCD_DATABASE_URL=url)
+    assert upgrade.returncode == 0, upgrade.stderr
+    chat = run(["chat"], tmp_path, stdin="le phi lam can cuoc bao nhieu\n", CCCD_DATABASE_URL=url)
+    assert chat.returncode == 0, chat.stderr
+    assert (tmp_path / "plain.sqlite3").stat().st_size > 0
+
+
 def test_wrong_log_level_is_a_clear_error(tmp_path):
     result = run(["content", "check"], tmp_path, CCCD_LOG_LEVEL="LOUD")
     assert result.returncode == 2
