@@ -336,7 +336,7 @@ def cmd_poster(args) -> int:
     try:
         pdf, hamlet = asyncio.run(run())
     except PosterError as exc:
-        print(say("poster_error", error=exc), file=sys.stderr)
+        print(say("poster_error", error=texts.error(exc)), file=sys.stderr)
         return 1
     out = Path(args.out)
     try:
