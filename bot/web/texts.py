@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from bot.catalog import CONTENT_DIR, placeholder_problem, read_problem
+from bot.startup import say
 from storage.errors import CodedError
 
 FILE = "web.yaml"
@@ -177,12 +178,12 @@ def load_texts(directory: Path | None = None, *, file: str = FILE, fields: dict[
         raise TextsError(f"{file}: -: {read_problem(exc)}".replace("\n", " ")) from None
     raw = data.get("messages") if isinstance(data, dict) else None
     if not isinstance(raw, dict):
-        raise TextsError(f"{file}: -: cần các cặp mã: nội dung dưới 'messages'")
+        raise TextsError(f"{file}: -: {say('check_messages_mapping')}")
     messages = {str(k): v.strip() for k, v in raw.items() if isinstance(v, str)}
     problems = []
     for key, allowed in fields.items():
         text = messages.get(key, "")
-        problem = placeholder_problem(text, allowed) if text else "thiếu nội dung bắt buộc, hoặc nội dung đang trống"
+        problem = placeholder_problem(text, allowed) if text else say("check_missing_text")
         if problem:
             problems.append(f"{file}: {key}: {problem}")
     if problems:

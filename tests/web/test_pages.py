@@ -128,7 +128,11 @@ async def test_hamlet_crud_and_links(client, sign_in, dashboard):
     resp = await client.post(f"{PREFIX}/registry/add", data={"csrf": token, "code": "tdp_moi", "name": "Tổ dân phố <Mới>"})
     assert resp.status == 200 and "Đã thêm thôn." in await resp.text()
     resp = await client.post(f"{PREFIX}/registry/add", data={"csrf": token, "code": "TDP_MOI", "name": "Trùng"})
-    assert "đã có" in await resp.text()
+    assert "<p class=\"error\" role=\"alert\">mã thôn &#39;TDP_MOI&#39; đã có</p>" in await resp.text()
+    resp = await client.post(f"{PREFIX}/registry/add", data={"csrf": token, "code": "mã sai", "name": "Thôn"})
+    assert "mã thôn gồm 1-40 ký tự A-Z a-z 0-9 _ -</p>" in await resp.text()
+    resp = await client.post(f"{PREFIX}/registry/rename", data={"csrf": token, "code": "tdp_moi", "name": " "})
+    assert "tên phải có 1-200 ký tự</p>" in await resp.text()
     resp = await client.post(f"{PREFIX}/registry/rename", data={"csrf": token, "code": "tdp_moi", "name": "Tổ dân phố 11"})
     html = await resp.text()
     assert "Tổ dân phố 11" in html and "&lt;Mới&gt;" not in html
