@@ -160,7 +160,7 @@ async def poster_for_code(service, code: str, texts: WebTexts) -> bytes:
     """The poster of the hamlet with `code` (any case); PosterError names an unknown code."""
     hamlet = (await service.hamlets()).get(code) if CODE_RE.match(code or "") else None
     if hamlet is None:
-        raise PosterError("poster_err_unknown_hamlet", code=(code or "")[:40])
+        raise PosterError("poster_err_no_hamlet", code=(code or "")[:40])
     # Drawing takes a moment of CPU: keep the event loop (and the other channels) answering.
     return await asyncio.to_thread(make_poster, hamlet, service.catalog, texts, service.settings)
 
@@ -184,7 +184,7 @@ async def handle_poster(request):
         raise web.HTTPConflict(text=say("poster_content_error", error=exc)) from None
     hamlet = (await service.hamlets()).get(code) if CODE_RE.match(code) else None
     if hamlet is None:
-        raise web.HTTPNotFound(text=texts.get("poster_http_unknown", code=code[:40]))
+        raise web.HTTPNotFound(text=texts.get("poster_http_no_hamlet", code=code[:40]))
     try:
         body = await poster_for_code(service, hamlet.code, texts)
     except PosterError as exc:

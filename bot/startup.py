@@ -28,7 +28,7 @@ CONFIG, UNAVAILABLE = 2, 1
 DB_TIMEOUT = 10.0
 
 
-# Every id the code says (`say("id")`, or completed: `os_*`, `account_err_*`, `check_*`), with its placeholders.
+# Every id the code says (`say(<id>)`, or completed: `os_*`, `account_err_*`, `check_*`), with its placeholders.
 OPERATOR_FIELDS: dict[str, frozenset[str]] = {
     key: frozenset(fields.split())
     for key, fields in {

@@ -12,7 +12,7 @@ from typing import Any
 class CodedError(ValueError):
     """`code` is the id of the sentence in its content file; `params` fill its placeholders."""
 
-    def __init__(self, code: str, **params: Any):
+    def __init__(self, code: str, /, **params: Any):
         super().__init__(code, params)
         self.code = code
         self.params = params

@@ -29,8 +29,8 @@ FIELDS: dict[str, frozenset[str]] = {
         "widget_open": "", "widget_close": "", "poster_title": "", "poster_for": "hamlet", "poster_scan": "",
         "poster_telegram": "", "poster_zalo": "", "poster_web": "", "poster_zalo_hint": "hamlet",
         "poster_steps": "", "poster_step": "k title", "poster_help": "", "poster_safety": "",
-        "poster_err_no_links": "names", "poster_err_too_long": "", "poster_err_unknown_hamlet": "code",
-        "poster_http_unknown": "code", "poster_http_failed": "reason",
+        "poster_err_no_links": "names", "poster_err_too_long": "", "poster_err_no_hamlet": "code",
+        "poster_http_no_hamlet": "code", "poster_http_failed": "reason",
     }.items()
 }
 

@@ -25,8 +25,6 @@ def test_users_add_list_disable_passwd(tmp_path):
     unknown = run(["users", "add", "minh", "--role", "team", "--commune", "khong_co"], tmp_path, stdin="một mật khẩu dài\n")
     assert unknown.returncode == 1
     assert "lỗi: không có xã/phường mã 'khong_co' (nhập danh sách thôn trước: cccd-bot hamlets import)" in unknown.stderr
-    bad_role = run(["users", "add", "minh", "--role", "boss"], tmp_path, stdin="một mật khẩu dài\n")
-    assert "lỗi: vai trò phải là một trong: " in bad_role.stderr
     assert run(["users", "disable", "lan"], tmp_path).returncode == 0
     assert "đã khoá" in run(["users", "list"], tmp_path).stdout
     assert run(["users", "passwd", "lan"], tmp_path, stdin="mật khẩu mới đủ dài\n").returncode == 0
@@ -47,7 +45,8 @@ def test_stats_and_report(tmp_path):
     assert stats.returncode == 0, stats.stderr
     assert "Tin nhắn: 1" in stats.stdout and "Tổ dân phố 3" in stats.stdout
     assert stats.stdout.startswith("Tất cả xã/phường — tháng ")
-    assert re.split(r"\s{2,}", stats.stdout.splitlines()[4].strip()) == ["Thôn", "Người", "Tin nhắn", "Bắt đầu", "Bước 9", "Đã nộp", "Chưa TL"]
+    header = next(line for line in stats.stdout.splitlines() if line.startswith("Thôn "))
+    assert re.split(r"\s{2,}", header.strip()) == ["Thôn", "Người", "Tin nhắn", "Bắt đầu", "Bước 9", "Đã nộp", "Chưa TL"]
     assert "Thử nghiệm   tin nhắn        1" in stats.stdout, "the console channel, as officers call it"
     rows = [re.split(r"\s{2,}", line.strip()) for line in stats.stdout.splitlines() if line.startswith("Tổ dân phố")]
     assert ["Tổ dân phố 3", "< 5", "1", "0", "0", "0", "0"] in rows, "one person shows as '< 5'"
