@@ -527,7 +527,12 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except OperatorError as exc:  # operator.yaml itself is wrong: its problems, without its words
+        print(exc, file=sys.stderr)
+        return exc.code
+    args = parser.parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(_formatter())
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler])

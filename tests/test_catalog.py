@@ -572,3 +572,4 @@ def test_operator_texts_are_checked_at_load(tmp_path):
         "operator.yaml: content_problems: chỗ điền không có: {so} (được dùng: {count})",
     ]
     assert read_operator_texts()[1] == []
+
