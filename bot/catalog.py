@@ -7,11 +7,13 @@ import string
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
 from bot.normalize import fold, fold_key, has_diacritics, normalize
+from bot.startup import say
 
 CONTENT_DIR = Path(__file__).parent / "content"
 MAX_ANSWER = 2000
@@ -179,15 +181,17 @@ def read_problem(exc: Exception) -> str:
     """Why a content file could not be read, in Vietnamese, with the line and column of a YAML mistake."""
     if isinstance(exc, yaml.YAMLError):
         mark = getattr(exc, "problem_mark", None)
-        where = f" ở dòng {mark.line + 1}, cột {mark.column + 1}" if mark is not None else ""
         detail = getattr(exc, "problem", None) or ""
         # The parser's own words stay as a hint for whoever searches the error; the sentence is Vietnamese.
-        return f"sai cú pháp YAML{where}" + (f" ({detail})" if detail else "") + "; kiểm tra thụt lề, dấu hai chấm và dấu nháy"
+        detail = f" ({detail})" if detail else ""
+        if mark is not None:
+            return say("check_yaml_at", line=mark.line + 1, column=mark.column + 1, detail=detail)
+        return say("check_yaml", detail=detail)
     if isinstance(exc, UnicodeDecodeError):
-        return "không đọc được: tệp không phải văn bản UTF-8"
+        return say("check_not_utf8")
     if isinstance(exc, FileNotFoundError):
-        return "không tìm thấy tệp"
-    return f"không đọc được: {exc.strerror or exc}" if isinstance(exc, OSError) else f"không đọc được: {exc}"
+        return say("check_no_file")
+    return say("check_unreadable", reason=exc.strerror or exc if isinstance(exc, OSError) else exc)
 
 
 def _read_yaml(path: Path, problems: list[Problem]) -> dict[str, Any]:
@@ -197,7 +201,7 @@ def _read_yaml(path: Path, problems: list[Problem]) -> dict[str, Any]:
         problems.append(Problem(path.name, "-", read_problem(exc)))
         return {}
     if not isinstance(data, dict):
-        problems.append(Problem(path.name, "-", "cấp ngoài cùng phải là các cặp khóa: giá trị"))
+        problems.append(Problem(path.name, "-", say("check_top_mapping")))
         return {}
     return data
 
@@ -212,14 +216,14 @@ def _changes(path: Path, tid: str, raw: Any, topic: Topic, problems: list[Proble
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        problems.append(Problem(path.name, tid, "changes phải là danh sách, mỗi mục có from và replace"))
+        problems.append(Problem(path.name, tid, say("check_changes_list")))
         return ()
     out: list[tuple[date, Topic]] = []
     current = topic
     for n, change in enumerate(raw, 1):
         where = f"changes #{n}"
         if not isinstance(change, dict):
-            problems.append(Problem(path.name, tid, f"{where}: phải gồm các cặp khóa: giá trị"))
+            problems.append(Problem(path.name, tid, say("check_change_mapping", where=where)))
             continue
         start = change.get("from")
         if isinstance(start, str):
@@ -228,24 +232,24 @@ def _changes(path: Path, tid: str, raw: Any, topic: Topic, problems: list[Proble
             except ValueError:
                 start = None
         if not isinstance(start, date) or isinstance(start, datetime):
-            problems.append(Problem(path.name, tid, f"{where}: from phải là ngày dạng 2027-01-01"))
+            problems.append(Problem(path.name, tid, say("check_change_from", where=where)))
             continue
         if out and start <= out[-1][0]:
-            problems.append(Problem(path.name, tid, f"{where}: các thay đổi phải theo thứ tự ngày"))
+            problems.append(Problem(path.name, tid, say("check_change_order", where=where)))
             continue
         unknown = sorted(set(change) - {"from", *CHANGE_FIELDS})
         if unknown:
-            problems.append(Problem(path.name, tid, f"{where}: khóa không dùng được: {', '.join(unknown)}"))
+            problems.append(Problem(path.name, tid, say("check_change_keys", where=where, keys=", ".join(unknown))))
         lead, more = current.lead, current.more
         pairs = change.get("replace") or {}
         if not isinstance(pairs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
-            problems.append(Problem(path.name, tid, f"{where}: replace phải ghép câu cũ với câu mới"))
+            problems.append(Problem(path.name, tid, say("check_change_replace", where=where)))
             pairs = {}
         for old, new in pairs.items():
             old, new = old.strip(), new.strip()
             found = lead.count(old) + more.count(old)
             if not old or found != 1:
-                problems.append(Problem(path.name, tid, f"{where}: câu cần thay phải có đúng một lần trong answer/more (có {found}): '{old[:60]}'"))
+                problems.append(Problem(path.name, tid, say("check_change_count", where=where, found=found, old=old[:60])))
                 continue
             lead, more = lead.replace(old, new), more.replace(old, new)
         current = replace(
@@ -272,15 +276,15 @@ def _load_topics(directory: Path, problems: list[Problem]) -> dict[str, Topic]:
     topics: dict[str, Topic] = {}
     files = sorted(p for p in directory.glob("faq_*.yaml") if p.name != LONG_EXAMPLES_FILE)
     if not files:
-        problems.append(Problem("faq_*.yaml", "-", "không tìm thấy tệp FAQ nào"))
+        problems.append(Problem("faq_*.yaml", "-", say("check_no_faq")))
     for path in files:
         entries = _read_yaml(path, problems).get("topics")
         if not isinstance(entries, list):
-            problems.append(Problem(path.name, "-", "cần một danh sách dưới 'topics'"))
+            problems.append(Problem(path.name, "-", say("check_topics_list")))
             continue
         for n, raw in enumerate(entries, 1):
             if not isinstance(raw, dict):
-                problems.append(Problem(path.name, f"#{n}", "mục phải gồm các cặp khóa: giá trị"))
+                problems.append(Problem(path.name, f"#{n}", say("check_entry_mapping")))
                 continue
             tid = _text(raw.get("id")) or f"#{n}"
             examples = tuple(_text(e) for e in raw.get("examples") or () if isinstance(e, str))
@@ -301,10 +305,10 @@ def _load_topics(directory: Path, problems: list[Problem]) -> dict[str, Topic]:
             )
             topic = replace(topic, later=_changes(path, tid, raw.get("changes"), topic, problems))
             if tid in topics:
-                problems.append(Problem(path.name, tid, f"id bị trùng (đã có trong {topics[tid].file})"))
+                problems.append(Problem(path.name, tid, say("check_duplicate_id", file=topics[tid].file)))
                 continue
             if "needs_review" not in raw:
-                problems.append(Problem(path.name, tid, "phải ghi needs_review (true hoặc false)"))
+                problems.append(Problem(path.name, tid, say("check_needs_review_flag")))
             topics[tid] = topic
     return topics
 
@@ -317,16 +321,16 @@ def _add_long_examples(directory: Path, topics: dict[str, Topic], problems: list
     name = path.name
     raw = _read_yaml(path, problems).get("examples")
     if not isinstance(raw, dict):
-        problems.append(Problem(name, "examples", "phải ghép mỗi id mục với một danh sách câu hỏi"))
+        problems.append(Problem(name, "examples", say("check_examples_mapping")))
         return topics
     out = dict(topics)
     for tid, examples in raw.items():
         tid = str(tid)
         if tid not in topics:
-            problems.append(Problem(name, tid, "không có mục nào có id này"))
+            problems.append(Problem(name, tid, say("check_unknown_topic")))
             continue
         if not isinstance(examples, list) or not all(isinstance(e, str) and e.strip() for e in examples):
-            problems.append(Problem(name, tid, "phải là danh sách câu hỏi, không câu nào để trống"))
+            problems.append(Problem(name, tid, say("check_examples_list")))
             continue
         topic = topics[tid]
         seen = {fold_key(e) for e in topic.examples}
@@ -334,16 +338,16 @@ def _add_long_examples(directory: Path, topics: dict[str, Topic], problems: list
         for example in (" ".join(e.split()) for e in examples):
             key = fold_key(example)
             if key in seen:
-                problems.append(Problem(name, tid, f"lặp lại một câu ví dụ: '{example[:60]}'"))
+                problems.append(Problem(name, tid, say("check_example_repeated", example=example[:60])))
                 continue
             seen.add(key)
             if len(example.split()) < MIN_LONG_WORDS:
-                problems.append(Problem(name, tid, f"chưa đủ dài ({len(example.split())} từ, cần ít nhất {MIN_LONG_WORDS}): '{example[:60]}'"))
+                problems.append(Problem(name, tid, say("check_example_short", words=len(example.split()), min=MIN_LONG_WORDS, example=example[:60])))
             long.append(example)
         out[tid] = replace(topic, examples=topic.examples + tuple(long), long_examples=tuple(long))
     for tid, topic in out.items():
         if len(topic.long_examples) < MIN_LONG_EXAMPLES:
-            problems.append(Problem(name, tid, f"có {len(topic.long_examples)} câu ví dụ dài (cần ít nhất {MIN_LONG_EXAMPLES})"))
+            problems.append(Problem(name, tid, say("check_long_examples", count=len(topic.long_examples), min=MIN_LONG_EXAMPLES)))
     return out
 
 
@@ -352,34 +356,34 @@ def _check_topic(t: Topic, problems: list[Problem]) -> None:
         problems.append(Problem(t.file, t.id, message))
 
     if not t.id.replace("_", "").isalnum() or not t.id.isascii() or t.id != t.id.lower():
-        bad("id chỉ được gồm chữ thường ASCII, chữ số và _")
+        bad(say("check_id_chars"))
     if not t.title:
-        bad("title đang trống")
+        bad(say("check_title_empty"))
     elif len(t.title) > MAX_TITLE:
-        bad(f"title dài {len(t.title)} ký tự (tối đa {MAX_TITLE})")
+        bad(say("check_title_long", length=len(t.title), max=MAX_TITLE))
     if not t.lead:
-        bad("answer đang trống")
+        bad(say("check_answer_empty"))
     elif len(t.lead) > MAX_ANSWER:
-        bad(f"answer dài {len(t.lead)} ký tự (tối đa {MAX_ANSWER})")
+        bad(say("check_answer_long", length=len(t.lead), max=MAX_ANSWER))
     if not t.source:
-        bad("source đang trống")
+        bad(say("check_source_empty"))
     if any(not e for e in t.examples):
-        bad("có một câu ví dụ để trống")
+        bad(say("check_example_empty"))
     if len(t.examples) < MIN_EXAMPLES:
-        bad(f"có {len(t.examples)} câu ví dụ (cần ít nhất {MIN_EXAMPLES})")
+        bad(say("check_examples_few", count=len(t.examples), min=MIN_EXAMPLES))
     if t.examples and not any(has_diacritics(e) for e in t.examples):
-        bad("không có câu ví dụ nào có dấu")
+        bad(say("check_examples_no_accents"))
     if t.examples and all(has_diacritics(e) for e in t.examples):
-        bad("không có câu ví dụ nào không dấu")
+        bad(say("check_examples_all_accents"))
     if len(t.more) > MAX_ANSWER:
-        bad(f"more dài {len(t.more)} ký tự (tối đa {MAX_ANSWER})")
+        bad(say("check_more_long", length=len(t.more), max=MAX_ANSWER))
     if t.needs_review:
         if not t.review_note:
-            bad("needs_review là true nhưng review_note đang trống")
+            bad(say("check_review_note_empty"))
         if not t.caveat:
-            bad("needs_review là true nhưng thiếu caveat: ghi cho người dân điều gì chưa chắc và nên hỏi ai")
+            bad(say("check_review_caveat"))
     elif t.caveat:
-        bad("có caveat nhưng needs_review là false: chỉ ghi điều chưa chắc khi thật sự chưa kiểm tra được")
+        bad(say("check_caveat_unreviewed"))
     _check_cite(t, bad)
 
 
@@ -391,15 +395,15 @@ _CITE_YEAR = re.compile(r"\b(19|20)\d\d\b")
 
 def _check_cite(t: Topic, bad) -> None:
     if not t.cite:
-        bad("thiếu cite: nguồn đọc được cho người dân, ví dụ “Luật Căn cước 2023, Điều 26”")
+        bad(say("check_cite_missing"))
         return
     if "seed" in t.cite.lower():
-        bad(f"cite “{t.cite}” dùng mã thư seed: ghi tên văn bản, nơi ban hành và năm")
+        bad(say("check_cite_seed", cite=t.cite))
     elif not _CITE_KINDS.search(t.cite) or not _CITE_YEAR.search(t.cite):
-        bad(f"cite “{t.cite}” không nói rõ loại văn bản (Luật, Nghị định, Thông tư, hướng dẫn…) và năm")
+        bad(say("check_cite_kind", cite=t.cite))
     elif re.search(r"\bluật căn cước\b", t.cite, re.I) and not re.search(r"\bđiều \d+", t.cite, re.I) and not t.needs_review:
         # An article nobody has confirmed stays unnamed, and the entry stays marked for review.
-        bad(f"cite “{t.cite}” nêu Luật Căn cước mà không nêu điều nào (nếu chưa xác nhận được điều, đặt needs_review)")
+        bad(say("check_cite_article", cite=t.cite))
 
 
 # One form of address for every resident: "anh/chị", the bot is "tôi". "bác sĩ" is a doctor, not an address.
@@ -410,7 +414,7 @@ def _check_address(file: str, entry: str, text: str, problems: list[Problem]) ->
     found = _OTHER_ADDRESS.search(text)
     if found:
         start = max(0, found.start() - 20)
-        problems.append(Problem(file, entry, f"xưng hô “{found.group(0)}” (…{text[start:found.end() + 20]}…): gọi người dân là “anh/chị”, tự xưng “tôi”"))
+        problems.append(Problem(file, entry, say("check_address", word=found.group(0), around=text[start:found.end() + 20])))
 
 
 def _load_steps(directory: Path, problems: list[Problem]) -> tuple[Step, ...]:
@@ -419,7 +423,7 @@ def _load_steps(directory: Path, problems: list[Problem]) -> tuple[Step, ...]:
     seen: set[str] = set()
     for n, raw in enumerate(data.get("steps") or (), 1):
         if not isinstance(raw, dict):
-            problems.append(Problem("steps.yaml", f"#{n}", "bước phải gồm các cặp khóa: giá trị"))
+            problems.append(Problem("steps.yaml", f"#{n}", say("check_step_mapping")))
             continue
         slug = _text(raw.get("slug")) or f"#{n}"
         step = Step(
@@ -436,28 +440,28 @@ def _load_steps(directory: Path, problems: list[Problem]) -> tuple[Step, ...]:
             note=_text(raw.get("note")),
         )
         if slug in seen:
-            problems.append(Problem("steps.yaml", slug, "slug bị trùng"))
+            problems.append(Problem("steps.yaml", slug, say("check_slug_duplicate")))
         seen.add(slug)
         for name in ("title", "text", "topic"):
             if not getattr(step, name):
-                problems.append(Problem("steps.yaml", slug, f"{name} đang trống"))
+                problems.append(Problem("steps.yaml", slug, say("check_step_empty", name=name)))
         if any(not p.label for p in step.problems):
-            problems.append(Problem("steps.yaml", slug, "có một mục problems để trống label"))
+            problems.append(Problem("steps.yaml", slug, say("check_problem_label")))
         if any(not p.topic for p in step.problems):
-            problems.append(Problem("steps.yaml", slug, "có một mục problems thiếu topic"))
+            problems.append(Problem("steps.yaml", slug, say("check_problem_topic")))
         steps.append(step)
     if len(steps) != 9:
-        problems.append(Problem("steps.yaml", "-", f"có {len(steps)} bước (hướng dẫn có 9 bước)"))
+        problems.append(Problem("steps.yaml", "-", say("check_steps_count", count=len(steps))))
     return tuple(steps)
 
 
 def _phrases(value: Any, where: str, problems: list[Problem], file: str = "matching.yaml") -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        problems.append(Problem(file, where, "phải là danh sách cụm từ, không cụm nào để trống"))
+        problems.append(Problem(file, where, say("check_phrases_list")))
         return ()
     for phrase in value:
         if fold(phrase) != phrase or phrase != " ".join(phrase.split()):
-            problems.append(Problem(file, where, f"cụm từ '{phrase}' phải viết thường, không dấu"))
+            problems.append(Problem(file, where, say("check_phrase_folded", phrase=phrase)))
     return tuple(value)
 
 
@@ -465,20 +469,20 @@ def _load_services(directory: Path, groups: list[str] | tuple[str, ...], problem
     """Read services.yaml: one entry, with a name and where it is done, for every neighbour group."""
     raw = _read_yaml(directory / "services.yaml", problems).get("services") or {}
     if not isinstance(raw, dict):
-        problems.append(Problem("services.yaml", "services", "phải ghép mỗi nhóm dịch vụ lân cận với {name, where}"))
+        problems.append(Problem("services.yaml", "services", say("check_services_mapping")))
         raw = {}
     services: dict[str, Service] = {}
     for key, entry in raw.items():
         entry = entry if isinstance(entry, dict) else {}
         service = Service(_text(entry.get("name")), _text(entry.get("where")))
         if not service.name or not service.where:
-            problems.append(Problem("services.yaml", str(key), "cần có name và where"))
+            problems.append(Problem("services.yaml", str(key), say("check_service_fields")))
         if str(key) not in groups:
-            problems.append(Problem("services.yaml", str(key), "không phải một nhóm trong neighbour_services của matching.yaml"))
+            problems.append(Problem("services.yaml", str(key), say("check_service_unknown")))
         services[str(key)] = service
     for group in groups:
         if group not in services:
-            problems.append(Problem("services.yaml", group, "còn thiếu: ghi nơi làm dịch vụ lân cận này"))
+            problems.append(Problem("services.yaml", group, say("check_service_missing")))
     return services
 
 
@@ -486,15 +490,15 @@ def _load_matching(directory: Path, problems: list[Problem]) -> MatchingData:
     data = _read_yaml(directory / "matching.yaml", problems)
     services = data.get("neighbour_services") or {}
     if not isinstance(services, dict) or not services:
-        problems.append(Problem("matching.yaml", "neighbour_services", "phải ghép mỗi tên dịch vụ với một danh sách cụm từ"))
+        problems.append(Problem("matching.yaml", "neighbour_services", say("check_neighbours_mapping")))
         services = {}
     endings = data.get("question_endings") or {}
     if not isinstance(endings, dict):
-        problems.append(Problem("matching.yaml", "question_endings", "phải có 'words' và 'particles'"))
+        problems.append(Problem("matching.yaml", "question_endings", say("check_question_endings")))
         endings = {}
     ask_back = data.get("ask_back") or {}
     if not isinstance(ask_back, dict):
-        problems.append(Problem("matching.yaml", "ask_back", "phải ghép mỗi chủ đề với một danh sách id mục"))
+        problems.append(Problem("matching.yaml", "ask_back", say("check_ask_back_mapping")))
         ask_back = {}
     return MatchingData(
         neighbour_services={str(k): _phrases(v, f"neighbour_services.{k}", problems) for k, v in services.items()},
@@ -520,29 +524,29 @@ def _load_synonyms(directory: Path, problems: list[Problem]) -> dict[str, tuple[
         return {}
     raw = raw.get("synonyms")
     if not isinstance(raw, dict):
-        problems.append(Problem(path.name, "synonyms", "phải ghép mỗi cụm từ chuẩn với một danh sách cách viết khác"))
+        problems.append(Problem(path.name, "synonyms", say("check_synonyms_mapping")))
         return {}
     synonyms: dict[str, tuple[str, ...]] = {}
     owner: dict[str, str] = {}
     for key, variants in raw.items():
         if not isinstance(key, str):
-            problems.append(Problem(path.name, f"synonyms.{key}", "cụm từ chuẩn phải là chữ (đặt trong dấu nháy)"))
+            problems.append(Problem(path.name, f"synonyms.{key}", say("check_synonym_key")))
             continue
         canonical = _phrases([key], f"synonyms.{key}", problems, path.name)
         phrases = _phrases(variants, f"synonyms.{key}", problems, path.name)
         if isinstance(variants, list) and not variants:
-            problems.append(Problem(path.name, f"synonyms.{key}", "không có cách viết khác nào"))
+            problems.append(Problem(path.name, f"synonyms.{key}", say("check_synonym_empty")))
         if not canonical:
             continue
         for variant in phrases:
             if variant in owner:
-                problems.append(Problem(path.name, f"synonyms.{key}", f"cách viết '{variant}' đã có dưới '{owner[variant]}'"))
+                problems.append(Problem(path.name, f"synonyms.{key}", say("check_synonym_taken", variant=variant, owner=owner[variant])))
             owner[variant] = canonical[0]
         synonyms[canonical[0]] = phrases
     for variant, key in owner.items():
         # A variant that is itself a canonical phrase would chain one rewrite into another.
         if variant in synonyms:
-            problems.append(Problem(path.name, f"synonyms.{key}", f"cách viết '{variant}' cũng là một cụm từ chuẩn"))
+            problems.append(Problem(path.name, f"synonyms.{key}", say("check_synonym_canonical", variant=variant)))
     return synonyms
 
 
@@ -552,7 +556,7 @@ def _check_synonyms_readable(synonyms: dict[str, tuple[str, ...]], abbreviations
         for phrase in (key, *variants):
             seen = " ".join(normalize(phrase, abbreviations).folded)
             if seen != phrase:
-                problems.append(Problem("synonyms.yaml", f"synonyms.{key}", f"cụm từ '{phrase}' được đọc thành '{seen}': hãy viết như vậy"))
+                problems.append(Problem("synonyms.yaml", f"synonyms.{key}", say("check_synonym_folded", phrase=phrase, seen=seen)))
 
 
 KEYWORD_KINDS = ("menu", "greeting", "guide", "next", "back", "skip", "thanks", "goodbye", "ack", "how_to", "greeting_kin")
@@ -563,18 +567,18 @@ ANSWER_GROUPS = (("outcome_yes", "outcome_not_yet", "outcome_problem"), ("confir
 
 def _load_kinds(raw: Any, section: str, kinds: tuple[str, ...], problems: list[Problem]) -> dict[str, frozenset[str]]:
     if not isinstance(raw, dict):
-        problems.append(Problem("keywords.yaml", section, "phải ghép mỗi loại với một danh sách cụm từ"))
+        problems.append(Problem("keywords.yaml", section, say("check_keywords_mapping")))
         raw = {}
     keywords: dict[str, frozenset[str]] = {}
     owner: dict[str, str] = {}
     for kind in kinds:
         if kind not in raw:
-            problems.append(Problem("keywords.yaml", kind, "còn thiếu"))
+            problems.append(Problem("keywords.yaml", kind, say("check_keyword_missing")))
             continue
         phrases = frozenset(_phrases(raw[kind], kind, problems, "keywords.yaml"))
         for phrase in phrases:
             if phrase in owner:
-                problems.append(Problem("keywords.yaml", kind, f"'{phrase}' đã có dưới {owner[phrase]}"))
+                problems.append(Problem("keywords.yaml", kind, say("check_keyword_taken", phrase=phrase, owner=owner[phrase])))
             owner[phrase] = kind
         keywords[kind] = phrases
     return keywords
@@ -591,7 +595,7 @@ def _load_keywords(directory: Path, problems: list[Problem]) -> dict[str, frozen
     keywords["particles"] = frozenset(_phrases(particles, "particles", problems, "keywords.yaml")) if particles else frozenset()
     topics = data.get("guide_topics") or []
     if not isinstance(topics, list):
-        problems.append(Problem("keywords.yaml", "guide_topics", "phải là danh sách id mục"))
+        problems.append(Problem("keywords.yaml", "guide_topics", say("check_guide_topics")))
         topics = []
     keywords["guide_topics"] = frozenset(str(t) for t in topics)
     return keywords
@@ -628,16 +632,18 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
 REQUIRED_MESSAGES = tuple(MESSAGE_FIELDS)
 
 
-def placeholder_problem(text: str, allowed: frozenset[str]) -> str | None:
-    """What is wrong with a message's {placeholders} (None: nothing), in Vietnamese."""
+def placeholder_problem(text: str, allowed: frozenset[str], phrase: Callable[..., str] | None = None) -> str | None:
+    """What is wrong with a message's {placeholders} (None: nothing), in Vietnamese (operator.yaml's `check_*`,
+    or `phrase(id, **values)`: operator.yaml checks itself with its own sentences)."""
+    phrase = phrase or say
     try:
         used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
     except ValueError as exc:
-        return f"dấu ngoặc nhọn sai: {exc} (muốn in dấu ngoặc thì viết {{{{ và }}}})"
+        return phrase("check_braces", error=exc)
     unknown = sorted(used - allowed)
     if unknown:
-        known = ", ".join("{" + f + "}" for f in sorted(allowed)) or "không có"
-        return f"chỗ điền không có: {', '.join('{' + u + '}' for u in unknown)} (được dùng: {known})"
+        known = ", ".join("{" + f + "}" for f in sorted(allowed)) or phrase("check_placeholders_none")
+        return phrase("check_placeholders", unknown=", ".join("{" + u + "}" for u in unknown), known=known)
     return None
 
 
@@ -655,11 +661,11 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     messages = {str(k): _text(v) for k, v in raw_messages.items()} if isinstance(raw_messages, dict) else {}
     for key, text in messages.items():
         if not text:
-            problems.append(Problem("messages.yaml", key, "nội dung đang trống"))
+            problems.append(Problem("messages.yaml", key, say("check_message_empty")))
         _check_placeholders(key, text, problems)
     for key in REQUIRED_MESSAGES:
         if key not in messages:
-            problems.append(Problem("messages.yaml", key, "thiếu tin nhắn bắt buộc"))
+            problems.append(Problem("messages.yaml", key, say("check_message_missing")))
     steps = _load_steps(directory, problems)
     steps_intro = _text(_read_yaml(directory / "steps.yaml", []).get("intro"))
     topics = _load_topics(directory, problems)
@@ -680,26 +686,26 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     for topic in topics.values():
         for other in topic.see_also:
             if other not in topics:
-                problems.append(Problem(topic.file, topic.id, f"see_also trỏ tới mục không có: '{other}'"))
+                problems.append(Problem(topic.file, topic.id, say("check_see_also", topic=other)))
     for step in steps:
         for tid in [step.topic, *(p.topic for p in step.problems)]:
             if tid and tid not in topics:
-                problems.append(Problem("steps.yaml", step.slug, f"trỏ tới mục không có: '{tid}'"))
+                problems.append(Problem("steps.yaml", step.slug, say("check_points_nowhere", topic=tid)))
     contract = tuple(_read_yaml(directory / "topics_contract.yaml", problems).get("topics") or ())
     for tid in contract:
         if tid not in topics:
-            problems.append(Problem("faq_*.yaml", tid, "thiếu id mục đã cam kết trong topics_contract.yaml"))
+            problems.append(Problem("faq_*.yaml", tid, say("check_contract_missing")))
     matching = _load_matching(directory, problems)
     keywords = _load_keywords(directory, problems)
     for tid in keywords.get("guide_topics", ()):
         if tid not in topics:
-            problems.append(Problem("keywords.yaml", "guide_topics", f"trỏ tới mục không có: '{tid}'"))
+            problems.append(Problem("keywords.yaml", "guide_topics", say("check_points_nowhere", topic=tid)))
     for subject, topic_ids in matching.ask_back.items():
         if subject not in matching.our_subjects:
-            problems.append(Problem("matching.yaml", f"ask_back.{subject}", "không nằm trong our_subjects"))
+            problems.append(Problem("matching.yaml", f"ask_back.{subject}", say("check_not_our_subject")))
         for tid in topic_ids:
             if tid not in topics:
-                problems.append(Problem("matching.yaml", f"ask_back.{subject}", f"trỏ tới mục không có: '{tid}'"))
+                problems.append(Problem("matching.yaml", f"ask_back.{subject}", say("check_points_nowhere", topic=tid)))
     raw_abbr = _read_yaml(directory / "abbreviations.yaml", problems).get("abbreviations") or {}
     abbreviations = {str(k).lower(): str(v).lower() for k, v in raw_abbr.items() if v}
     _check_synonyms_readable(matching.synonyms, abbreviations, problems)
@@ -720,7 +726,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     for topic in (v for t in topics.values() for v in (t, *(changed for _, changed in t.later))):
         first = catalog.first_part(topic)
         if topic.lead and len(first) > MAX_FIRST:
-            problems.append(Problem(topic.file, topic.id, f"tin nhắn đầu (answer + caveat + nguồn) dài {len(first)} ký tự (tối đa {MAX_FIRST}); chuyển phần chi tiết sang more"))
+            problems.append(Problem(topic.file, topic.id, say("check_first_message_long", length=len(first), max=MAX_FIRST)))
     if len(problems) != len(catalog.problems):
         catalog = replace(catalog, problems=tuple(problems))
     return catalog

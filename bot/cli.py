@@ -93,10 +93,34 @@ def _broadcast_text_problems() -> list[str]:
     return []
 
 
+def content_problems(settings, catalog: Catalog) -> list[str]:
+    """Every problem of the content the server reads, one a line starting with the file's name: the catalog
+    (messages, steps, FAQ, keywords, matching, services, synonyms), web.yaml, dashboard.yaml, broadcasts.yaml
+    and operator.yaml."""
+    from bot.startup import read_operator_texts
+
+    return (
+        [str(p) for p in catalog.problems] + _web_text_problems(settings) + _broadcast_text_problems()
+        + read_operator_texts()[1]
+    )
+
+
+def _content_or_exit(settings) -> Catalog:
+    """The catalog, once every content file the server reads is checked: a broken dashboard.yaml stops the
+    start with its problems, not a failure on every dashboard page later."""
+    catalog = load_catalog(settings.content_dir)
+    problems = content_problems(settings, catalog)
+    if problems:
+        for problem in problems:
+            print(say("content_problem", problem=problem), file=sys.stderr)
+        raise OperatorError(say("content_refused", count=len(problems)), 1)
+    return catalog
+
+
 def cmd_content_check(args) -> int:
     settings = _settings()
     catalog = load_catalog(settings.content_dir)
-    problems = [str(p) for p in catalog.problems] + _web_text_problems(settings) + _broadcast_text_problems()
+    problems = content_problems(settings, catalog)
     for problem in problems:
         print(problem)
     if problems:
@@ -336,7 +360,7 @@ def cmd_poster(args) -> int:
     try:
         pdf, hamlet = asyncio.run(run())
     except PosterError as exc:
-        print(say("poster_error", error=exc), file=sys.stderr)
+        print(say("poster_error", error=texts.error(exc)), file=sys.stderr)
         return 1
     out = Path(args.out)
     try:
@@ -362,7 +386,7 @@ def cmd_serve(args) -> int:
     from bot.server import CHANNELS, create_app, setup_gc, setup_socket_reads
 
     settings = _settings()
-    catalog = _catalog_or_exit(settings)
+    catalog = _content_or_exit(settings)
     host = args.host or settings.host
     port = args.port or settings.port
     if args.port:
@@ -503,7 +527,12 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except OperatorError as exc:  # operator.yaml itself is wrong: its problems, without its words
+        print(exc, file=sys.stderr)
+        return exc.code
+    args = parser.parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(_formatter())
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler])

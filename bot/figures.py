@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.catalog import Catalog
 from bot.normalize import has_diacritics
 from storage import logs, registry, stats
+from storage.errors import CodedError
 from storage.stats import LOCAL_TZ
 
 SUPPRESS_BELOW = 5
@@ -34,6 +35,10 @@ def share(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
+class PeriodError(CodedError):
+    """A month, a day or a span that cannot be read; `code` is its sentence in dashboard.yaml."""
+
+
 @dataclass(frozen=True)
 class Period:
     """Whole Vietnamese calendar days from `start` up to `end` (exclusive)."""
@@ -45,7 +50,7 @@ class Period:
     def month(cls, text: str) -> "Period":
         m = MONTH_RE.match((text or "").strip())
         if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 2000:
-            raise ValueError("tháng phải có dạng YYYY-MM, ví dụ 2026-11")
+            raise PeriodError("period_err_month")
         year, month = int(m.group(1)), int(m.group(2))
         return cls(date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1]) + timedelta(days=1))
 
@@ -55,9 +60,9 @@ class Period:
         try:
             first, last = date.fromisoformat(start), date.fromisoformat(end)
         except ValueError:
-            raise ValueError("ngày phải có dạng YYYY-MM-DD") from None
+            raise PeriodError("period_err_day") from None
         if last < first or (last - first).days > 731:
-            raise ValueError("khoảng thời gian không hợp lệ (tối đa 2 năm)")
+            raise PeriodError("period_err_span")
         return cls(first, last + timedelta(days=1))
 
     @classmethod
@@ -76,11 +81,11 @@ class Period:
             return f"{self.start:%Y-%m}"
         return None
 
-    @property
-    def label(self) -> str:
+    def label(self, texts) -> str:
+        """The period in words (dashboard.yaml's `period_month` or `period_days`)."""
         if self.month_key:
-            return f"tháng {self.start.month:02d}/{self.start.year}"
-        return f"{self.start:%d/%m/%Y} – {self.last:%d/%m/%Y}"
+            return texts.get("period_month", month=f"{self.start.month:02d}", year=self.start.year)
+        return texts.get("period_days", first=f"{self.start:%d/%m/%Y}", last=f"{self.last:%d/%m/%Y}")
 
     def previous(self) -> "Period":
         """The period of the same length just before (the month before, for a month)."""
@@ -336,7 +341,7 @@ async def unanswered(session: AsyncSession, period: Period, commune: str | None,
 class Report:
     period: Period
     commune: str | None
-    commune_name: str
+    commune_name: str | None  # None: every commune (the report says dashboard.yaml's `filter_all_communes`)
     generated_at: datetime
     overview: Overview
     hamlets: list[HamletRow]
@@ -349,7 +354,7 @@ async def report(session: AsyncSession, period: Period, commune: str | None, cat
     return Report(
         period=period,
         commune=commune,
-        commune_name=names.get(commune, commune) if commune else "Tất cả xã/phường",
+        commune_name=names.get(commune, commune) if commune else None,
         generated_at=now,
         overview=await overview(session, period, commune),
         hamlets=await hamlet_rows(session, period, commune, catalog, sort="name"),

@@ -25,6 +25,7 @@ from bot.catalog import Catalog
 from bot.config import Settings
 from bot.hamlets import CODE_RE, Hamlet
 from bot.web.texts import WebTexts
+from storage.errors import CodedError
 
 FONT_DIR = Path(__file__).parent / "fonts"
 FONT = "DejaVu"
@@ -33,8 +34,8 @@ RED = (138, 28, 28)
 BLUE = (31, 95, 168)
 
 
-class PosterError(ValueError):
-    """A poster cannot be made; the message (Vietnamese, for the commune's IT person) says why."""
+class PosterError(CodedError):
+    """A poster cannot be made; `code` is the sentence (web.yaml, for the commune's IT person) saying why."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def make_poster(hamlet: Hamlet, catalog: Catalog, texts: WebTexts, settings: Set
     """Draw the poster of one hamlet as PDF bytes; PosterError when no link is configured."""
     found, missing = links(hamlet, settings, texts)
     if not found:
-        raise PosterError(f"chưa có đường dẫn nào để in mã QR: hãy đặt {', '.join(missing)}")
+        raise PosterError("poster_err_no_links", names=", ".join(missing))
     pdf = _Poster()
     pdf.set_title(_nfc(f"{texts.get('poster_title')} - {hamlet.label}"))
     pdf.set_creator("cccd-bot")
@@ -151,7 +152,7 @@ def make_poster(hamlet: Hamlet, catalog: Catalog, texts: WebTexts, settings: Set
     pdf.ln(1)
     pdf.para(texts.get("poster_safety"), 9.5, bold=True, height=4.4)
     if pdf.get_y() > pdf.h - 8:
-        raise PosterError("nội dung quá dài, không vừa một trang A4: hãy rút gọn các bước hoặc lời nhắn trong web.yaml")
+        raise PosterError("poster_err_too_long")
     return bytes(pdf.output())
 
 
@@ -159,7 +160,7 @@ async def poster_for_code(service, code: str, texts: WebTexts) -> bytes:
     """The poster of the hamlet with `code` (any case); PosterError names an unknown code."""
     hamlet = (await service.hamlets()).get(code) if CODE_RE.match(code or "") else None
     if hamlet is None:
-        raise PosterError(f"không có thôn, tổ dân phố mã '{(code or '')[:40]}' (nhập danh sách: cccd-bot hamlets import TỆP)")
+        raise PosterError("poster_err_no_hamlet", code=(code or "")[:40])
     # Drawing takes a moment of CPU: keep the event loop (and the other channels) answering.
     return await asyncio.to_thread(make_poster, hamlet, service.catalog, texts, service.settings)
 
@@ -172,18 +173,22 @@ async def handle_poster(request):
     from aiohttp import web
 
     from bot.server import SERVICE
+    from bot.startup import say
     from bot.web.texts import TextsError, load_texts
 
     service = request.app[SERVICE]
     code = request.match_info.get("code", "")
     try:
         texts = load_texts(service.settings.content_dir)
-        hamlet = (await service.hamlets()).get(code) if CODE_RE.match(code) else None
-        if hamlet is None:
-            raise web.HTTPNotFound(text=f"Không có thôn, tổ dân phố mã '{code[:40]}'.")
+    except TextsError as exc:  # web.yaml itself is wrong: say so in the operator's words
+        raise web.HTTPConflict(text=say("poster_content_error", error=exc)) from None
+    hamlet = (await service.hamlets()).get(code) if CODE_RE.match(code) else None
+    if hamlet is None:
+        raise web.HTTPNotFound(text=texts.get("poster_http_no_hamlet", code=code[:40]))
+    try:
         body = await poster_for_code(service, hamlet.code, texts)
-    except (PosterError, TextsError) as exc:
-        raise web.HTTPConflict(text=f"Không in được áp phích: {exc}") from None
+    except PosterError as exc:
+        raise web.HTTPConflict(text=texts.get("poster_http_failed", reason=texts.error(exc))) from None
     return poster_response(body, hamlet.code)
 
 

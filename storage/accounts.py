@@ -10,6 +10,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.errors import CodedError
 from storage.models import Commune, WebAccount
 
 ROLES = ("admin", "officer", "team")
@@ -37,15 +38,15 @@ def _dummy() -> str:
     return _dummy_hash
 
 
-class AccountError(ValueError):
-    """A request about accounts that cannot be done; the message says why (in Vietnamese)."""
+class AccountError(CodedError):
+    """A request about accounts that cannot be done; `code` is its sentence in operator.yaml."""
 
 
 def check_password_rules(password: str) -> None:
     if len(password) < MIN_PASSWORD:
-        raise AccountError(f"mật khẩu phải có ít nhất {MIN_PASSWORD} ký tự")
+        raise AccountError("account_err_password_short", min=MIN_PASSWORD)
     if len(password) > MAX_PASSWORD:
-        raise AccountError(f"mật khẩu dài quá {MAX_PASSWORD} ký tự")
+        raise AccountError("account_err_password_long", max=MAX_PASSWORD)
 
 
 async def get(session: AsyncSession, username: str) -> WebAccount | None:
@@ -54,13 +55,13 @@ async def get(session: AsyncSession, username: str) -> WebAccount | None:
 
 async def add(session: AsyncSession, username: str, password: str, role: str, commune: str | None, now: datetime) -> WebAccount:
     if not USERNAME_RE.match(username):
-        raise AccountError("tên đăng nhập gồm 2-64 ký tự A-Z a-z 0-9 . _ -")
+        raise AccountError("account_err_username")
     if role not in ROLES:
-        raise AccountError(f"vai trò phải là một trong: {', '.join(ROLES)}")
+        raise AccountError("account_err_role", roles=", ".join(ROLES))
     if commune and await session.get(Commune, commune) is None:
-        raise AccountError(f"không có xã/phường mã '{commune}' (nhập danh sách thôn trước: cccd-bot hamlets import)")
+        raise AccountError("account_err_commune", commune=commune)
     if await get(session, username) is not None:
-        raise AccountError(f"tài khoản '{username}' đã có")
+        raise AccountError("account_err_exists", username=username)
     check_password_rules(password)
     account = WebAccount(
         username=username, password_hash=_hasher.hash(password), role=role, commune_code=commune or None,
@@ -74,7 +75,7 @@ async def add(session: AsyncSession, username: str, password: str, role: str, co
 async def set_password(session: AsyncSession, username: str, password: str) -> None:
     account = await get(session, username)
     if account is None:
-        raise AccountError(f"không có tài khoản '{username}'")
+        raise AccountError("account_err_unknown", username=username)
     check_password_rules(password)
     account.password_hash = _hasher.hash(password)
     account.failed_logins = 0
@@ -84,7 +85,7 @@ async def set_password(session: AsyncSession, username: str, password: str) -> N
 async def set_active(session: AsyncSession, username: str, active: bool) -> None:
     account = await get(session, username)
     if account is None:
-        raise AccountError(f"không có tài khoản '{username}'")
+        raise AccountError("account_err_unknown", username=username)
     account.active = active
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.errors import CodedError
 from storage.models import Chat, Commune, Hamlet, User
 
 CSV_COLUMNS = ("commune_code", "commune_name", "hamlet_code", "hamlet_name")
@@ -118,25 +119,25 @@ def natural_key(name: str) -> str:
     return re.sub(r"\d+", lambda m: m.group().zfill(8), name.lower())
 
 
-class RegistryError(ValueError):
-    """A change to the registry that cannot be made; the message says why (in Vietnamese)."""
+class RegistryError(CodedError):
+    """A change to the registry that cannot be made; `code` is its sentence in dashboard.yaml."""
 
 
 def _check_name(name: str) -> str:
     name = " ".join((name or "").split())
     if not name or len(name) > 200:
-        raise RegistryError("tên phải có 1-200 ký tự")
+        raise RegistryError("registry_err_name")
     return name
 
 
 async def add_hamlet(session: AsyncSession, commune: str, code: str, name: str) -> None:
     if not CODE_RE.match(code or ""):
-        raise RegistryError("mã thôn gồm 1-40 ký tự A-Z a-z 0-9 _ -")
+        raise RegistryError("registry_err_code")
     if await session.get(Commune, commune) is None:
-        raise RegistryError("không có xã/phường này")
+        raise RegistryError("registry_err_commune")
     existing = (await session.execute(select(Hamlet).where(func.lower(Hamlet.code) == code.lower()))).scalar_one_or_none()
     if existing is not None:
-        raise RegistryError(f"mã thôn '{code}' đã có")
+        raise RegistryError("registry_err_taken", code=code)
     session.add(Hamlet(code=code, name=_check_name(name), commune_code=commune))
     await session.flush()
 
@@ -144,7 +145,7 @@ async def add_hamlet(session: AsyncSession, commune: str, code: str, name: str) 
 async def rename_hamlet(session: AsyncSession, code: str, name: str) -> Hamlet:
     hamlet = await session.get(Hamlet, code)
     if hamlet is None:
-        raise RegistryError("không có thôn này")
+        raise RegistryError("registry_err_unknown")
     hamlet.name = _check_name(name)
     return hamlet
 
@@ -153,7 +154,7 @@ async def remove_hamlet(session: AsyncSession, code: str) -> Hamlet:
     """Remove a hamlet; its people and groups keep their history but lose the link (ON DELETE SET NULL)."""
     hamlet = await session.get(Hamlet, code)
     if hamlet is None:
-        raise RegistryError("không có thôn này")
+        raise RegistryError("registry_err_unknown")
     await session.execute(update(Chat).where(Chat.hamlet_code == code).values(hamlet_code=None))
     await session.execute(update(User).where(User.hamlet_code == code).values(hamlet_code=None))
     await session.delete(hamlet)

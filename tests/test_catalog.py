@@ -433,20 +433,35 @@ def test_every_message_id_in_the_code_is_checked():
     )
     assert set(completed) - set(DASHBOARD_FIELDS) == set()
     # No id in the list is left unread: each is named in the code or completed from a prefix.
+    # The report (bot/report.py: `t("id")`), the figures and the registry (typed errors: `PeriodError("id")`)
+    # speak the dashboard's words too.
+    root = CONTENT_DIR.parent.parent
+    report_ids = set(re.findall(r"""\bt\(\s*"([a-z_]+)"\s*[,)]""", (root / "bot" / "report.py").read_text(encoding="utf-8")))
+    assert {"report_title", "report_text_head"} <= report_ids and report_ids - set(DASHBOARD_FIELDS) == set()
+    raised = {}
+    for path in [*(root / "bot").rglob("*.py"), *(root / "storage").glob("*.py")]:
+        for kind, key in re.findall(r"""\b(\w+Error)\(\s*"([a-z_]+)"\s*[,)]""", path.read_text(encoding="utf-8")):
+            raised.setdefault(kind, set()).add(key)
+    assert raised["PeriodError"] | raised["RegistryError"] <= set(DASHBOARD_FIELDS)
+    assert raised["PosterError"] <= set(FIELDS)
+    assert len(raised["AccountError"]) == 7
     quoted = set()
-    for path in [*web.rglob("*.py"), *web.rglob("*.html"), *(CONTENT_DIR.parent / "broadcasts").glob("*.py")]:
+    for path in [*web.rglob("*.py"), *web.rglob("*.html"), *(CONTENT_DIR.parent / "broadcasts").glob("*.py"),
+                 root / "bot" / "report.py", root / "bot" / "figures.py", root / "storage" / "registry.py"]:
         quoted |= set(re.findall(r"""["']([a-z_]+)["']""", path.read_text(encoding="utf-8")))
     unread = [key for key in DASHBOARD_FIELDS if key not in quoted and not key.startswith(tuple(prefixes))]
     assert unread == []
     assert not set(FIELDS) & set(DASHBOARD_FIELDS)  # an id means one text
 
     # What the command line and /healthz say to the person who installs the bot: `say("id")`, in operator.yaml.
-    from bot.startup import OPERATOR_TEXT
+    # Each is in operator.yaml's list (bot/startup.py, checked at load), with the account errors storage raises.
+    from bot.startup import OPERATOR_FIELDS, OPERATOR_TEXT
 
     operator = yaml.safe_load(OPERATOR_TEXT.read_text(encoding="utf-8"))["operator"]
     said = {m.group(1) for path in CONTENT_DIR.parent.rglob("*.py") for m in re.finditer(r'\bsay\(\s*"([a-z_]+)"', path.read_text(encoding="utf-8"))}
-    assert {"db_upgraded", "content_refused"} <= said
-    assert said - set(operator) == set()
+    assert {"db_upgraded", "content_refused", "check_yaml_at"} <= said
+    assert (said | raised["AccountError"]) - set(OPERATOR_FIELDS) == set()
+    assert set(OPERATOR_FIELDS) - set(operator) == set()
 
 
 def test_readme_lists_every_answer_with_the_source_it_shows(catalog):
@@ -539,3 +554,22 @@ def test_examples_accepted_on_the_dashboard_join_their_topic_once(catalog):
     assert le_phi.examples == catalog.topics["le_phi"].examples + ("làm thẻ mất bao nhiêu",)
     assert "no_such_topic" not in added.topics and added.topics["mat_the"] == catalog.topics["mat_the"]
     assert catalog.topics["le_phi"].added_examples == (), "the loaded content is not changed"
+
+
+def test_operator_texts_are_checked_at_load(tmp_path):
+    # operator.yaml says what is wrong with the other files: a missing id or a placeholder the code does not fill
+    # is found when it is read (and `cccd-bot serve` and `content check` refuse it), not when the error happens.
+    from bot.startup import OPERATOR_TEXT, read_operator_texts
+
+    text = OPERATOR_TEXT.read_text(encoding="utf-8")
+    broken = tmp_path / "operator.yaml"
+    broken.write_text(
+        text.replace('  db_upgraded: "Cơ sở dữ liệu đã được cập nhật."\n', "").replace('"{count} lỗi"', '"{so} lỗi"'), encoding="utf-8"
+    )
+    texts, problems = read_operator_texts(broken)
+    assert problems == [
+        "operator.yaml: db_upgraded: thiếu nội dung bắt buộc, hoặc nội dung đang trống",
+        "operator.yaml: content_problems: chỗ điền không có: {so} (được dùng: {count})",
+    ]
+    assert read_operator_texts()[1] == []
+

@@ -298,3 +298,24 @@ def test_chat_log_goes_to_a_file_not_between_the_replies(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "refused input on console" not in result.stderr + result.stdout
     assert "refused input on console" in (tmp_path / "chat.log").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("break_it, said", [
+    (lambda text: text.replace('logout: "Đăng xuất"', 'logout: "Đăng xuất'), "dashboard.yaml: -: sai cú pháp YAML ở dòng "),
+    (lambda text: text.replace('  logout: "Đăng xuất"\n', ""), "dashboard.yaml: logout: thiếu nội dung bắt buộc, hoặc nội dung đang trống"),
+    (lambda text: text.replace('"Kỳ báo cáo"', '"Kỳ báo cáo {month}"'),
+     "dashboard.yaml: report_period: chỗ điền không có: {month} (được dùng: không có)"),
+], ids=["bad-yaml", "missing-id", "wrong-placeholder"])
+def test_serve_refuses_to_start_on_a_broken_dashboard_yaml(tmp_path, break_it, said):
+    # Before, the bot started and every dashboard page answered 500; now the start stops, naming file and id.
+    broken = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, broken)
+    dashboard = broken / "dashboard.yaml"
+    dashboard.write_text(break_it(dashboard.read_text(encoding="utf-8")), encoding="utf-8")
+    result = run(["serve", "--port", "7601"], tmp_path, CCCD_CONTENT_DIR=str(broken))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"Lỗi nội dung: {said}" in result.stderr
+    assert "nên bot không khởi động. Sửa các tệp nội dung rồi kiểm tra lại bằng: cccd-bot content check" in result.stderr
+    assert "đang lắng nghe" not in result.stdout
+    check = run(["content", "check"], tmp_path, CCCD_CONTENT_DIR=str(broken))
+    assert check.returncode == 1 and said in check.stdout

@@ -165,11 +165,20 @@ async def test_a_rolled_back_transaction_counts_nothing(seeded):
 
 
 def test_period_parsing():
-    assert (NOV.start.isoformat(), NOV.last.isoformat(), NOV.label) == ("2026-11-01", "2026-11-30", "tháng 11/2026")
+    from bot.figures import PeriodError
+    from bot.web.texts import load_dashboard_texts
+
+    t = load_dashboard_texts()
+    assert (NOV.start.isoformat(), NOV.last.isoformat(), NOV.label(t)) == ("2026-11-01", "2026-11-30", "tháng 11/2026")
+    assert Period.days("2026-11-03", "2026-12-05").label(t) == "03/11/2026 – 05/12/2026"
     assert Period.month("2026-01").previous() == Period.month("2025-12")
     for bad in ("2026-13", "26-11", "", "2026-11-01"):
-        with pytest.raises(ValueError):
+        with pytest.raises(PeriodError) as caught:
             Period.month(bad)
+        assert t.error(caught.value) == "tháng phải có dạng YYYY-MM, ví dụ 2026-11"
+    with pytest.raises(PeriodError) as caught:
+        Period.days("2026-11-03", "2029-11-03")
+    assert t.error(caught.value) == "khoảng thời gian không hợp lệ (tối đa 2 năm)"
 
 
 async def test_a_savepoint_rolled_back_inside_keeps_the_counts(seeded):

@@ -72,8 +72,9 @@ def test_only_configured_ways_in_are_printed(catalog):
     assert missing == ["CCCD_ZALO_URL", "CCCD_WEB_CHAT"]
     _, _, codes = read_pdf(make_poster(HAMLET, catalog, texts, settings))
     assert codes == {TELEGRAM}
-    with pytest.raises(PosterError, match="CCCD_TELEGRAM_BOT_USERNAME"):
+    with pytest.raises(PosterError) as caught:
         make_poster(HAMLET, catalog, texts, Settings(_env_file=None))
+    assert texts.error(caught.value).startswith("chưa có đường dẫn nào để in mã QR: hãy đặt CCCD_TELEGRAM_BOT_USERNAME, ")
 
 
 def test_poster_command(tmp_path):
@@ -86,10 +87,11 @@ def test_poster_command(tmp_path):
     _, text, codes = read_pdf(out.read_bytes())
     assert "Tổ dân phố 3, Phường Ngọc Trạo" in text and codes == {TELEGRAM, WEB}
     unknown = run(["poster", "--hamlet", "khong_co", "--out", str(tmp_path / "x.pdf")], tmp_path, **env)
-    assert unknown.returncode == 1 and "khong_co" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+    assert "lỗi: không có thôn, tổ dân phố mã 'khong_co' (nhập danh sách: cccd-bot hamlets import TỆP)" in unknown.stderr
     assert not (tmp_path / "x.pdf").exists()
     bare = run(["poster", "--hamlet", "ngoctrao_tdp03", "--out", str(tmp_path / "y.pdf")], tmp_path)
-    assert bare.returncode == 1 and "CCCD_TELEGRAM_BOT_USERNAME" in bare.stderr
+    assert bare.returncode == 1 and "lỗi: chưa có đường dẫn nào để in mã QR: hãy đặt CCCD_TELEGRAM_BOT_USERNAME" in bare.stderr
     unwritable = run(["poster", "--hamlet", "ngoctrao_tdp03", "--out", str(tmp_path / "no" / "z.pdf")], tmp_path, **env)
     assert unwritable.returncode == 1 and "Traceback" not in unwritable.stderr
 
@@ -104,13 +106,15 @@ async def test_poster_route(registry_loaded, db_url, catalog):
         assert "ap-phich-ngoctrao_tdp03.pdf" in resp.headers["Content-Disposition"]
         _, text, codes = read_pdf(await resp.read())
         assert "Tổ dân phố 3" in text and codes == {TELEGRAM, ZALO, WEB}
-        assert (await client.get("/admin/hamlets/khong_co/poster.pdf")).status == 404
+        unknown = await client.get("/admin/hamlets/khong_co/poster.pdf")
+        assert unknown.status == 404 and await unknown.text() == "Không có thôn, tổ dân phố mã 'khong_co'."
         assert (await client.get("/admin/hamlets/%3Cx%3E/poster.pdf")).status == 404
     bare = create_app(Settings(_env_file=None, database_url=db_url), catalog, registry_loaded)
     bare.router.add_get("/admin/hamlets/{code}/poster.pdf", handle_poster)
     async with TestClient(TestServer(bare)) as client:
         resp = await client.get("/admin/hamlets/ngoctrao_tdp03/poster.pdf")
-        assert resp.status == 409 and "CCCD_TELEGRAM_BOT_USERNAME" in await resp.text()
+        assert resp.status == 409
+        assert (await resp.text()).startswith("Không in được áp phích: chưa có đường dẫn nào để in mã QR: hãy đặt CCCD_TELEGRAM_BOT_USERNAME")
 
 
 def test_content_check_reports_a_broken_web_yaml(tmp_path):

@@ -127,8 +127,8 @@ def render(template: str, request: web.Request, context: dict, status: int = 200
 
     viewer = request.get(VIEWER)
     common = {
-        "viewer": viewer, "prefix": PREFIX, "tz": LOCAL_TZ, "nav": NAV, "channel_name": channel_name,
-        "csrf": viewer.csrf if viewer else "", "tx": tx, "code": code, "link": link,
+        "viewer": viewer, "prefix": PREFIX, "tz": LOCAL_TZ, "nav": NAV,
+        "channel_name": lambda channel: channel_name(channel, t), "period_label": lambda period: period.label(t), "csrf": viewer.csrf if viewer else "", "tx": tx, "code": code, "link": link,
     }
     return aiohttp_jinja2.render_template(template, request, {**common, **context}, status=status)
 

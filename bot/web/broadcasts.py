@@ -102,7 +102,7 @@ def _audience_words(t: WebTexts, audience: Audience, commune_names: dict[str, st
     else:
         where = ", ".join(hamlet_names.get(h, h) for h in audience.codes)
     kinds = t.messages["bc_and"].join(t.get(f"bc_kind_{k}") for k in audience.kinds)
-    channels = ", ".join(channel_name(c) for c in audience.channels) if audience.channels else t.get("bc_all_channels")
+    channels = ", ".join(channel_name(c, t) for c in audience.channels) if audience.channels else t.get("bc_all_channels")
     return f"{where} · {kinds} · {channels}"
 
 

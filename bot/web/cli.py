@@ -69,7 +69,7 @@ def _account_call(fn, done: str) -> int:
     try:
         _run(fn)
     except AccountError as exc:
-        print(say("users_error", reason=exc), file=sys.stderr)
+        print(say("users_error", reason=say(exc.code, **exc.params)), file=sys.stderr)
         return 1
     print(done)
     return 0
@@ -90,14 +90,23 @@ def cmd_users_list(args) -> int:
 
 
 def _report(args):
+    """The report asked for, and the dashboard's texts it is written in (dashboard.yaml)."""
     from bot.cli import _catalog_or_exit, _settings
-    from bot.figures import Period, report
+    from bot.figures import Period, PeriodError, report
+    from bot.web.texts import TextsError, load_dashboard_texts
 
-    catalog = _catalog_or_exit(_settings())
+    settings = _settings()
+    catalog = _catalog_or_exit(settings)
+    try:
+        texts = load_dashboard_texts(settings.content_dir)
+    except TextsError as exc:
+        for problem in str(exc).splitlines():
+            print(say("content_problem", problem=problem), file=sys.stderr)
+        raise SystemExit(1) from None
     try:
         period = Period.month(args.month) if args.month else Period.this_month(_now())
-    except ValueError as exc:
-        raise SystemExit(say("report_error", reason=exc)) from None
+    except PeriodError as exc:
+        raise SystemExit(say("report_error", reason=texts.error(exc))) from None
 
     async def go(session):
         from storage import registry
@@ -106,30 +115,30 @@ def _report(args):
             raise SystemExit(say("report_no_commune", code=args.commune))
         return await report(session, period, args.commune, catalog, _now())
 
-    return _run(go)
+    return _run(go), texts
 
 
 def cmd_report(args) -> int:
-    from bot.report import to_csv, to_xlsx
+    from bot.report import commune_words, to_csv, to_xlsx
 
     out = Path(args.out)
-    data = _report(args)
+    data, texts = _report(args)
     try:
         if out.suffix.lower() == ".csv":
-            out.write_text(to_csv(data), encoding="utf-8")
+            out.write_text(to_csv(data, texts), encoding="utf-8")
         else:
-            out.write_bytes(to_xlsx(data))
+            out.write_bytes(to_xlsx(data, texts))
     except OSError as exc:
         print(say("not_written", path=out, reason=exc.strerror), file=sys.stderr)
         return 1
-    print(say("report_written", period=data.period.label, commune=data.commune_name, path=out))
+    print(say("report_written", period=data.period.label(texts), commune=commune_words(data, texts), path=out))
     return 0
 
 
 def cmd_stats(args) -> int:
     from bot.report import to_text
 
-    print(to_text(_report(args)))
+    print(to_text(*_report(args)))
     return 0
 
 

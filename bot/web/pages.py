@@ -11,7 +11,7 @@ from aiohttp_session import get_session
 
 from bot import figures
 from bot.figures import HAMLET_SORTS, Period
-from bot.report import channel_name, to_csv, to_xlsx
+from bot.report import to_csv, to_xlsx
 from bot.unanswered import question_key
 from bot.web import auth, links
 from bot.web.app import CONFIG, PREFIX, VIEWER, forbidden, render, texts
@@ -67,8 +67,8 @@ async def read_filters(request: web.Request, session) -> Filters:
             period = Period.month(q["month"])
         else:
             period = Period.this_month(cfg.clock())
-    except ValueError as exc:
-        error, period = str(exc), Period.this_month(cfg.clock())
+    except figures.PeriodError as exc:
+        error, period = texts(request).error(exc), Period.this_month(cfg.clock())
     wanted = q.get("commune") or None
     if viewer.commune and wanted and wanted != viewer.commune:
         raise ScopeError()
@@ -373,7 +373,9 @@ async def hamlet_poster(request: web.Request) -> web.Response:
         poster_texts = load_texts(cfg.settings.content_dir)
         # Drawing takes a moment of CPU: keep the event loop (and the chat channels) answering.
         body = await asyncio.to_thread(make_poster, Hamlet(*found), cfg.catalog(), poster_texts, cfg.settings)
-    except (PosterError, TextsError) as exc:
+    except PosterError as exc:
+        raise web.HTTPConflict(text=texts(request).get("registry_err_poster", reason=poster_texts.error(exc))) from None
+    except TextsError as exc:
         raise web.HTTPConflict(text=texts(request).get("registry_err_poster", reason=exc)) from None
     return poster_response(body, code)
 
@@ -409,7 +411,7 @@ async def registry_change(request: web.Request) -> web.StreamResponse:
             else:
                 raise web.HTTPNotFound()
     except registry.RegistryError as exc:
-        raise web.HTTPSeeOther(f"{PREFIX}/registry?{urlencode({**back, 'err': str(exc)})}") from None
+        raise web.HTTPSeeOther(f"{PREFIX}/registry?{urlencode({**back, 'err': texts(request).error(exc)})}") from None
     if cfg.on_registry_change:
         cfg.on_registry_change()
     raise web.HTTPSeeOther(f"{PREFIX}/registry?{urlencode({**back, 'msg': done})}")
@@ -434,10 +436,10 @@ async def export(request: web.Request) -> web.StreamResponse:
         report = await figures.report(session, f.period, f.commune, cfg.catalog(), cfg.clock())
     stem = f"bao-cao-{f.period.month_key or f.period.start.isoformat()}{'-' + f.commune if f.commune else ''}"
     if fmt == "xlsx":
-        body = to_xlsx(report)
+        body = to_xlsx(report, texts(request))
         ctype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     else:
-        body = to_csv(report).encode("utf-8")
+        body = to_csv(report, texts(request)).encode("utf-8")
         ctype = "text/csv; charset=utf-8"
     return web.Response(body=body, headers={"Content-Type": ctype, "Content-Disposition": f'attachment; filename="{stem}.{fmt}"'})
 

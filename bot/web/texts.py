@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 
 from bot.catalog import CONTENT_DIR, placeholder_problem, read_problem
+from bot.startup import say
+from storage.errors import CodedError
 
 FILE = "web.yaml"
 
@@ -27,6 +29,8 @@ FIELDS: dict[str, frozenset[str]] = {
         "widget_open": "", "widget_close": "", "poster_title": "", "poster_for": "hamlet", "poster_scan": "",
         "poster_telegram": "", "poster_zalo": "", "poster_web": "", "poster_zalo_hint": "hamlet",
         "poster_steps": "", "poster_step": "k title", "poster_help": "", "poster_safety": "",
+        "poster_err_no_links": "names", "poster_err_too_long": "", "poster_err_no_hamlet": "code",
+        "poster_http_no_hamlet": "code", "poster_http_failed": "reason",
     }.items()
 }
 
@@ -126,6 +130,24 @@ DASHBOARD_FIELDS: dict[str, frozenset[str]] = {
         "recurring_err_cron": "", "recurring_err_never": "", "recurring_err_often": "", "recurring_err_invalid": "",
         "recurring_done_saved": "",
         "recurring_done_stopped": "",
+        "channel_telegram": "", "channel_zalo_bot": "", "channel_zalo_oa": "", "channel_web": "", "channel_console": "",
+        "period_month": "month year", "period_days": "first last", "period_err_month": "", "period_err_day": "",
+        "period_err_span": "", "registry_err_name": "", "registry_err_code": "", "registry_err_commune": "",
+        "registry_err_taken": "code", "registry_err_unknown": "",
+        "report_title": "", "report_commune": "", "report_period": "", "report_generated": "", "report_small_counts": "",
+        "report_sheet_overview": "", "report_sheet_hamlets": "", "report_sheet_funnel": "", "report_sheet_topics": "",
+        "report_col_measure": "", "report_col_value": "", "report_messages": "", "report_people": "", "report_groups": "",
+        "report_questions": "", "report_answered_percent": "", "report_choices_percent": "",
+        "report_unanswered_percent": "", "report_channel": "", "report_answered": "", "report_choices": "",
+        "report_unanswered": "", "report_hamlet_code": "", "report_hamlet": "", "report_started": "",
+        "report_reached_last": "", "report_submitted": "", "report_step": "", "report_step_title": "",
+        "report_step_people": "", "report_step_stopped": "", "report_step_stuck": "", "report_funnel_submitted": "",
+        "report_topic_id": "", "report_topic": "", "report_topic_count": "", "report_topic_previous": "",
+        "report_topic_change": "", "report_text_head": "commune period", "report_text_totals": "messages people groups",
+        "report_text_questions": "questions answered choices unanswered", "report_text_channel": "channel messages people",
+        "report_text_col_hamlet": "", "report_text_col_people": "", "report_text_col_messages": "",
+        "report_text_col_started": "", "report_text_col_reached_last": "", "report_text_col_submitted": "",
+        "report_text_col_unanswered": "", "report_text_no_hamlets": "",
     }.items()
 }
 
@@ -141,6 +163,10 @@ class WebTexts:
     def get(self, key: str, **values: Any) -> str:
         return self.messages[key].format(**values).strip()
 
+    def error(self, exc: CodedError) -> str:
+        """The sentence of an error raised with the id of its text (storage.errors.CodedError)."""
+        return self.get(exc.code, **exc.params)
+
 
 def load_texts(directory: Path | None = None, *, file: str = FILE, fields: dict[str, frozenset[str]] = FIELDS) -> WebTexts:
     """Read web.yaml (or `file`, with its `fields`) from the content directory (the shipped content by
@@ -152,12 +178,12 @@ def load_texts(directory: Path | None = None, *, file: str = FILE, fields: dict[
         raise TextsError(f"{file}: -: {read_problem(exc)}".replace("\n", " ")) from None
     raw = data.get("messages") if isinstance(data, dict) else None
     if not isinstance(raw, dict):
-        raise TextsError(f"{file}: -: cần các cặp mã: nội dung dưới 'messages'")
+        raise TextsError(f"{file}: -: {say('check_messages_mapping')}")
     messages = {str(k): v.strip() for k, v in raw.items() if isinstance(v, str)}
     problems = []
     for key, allowed in fields.items():
         text = messages.get(key, "")
-        problem = placeholder_problem(text, allowed) if text else "thiếu nội dung bắt buộc, hoặc nội dung đang trống"
+        problem = placeholder_problem(text, allowed) if text else say("check_missing_text")
         if problem:
             problems.append(f"{file}: {key}: {problem}")
     if problems:

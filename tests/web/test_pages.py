@@ -128,7 +128,11 @@ async def test_hamlet_crud_and_links(client, sign_in, dashboard):
     resp = await client.post(f"{PREFIX}/registry/add", data={"csrf": token, "code": "tdp_moi", "name": "Tổ dân phố <Mới>"})
     assert resp.status == 200 and "Đã thêm thôn." in await resp.text()
     resp = await client.post(f"{PREFIX}/registry/add", data={"csrf": token, "code": "TDP_MOI", "name": "Trùng"})
-    assert "đã có" in await resp.text()
+    assert "<p class=\"error\" role=\"alert\">mã thôn &#39;TDP_MOI&#39; đã có</p>" in await resp.text()
+    resp = await client.post(f"{PREFIX}/registry/add", data={"csrf": token, "code": "mã sai", "name": "Thôn"})
+    assert "mã thôn gồm 1-40 ký tự A-Z a-z 0-9 _ -</p>" in await resp.text()
+    resp = await client.post(f"{PREFIX}/registry/rename", data={"csrf": token, "code": "tdp_moi", "name": " "})
+    assert "tên phải có 1-200 ký tự</p>" in await resp.text()
     resp = await client.post(f"{PREFIX}/registry/rename", data={"csrf": token, "code": "tdp_moi", "name": "Tổ dân phố 11"})
     html = await resp.text()
     assert "Tổ dân phố 11" in html and "&lt;Mới&gt;" not in html
@@ -162,14 +166,22 @@ async def test_csv_export(client, sign_in):
     text = (await resp.read()).decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
     assert ["## Thôn"] in rows and ["Tin nhắn", "12"] in rows
+    assert ["Kỳ báo cáo", "tháng 11/2026", "01/11/2026", "30/11/2026"] in rows
+    everywhere = (await (await client.get(f"{PREFIX}/export/report.csv?month=2026-11")).read()).decode("utf-8-sig")
+    assert ["Xã/phường", "Tất cả xã/phường"] in list(csv.reader(io.StringIO(everywhere)))
     assert ["ngoctrao_tdp02", "Tổ dân phố 2", "< 5", "4", "0", "0", "0", "2"] in rows
 
 
 async def test_bad_month_is_reported(client, sign_in):
     await sign_in("admin")
     html = await (await client.get(f"{PREFIX}/?month=2026-13")).text()
-    assert "tháng phải có dạng YYYY-MM" in html
-    assert (await client.get(f"{PREFIX}/export/report.xlsx?month=abc")).status == 400
+    assert '<p class="error">tháng phải có dạng YYYY-MM, ví dụ 2026-11</p>' in html
+    resp = await client.get(f"{PREFIX}/export/report.xlsx?month=abc")
+    assert resp.status == 400 and await resp.json() == {"error": "tháng phải có dạng YYYY-MM, ví dụ 2026-11"}
+    html = await (await client.get(f"{PREFIX}/?from=2026-11-03&to=hôm-nay")).text()
+    assert '<p class="error">ngày phải có dạng YYYY-MM-DD</p>' in html
+    html = await (await client.get(f"{PREFIX}/?from=2020-01-01&to=2026-11-05")).text()
+    assert '<p class="error">khoảng thời gian không hợp lệ (tối đa 2 năm)</p>' in html
 
 
 async def test_a_chosen_range_of_days(client, sign_in):
