@@ -83,13 +83,18 @@ def _web_text_problems(settings) -> list[str]:
 
 def _broadcast_text_problems() -> list[str]:
     """The problems of broadcasts.yaml (opt-out words, /phatthanh, reminders and schedules)."""
-    from bot.broadcasts.optout import load
+    import yaml
+
+    from bot.broadcasts.optout import BroadcastContentError, load
+    from bot.catalog import read_problem
 
     load.cache_clear()
     try:
         load()
-    except (OSError, ValueError) as exc:
-        return [str(exc)]
+    except BroadcastContentError as exc:
+        return [f"{exc.file}: {exc.key}: {say(exc.code, **exc.params)}"]
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        return [f"broadcasts.yaml: -: {read_problem(exc)}".replace("\n", " ")]
     return []
 
 
@@ -173,7 +178,8 @@ def cmd_hamlets_import(args) -> int:
     except OSError as exc:
         raise OperatorError(say("file_unreadable", path=args.file, reason=exc.strerror), 1) from None
     except registry.CsvError as exc:
-        raise OperatorError(say("file_invalid", path=args.file, detail=exc), 1) from None
+        detail = "\n".join(say(code, **params) for code, params in exc.problems)
+        raise OperatorError(say("file_invalid", path=args.file, detail=detail), 1) from None
 
     async def run() -> tuple[int, int]:
         from storage.db import Database

@@ -49,6 +49,8 @@ OPERATOR_FIELDS: dict[str, frozenset[str]] = {
         "sqlite_folder": "folder reason", "sqlite_file": "path reason", "port_in_use": "host port",
         "port_denied": "host port", "host_invalid": "host reason", "content_problem": "problem",
         "content_refused": "count", "file_unreadable": "path reason", "file_invalid": "detail path",
+        "csv_err_too_large": "max", "csv_err_binary": "", "csv_err_encoding": "byte", "csv_err_columns": "expected missing", "csv_err_code": "column line value",
+        "csv_err_name": "column line", "csv_err_duplicate": "code first line", "csv_err_empty": "",
         "unknown_hamlet": "code", "role_needs_postgres": "", "channel_unreachable": "platform reason",
         "telegram_token_rejected": "", "telegram_webhook_refused": "", "telegram_stopped": "",
         "zalo_bot_webhook_refused": "url", "zalo_bot_getme_failed": "reason", "status_on_mode": "mode",
@@ -124,7 +126,7 @@ OPERATOR_FIELDS: dict[str, frozenset[str]] = {
         "check_message_missing": "", "check_see_also": "topic", "check_points_nowhere": "topic",
         "check_contract_missing": "", "check_not_our_subject": "", "check_first_message_long": "length max",
         "check_yaml_at": "column detail line", "check_yaml": "detail", "check_messages_mapping": "",
-        "check_missing_text": "",
+        "check_missing_text": "", "check_bc_missing": "names", "check_bc_optout": "",
     }.items()
 }
 

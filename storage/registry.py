@@ -19,7 +19,15 @@ MAX_CSV_BYTES = 5_000_000
 
 
 class CsvError(ValueError):
-    """The CSV cannot be imported; the message names every bad line."""
+    """The CSV cannot be imported. `problems` holds one (text id, values) pair per problem — every bad line —
+    rendered in Vietnamese at the edge from operator.yaml (`csv_err_*`)."""
+
+    def __init__(self, problems: list[tuple[str, dict]]):
+        super().__init__(problems)
+        self.problems = problems
+
+    def __str__(self) -> str:  # for logs and tracebacks only
+        return "; ".join(f"{code} {params}" for code, params in self.problems)
 
 
 @dataclass(frozen=True)
@@ -33,39 +41,39 @@ class Row:
 def parse_csv(data: bytes) -> list[Row]:
     """Parse and check a registry CSV; raise CsvError listing each problem by line."""
     if len(data) > MAX_CSV_BYTES:
-        raise CsvError(f"file is larger than {MAX_CSV_BYTES} bytes")
+        raise CsvError([("csv_err_too_large", {"max": MAX_CSV_BYTES})])
     if b"\x00" in data:
-        raise CsvError("file is binary, not CSV text")
+        raise CsvError([("csv_err_binary", {})])
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise CsvError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise CsvError([("csv_err_encoding", {"byte": exc.start})]) from None
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
-        raise CsvError(f"line 1: missing column(s): {', '.join(missing)} (expected {', '.join(CSV_COLUMNS)})")
+        raise CsvError([("csv_err_columns", {"missing": ", ".join(missing), "expected": ", ".join(CSV_COLUMNS)})])
     rows: list[Row] = []
-    errors: list[str] = []
+    errors: list[tuple[str, dict]] = []
     seen: dict[str, int] = {}
     for line, raw in enumerate(reader, 2):
         values = {c: (raw.get(c) or "").strip() for c in CSV_COLUMNS}
         row = Row(**values)
         for col in ("commune_code", "hamlet_code"):
             if not CODE_RE.match(values[col]):
-                errors.append(f"line {line}: {col} '{values[col][:40]}' must be 1-40 of A-Z a-z 0-9 _ -")
+                errors.append(("csv_err_code", {"line": line, "column": col, "value": values[col][:40]}))
         for col in ("commune_name", "hamlet_name"):
             if not values[col] or len(values[col]) > 200:
-                errors.append(f"line {line}: {col} must be 1-200 characters")
+                errors.append(("csv_err_name", {"line": line, "column": col}))
         # Codes are looked up without regard to case (people type them, QR links carry them).
         code_key = row.hamlet_code.lower()
         if code_key in seen:
-            errors.append(f"line {line}: hamlet_code '{row.hamlet_code}' already on line {seen[code_key]}")
+            errors.append(("csv_err_duplicate", {"line": line, "code": row.hamlet_code[:40], "first": seen[code_key]}))
         seen[code_key] = line
         rows.append(row)
     if errors:
-        raise CsvError("\n".join(errors))
+        raise CsvError(errors)
     if not rows:
-        raise CsvError("no rows")
+        raise CsvError([("csv_err_empty", {})])
     return rows
 
 

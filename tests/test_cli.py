@@ -138,7 +138,13 @@ def test_hamlets_import_refuses_a_bad_file(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b"\x00\x00binary")
     result = run(["hamlets", "import", str(bad)], tmp_path)
-    assert result.returncode == 1 and "binary" in result.stderr
+    assert result.returncode == 1 and "tệp là dữ liệu nhị phân, không phải văn bản CSV" in result.stderr
+    lines = tmp_path / "lines.csv"
+    lines.write_text("commune_code,commune_name,hamlet_code,hamlet_name\nx y,Xã A,h1,Thôn 1\nx,Xã A,H1,Thôn 2\n", encoding="utf-8")
+    every = run(["hamlets", "import", str(lines)], tmp_path)
+    assert every.returncode == 1 and "Traceback" not in every.stderr
+    assert "dòng 2: commune_code 'x y' phải gồm 1-40 ký tự A-Z a-z 0-9 _ -" in every.stderr
+    assert "dòng 3: hamlet_code 'H1' đã có ở dòng 2" in every.stderr
     missing = run(["hamlets", "import", str(tmp_path / "none.csv")], tmp_path)
     assert missing.returncode == 1 and "Không đọc được tệp" in missing.stderr
 

@@ -17,6 +17,7 @@ import yaml
 
 from bot.conversation import Context, Flow, Outcome, State
 from bot.messages import Incoming, Reply
+from storage.errors import CodedError
 
 CONTENT = Path(__file__).resolve().parent.parent / "content" / "broadcasts.yaml"
 _COMMAND = re.compile(r"^/(dung|batdau)(?:@\S+)?\s*$")
@@ -101,22 +102,33 @@ def _norm(text: str) -> str:
     return _TRAILING.sub("", _SPACES.sub(" ", text))
 
 
+class BroadcastContentError(CodedError):
+    """broadcasts.yaml cannot be used; `key` is the message at fault ("-" for the file), the sentence is
+    operator.yaml's `code`."""
+
+    def __init__(self, path: Path, key: str, code: str, /, **params):
+        super().__init__(code, **params)
+        self.file, self.key = path.name, key
+
+
 @lru_cache(maxsize=4)
 def load(path: Path = CONTENT) -> BroadcastContent:
-    """Load and check the broadcast content; raise ValueError naming what is wrong."""
+    """Load and check the broadcast content; raise BroadcastContentError naming what is wrong."""
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     messages = {str(k): str(v) for k, v in (raw.get("messages") or {}).items()}
     missing = [k for k in REQUIRED if not messages.get(k, "").strip()]
     if missing:
-        raise ValueError(f"{path.name}: missing message(s): {', '.join(missing)}")
+        raise BroadcastContentError(path, "messages", "check_bc_missing", names=", ".join(missing))
     for key, text in messages.items():
         # One form of address: "anh/chị", never "bạn".
-        if re.search(r"\bbạn\b", text, re.I):
-            raise ValueError(f"{path.name}: {key}: address the resident as anh/chị, not bạn")
+        found = re.search(r"\bbạn\b", text, re.I)
+        if found:
+            around = text[max(0, found.start() - 20) : found.end() + 20]
+            raise BroadcastContentError(path, key, "check_address", word=found.group(0), around=around)
     phrases = frozenset(_norm(p) for p in raw.get("optout_phrases") or ())
     plain = frozenset(_norm(p) for p in raw.get("optout_plain") or ())
     if not phrases or any(not p.isascii() for p in plain):
-        raise ValueError(f"{path.name}: optout_phrases must be given and optout_plain must be without diacritics")
+        raise BroadcastContentError(path, "optout_phrases", "check_bc_optout")
     names = {key: str(raw[key]) for key in ("reminder_step", "bring_topic", "mobile_topic") if raw.get(key)}
     from bot.normalize import fold_key
 

@@ -37,6 +37,26 @@ def test_back_in_only_by_command():
     assert wants("/batdau") is False
 
 
+def test_a_broken_broadcasts_file_is_named_in_vietnamese(tmp_path):
+    # What the IT person reads when an edit of broadcasts.yaml goes wrong: the message at fault, in Vietnamese.
+    from bot.broadcasts.optout import CONTENT, BroadcastContentError
+    from bot.startup import say
+
+    shipped = CONTENT.read_text(encoding="utf-8")
+    edited = tmp_path / "broadcasts.yaml"
+    edited.write_text(shipped.replace("Anh/chị", "Bạn", 1), encoding="utf-8")
+    with pytest.raises(BroadcastContentError) as err:
+        load(edited)
+    assert err.value.file == "broadcasts.yaml" and err.value.code == "check_address"
+    assert "gọi người dân là “anh/chị”, tự xưng “tôi”" in say(err.value.code, **err.value.params)
+    edited.write_text(shipped.replace("\noptout_phrases:", "\noptout_phrases_old:", 1), encoding="utf-8")
+    with pytest.raises(BroadcastContentError) as err:
+        load(edited)
+    assert err.value.key == "optout_phrases" and say(err.value.code, **err.value.params) == (
+        "phải có optout_phrases (câu xin dừng nhận tin), và optout_plain phải viết không dấu"
+    )
+
+
 def test_texts_address_the_resident_as_anh_chi():
     content = load()
     for key in ("optout_done", "optin_done", "bc_refused"):

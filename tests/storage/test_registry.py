@@ -33,17 +33,21 @@ async def test_reimport_updates_names(database):
 @pytest.mark.parametrize(
     "data, message",
     [
-        (b"\x00\x01binary", "binary"),
-        ("a,b\n1,2\n".encode(), "missing column(s)"),
-        ("commune_code,commune_name,hamlet_code,hamlet_name\n".encode(), "no rows"),
-        ("commune_code,commune_name,hamlet_code,hamlet_name\nx y,Xã,h1,Thôn 1\n".encode(), "line 2: commune_code 'x y'"),
-        ("commune_code,commune_name,hamlet_code,hamlet_name\nx,Xã,h1,Thôn 1\nx,Xã,h1,Thôn 2\n".encode(), "line 3: hamlet_code 'h1' already on line 2"),
-        ("commune_code,commune_name,hamlet_code,hamlet_name\nx,Xã,h1,Thôn 1\nx,Xã,H1,Thôn 2\n".encode(), "line 3: hamlet_code 'H1' already on line 2"),
-        ("commune_code,commune_name,hamlet_code,hamlet_name\nx,Xã,h1,\n".encode(), "line 2: hamlet_name must be 1-200"),
-        ("commune_code,commune_name,hamlet_code,hamlet_name\nx,Xa,h1,Thôn\n".encode("latin-1"), "not UTF-8"),
+        (b"\x00\x01binary", [("csv_err_binary", {})]),
+        ("a,b\n1,2\n".encode(), [("csv_err_columns", {"missing": "commune_code, commune_name, hamlet_code, hamlet_name",
+                                                      "expected": "commune_code, commune_name, hamlet_code, hamlet_name"})]),
+        ("commune_code,commune_name,hamlet_code,hamlet_name\n".encode(), [("csv_err_empty", {})]),
+        ("commune_code,commune_name,hamlet_code,hamlet_name\nx y,Xã,h1,Thôn 1\n".encode(),
+         [("csv_err_code", {"line": 2, "column": "commune_code", "value": "x y"})]),
+        ("commune_code,commune_name,hamlet_code,hamlet_name\nx,Xã,h1,Thôn 1\nx,Xã,h1,Thôn 2\n".encode(),
+         [("csv_err_duplicate", {"line": 3, "code": "h1", "first": 2})]),
+        ("commune_code,commune_name,hamlet_code,hamlet_name\nx,Xã,h1,Thôn 1\nx,Xã,H1,Thôn 2\n".encode(),
+         [("csv_err_duplicate", {"line": 3, "code": "H1", "first": 2})]),
+        ("commune_code,commune_name,hamlet_code,hamlet_name\nx,Xã,h1,\n".encode(), [("csv_err_name", {"line": 2, "column": "hamlet_name"})]),
+        ("commune_code,commune_name,hamlet_code,hamlet_name\nx,Xa,h1,Thôn\n".encode("latin-1"), [("csv_err_encoding", {"byte": len("commune_code,commune_name,hamlet_code,hamlet_name\nx,Xa,h1,Th")})]),
     ],
 )
 def test_bad_csv_is_refused_with_the_line(data, message):
     with pytest.raises(registry.CsvError) as err:
         registry.parse_csv(data)
-    assert message in str(err.value)
+    assert err.value.problems == message
