@@ -5,7 +5,7 @@
     .venv/bin/python bench/faq.py --fit      # refit the decision models on the dev split (prints constants)
     .venv/bin/python bench/faq.py --crossfit # long_dev decided by long models fitted without it (5 folds)
     .venv/bin/python bench/faq.py --judge    # long_dev, long_dev2 and each writer decided by models fitted without them
-    .venv/bin/python bench/faq.py --judge-short  # dev, dev2, headlines_dev decided by short models fitted without them; dev3
+    .venv/bin/python bench/faq.py --judge-short  # dev, dev2, headlines_dev, dev3 decided by short models fitted without them; dev4
 
 Quality is measured on bench/data/eval/faq_eval.csv (written independently of the content); the
 baselines' thresholds and the matcher's decision models are tuned on the dev split only.
@@ -468,8 +468,9 @@ def judge_short(catalog: Catalog) -> None:
 
     - leave one set out: dev, dev2, headlines_dev and the calibration files, each decided by short models and
       thresholds fitted on the fitting set without it (its long questions keep the shipped long models);
-    - dev3 (written blind for session 6, never fitted on), per writer, decided by the short models fitted on the
-      whole fitting set now (`--fit`) and by the models shipped in bot/matcher.py (the same once pasted)."""
+    - dev4 (written blind for session 7, never fitted on; dev3 until session 7, now in the fitting set and left out
+      above), per writer, decided by the short models fitted on the whole fitting set now (`--fit`) and by the
+      models shipped in bot/matcher.py (the same once pasted)."""
     matcher, rows, sigs = fitting_set(catalog)
     short, _ = regimes(matcher, sigs, rows)
 
@@ -499,14 +500,14 @@ def judge_short(catalog: Catalog) -> None:
             preds += [got[r.question] for r in judged]
     answers = iter(preds)
     line(f"{' + '.join(('dev', *SHORT_FIT_SPLITS))}, pooled", evaluate(lambda text: next(answers), pooled))
-    if SPLIT_FILES["dev3"].exists():
-        dev3 = load_rows("dev3")
+    if SPLIT_FILES["dev4"].exists():
+        dev4 = load_rows("dev4")
         for name, m in (("fitted now", fitted_without(None)), ("shipped", matcher)):
             predict = matcher_predict(m)
-            got = {r.question: predict(r.question) for r in dev3}
-            for writer in sorted({r.writer for r in dev3}):
-                line(f"dev3:{writer}, {name}", evaluate(lambda text: got[text], [r for r in dev3 if r.writer == writer]))
-            line(f"dev3, {name}", evaluate(lambda text: got[text], dev3))
+            got = {r.question: predict(r.question) for r in dev4}
+            for writer in sorted({r.writer for r in dev4}):
+                line(f"dev4:{writer}, {name}", evaluate(lambda text: got[text], [r for r in dev4 if r.writer == writer]))
+            line(f"dev4, {name}", evaluate(lambda text: got[text], dev4))
 
 
 def fit_regime(rows, sigs, keep, max_wrong, min_strict, max_oos_answered, objective, scope_features=SCOPE_FEATURES,
@@ -703,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit", action="store_true", help="refit the decision models on the dev split")
     parser.add_argument("--crossfit", action="store_true", help="long_dev decided by long models fitted without it (5 folds)")
     parser.add_argument("--judge", action="store_true", help="long_dev and long_dev2 decided by long models fitted without them")
-    parser.add_argument("--judge-short", action="store_true", help="short dev sets decided by short models fitted without them; dev3")
+    parser.add_argument("--judge-short", action="store_true", help="short dev sets decided by short models fitted without them; dev4")
     parser.add_argument("--no-scaling", action="store_true", help="skip the 2,000-entry synthetic run")
     parser.add_argument("--no-cv", action="store_true", help="skip the content sanity check and cross-validation")
     parser.add_argument("--errors", action="store_true", help="list the matcher's mistakes on the split (development splits only)")
