@@ -5,7 +5,7 @@
     .venv/bin/python bench/faq.py --fit      # refit the decision models on the dev split (prints constants)
     .venv/bin/python bench/faq.py --crossfit # long_dev decided by long models fitted without it (5 folds)
     .venv/bin/python bench/faq.py --judge    # long_dev, long_dev2 and each writer decided by models fitted without them
-    .venv/bin/python bench/faq.py --judge-short  # dev, dev2, headlines_dev decided by short models fitted without them; dev3
+    .venv/bin/python bench/faq.py --judge-short  # dev, dev2, headlines_dev, dev3 decided by short models fitted without them; dev4
 
 Quality is measured on bench/data/eval/faq_eval.csv (written independently of the content); the
 baselines' thresholds and the matcher's decision models are tuned on the dev split only.
@@ -67,9 +67,12 @@ DEV3 = ROOT / "bench" / "data" / "eval" / "faq_dev3.csv"
 # Its blind twin (session 6): two other writers, same brief, the same topic halves; nobody who changed the
 # matcher saw it. Run by the lead on the state session 6 started from and on the state it shipped.
 TEST3 = ROOT / "bench" / "data" / "eval" / "faq_test3.csv"
-# A fourth pair (session 7), same brief, four new writers who saw only the topic list: dev4 (writer a wrote the
-# last 21 topics, b the first 21) for the engineers, test4 (a the first 21, b the last 21) run only by the lead.
+# A fourth short development set (session 7), written blind by two writers who never saw the content (column
+# `writer`: a the last 21 topics, b the first 21; an empty topic is out of scope): measured first on the state
+# session 7 started from, then used as a check of its changes, never fitted on.
 DEV4 = ROOT / "bench" / "data" / "eval" / "faq_dev4.csv"
+# Its blind twin (session 7): two other writers, same brief (a the first 21 topics, b the last 21); nobody who
+# changed the matcher saw it. Run by the lead on the state session 7 started from and on the state it shipped.
 TEST4 = ROOT / "bench" / "data" / "eval" / "faq_test4.csv"
 SPLIT_FILES = {
     "dev2": DEV2, "test2": TEST2, "long_dev": LONG_DEV, "long_dev2": LONG_DEV2, "long_test": LONG_TEST,
@@ -270,7 +273,8 @@ LONG_ANSWER_FEATURES = ("ratio", "third", "coverage", "nb_margin", "lsa_margin",
 SHORT_SCOPE_FEATURES = SCOPE_FEATURES + ("lead_neighbour", "procedure", "lsa_cos")
 # Thresholds are picked on the dev split (with the calibration file) to maximise in-scope top-1 plus
 # half the share answered right, under these ceilings (stricter than the targets, to leave a margin).
-MAX_WRONG_RATE = 0.015  # session 6 (was 0.02): a short blind set's wrong rate must stay under 0.02 with a margin
+MAX_WRONG_RATE = 0.0125  # session 7 (was 0.015; 0.02 before session 6): on the fitting set the wrong rate is lower
+# than on blind writers (session 6 fitted at 0.015: test 0.022, dev4 0.022), so the ceiling keeps a wider margin
 MIN_STRICT_ABSTENTION = 0.90
 # Session 6: short out-of-scope questions answered, at most this share on the fitting set; choices may be
 # offered at a lower P(ours) than answers (`Thresholds.offer`), so the answer's bar can rise without turning
@@ -279,7 +283,7 @@ MAX_OOS_ANSWERED = 0.01
 SHORT_OFFER = True
 # Short development sets the short models are also fitted on (session 6; their short questions only: the long
 # models keep their fitting set). Judged by `--judge-short`, each decided by models fitted without it.
-SHORT_FIT_SPLITS = ("dev2", "headlines_dev")
+SHORT_FIT_SPLITS = ("dev2", "headlines_dev", "dev3")  # dev3 since session 7 (dev4 judges instead)
 # Long messages (issue #14, targets: wrong <= 0.05, out-of-scope abstention >= 0.95), with a margin.
 MAX_WRONG_RATE_LONG = 0.0275  # session 6 (was 0.03): with session 6's short examples in the content, 0.03 let
 # the long models answer more wrongly on unseen writers (--judge, leave one writer out: wrong 0.019 -> 0.029)
@@ -470,8 +474,9 @@ def judge_short(catalog: Catalog) -> None:
 
     - leave one set out: dev, dev2, headlines_dev and the calibration files, each decided by short models and
       thresholds fitted on the fitting set without it (its long questions keep the shipped long models);
-    - dev3 (written blind for session 6, never fitted on), per writer, decided by the short models fitted on the
-      whole fitting set now (`--fit`) and by the models shipped in bot/matcher.py (the same once pasted)."""
+    - dev4 (written blind for session 7, never fitted on; dev3 until session 7, now in the fitting set and left out
+      above), per writer, decided by the short models fitted on the whole fitting set now (`--fit`) and by the
+      models shipped in bot/matcher.py (the same once pasted)."""
     matcher, rows, sigs = fitting_set(catalog)
     short, _ = regimes(matcher, sigs, rows)
 
@@ -501,14 +506,14 @@ def judge_short(catalog: Catalog) -> None:
             preds += [got[r.question] for r in judged]
     answers = iter(preds)
     line(f"{' + '.join(('dev', *SHORT_FIT_SPLITS))}, pooled", evaluate(lambda text: next(answers), pooled))
-    if SPLIT_FILES["dev3"].exists():
-        dev3 = load_rows("dev3")
+    if SPLIT_FILES["dev4"].exists():
+        dev4 = load_rows("dev4")
         for name, m in (("fitted now", fitted_without(None)), ("shipped", matcher)):
             predict = matcher_predict(m)
-            got = {r.question: predict(r.question) for r in dev3}
-            for writer in sorted({r.writer for r in dev3}):
-                line(f"dev3:{writer}, {name}", evaluate(lambda text: got[text], [r for r in dev3 if r.writer == writer]))
-            line(f"dev3, {name}", evaluate(lambda text: got[text], dev3))
+            got = {r.question: predict(r.question) for r in dev4}
+            for writer in sorted({r.writer for r in dev4}):
+                line(f"dev4:{writer}, {name}", evaluate(lambda text: got[text], [r for r in dev4 if r.writer == writer]))
+            line(f"dev4, {name}", evaluate(lambda text: got[text], dev4))
 
 
 def fit_regime(rows, sigs, keep, max_wrong, min_strict, max_oos_answered, objective, scope_features=SCOPE_FEATURES,
@@ -705,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit", action="store_true", help="refit the decision models on the dev split")
     parser.add_argument("--crossfit", action="store_true", help="long_dev decided by long models fitted without it (5 folds)")
     parser.add_argument("--judge", action="store_true", help="long_dev and long_dev2 decided by long models fitted without them")
-    parser.add_argument("--judge-short", action="store_true", help="short dev sets decided by short models fitted without them; dev3")
+    parser.add_argument("--judge-short", action="store_true", help="short dev sets decided by short models fitted without them; dev4")
     parser.add_argument("--no-scaling", action="store_true", help="skip the 2,000-entry synthetic run")
     parser.add_argument("--no-cv", action="store_true", help="skip the content sanity check and cross-validation")
     parser.add_argument("--errors", action="store_true", help="list the matcher's mistakes on the split (development splits only)")

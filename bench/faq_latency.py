@@ -13,9 +13,14 @@ import csv
 import os
 import sys
 import time
+from pathlib import Path
 
-from bot.catalog import load_catalog
-from bot.matcher import Matcher
+# The matcher of this checkout, not of whatever checkout the venv's editable install points to (session 7: run
+# from a worktree with main's venv, `import bot` found /work/main's copy first).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.catalog import load_catalog  # noqa: E402
+from bot.matcher import Matcher  # noqa: E402
 
 
 def main(path: str, label: str, rounds: int = 3) -> None:
