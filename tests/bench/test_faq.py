@@ -43,7 +43,7 @@ def test_the_main_set_meets_the_issue_requirements(catalog):
 
 LONG_SETS = ["faq_long_dev.csv", "faq_long_dev2.csv", "faq_long_test.csv", "faq_long_test2.csv"]
 HEADLINE_SETS = ["faq_headlines_dev.csv", "faq_headlines_test.csv"]
-ALL_SETS = ["faq_eval.csv", "faq_dev2.csv", "faq_dev3.csv", "faq_dev4.csv", "faq_test2.csv", "faq_test3.csv", "oos_calibration.csv", "calibration.csv", "calibration_long.csv", *LONG_SETS, *HEADLINE_SETS]
+ALL_SETS = ["faq_eval.csv", "faq_dev2.csv", "faq_dev3.csv", "faq_dev4.csv", "faq_test2.csv", "faq_test3.csv", "faq_test4.csv", "oos_calibration.csv", "calibration.csv", "calibration_long.csv", *LONG_SETS, *HEADLINE_SETS]
 
 
 def topic_of(row: dict[str, str]) -> str:
@@ -101,7 +101,7 @@ def test_the_second_test_set_meets_the_issue_requirements(catalog):
 
 def test_no_test_question_appears_in_a_set_that_is_tuned_on():
     test = {fold_key(r["question"]) for r in rows("faq_eval.csv") if r["split"] == "test"}
-    test |= {fold_key(r["question"]) for name in ("faq_test2.csv", "faq_test3.csv", "faq_long_test.csv", "faq_long_test2.csv", "faq_headlines_test.csv") for r in rows(name)}
+    test |= {fold_key(r["question"]) for name in ("faq_test2.csv", "faq_test3.csv", "faq_test4.csv", "faq_long_test.csv", "faq_long_test2.csv", "faq_headlines_test.csv") for r in rows(name)}
     tuned = [r for r in rows("faq_eval.csv") if r["split"] != "test"]
     for name in ("faq_dev2.csv", "faq_dev3.csv", "faq_dev4.csv", "oos_calibration.csv", "calibration.csv", "calibration_long.csv", "faq_long_dev.csv", "faq_long_dev2.csv", "faq_headlines_dev.csv"):
         tuned += rows(name)
