@@ -274,12 +274,20 @@ def start_ceiling(db_url: str, api_port: int, port: int, log) -> Target:
     return Target("ceiling", [proc], [port])
 
 
+def with_root(env: dict[str, str]) -> dict[str, str]:
+    """The bot's code from this checkout: `.venv/bin/cccd-bot` imports `bot` from wherever the venv was
+    installed from (an editable install of another worktree), not from its working directory."""
+    paths = [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
+    return {**env, "PYTHONPATH": os.pathsep.join(paths)}
+
+
 def start_bot(db_url: str, api_port: int, ports: list[int], log, env_extra: dict | None = None, wrap: list[str] | None = None) -> Target:
     exe = str(ROOT / ".venv" / "bin" / "cccd-bot")
     procs = []
     for i, port in enumerate(ports):
         cmd = (wrap or []) + [exe, "serve", "--port", str(port)]
-        procs.append(subprocess.Popen(cmd, env=bot_env(db_url, f"http://127.0.0.1:{api_port}/bot", port, f"bench-{i}", extra=env_extra), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
+        env = bot_env(db_url, f"http://127.0.0.1:{api_port}/bot", port, f"bench-{i}", extra=env_extra)
+        procs.append(subprocess.Popen(cmd, env=with_root(env), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
     return Target("bot", procs, ports)
 
 
@@ -305,6 +313,21 @@ async def wait_ready(target: Target, api: FakeBotApi, timeout: float = 60) -> No
             await asyncio.sleep(0.1)
 
 
+async def wal_stats() -> tuple[float, float] | None:
+    """PostgreSQL's WAL written so far (bytes, full-page images), the whole cluster's: what each COMMIT waits to
+    flush. Other databases on the cluster add theirs; with nothing else writing, it is the target's."""
+    if not os.environ.get("BENCH_DB_IS_PG"):
+        return None
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        row = await conn.fetchrow("SELECT wal_bytes, wal_fpi FROM pg_stat_wal")
+        return float(row["wal_bytes"]), float(row["wal_fpi"])
+    finally:
+        await conn.close()
+
+
 async def db_counts(target: Target) -> tuple[float, float]:
     """Statements and transactions the bot processes sent so far (from /metrics)."""
     if target.kind != "bot":
@@ -328,6 +351,9 @@ class Window:
     webhook: list[float] = field(default_factory=list)
     errors: collections.Counter = field(default_factory=collections.Counter)
     done: int = 0
+    # (arrival in seconds since the window opened, end to end seconds) of each update handled: where the tail sits
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+    opened: float = field(default_factory=time.perf_counter)
 
 
 async def one_update(http, target: Target, api: FakeBotApi, people: People, chat: int, win: Window | None, rr: itertools.cycle, t0: float | None = None) -> None:
@@ -359,6 +385,7 @@ async def one_update(http, target: Target, api: FakeBotApi, people: People, chat
             return
         if win is not None:
             win.latencies.append(t1 - t0)
+            win.timeline.append((t0 - win.opened, t1 - t0))
             win.done += 1
     finally:
         people.busy.discard(chat)
@@ -389,15 +416,19 @@ async def closed_loop(target: Target, api: FakeBotApi, people: People, conc: int
     return summarize(target, win, elapsed, [b - a for a, b in zip(cpu0, cpu1)], st1 - st0, tx1 - tx0, [b - a for a, b in zip(rq0, rq1)])
 
 
-async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float, warmup: float, duration: float, soak_every: float = 0.0) -> dict:
+async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float, warmup: float, duration: float, soak_every: float = 0.0,
+                    timeline: Path | None = None) -> dict:
     rr = itertools.cycle(target.urls)
     tasks: set[asyncio.Task] = set()
     rss_samples: list[tuple[float, list[float]]] = []
+    lags: list[float] = []
+    probe = asyncio.create_task(loop_lag(lags))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         start = time.perf_counter()
         win: Window | None = None
         cpu0: list[float] = []
         st0 = tx0 = 0.0
+        wal0 = None
         n = 0
         next_rss = start
         while True:
@@ -405,6 +436,7 @@ async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float
             if win is None and now - start >= warmup:
                 win = Window()
                 cpu0, (st0, tx0), t_start, rq0 = target.cpu(), await db_counts(target), time.perf_counter(), target.run_queue_wait()
+                wal0 = await wal_stats()
             if now - start >= warmup + duration:
                 break
             if soak_every and now >= next_rss:
@@ -425,12 +457,46 @@ async def open_loop(target: Target, api: FakeBotApi, people: People, rate: float
             task.add_done_callback(tasks.discard)
         elapsed = time.perf_counter() - t_start
         cpu1, (st1, tx1), rq1 = target.cpu(), await db_counts(target), target.run_queue_wait()
+        wal1 = await wal_stats()
+        probe.cancel()
         await asyncio.gather(*tasks)
     result = summarize(target, win, elapsed, [b - a for a, b in zip(cpu0, cpu1)], st1 - st0, tx1 - tx0, [b - a for a, b in zip(rq0, rq1)])
     result["offered_per_s"] = rate
+    # This process's own event loop: how late a 5 ms sleep woke (posts and the fake Bot API's replies wait as long).
+    result["generator_lag_p50_p99_max_ms"] = [round(pct(lags, 50) * 1000, 1), round(pct(lags, 99) * 1000, 1), round(max(lags, default=0) * 1000, 1)]
+    result["tail"] = tail_shape(win)
+    if wal0 and wal1:
+        result["wal_bytes_fpi_per_update_cluster"] = [round((wal1[0] - wal0[0]) / max(win.done, 1)), round((wal1[1] - wal0[1]) / max(win.done, 1), 2)]
     if rss_samples:
         result["rss_samples"] = rss_samples
+    if timeline is not None:
+        timeline.parent.mkdir(parents=True, exist_ok=True)
+        timeline.write_text(json.dumps({"lags": lags, "timeline": win.timeline, "opened": win.opened}))
     return result
+
+
+async def loop_lag(out: list[float], every: float = 0.005) -> None:
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(every)
+        out.append(time.perf_counter() - t - every)
+
+
+def tail_shape(win: Window, bucket: float = 0.1) -> dict:
+    """Stalls or queueing? The updates over the p99, by the 100 ms of arrival they fall in: a few buckets holding
+    most of them is a stall hitting everything in flight; many buckets with one or two each is queueing."""
+    if not win.timeline:
+        return {}
+    p99 = pct([lat for _, lat in win.timeline], 99)
+    slow = collections.Counter(int(t / bucket) for t, lat in win.timeline if lat >= p99)
+    n = sum(slow.values())
+    top = slow.most_common(5)
+    return {
+        "over_p99": n,
+        "buckets_holding_them": len(slow),
+        "share_in_top5_buckets": round(sum(c for _, c in top) / max(n, 1), 2),
+        "top5_at_s": [(round(b * bucket, 1), c) for b, c in top],
+    }
 
 
 def pct(values: list[float], p: float) -> float:
@@ -523,7 +589,8 @@ async def trial(kind: str, args, db_url: str, api: FakeBotApi, people: People, l
                 stdout=log, stderr=subprocess.STDOUT,
             )
         if args.open_rate:
-            result = await open_loop(target, api, people, args.open_rate, args.warmup, args.duration, soak_every=10.0 if args.soak else 0.0)
+            result = await open_loop(target, api, people, args.open_rate, args.warmup, args.duration, soak_every=10.0 if args.soak else 0.0,
+                                     timeline=Path(args.timeline) / f"{kind}-{time.strftime('%H%M%S')}.json" if args.timeline else None)
         else:
             result = await closed_loop(target, api, people, args.conc, args.warmup, args.duration)
         if spy is not None:
@@ -555,6 +622,8 @@ async def fault_run(args) -> None:
 
 async def main_async(args) -> None:
     random.seed(args.seed)
+    if args.db == "postgresql":
+        os.environ["BENCH_DB_IS_PG"] = "1"
     if args.fault:
         await fault_run(args)
         return
@@ -570,7 +639,7 @@ async def main_async(args) -> None:
             # the bot's schema and hamlets once; the run then measures handling only
             env = bot_env(db_url, f"http://127.0.0.1:{PORT_BASE + 1}/bot", PORT_BASE + 10, "bench-0")
             subprocess.run([str(ROOT / ".venv" / "bin" / "cccd-bot"), "hamlets", "import", str(ROOT / "bot" / "content" / "hamlets_example.csv")],
-                           env=env, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+                           env=with_root(env), check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         if args.half_peak:
             # "Half the bot's own peak", measured in this run: a closed-loop trial of the bot first.
             peak = await trial("bot", argparse.Namespace(**{**vars(args), "open_rate": 0.0, "soak": False}), db_url, api, people, log, None)
@@ -581,7 +650,7 @@ async def main_async(args) -> None:
         if args.target == "both":
             env = bot_env(db_url, f"http://127.0.0.1:{PORT_BASE + 1}/bot", PORT_BASE + 10, "bench-0")
             subprocess.run([str(ROOT / ".venv" / "bin" / "cccd-bot"), "hamlets", "import", str(ROOT / "bot" / "content" / "hamlets_example.csv")],
-                           env=env, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+                           env=with_root(env), check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         for i, kind in enumerate(kinds):
             profile_dir = workdir if (args.profile and i == len(kinds) - 1) else None
             result = await trial(kind, args, db_url, api, people, log, profile_dir)
@@ -636,6 +705,7 @@ def main() -> None:
     parser.add_argument("--memprobe", metavar="DIR", help="the bot processes write what their memory is made of to DIR every 30 s "
                         "(bench/memprobe/sitecustomize.py; BENCH_MEMPROBE_EVERY, BENCH_MEMPROBE_TRACE=frames through --bot-env; not CCCD_ variables: the bot refuses unknown ones)")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument("--timeline", metavar="DIR", help="write each open-loop trial's (arrival s, end to end s) per update to DIR")
     parser.add_argument("--fault", choices=FAULTS, help="a fault run instead (bench/load_faults.py): the guide walked by --fault-chats chats while it happens")
     parser.add_argument("--fault-chats", type=int, default=200)
     parser.add_argument("--fault-rate", type=float, default=100.0, help="fault run: updates per second offered in all")

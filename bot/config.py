@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     # transactions run at once in a process (PostgreSQL; side by side only while they are small).
     pipeline_batch: int = Field(default=64, ge=1, le=1000)
     pipeline_concurrency: int = Field(default=1, ge=1, le=64)
+    # Send a message's replies as soon as its transaction is committed and visible, before the database has
+    # flushed it to disk; the platform's delivery is still acknowledged only once it is on disk. Off: the
+    # replies wait for the flush too (each commit's fsync, and any stall of the disk, is in every reply's time).
+    # On: a crash of the database server itself (power cut, kill -9; not a restart) may repeat the replies
+    # of its last moments — never lose a message. See docs/pipeline.md.
+    pipeline_reply_before_flush: bool = False
     # The pipeline's sender: one process holds its lease (see docs/pipeline.md).
     instance_name: str | None = None  # default: <host name>:<port>
     sender_lease_seconds: float = Field(default=10.0, gt=0.5, le=600)

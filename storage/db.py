@@ -36,8 +36,13 @@ def advisory_key(key: str) -> int:
 class Database:
     """An engine plus the locks that serialise the messages of one conversation."""
 
-    def __init__(self, url: str, *, echo: bool = False):
+    def __init__(self, url: str, *, echo: bool = False, reply_before_flush: bool = False):
         self.url = url
+        # Receiving transactions commit without waiting for the disk; what they acknowledge waits for
+        # `flushed()` instead (`CCCD_PIPELINE_REPLY_BEFORE_FLUSH`, see docs/pipeline.md).
+        self.reply_before_flush = reply_before_flush
+        self._flush_waiters: list[asyncio.Future[None]] = []
+        self._flush_task: asyncio.Task | None = None
         ensure_sqlite_dir(url)
         # No pool_pre_ping: it costs a round trip per checkout. A connection the server dropped fails its
         # first statement; SQLAlchemy then discards the pool's stale connections, and the pipeline
@@ -58,6 +63,10 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, echo=echo, hide_parameters=True, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            if reply_before_flush:
+                # In WAL mode a commit then writes the WAL without syncing it: safe if the process dies
+                # (the operating system has the data), on disk at `flushed()` or the next checkpoint.
+                event.listen(self.engine.sync_engine, "connect", _sqlite_synchronous_normal)
         # PostgreSQL backend pids of this process's own connections: the sender skips the NOTIFY of
         # commits it was handed directly (bot/pipeline/sending.py).
         self.backend_pids: set[int] = set()
@@ -123,6 +132,57 @@ class Database:
             async with self.transaction() as session:
                 yield session
 
+    async def flushed(self) -> None:
+        """Return once everything this process committed before the call is on disk.
+
+        With `reply_before_flush` a receiving transaction's COMMIT returns as soon as it is visible (its
+        replies can go out), and the platform's delivery is acknowledged only after this: a crash of the
+        database server (not of this process, not a restart) can then lose no acknowledged delivery, only
+        repeat the replies of the last moments, handled again when the platform delivers once more.
+        Callers arriving together share one flush: PostgreSQL — a statement committed with
+        `synchronous_commit` on, whose flush covers every WAL record before its own; SQLite — an
+        fdatasync of the WAL file, in a thread. Raises when the database cannot be reached.
+        """
+        if not self.reply_before_flush:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._flush_waiters.append(waiter)
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = loop.create_task(self._flush_rounds())
+        await waiter
+
+    async def _flush_rounds(self) -> None:
+        # Those who arrive during a flush wait for the next one: theirs may have committed after it began.
+        while self._flush_waiters:
+            waiters, self._flush_waiters = self._flush_waiters, []
+            try:
+                await self._flush_once()
+            except BaseException as exc:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc if isinstance(exc, Exception) else ConnectionError("shutting down"))
+                if not isinstance(exc, Exception):
+                    for waiter in self._flush_waiters:
+                        if not waiter.done():
+                            waiter.set_exception(ConnectionError("shutting down"))
+                    self._flush_waiters = []
+                    raise
+                continue
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _flush_once(self) -> None:
+        if self.is_sqlite:
+            path = make_url(self.url).database
+            if path and path != ":memory:":
+                await asyncio.to_thread(_sync_file, f"{path}-wal")
+            return
+        async with self._autocommit_sessions() as session, session.begin():
+            # A transaction id makes a commit record, and its flush takes every earlier record with it.
+            await session.execute(_PG_FLUSH)
+
     @asynccontextmanager
     async def locked(self, key: str, *, write: bool = False) -> AsyncIterator[AsyncSession]:
         """Yield a transaction holding the lock of `key` in this process and, on PostgreSQL, across processes.
@@ -175,8 +235,30 @@ class Database:
         await session.execute(_PG_LOCKS, {"keys": self.advisory_keys(keys)})
 
 
+_PG_FLUSH = text("SELECT pg_current_xact_id()")
+
+
+def _sync_file(path: str) -> None:
+    import os
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return  # no WAL yet, or checkpointed and removed: what it held is in the database file, synced
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
 _SQLITE_WRITE_LOCK = text("UPDATE conversation_states SET channel = channel WHERE 0")
 _PG_LOCKS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS k")
+
+
+def _sqlite_synchronous_normal(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -39,17 +39,20 @@ async def take(session: AsyncSession, channel: str, update_key: str, now: dateti
 
 
 async def take_many(
-    session: AsyncSession, keys: Sequence[tuple[str, str]], now: datetime, *, locks: Sequence[int] = ()
+    session: AsyncSession, keys: Sequence[tuple[str, str]], now: datetime, *, locks: Sequence[int] = (), flush_later: bool = False
 ) -> set[tuple[str, str]]:
     """Record deliveries' (channel, key) in one statement; return those no process recorded before.
 
     Keys are cut to the column's length, in the returned pairs too. `locks` (PostgreSQL): advisory lock
-    numbers, in order, that the same statement takes before it inserts (`Database.locked_many`).
+    numbers, in order, that the same statement takes before it inserts (`Database.locked_many`); with
+    `flush_later` the same statement makes the transaction's COMMIT return before its WAL is flushed
+    (`SET LOCAL synchronous_commit = off`, see `Database.flushed`).
     """
     rows = sorted({(channel, key[:KEY_LENGTH]) for channel, key in keys})
     conn = await session.connection()
     if locks:
-        params = {"locks": list(locks), "channels": [c for c, _ in rows], "keys": [k for _, k in rows], "now": now}
+        params = {"locks": list(locks), "channels": [c for c, _ in rows], "keys": [k for _, k in rows], "now": now,
+                  "sync": "off" if flush_later else None}
         return {(channel, key) for channel, key in (await conn.execute(_LOCK_AND_TAKE, params)).all()}
     if not rows:
         return set()
@@ -63,6 +66,7 @@ _LOCK_AND_TAKE = text(
     "SELECT t.channel, t.update_key, :now "
     "FROM unnest(CAST(:channels AS VARCHAR[]), CAST(:keys AS VARCHAR[])) AS t(channel, update_key) "
     "WHERE (SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:locks AS BIGINT[])) AS k) >= 0 "
+    "AND (SELECT set_config('synchronous_commit', COALESCE(CAST(:sync AS TEXT), current_setting('synchronous_commit')), true)) IS NOT NULL "
     "ON CONFLICT (channel, update_key) DO NOTHING "
     "RETURNING channel, update_key"
 )

@@ -420,3 +420,91 @@ async def test_after_a_server_error_a_chat_tries_again_as_soon_as_the_platform_t
     assert ("chat-a", "a1") in platform.delivered and time.monotonic() - started < 3
     assert ("chat-c", "c1") not in platform.delivered  # retry_after 30 s: still waiting
     await sender.stop(drain_seconds=0)
+
+
+# -- replies before the flush (CCCD_PIPELINE_REPLY_BEFORE_FLUSH) -------------------------------------
+
+
+class GatedFlushDatabase(Database):
+    """A database whose disk flushes wait for `gate` (or fail with `failure`): what the platform sees meanwhile."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, reply_before_flush=True)
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.failure: Exception | None = None
+        self.flushes = 0
+
+    async def flushed(self) -> None:
+        await self.gate.wait()
+        if self.failure is not None:
+            raise self.failure
+        self.flushes += 1
+        await super().flushed()
+
+
+async def reply_before_flush_pipeline(db_url, catalog, settings, clock, db: Database):
+    from bot.service import ChatService
+
+    await db.migrate()
+    platform = FakePlatform()
+    sender = make_sender(db, platform)
+    assert await sender.keep_lease()
+    return platform, sender, Pipeline(ChatService(db, catalog, settings, clock=clock), sender)
+
+
+async def test_with_replies_before_the_flush_the_reply_goes_out_and_the_platform_hears_taken_once_on_disk(db_url, catalog, settings, clock):
+    db = GatedFlushDatabase(db_url)
+    try:
+        platform, sender, pipeline = await reply_before_flush_pipeline(db_url, catalog, settings, clock, db)
+        db.gate.clear()  # the disk is slow
+        receiving = asyncio.ensure_future(pipeline.receive(work("f1", "chat-f", "/menu")))
+        for _ in range(300):
+            if platform.delivered:
+                break
+            await asyncio.sleep(0.01)
+        # The person has the answer while the webhook is not answered yet.
+        assert [(chat, text[:15]) for chat, text in platform.delivered] == [("chat-f", "Anh/chị cần gì?")]
+        assert not receiving.done()
+        db.gate.set()
+        assert await receiving is True
+        assert db.flushes == 1
+        # The platform's retry of an acknowledged update changes nothing.
+        assert await pipeline.receive(work("f1", "chat-f", "/menu")) is False
+        await sender.drain()
+        assert len(platform.delivered) == 1
+    finally:
+        await db.close()
+
+
+async def test_with_replies_before_the_flush_a_failed_flush_makes_the_platform_deliver_again_and_nothing_twice(db_url, catalog, settings, clock):
+    db = GatedFlushDatabase(db_url)
+    try:
+        platform, sender, pipeline = await reply_before_flush_pipeline(db_url, catalog, settings, clock, db)
+        db.failure = OSError("connection reset by the database")
+        with pytest.raises(Unavailable):
+            await pipeline.receive(work("f2", "chat-g", "/menu"))
+        db.failure = None
+        assert await pipeline.receive(work("f2", "chat-g", "/menu")) is False  # it was committed: a duplicate
+        await sender.drain()
+        assert [(chat, text[:15]) for chat, text in platform.delivered] == [("chat-g", "Anh/chị cần gì?")]
+    finally:
+        await db.close()
+
+
+async def test_with_replies_before_the_flush_each_chat_keeps_its_order(db_url, catalog, settings, clock):
+    db = Database(db_url, reply_before_flush=True)
+    try:
+        platform, sender, pipeline = await reply_before_flush_pipeline(db_url, catalog, settings, clock, db)
+        walk = ["/huongdan", "press:g:n", "press:g:n", "press:g:n"]
+        works = [guide_work(f"{chat}-{n}", chat, text, f"u-{chat}") for n, text in enumerate(walk) for chat in ("a", "b", "c")]
+        assert await asyncio.gather(*(pipeline.receive(w) for w in works)) == [True] * len(works)
+        await sender.drain()
+        steps: dict[str, list[str]] = {}
+        for chat, text in platform.delivered:
+            if text.startswith("Bước"):
+                steps.setdefault(chat, []).append(text.split()[1].rstrip(":"))
+        assert steps == {chat: ["1/9", "2/9", "3/9", "4/9"] for chat in ("a", "b", "c")}
+        assert {r.status for r in await outbox(db)} == {"sent"}
+    finally:
+        await db.close()

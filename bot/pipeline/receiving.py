@@ -234,9 +234,14 @@ class Pipeline:
             # This process's sender takes the new rows as they are; it scans for them only when it must.
             if self.sender is not None and rows and not self.sender.offer(rows, earlier):
                 self.sender.wake()
-            for item in batch:
-                self._report(item.work.channel, "handled" if item in fresh else "duplicate", item.started)
-                self._finish(item, item in fresh)
+            if self.db.reply_before_flush:
+                # Committed and visible: the replies go out and the chats' next deliveries may be handled,
+                # but the platform hears "taken" only once the commit is on disk (`Database.flushed`).
+                task = asyncio.get_running_loop().create_task(self._acknowledge(batch, fresh))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
+            self._acknowledged(batch, fresh)
             return
         # A bug, not an outage: a retry would fail the same way. Take the delivery and say sorry once.
         item = batch[0]
@@ -245,6 +250,24 @@ class Pipeline:
             self._report(item.work.channel, "error", item.started)
         except Exception as exc:
             self._finish(item, Unavailable(str(exc)[:200]) if is_unavailable(exc) else exc)
+
+    async def _acknowledge(self, batch: list[_Item], fresh: set[_Item]) -> None:
+        try:
+            await self.db.flushed()
+        except BaseException as exc:
+            # Perhaps on disk, perhaps not: the platform delivers again, and the key tells which.
+            for item in batch:
+                self._report(item.work.channel, "unavailable", item.started)
+                self._finish(item, Unavailable(str(exc)[:200] or type(exc).__name__))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._acknowledged(batch, fresh)
+
+    def _acknowledged(self, batch: list[_Item], fresh: set[_Item]) -> None:
+        for item in batch:
+            self._report(item.work.channel, "handled" if item in fresh else "duplicate", item.started)
+            self._finish(item, item in fresh)
 
     async def _transaction(
         self, batch: list[_Item]
@@ -276,7 +299,9 @@ class Pipeline:
         sent calls it records for the sender are added to `marks`."""
         # On PostgreSQL the chats' locks are taken by the same statement, before it records the keys.
         locks = () if self.db.is_sqlite else self.db.advisory_keys(chats)
-        taken = await deliveries.take_many(session, [(item.work.channel, item.work.key) for item in batch], now, locks=locks)
+        taken = await deliveries.take_many(
+            session, [(item.work.channel, item.work.key) for item in batch], now, locks=locks, flush_later=self.db.reply_before_flush
+        )
         fresh: list[_Item] = []
         for item in batch:
             key = (item.work.channel, item.work.key[: deliveries.KEY_LENGTH])

@@ -358,14 +358,13 @@ class Sender:
 
     async def _serve(self, key: tuple[str, str], queue: collections.deque[Outgoing]) -> None:
         try:
-            async with self._slots:
-                while queue:
-                    row = queue[0]
-                    ended_chat = await self._deliver(row)
-                    queue.popleft()
-                    if ended_chat:
-                        self._end(other.id for other in queue)  # refused with the chat
-                        queue.clear()
+            while queue:
+                row = queue[0]
+                ended_chat = await self._deliver(row)
+                queue.popleft()
+                if ended_chat:
+                    self._end(other.id for other in queue)  # refused with the chat
+                    queue.clear()
         finally:
             # Cancelled (shutdown, lease lost): what was queued here is left pending for the next holder.
             for other in queue:
@@ -387,7 +386,12 @@ class Sender:
         while True:
             await pacer.acquire(row.chat_id, self.sleep)
             try:
-                result = await transport.deliver(row.chat_id, row.call)
+                # A slot is held for the call only: a chat waiting for its call's record (a commit, which
+                # waits for the disk), for a retry or for its pacing must not hold up other chats' first
+                # replies (measured at 200 updates/s on PostgreSQL: one slow commit of the records, and 101
+                # chats waited up to 184 ms at the same moment for a slot held by chats waiting for them).
+                async with self._slots:
+                    result = await transport.deliver(row.chat_id, row.call)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug in a channel must not lose the reply: retry it later
