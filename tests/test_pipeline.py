@@ -508,3 +508,22 @@ async def test_with_replies_before_the_flush_each_chat_keeps_its_order(db_url, c
         assert {r.status for r in await outbox(db)} == {"sent"}
     finally:
         await db.close()
+
+
+def test_replies_go_before_the_flush_by_default_on_postgresql_not_on_sqlite(catalog, tmp_path, monkeypatch):
+    # What `serve` builds: PostgreSQL sends a reply once its commit is visible (the platform hears "taken" once it
+    # is on disk); SQLite waits for the disk; CCCD_PIPELINE_REPLY_BEFORE_FLUSH decides when set.
+    from bot.config import Settings
+    from bot.server import DATABASE, create_app
+
+    def built(url: str, **env: str) -> bool:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        app = create_app(Settings(database_url=url), catalog)
+        return app[DATABASE].reply_before_flush
+
+    sqlite = f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}"
+    assert built("postgresql+asyncpg://bot@127.0.0.1:5432/bot") is True
+    assert built(sqlite) is False
+    assert built("postgresql+asyncpg://bot@127.0.0.1:5432/bot", CCCD_PIPELINE_REPLY_BEFORE_FLUSH="false") is False
+    assert built(sqlite, CCCD_PIPELINE_REPLY_BEFORE_FLUSH="true") is True
