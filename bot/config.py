@@ -83,10 +83,10 @@ class Settings(BaseSettings):
     # flushed it to disk; the platform's delivery is still acknowledged only once it is on disk. Off: the
     # replies wait for the flush too (each commit's fsync, and any stall of the disk, is in every reply's time).
     # On: a crash of the database server itself (power cut, kill -9; not a restart) may repeat the replies
-    # of its last moments — never lose a message. See docs/pipeline.md. Unset: on for PostgreSQL, where it
-    # took the p99 at half the peak from 388–1,106 ms to 64–69 ms (BENCHMARKS.md, issue 11, session 7); off
-    # for SQLite, where it cost CPU per update and the tail stayed long.
-    pipeline_reply_before_flush: bool | None = None
+    # of its last moments — never lose a message. See docs/pipeline.md. On by default: it took the p99 at half
+    # the peak from 388–1,106 ms to 64–69 ms on PostgreSQL and 3–11x lower on SQLite (BENCHMARKS.md, issue 11,
+    # session 7); a commune that prefers waiting for the disk to a rare repeated reply sets it to false.
+    pipeline_reply_before_flush: bool = True
     # The pipeline's sender: one process holds its lease (see docs/pipeline.md).
     instance_name: str | None = None  # default: <host name>:<port>
     sender_lease_seconds: float = Field(default=10.0, gt=0.5, le=600)
@@ -129,13 +129,6 @@ class Settings(BaseSettings):
     broadcast_read_timeout: float = Field(default=10.0, gt=0.1, le=120)
     # On Monday morning, tell each hamlet group how many people there used the guide in the past week.
     broadcast_weekly_summary: bool = False
-
-    @property
-    def reply_before_flush(self) -> bool:
-        """`pipeline_reply_before_flush` as set, or its default for the database in use."""
-        if self.pipeline_reply_before_flush is not None:
-            return self.pipeline_reply_before_flush
-        return self.database_url.startswith("postgresql")
 
     @field_validator("database_url")
     @classmethod

@@ -338,7 +338,7 @@ def create_app(
 ) -> web.Application:
     """Build the application: the core and the pipeline, then every channel whose credentials are set."""
     app = web.Application(client_max_size=1024 * 1024)
-    setup_core(app, settings, catalog, db or Database(settings.database_url, reply_before_flush=settings.reply_before_flush), role=role, instance=instance)
+    setup_core(app, settings, catalog, db or Database(settings.database_url, reply_before_flush=settings.pipeline_reply_before_flush), role=role, instance=instance)
     setup_reload(app)
     setup_retention(app)
     setup_examples(app)

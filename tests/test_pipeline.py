@@ -510,9 +510,9 @@ async def test_with_replies_before_the_flush_each_chat_keeps_its_order(db_url, c
         await db.close()
 
 
-def test_replies_go_before_the_flush_by_default_on_postgresql_not_on_sqlite(catalog, tmp_path, monkeypatch):
-    # What `serve` builds: PostgreSQL sends a reply once its commit is visible (the platform hears "taken" once it
-    # is on disk); SQLite waits for the disk; CCCD_PIPELINE_REPLY_BEFORE_FLUSH decides when set.
+def test_replies_go_before_the_flush_by_default_and_the_setting_turns_it_off(catalog, tmp_path, monkeypatch):
+    # What `serve` builds: a reply goes once its commit is visible (the platform hears "taken" once it is on
+    # disk), on both databases; CCCD_PIPELINE_REPLY_BEFORE_FLUSH=false makes replies wait for the disk.
     from bot.config import Settings
     from bot.server import DATABASE, create_app
 
@@ -524,6 +524,6 @@ def test_replies_go_before_the_flush_by_default_on_postgresql_not_on_sqlite(cata
 
     sqlite = f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}"
     assert built("postgresql+asyncpg://bot@127.0.0.1:5432/bot") is True
-    assert built(sqlite) is False
+    assert built(sqlite) is True
     assert built("postgresql+asyncpg://bot@127.0.0.1:5432/bot", CCCD_PIPELINE_REPLY_BEFORE_FLUSH="false") is False
-    assert built(sqlite, CCCD_PIPELINE_REPLY_BEFORE_FLUSH="true") is True
+    assert built(sqlite) is False  # still set
