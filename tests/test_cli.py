@@ -19,6 +19,9 @@ from tests.conftest import EXAMPLE_CSV
 def run(args, tmp_path, stdin="", **env_extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCCD_")}
     env["CCCD_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/cli.sqlite3"
+    # The command runs in tmp_path: without this, `bot` would come from wherever the venv was installed from
+    # (a git worktree sharing another checkout's venv would test that checkout's code).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")]))
     env.update(env_extra)
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args], input=stdin, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
